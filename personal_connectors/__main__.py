@@ -1,0 +1,3 @@
+from personal_connectors.cli.main import main
+
+main()

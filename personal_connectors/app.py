@@ -1,0 +1,57 @@
+"""The ASGI application: routers, error envelope, request context, and the runtime lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from personal_connectors.apps.endpoints import router as apps_router
+from personal_connectors.config import API_PREFIX, Settings
+from personal_connectors.connections.endpoints import router as connections_router
+from personal_connectors.flows.endpoints import router as flows_router
+from personal_connectors.health.endpoints import router as health_router
+from personal_connectors.http.context import RequestContextMiddleware
+from personal_connectors.http.errors import install_error_handlers
+from personal_connectors.logs import configure_logging
+from personal_connectors.runtime import Runtime
+
+DESCRIPTION = """A self-hostable OAuth 2.0 connection broker.
+
+Users connect personal accounts through OAuth; the service keeps the tokens encrypted, refreshes
+them, revokes them on disconnect and hands valid access tokens to the platform's tools.
+Authenticate with `X-API-Key: ak_…` or `Authorization: Bearer ak_…`."""
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else Settings())
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or Runtime.start(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.close()
+
+    app = FastAPI(
+        title="Personal Connectors",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health_router)
+    # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
+    app.include_router(flows_router, prefix=API_PREFIX)
+    app.include_router(apps_router, prefix=API_PREFIX)
+    app.include_router(connections_router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,40 @@
+"""Database access for OAuth apps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.models import OAuthApp
+
+
+class OAuthAppRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, organization_id: str | None, app_key: str) -> OAuthApp | None:
+        org_clause = (
+            OAuthApp.organization_id.is_(None)
+            if organization_id is None
+            else OAuthApp.organization_id == organization_id
+        )
+        statement = select(OAuthApp).where(org_clause, OAuthApp.app_key == app_key)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_by_id(self, app_id: str) -> OAuthApp | None:
+        return await self.session.get(OAuthApp, app_id)
+
+    async def visible_to(self, organization_id: str) -> Sequence[OAuthApp]:
+        """The organization's own apps and the service-wide ones."""
+        statement = select(OAuthApp).where(
+            or_(OAuthApp.organization_id == organization_id, OAuthApp.organization_id.is_(None))
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    def add(self, app: OAuthApp) -> None:
+        self.session.add(app)
+
+    async def delete(self, app: OAuthApp) -> None:
+        await self.session.delete(app)

@@ -1,0 +1,31 @@
+"""API shapes of OAuth apps. The client secret goes in, never out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OAuthAppIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: str = Field(min_length=1, max_length=4000)
+    scopes: list[str] | None = Field(default=None, max_length=100)
+
+
+class OAuthAppOut(BaseModel):
+    app_key: str
+    client_id: str
+    scopes: list[str] | None
+    source: Literal["organization", "service"]
+    redirect_uri: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class OAuthAppList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OAuthAppOut]

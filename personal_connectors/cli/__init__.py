@@ -1,0 +1,1 @@
+"""The ``connectors`` command line for operators (SPEC §4)."""

@@ -1,0 +1,54 @@
+"""Running a CLI command's async work against the configured database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.cli.output import fail
+from personal_connectors.config import Settings
+from personal_connectors.crypto.keyring import KeyConfigurationError
+from personal_connectors.exceptions import APIError
+from personal_connectors.identity.exceptions import IdentityError
+from personal_connectors.providers.catalog import CatalogError
+from personal_connectors.runtime import Runtime
+from personal_connectors.storage.migrations import upgrade
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(f"invalid configuration: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+
+
+def prepare_database(settings: Settings) -> None:
+    """The embedded default needs no set-up: create and migrate it on first use."""
+    if settings.is_embedded:
+        upgrade(settings)
+
+
+def run_with_session(work: Callable[[AsyncSession, Runtime], Awaitable[T]]) -> T:
+    settings = load_settings()
+
+    async def main() -> T:
+        runtime = Runtime.start(settings)
+        try:
+            async with runtime.sessions() as session:
+                return await work(session, runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        prepare_database(settings)
+        return asyncio.run(main())
+    except (IdentityError, KeyConfigurationError, CatalogError) as exc:
+        fail(str(exc))
+    except APIError as exc:
+        fail(exc.system_message)

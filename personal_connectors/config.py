@@ -1,0 +1,94 @@
+"""Service configuration, read once from the environment (and a `.env` file in the working folder).
+
+Every variable is prefixed with ``CONNECTORS_``; see SPEC §5 and the README for the full table.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+API_PREFIX = "/v1/personal-connectors"
+
+
+def origin_of(url: str) -> str:
+    """The RFC 6454 origin of a URL, lower-cased scheme and host, default ports dropped."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in {("http", 80), ("https", 443)}:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONNECTORS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    base_url: str = "http://127.0.0.1:8080"
+    encryption_keys: str | None = None
+    providers_file: Path | None = None
+    allowed_return_origins: str | None = None
+
+    # Beyond SPEC §5: tuning knobs with safe defaults.
+    log_level: str = "INFO"
+    flow_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    revocation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("CONNECTORS_BASE_URL must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when running on the default SQLite file (nothing configured)."""
+        return self.database_url is None
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """Translate the plain URL operators write into the async driver URL SQLAlchemy needs."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'connectors.db').resolve()}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return url
+        raise ValueError("CONNECTORS_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.base_url}{API_PREFIX}/callback"
+
+    @cached_property
+    def return_origins(self) -> frozenset[str]:
+        if not self.allowed_return_origins:
+            return frozenset({origin_of(self.base_url)})
+        return frozenset(
+            origin_of(item.strip()) for item in self.allowed_return_origins.split(",") if item.strip()
+        )
+
+    def connect_base(self) -> str:
+        return f"{self.base_url}{API_PREFIX}"
+
+
+def get_settings() -> Settings:
+    return Settings()

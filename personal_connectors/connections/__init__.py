@@ -1,0 +1,1 @@
+"""Connections: a user's connected accounts, their listing, health and disconnection."""

@@ -1,0 +1,87 @@
+"""Database access for connections and their audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.connections.events import EventType
+from personal_connectors.models import Connection, ConnectionEvent, new_id
+
+
+class ConnectionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_owned(
+        self, connection_id: str, user_id: str, organization_id: str | None = None
+    ) -> Connection | None:
+        """The caller's live connection; anything else (foreign, deleted, unknown) is None."""
+        statement = select(Connection).where(
+            Connection.id == connection_id,
+            Connection.user_id == user_id,
+            Connection.deleted_at.is_(None),
+        )
+        if organization_id is not None:
+            statement = statement.where(Connection.organization_id == organization_id)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def find_live_account(
+        self, organization_id: str, user_id: str, app_key: str, account_id: str
+    ) -> Connection | None:
+        statement = select(Connection).where(
+            Connection.organization_id == organization_id,
+            Connection.user_id == user_id,
+            Connection.app_key == app_key,
+            Connection.account_id == account_id,
+            Connection.deleted_at.is_(None),
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def list_owned(
+        self,
+        organization_id: str,
+        user_id: str,
+        *,
+        app_key: str | None = None,
+        status: str | None = None,
+    ) -> Sequence[Connection]:
+        statement = select(Connection).where(
+            Connection.organization_id == organization_id,
+            Connection.user_id == user_id,
+            Connection.deleted_at.is_(None),
+        )
+        if app_key is not None:
+            statement = statement.where(Connection.app_key == app_key)
+        if status is not None:
+            statement = statement.where(Connection.status == status)
+        statement = statement.order_by(Connection.created_at.desc(), Connection.id.desc())
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def list_all(
+        self, organization_id: str | None = None, user_id: str | None = None
+    ) -> Sequence[Connection]:
+        statement = select(Connection).where(Connection.deleted_at.is_(None))
+        if organization_id is not None:
+            statement = statement.where(Connection.organization_id == organization_id)
+        if user_id is not None:
+            statement = statement.where(Connection.user_id == user_id)
+        return (await self.session.execute(statement.order_by(Connection.created_at.desc()))).scalars().all()
+
+    def add(self, connection: Connection) -> None:
+        self.session.add(connection)
+
+    def record(self, connection: Connection, event: EventType, **detail: Any) -> None:
+        """Add an audit event to the current transaction (never with a token in ``detail``)."""
+        self.session.add(
+            ConnectionEvent(
+                id=new_id("evt"),
+                connection_id=connection.id,
+                organization_id=connection.organization_id,
+                type=event,
+                detail=detail,
+            )
+        )

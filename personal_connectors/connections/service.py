@@ -1,0 +1,157 @@
+"""Connection logic: saving an authorization, listing, and disconnecting with revocation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.connections.events import EventType
+from personal_connectors.connections.exceptions import ConnectionNotFound
+from personal_connectors.connections.repository import ConnectionRepository
+from personal_connectors.connections.revocation import revoke_grant
+from personal_connectors.identity.service import OrgAccess, Principal
+from personal_connectors.models import Connection, ConnectionStatus, new_id, utcnow
+from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.providers.gateway import client_for
+from personal_connectors.providers.identity import AccountIdentity
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.vault import TokenVault
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionService:
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.repository = ConnectionRepository(session)
+        self.vault = TokenVault(runtime.sealer)
+
+    async def save_authorization(
+        self,
+        *,
+        organization_id: str,
+        user_id: str,
+        app_key: str,
+        oauth_app_id: str,
+        integration_params: Mapping[str, str],
+        identity: AccountIdentity,
+        grant: TokenGrant,
+    ) -> tuple[Connection, bool]:
+        """Create the connection, or update it when this user connected this account before.
+
+        Returns the connection and whether it is new. Commits.
+        """
+        for attempt in (1, 2):
+            connection = await self.repository.find_live_account(
+                organization_id, user_id, app_key, identity.account_id
+            )
+            created = connection is None
+            if connection is None:
+                connection = Connection(
+                    id=new_id("conn"),
+                    organization_id=organization_id,
+                    user_id=user_id,
+                    app_key=app_key,
+                    account_id=identity.account_id,
+                    version=1,
+                )
+                self.repository.add(connection)
+            else:
+                connection.version += 1
+            connection.oauth_app_id = oauth_app_id
+            connection.account_email = identity.email
+            connection.account_name = identity.name
+            connection.integration_params = dict(integration_params)
+            connection.scopes = list(grant.scopes or [])
+            connection.status = ConnectionStatus.ACTIVE
+            connection.status_reason = None
+            connection.last_sync_at = utcnow()
+            self.vault.store(connection, grant)
+            self.repository.record(
+                connection,
+                EventType.CREATED if created else EventType.REAUTHORIZED,
+                scopes=connection.scopes,
+            )
+            try:
+                await self.session.commit()
+                return connection, created
+            except IntegrityError:
+                # Two callbacks for the same account raced; the other one created it first.
+                await self.session.rollback()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def list_for(
+        self, access: OrgAccess, *, app_key: str | None = None, status: str | None = None
+    ) -> Sequence[Connection]:
+        return await self.repository.list_owned(
+            access.organization_id, access.user_id, app_key=app_key, status=status
+        )
+
+    async def get_for(
+        self, principal: Principal, connection_id: str, organization_id: str | None = None
+    ) -> Connection:
+        connection = None
+        if len(connection_id) <= 64:
+            connection = await self.repository.get_owned(
+                connection_id, principal.user_id, organization_id
+            )
+        if connection is None:
+            raise ConnectionNotFound()
+        return connection
+
+    async def disconnect(
+        self, principal: Principal, connection_id: str, organization_id: str | None = None
+    ) -> None:
+        """Revoke at the provider (bounded, best effort), wipe the tokens, mark deleted."""
+        connection = await self.get_for(principal, connection_id, organization_id)
+        await self._revoke(connection)
+        self.vault.wipe(connection)
+        connection.status = ConnectionStatus.DELETED
+        connection.is_active = False
+        connection.deleted_at = utcnow()
+        connection.version += 1
+        self.repository.record(connection, EventType.DELETED)
+        await self.session.commit()
+
+    async def _revoke(self, connection: Connection) -> None:
+        entry = self.runtime.catalog.get(connection.app_key)
+        apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
+        resolved = await apps.by_id(connection.oauth_app_id)
+        if entry is None or resolved is None:
+            self.repository.record(
+                connection, EventType.REVOCATION_FAILED, reason="provider or OAuth app removed"
+            )
+            return
+        access_token = self.vault.access_token(connection)
+        refresh_token = self.vault.refresh_token(connection)
+        try:
+            client = await client_for(
+                self.runtime, entry, connection.integration_params, resolved.credentials
+            )
+        except Exception as exc:  # the disconnect must never be blocked by the provider
+            self.repository.record(
+                connection, EventType.REVOCATION_FAILED, reason=type(exc).__name__
+            )
+            return
+        outcomes = await revoke_grant(
+            client,
+            self.runtime.http,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            timeout=self.runtime.settings.revocation_timeout_seconds,
+        )
+        revoked = any(outcome.revoked for outcome in outcomes)
+        self.repository.record(
+            connection,
+            EventType.REVOKED if revoked else EventType.REVOCATION_FAILED,
+            outcomes=[outcome.as_detail() for outcome in outcomes],
+        )
+        if not revoked:
+            logger.warning("revocation of %s at %s did not succeed", connection.id, entry.key)

@@ -1,0 +1,136 @@
+"""The service's error vocabulary (SPEC §2). Each error knows its status, code and type.
+
+Domain packages raise these (or their own subclasses in their ``exceptions`` module); the HTTP layer
+renders them into the one error envelope. Messages never carry tokens, codes, states or secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    type: str = "server_error"
+    message: str = "An unexpected error occurred. Please try again later."
+
+    def __init__(
+        self,
+        system_message: str | None = None,
+        *,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.system_message = system_message or self.message
+        if message is not None:
+            self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.system_message)
+
+
+class ValidationFailed(APIError):
+    status, code, type = 400, "VALIDATION_ERROR", "validation_error"
+    message = "The request contains invalid parameters."
+
+    @classmethod
+    def for_fields(cls, system_message: str, *fields: str, **extra: Any) -> ValidationFailed:
+        return cls(system_message, details={"fields": list(fields), **extra})
+
+
+class InvalidStateToken(ValidationFailed):
+    """Unknown, expired, used or foreign state: all alike, so none can be told apart."""
+
+    def __init__(self) -> None:
+        super().__init__("Invalid or expired state token.")
+
+
+class ConnectorNotConfigured(APIError):
+    status, code, type = 400, "CONNECTOR_NOT_CONFIGURED", "validation_error"
+    message = "This connector is not configured for your organization."
+
+
+class AuthenticationRequired(APIError):
+    status, code, type = 401, "AUTHENTICATION_REQUIRED", "authentication_error"
+    message = "Authentication required. Please provide a valid API key."
+
+
+class InvalidAPIKey(AuthenticationRequired):
+    code = "INVALID_API_KEY"
+    message = "Your API key is invalid."
+
+
+class APIKeyExpired(AuthenticationRequired):
+    code = "API_KEY_EXPIRED"
+    message = "Your API key has expired."
+
+
+class APIKeyDeactivated(AuthenticationRequired):
+    code = "API_KEY_DEACTIVATED"
+    message = "Your API key has been deactivated."
+
+
+class APIKeyPaused(AuthenticationRequired):
+    code = "API_KEY_PAUSED"
+    message = "Your API key is paused."
+
+
+class OrganizationAccessDenied(APIError):
+    status, code, type = 403, "ORGANIZATION_ACCESS_DENIED", "authorization_error"
+    message = "You don't have access to this organization."
+
+
+class InsufficientPermissions(APIError):
+    status, code, type = 403, "INSUFFICIENT_PERMISSIONS", "authorization_error"
+    message = "You don't have permission to perform this action."
+
+
+class ResourceNotFound(APIError):
+    status, code, type = 404, "RESOURCE_NOT_FOUND", "not_found_error"
+    message = "The requested resource was not found."
+
+
+class MethodNotAllowed(APIError):
+    status, code, type = 405, "METHOD_NOT_ALLOWED", "client_error"
+    message = "This method is not allowed on this resource."
+
+
+class Conflict(APIError):
+    status, code, type = 409, "CONFLICT", "client_error"
+    message = "The request conflicts with the current state of the resource."
+
+
+class PayloadTooLarge(APIError):
+    status, code, type = 413, "PAYLOAD_TOO_LARGE", "client_error"
+    message = "The request body is too large."
+
+
+class UnsupportedMediaType(APIError):
+    status, code, type = 415, "UNSUPPORTED_MEDIA_TYPE", "client_error"
+    message = "The request body must be JSON."
+
+
+class RateLimitExceeded(APIError):
+    status, code, type = 429, "RATE_LIMIT_EXCEEDED", "rate_limit_error"
+    message = "Too many requests. Please slow down."
+
+
+class ProviderError(APIError):
+    status, code, type = 502, "PROVIDER_ERROR", "server_error"
+    message = "The connected service answered unexpectedly."
+
+
+class ProviderUnavailable(APIError):
+    status, code, type = 503, "PROVIDER_UNAVAILABLE", "server_error"
+    message = "The connected service is not reachable right now. Please try again shortly."
+
+
+class ServiceUnavailable(APIError):
+    status, code, type = 503, "SERVICE_UNAVAILABLE", "server_error"
+    message = "The service is not ready."
+
+
+class InternalError(APIError):
+    pass

@@ -1,0 +1,16 @@
+"""Why a flow failed, in the words the callback and complete-oauth report."""
+
+from __future__ import annotations
+
+import re
+
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class FlowFailed(Exception):
+    """The flow ended without a connection; ``code`` is an OAuth-style error code."""
+
+    def __init__(self, code: str, description: str) -> None:
+        self.code = code if _SAFE_CODE.match(code) else "provider_error"
+        self.description = description[:300]
+        super().__init__(self.code)

@@ -1,0 +1,64 @@
+"""API shapes of the flow endpoints, as the seed document and SPEC §3.1 give them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
+
+from personal_connectors.connections.schemas import ConnectionSummary
+
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+ParamValue = Annotated[str, StringConstraints(max_length=500)]
+
+
+class AuthorizeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    connector_type: str = Field(
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("connector_type", "app_key"),
+        description="The provider key (`github`); `app_key` is accepted as an alias.",
+    )
+    scopes: list[Scope] | None = Field(default=None, max_length=50)
+    integration_params: dict[str, ParamValue] | None = Field(default=None, max_length=20)
+    return_url: str | None = Field(default=None, max_length=2000)
+    completion: Literal["callback", "explicit"] = "callback"
+
+
+class AuthorizeOut(BaseModel):
+    authorization_url: str
+    state: str
+    state_token: str
+    expires_at: datetime
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state_token: str = Field(min_length=1, max_length=200)
+
+
+class FlowError(BaseModel):
+    code: str
+    description: str | None
+
+
+class CompleteOut(BaseModel):
+    connected: bool
+    connection: ConnectionSummary | None
+    message: str
+    error: FlowError | None = None
+
+
+class CallbackData(BaseModel):
+    connection_id: str
+    app_key: str
+    status: str
+
+
+class CallbackOut(BaseModel):
+    success: Literal[True] = True
+    data: CallbackData

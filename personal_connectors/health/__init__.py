@@ -1,0 +1,1 @@
+"""Liveness and readiness probes (SPEC §3.4)."""

@@ -1,0 +1,28 @@
+"""``/livez`` answers without touching anything; ``/readyz`` asks the database."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from personal_connectors.exceptions import ServiceUnavailable
+from personal_connectors.http.dependencies import RuntimeDep
+
+router = APIRouter(tags=["Operations"])
+
+
+
+@router.get("/livez", summary="Liveness: the process answers")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the database answers")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        raise ServiceUnavailable("The database does not answer.") from None
+    return JSONResponse({"status": "ok"})

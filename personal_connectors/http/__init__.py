@@ -1,0 +1,1 @@
+"""The HTTP layer: error envelope, request context, authentication dependencies."""

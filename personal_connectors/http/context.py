@@ -1,0 +1,96 @@
+"""Per-request context: a trace id on every response, an access log without query strings, and
+a cap on body size enforced while the body streams in (not only from Content-Length)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from personal_connectors.exceptions import PayloadTooLarge
+from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
+
+_STATE_KEY = "request_id"
+
+access_logger = logging.getLogger("personal_connectors.access")
+
+
+def request_id_of(scope: Scope) -> str:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    if _STATE_KEY not in state:
+        state[_STATE_KEY] = f"req_{uuid.uuid4().hex}"
+    return str(state[_STATE_KEY])
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        started = time.perf_counter()
+        status = 500
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            # Refuse before reading a byte of it.
+            response = error_response(
+                PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
+            )
+            await response(scope, receive, send)
+            access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
+            return
+        receive = _bounded_receive(receive, self.max_body_bytes)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            access_logger.info(
+                "%s %s %s %.1fms %s",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _bounded_receive(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"The body exceeds {limit} bytes.")
+        return message
+
+    return bounded

@@ -1,0 +1,74 @@
+"""FastAPI dependencies: the runtime, a database session, the caller and their organization."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.identity.service import IdentityService, OrgAccess, Principal
+from personal_connectors.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def presented_api_key(request: Request) -> str | None:
+    """``X-API-Key: ak_…`` or ``Authorization: Bearer ak_…`` (SPEC §2)."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def current_principal(request: Request, session: SessionDep) -> Principal:
+    return await IdentityService(session).authenticate(presented_api_key(request))
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+async def optional_org_access(
+    principal: PrincipalDep,
+    session: SessionDep,
+    organization_id: Annotated[
+        str | None, Query(description="The organization (`org_…`); `organizationId` also accepted.")
+    ] = None,
+    organization_id_camel: Annotated[
+        str | None, Query(alias="organizationId", include_in_schema=False)
+    ] = None,
+) -> OrgAccess | None:
+    chosen = organization_id or organization_id_camel
+    if chosen is None:
+        return None
+    return await IdentityService(session).organization_access(principal, chosen)
+
+
+async def org_access(access: Annotated[OrgAccess | None, Depends(optional_org_access)]) -> OrgAccess:
+    if access is None:
+        raise ValidationFailed.for_fields("organization_id is required.", "organization_id")
+    return access
+
+
+OrgAccessDep = Annotated[OrgAccess, Depends(org_access)]
+OptionalOrgAccessDep = Annotated[OrgAccess | None, Depends(optional_org_access)]

@@ -1,0 +1,95 @@
+"""Rendering every failure — ours, the framework's and crashes — in the envelope of SPEC §2."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from personal_connectors.exceptions import (
+    APIError,
+    InternalError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ResourceNotFound,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from personal_connectors.http.context import request_id_of
+from personal_connectors.http.envelope import error_response
+
+logger = logging.getLogger(__name__)
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"} and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def validation_error(exc: RequestValidationError) -> APIError:
+    """Framework validation → 400 VALIDATION_ERROR naming the fields (never echoing inputs)."""
+    errors = exc.errors()
+    if any(item.get("type") == "json_invalid" for item in errors):
+        return ValidationFailed.for_fields("The request body is not valid JSON.", "body")
+    fields: list[str] = []
+    messages: list[str] = []
+    for item in errors:
+        name = _field_name(tuple(item.get("loc", ())))
+        if name not in fields:
+            fields.append(name)
+        messages.append(f"{name}: {item.get('msg', 'invalid')}")
+    return ValidationFailed.for_fields("; ".join(messages)[:500] or "Invalid request.", *fields)
+
+
+def http_error(exc: StarletteHTTPException) -> APIError:
+    if exc.status_code == 404:
+        return ResourceNotFound("No route matches this path.")
+    if exc.status_code == 405:
+        return MethodNotAllowed("This path does not accept this method.")
+    if exc.status_code == 413:
+        return PayloadTooLarge()
+    if exc.status_code == 415:
+        return UnsupportedMediaType()
+    if 400 <= exc.status_code < 500:
+        error = ValidationFailed(str(exc.detail)[:200])
+        error.status = exc.status_code
+        return error
+    return InternalError()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, APIError)
+        return error_response(exc, request_id_of(request.scope))
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc), request_id_of(request.scope))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        response = error_response(http_error(exc), request_id_of(request.scope))
+        if exc.status_code == 405 and exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(
+            "unhandled %s on %s %s (request %s)",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            request_id_of(request.scope),
+        )
+        return error_response(InternalError(), request_id_of(request.scope))
+
+    app.add_exception_handler(APIError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

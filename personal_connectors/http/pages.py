@@ -1,0 +1,29 @@
+"""Server-rendered pages: Jinja2 with autoescaping and a strict, per-response CSP."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+_environment = Environment(
+    loader=PackageLoader("personal_connectors", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def render_page(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    html = _environment.get_template(template).render(nonce=nonce, **context)
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
+            "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return HTMLResponse(html, status_code=status_code, headers=headers)

@@ -1,0 +1,59 @@
+"""Logging set-up with a last line of defence: secrets are redacted from every record.
+
+The code never logs a token, code, state or key on purpose; this filter catches the accidents
+(an exception message quoting a URL, a library logging a request) before they reach a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_PATTERNS = [
+    (re.compile(r"\bak_[A-Za-z0-9]{8,}"), "ak_[REDACTED]"),
+    (re.compile(r"\bstate_[A-Za-z0-9_\-]{8,}"), "state_[REDACTED]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-=]+"), r"\1 [REDACTED]"),
+    (
+        re.compile(
+            r"(?i)\b(access_token|refresh_token|id_token|client_secret|code_verifier|code|state|"
+            r"token|password|secret|assertion)(\"?\s*[=:]\s*\"?)[^\s&\",;]+"
+        ),
+        r"\1\2[REDACTED]",
+    ),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        record.msg = redact(message)
+        record.args = None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Uvicorn's access log prints the query string (the callback's code and state): ours does not.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -1,0 +1,80 @@
+"""A user's connected account at one provider, with its tokens sealed at rest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from personal_connectors.models.base import Base, TimestampedMixin, id_column, utcnow
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    DELETED = "deleted"
+
+
+class Connection(TimestampedMixin, Base):
+    __tablename__ = "connections"
+    __table_args__ = (
+        # The same provider account connected again by the same user updates, never duplicates.
+        Index(
+            "uq_connections_live_account",
+            "organization_id",
+            "user_id",
+            "app_key",
+            "account_id",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_connections_owner", "organization_id", "user_id", "created_at"),
+        Index("ix_connections_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = id_column()
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    app_key: Mapped[str] = mapped_column(String(64))
+    oauth_app_id: Mapped[str | None] = mapped_column(
+        ForeignKey("oauth_apps.id", ondelete="SET NULL")
+    )
+    account_id: Mapped[str] = mapped_column(String(255))
+    account_email: Mapped[str | None] = mapped_column(String(320))
+    account_name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), default=ConnectionStatus.ACTIVE)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    scopes: Mapped[list[str]]
+    integration_params: Mapped[dict[str, Any]]
+    token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
+    key_id: Mapped[str] = mapped_column(String(32))
+    access_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime | None]
+    # Bumped by every token write: a compare-and-swap guard against lost updates.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    tools_enabled: Mapped[bool] = mapped_column(default=True)
+    allowed_tools: Mapped[list[str] | None]
+    mcp_configuration_id: Mapped[str | None] = mapped_column(String(64))
+    last_sync_at: Mapped[datetime | None]
+    last_checked_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class ConnectionEvent(Base):
+    """The audit trail of a connection; never holds a token."""
+
+    __tablename__ = "connection_events"
+    __table_args__ = (Index("ix_connection_events_connection", "connection_id", "created_at"),)
+
+    id: Mapped[str] = id_column()
+    connection_id: Mapped[str] = mapped_column(String(40))
+    organization_id: Mapped[str] = mapped_column(String(40), index=True)
+    type: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

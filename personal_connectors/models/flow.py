@@ -1,0 +1,53 @@
+"""One authorization attempt, found again by the hash of its state token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from personal_connectors.models.base import Base, id_column, utcnow
+
+
+class FlowStatus(StrEnum):
+    PENDING = "pending"  # the user has not come back from the provider yet
+    EXCHANGING = "exchanging"  # the callback claimed the flow and is exchanging the code
+    AUTHORIZED = "authorized"  # tokens held, waiting for an explicit complete-oauth
+    COMPLETED = "completed"  # a connection was created or updated
+    FAILED = "failed"  # the provider refused, or the exchange failed
+
+
+class FlowCompletion(StrEnum):
+    CALLBACK = "callback"
+    EXPLICIT = "explicit"
+
+
+class Flow(Base):
+    __tablename__ = "flows"
+
+    id: Mapped[str] = id_column()
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    app_key: Mapped[str] = mapped_column(String(64))
+    oauth_app_id: Mapped[str] = mapped_column(ForeignKey("oauth_apps.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]]
+    integration_params: Mapped[dict[str, Any]]
+    return_url: Mapped[str | None] = mapped_column(Text)
+    completion: Mapped[str] = mapped_column(String(20), default=FlowCompletion.CALLBACK)
+    status: Mapped[str] = mapped_column(String(20), default=FlowStatus.PENDING)
+    # Sealed with the flow id as associated data: the PKCE verifier and, in explicit completion,
+    # the token answer held until complete-oauth.
+    key_id: Mapped[str] = mapped_column(String(32))
+    code_verifier_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    grant_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    connection_id: Mapped[str | None] = mapped_column(String(40))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_description: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -1,0 +1,255 @@
+"""The OAuth 2.0 client side of every provider conversation, done by Authlib.
+
+Authlib builds authorization URLs (with the RFC 7636 S256 challenge), exchanges codes, refreshes
+and revokes (RFC 7009) with the client authentication the catalog names. What this module adds is
+the catalog's quirks — nested or form-encoded token answers, missing ``expires_in`` — and the
+translation of failures into the three classes of ``oauth.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import warnings
+
+import httpx
+from authlib.common.security import generate_token
+from authlib.deprecate import AuthlibDeprecationWarning
+from authlib.integrations.base_client.errors import OAuthError
+
+# Authlib 1.9 prefers the `httpx2` fork and warns when it falls back to `httpx`, which this
+# service uses everywhere (one HTTP stack, one set of transports in tests). The fallback is
+# supported; the warning is noise until the project moves stacks deliberately.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from personal_connectors.models.base import utcnow
+from personal_connectors.oauth.endpoints import ProviderEndpoints
+from personal_connectors.oauth.errors import ProviderBadAnswer, ProviderRejected, ProviderUnreachable
+from personal_connectors.providers.paths import lookup, lookup_text
+from personal_connectors.providers.schema import ProviderEntry
+
+# The fields a token answer is normalised to before Authlib parses it.
+_TOKEN_FIELDS = ("access_token", "refresh_token", "expires_in", "scope", "token_type")
+
+
+def new_code_verifier() -> str:
+    """RFC 7636 §4.1: 43–128 unreserved characters of CSPRNG output (here 64)."""
+    return str(generate_token(64))
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a token endpoint granted, normalised; ``raw`` keeps the non-secret rest."""
+
+    access_token: str
+    refresh_token: str | None
+    token_type: str
+    expires_at: datetime | None
+    scopes: list[str] | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+
+def scrub_secrets(value: Any) -> Any:
+    """A copy without any token, secret or code, at any depth (for identity reads and logs)."""
+    if isinstance(value, dict):
+        return {
+            k: scrub_secrets(v)
+            for k, v in value.items()
+            if not any(word in k.lower() for word in ("token", "secret", "code", "password"))
+        }
+    if isinstance(value, list):
+        return [scrub_secrets(item) for item in value]
+    return value
+
+
+def _decode_body(response: httpx.Response) -> Any:
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type or response.content[:1] in (b"{", b"["):
+        return response.json()
+    if "x-www-form-urlencoded" in content_type or "text/plain" in content_type:
+        return dict(parse_qsl(response.text))
+    return response.json()
+
+
+class OAuthClient:
+    """A provider's OAuth endpoints spoken with one app's credentials."""
+
+    def __init__(
+        self,
+        entry: ProviderEntry,
+        endpoints: ProviderEndpoints,
+        credentials: ClientCredentials,
+        *,
+        redirect_uri: str,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.entry = entry
+        self.endpoints = endpoints
+        self.credentials = credentials
+        self.redirect_uri = redirect_uri
+        self.timeout = timeout
+        self.transport = transport
+
+    def _session(self) -> AsyncOAuth2Client:
+        session = AsyncOAuth2Client(
+            client_id=self.credentials.client_id,
+            client_secret=self.credentials.client_secret,
+            token_endpoint_auth_method=self.entry.token_endpoint_auth_method,
+            revocation_endpoint_auth_method=self.entry.token_endpoint_auth_method,
+            redirect_uri=self.redirect_uri,
+            code_challenge_method="S256",
+            timeout=self.timeout,
+            transport=self.transport,
+            follow_redirects=False,
+        )
+        session.register_compliance_hook("access_token_response", self._normalise)
+        session.register_compliance_hook("refresh_token_response", self._normalise)
+        return session
+
+    def _normalise(self, response: httpx.Response) -> httpx.Response:
+        """Lift nested tokens to the top level and accept form-encoded answers."""
+        if response.status_code >= 500:
+            return response
+        try:
+            body = _decode_body(response)
+        except ValueError:
+            return response
+        if not isinstance(body, dict):
+            return response
+        paths = self.entry.token_response
+        if paths is not None and "error" not in body:
+            lifted = dict(body)
+            for name in _TOKEN_FIELDS:
+                value = lookup(body, getattr(paths, name))
+                if value is not None:
+                    lifted[name] = value
+            body = lifted
+        if "error" in body and not isinstance(body["error"], str):
+            body["error"] = json.dumps(body["error"])[:100]
+        return httpx.Response(response.status_code, json=body, request=response.request)
+
+    def authorization_url(self, *, state: str, scopes: list[str], code_verifier: str | None) -> str:
+        session = self._session()
+        url, _ = session.create_authorization_url(
+            self.endpoints.authorization_url,
+            state=state,
+            code_verifier=code_verifier,
+            scope=self.entry.join_scopes(scopes) if scopes else None,
+            **self.entry.authorization_params,
+        )
+        return str(url)
+
+    async def exchange_code(
+        self, code: str, *, code_verifier: str | None, requested_scopes: list[str]
+    ) -> TokenGrant:
+        params: dict[str, Any] = {"code": code, **self.entry.token_params}
+        if code_verifier:
+            params["code_verifier"] = code_verifier
+        async with self._session() as session:
+            token = await self._call(
+                session.fetch_token(
+                    self.endpoints.token_url,
+                    grant_type="authorization_code",
+                    redirect_uri=self.redirect_uri,
+                    **params,
+                )
+            )
+        return self._grant(token, requested_scopes)
+
+    async def refresh(self, refresh_token: str, *, current_scopes: list[str]) -> TokenGrant:
+        async with self._session() as session:
+            token = await self._call(
+                session.refresh_token(
+                    self.endpoints.token_url, refresh_token=refresh_token, **self.entry.token_params
+                )
+            )
+        grant = self._grant(token, current_scopes)
+        if grant.refresh_token is None:
+            # Providers that do not rotate send no new refresh token: the old one stays valid.
+            grant = TokenGrant(
+                grant.access_token, refresh_token, grant.token_type, grant.expires_at,
+                grant.scopes, grant.raw,
+            )
+        return grant
+
+    async def revoke(self, token: str, token_type_hint: str) -> None:
+        """RFC 7009. A 200 is not proof that a live token died (§2.2), only that it is gone."""
+        if not self.endpoints.revocation_url:
+            raise ProviderBadAnswer("the provider has no revocation endpoint")
+        async with self._session() as session:
+            response = await self._call(
+                session.revoke_token(
+                    self.endpoints.revocation_url, token=token, token_type_hint=token_type_hint
+                )
+            )
+        if response.status_code >= 500:
+            raise ProviderUnreachable(f"revocation answered {response.status_code}")
+        if response.status_code >= 400:
+            raise ProviderBadAnswer(f"revocation answered {response.status_code}")
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except OAuthError as exc:
+            raise ProviderRejected(str(exc.error), exc.description) from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            if status >= 500 or status == 429:
+                raise ProviderUnreachable(f"HTTP {status}", _retry_after(exc.response)) from None
+            raise ProviderBadAnswer(f"HTTP {status} without an OAuth error") from None
+        except httpx.TransportError as exc:
+            raise ProviderUnreachable(type(exc).__name__) from None
+        except ValueError:
+            raise ProviderBadAnswer("the answer is not a JSON object") from None
+
+    def _grant(self, token: Mapping[str, Any], requested_scopes: list[str]) -> TokenGrant:
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise ProviderBadAnswer("the token answer has no access_token")
+        refresh_token = token.get("refresh_token")
+        expires_in = token.get("expires_in")
+        expires_at: datetime | None = None
+        try:
+            if expires_in not in (None, ""):
+                expires_at = utcnow() + timedelta(seconds=int(float(expires_in)))
+        except (TypeError, ValueError):
+            expires_at = None
+        if expires_at is None and self.entry.default_expires_in:
+            expires_at = utcnow() + timedelta(seconds=self.entry.default_expires_in)
+        scope_text = lookup_text(token, "scope")
+        scopes = _split_scopes(scope_text) if scope_text is not None else list(requested_scopes)
+        return TokenGrant(
+            access_token=access_token,
+            refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+            token_type=str(token.get("token_type") or "Bearer"),
+            expires_at=expires_at,
+            scopes=scopes,
+            raw=scrub_secrets(dict(token)),
+        )
+
+
+def _split_scopes(text: str) -> list[str]:
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

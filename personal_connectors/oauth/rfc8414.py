@@ -1,0 +1,75 @@
+"""Authorization-server metadata (RFC 8414) and OpenID discovery, with the issuer check.
+
+The issuer in the document must be the one the well-known URL was built from (RFC 8414 §3.3,
+OpenID Discovery §4.3); otherwise an attacker who controls the document could point us at
+their own endpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+OIDC_SUFFIX = "/.well-known/openid-configuration"
+OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
+CACHE_SECONDS = 3600.0
+
+
+class DiscoveryError(RuntimeError):
+    """The metadata document could not be fetched or is not trustworthy."""
+
+
+def expected_issuer(discovery_url: str) -> str:
+    """The issuer a discovery URL was derived from."""
+    parts = urlsplit(discovery_url)
+    path = parts.path
+    if path.endswith(OIDC_SUFFIX):
+        issuer_path = path[: -len(OIDC_SUFFIX)]
+    elif path.startswith(OAUTH_WELL_KNOWN):
+        issuer_path = path[len(OAUTH_WELL_KNOWN) :]
+    else:
+        raise DiscoveryError("discovery_url must end in /.well-known/openid-configuration "
+                             "or start with /.well-known/oauth-authorization-server")
+    return urlunsplit((parts.scheme, parts.netloc, issuer_path, "", ""))
+
+
+def verify_metadata(discovery_url: str, document: Any, declared_issuer: str | None) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise DiscoveryError("metadata document is not a JSON object")
+    issuer = document.get("issuer")
+    if issuer != expected_issuer(discovery_url):
+        raise DiscoveryError("metadata issuer does not match the discovery URL")
+    if declared_issuer is not None and issuer != declared_issuer:
+        raise DiscoveryError("metadata issuer does not match the catalog's issuer")
+    for field in ("authorization_endpoint", "token_endpoint"):
+        if not isinstance(document.get(field), str):
+            raise DiscoveryError(f"metadata has no {field}")
+    return document
+
+
+class MetadataCache:
+    """Per-process cache of verified metadata documents, so discovery is not on every request."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS) -> None:
+        self._ttl = ttl
+        self._documents: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def get(
+        self, http: httpx.AsyncClient, discovery_url: str, declared_issuer: str | None
+    ) -> dict[str, Any]:
+        cached = self._documents.get(discovery_url)
+        now = time.monotonic()
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            response = await http.get(discovery_url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise DiscoveryError(f"metadata could not be fetched ({type(exc).__name__})") from exc
+        verified = verify_metadata(discovery_url, document, declared_issuer)
+        self._documents[discovery_url] = (now, verified)
+        return verified

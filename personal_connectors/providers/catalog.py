@@ -1,0 +1,96 @@
+"""Loading the catalog: the built-in entries shipped as data, merged with an operator's file.
+
+A bad entry stops loading with a message that names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from personal_connectors.providers.schema import ProviderEntry
+
+BUILTIN_CATALOG = Path(__file__).with_name("builtin.yaml")
+
+
+class CatalogError(ValueError):
+    """A providers file that cannot be used; the message says where and why."""
+
+
+def _describe(error: ValidationError, source: str, key: str) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(entry)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: entry '{key}', field '{field}': {message}")
+    return "\n".join(lines)
+
+
+def read_entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The raw mapping of a providers file: ``{key: {field: value}}``."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: must be a mapping of provider key to entry")
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, dict):
+            raise CatalogError(f"{path}: entry '{key}' must be a mapping of fields")
+    return data
+
+
+def validate_entries(
+    raw: Mapping[str, Mapping[str, Any]], source: str, base: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, ProviderEntry]:
+    """Validate every entry; an entry whose key is in ``base`` overrides those fields only."""
+    entries: dict[str, ProviderEntry] = {}
+    problems: list[str] = []
+    for key, fields in raw.items():
+        merged = {**(base or {}).get(key, {}), **fields, "key": key}
+        try:
+            entries[key] = ProviderEntry.model_validate(merged)
+        except ValidationError as exc:
+            problems.append(_describe(exc, source, key))
+    if problems:
+        raise CatalogError("\n".join(problems))
+    return entries
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: Mapping[str, ProviderEntry]
+
+    def get(self, key: str) -> ProviderEntry | None:
+        return self.entries.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __iter__(self) -> Iterator[ProviderEntry]:
+        return iter(sorted(self.entries.values(), key=lambda entry: entry.key))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def load_catalog(providers_file: Path | None = None) -> Catalog:
+    builtin_raw = read_entries(BUILTIN_CATALOG)
+    entries = validate_entries(builtin_raw, str(BUILTIN_CATALOG.name))
+    if providers_file is not None:
+        entries.update(validate_entries(read_entries(providers_file), str(providers_file), builtin_raw))
+    return Catalog(entries)
+
+
+def check_file(path: Path) -> dict[str, ProviderEntry]:
+    """What ``connectors providers check`` runs: the file on its own, merged over built-ins."""
+    return validate_entries(read_entries(path), str(path), read_entries(BUILTIN_CATALOG))

@@ -1,0 +1,44 @@
+"""Turning a catalog entry, a connection's parameters and an app's credentials into a client.
+
+The one place where discovery failures become API errors, so flows and connections agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from personal_connectors.exceptions import ProviderError, ProviderUnavailable
+from personal_connectors.oauth.client import ClientCredentials, OAuthClient
+from personal_connectors.oauth.endpoints import ProviderEndpoints, resolve_endpoints
+from personal_connectors.oauth.rfc8414 import DiscoveryError
+from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.runtime import Runtime
+
+
+async def endpoints_for(
+    runtime: Runtime, entry: ProviderEntry, params: Mapping[str, str]
+) -> ProviderEndpoints:
+    try:
+        return await resolve_endpoints(entry, params, runtime.http, runtime.metadata)
+    except DiscoveryError as exc:
+        if "could not be fetched" in str(exc):
+            raise ProviderUnavailable(
+                f"The {entry.display_name} metadata document could not be fetched.",
+                headers={"Retry-After": "30"},
+            ) from None
+        raise ProviderError(f"The {entry.display_name} metadata was refused: {exc}.") from None
+
+
+async def client_for(
+    runtime: Runtime,
+    entry: ProviderEntry,
+    params: Mapping[str, str],
+    credentials: ClientCredentials,
+) -> OAuthClient:
+    return OAuthClient(
+        entry,
+        await endpoints_for(runtime, entry, params),
+        credentials,
+        redirect_uri=runtime.settings.redirect_uri,
+        timeout=runtime.settings.provider_timeout_seconds,
+    )

@@ -1,0 +1,66 @@
+"""Reading who the connected account is (id, email, name) from the provider.
+
+The account id is what makes a second connection of the same account a re-authorization rather
+than a duplicate, so a provider answer without one is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.oauth.endpoints import ProviderEndpoints
+from personal_connectors.oauth.errors import ProviderBadAnswer, ProviderUnreachable
+from personal_connectors.providers.paths import lookup_text
+from personal_connectors.providers.schema import IdentityMapping, ProviderEntry
+
+DEFAULT_MAPPING = IdentityMapping()  # OpenID userinfo claims: sub, email, name
+
+
+@dataclass(frozen=True)
+class AccountIdentity:
+    account_id: str
+    email: str | None
+    name: str | None
+
+
+def _from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
+    account_id = lookup_text(document, mapping.id_path)
+    if not account_id:
+        raise ProviderBadAnswer("the identity answer has no account id")
+    return AccountIdentity(
+        account_id=account_id,
+        email=lookup_text(document, mapping.email_path),
+        name=lookup_text(document, mapping.name_path),
+    )
+
+
+async def read_identity(
+    entry: ProviderEntry,
+    endpoints: ProviderEndpoints,
+    grant: TokenGrant,
+    http: httpx.AsyncClient,
+) -> AccountIdentity:
+    mapping = entry.userinfo or DEFAULT_MAPPING
+    if mapping.from_token_response:
+        return _from_document(grant.raw, mapping)
+    url = endpoints.userinfo_url
+    if not url:
+        raise ProviderBadAnswer("the provider declares no identity call")
+    headers = {"Accept": "application/json", **mapping.headers}
+    headers["Authorization"] = f"Bearer {grant.access_token}"
+    try:
+        response = await http.request(mapping.method, url, headers=headers, json=mapping.body)
+    except httpx.TransportError as exc:
+        raise ProviderUnreachable(type(exc).__name__) from None
+    if response.status_code >= 500:
+        raise ProviderUnreachable(f"identity call answered {response.status_code}")
+    if response.status_code >= 400:
+        raise ProviderBadAnswer(f"identity call answered {response.status_code}")
+    try:
+        document = response.json()
+    except ValueError:
+        raise ProviderBadAnswer("identity answer is not JSON") from None
+    return _from_document(document, mapping)

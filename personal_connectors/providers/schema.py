@@ -1,0 +1,233 @@
+"""The schema of one catalog entry (SPEC §6). Unknown fields are errors, so typos cannot hide."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TEMPLATE_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+# Variables the service itself fills in (never from user input).
+BUILTIN_VARIABLES = frozenset({"client_id", "access_token", "refresh_token", "token"})
+PROVIDER_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_provider_url(value: str) -> str:
+    """Production URLs must be https; plain http is allowed on loopback only (local servers)."""
+    # Template variables stand in for host labels; validate the URL's shape with a placeholder.
+    probe = TEMPLATE_VARIABLE.sub("x", value)
+    parts = urlsplit(probe)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return value
+    raise ValueError(f"must be an https URL (http only on loopback), got {value!r}")
+
+
+ProviderURL = Annotated[str, Field(min_length=8, max_length=2000)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntegrationParam(StrictModel):
+    """A value the user supplies for one connection (e.g. a Zendesk subdomain)."""
+
+    pattern: str = Field(description="A regular expression the whole value must match.")
+    description: str | None = None
+    example: str | None = None
+    required: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"pattern does not compile: {exc}") from exc
+        return value
+
+
+class IdentityMapping(StrictModel):
+    """Where the account's id, email and name sit in the provider's identity answer.
+
+    Paths are dotted (``data.user.id``; list items by index, ``emails.0.value``). With no
+    ``url`` the discovered OpenID ``userinfo_endpoint`` is used.
+    """
+
+    url: ProviderURL | None = None
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = {}
+    body: dict[str, Any] | None = None
+    id_path: str = "sub"
+    email_path: str | None = "email"
+    name_path: str | None = "name"
+    # Fallback: read identity from the token answer itself (Slack puts the user id there).
+    from_token_response: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_provider_url(value)
+
+
+class TokenResponsePaths(StrictModel):
+    """Where the tokens sit in a token answer that nests them (Slack's ``authed_user``)."""
+
+    access_token: str = "access_token"
+    refresh_token: str = "refresh_token"
+    expires_in: str = "expires_in"
+    scope: str = "scope"
+    token_type: str = "token_type"
+
+
+class RevocationCall(StrictModel):
+    """A provider's own revocation call, for providers without RFC 7009.
+
+    ``url`` and string values in ``body`` may use ``{client_id}``, ``{access_token}``,
+    ``{refresh_token}`` and ``{token}``; ``auth`` says how the call authenticates.
+    """
+
+    method: Literal["POST", "DELETE", "GET"] = "POST"
+    url: ProviderURL
+    auth: Literal["client_basic", "bearer", "none"] = "bearer"
+    body_format: Literal["json", "form"] = "json"
+    body: dict[str, str] = {}
+    token: Literal["access_token", "refresh_token"] = "access_token"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_provider_url(value)
+
+
+class TestRequest(StrictModel):
+    """A read-only call that proves a token works (``POST /{id}/test``)."""
+
+    method: Literal["GET", "POST"] = "GET"
+    url: ProviderURL
+    headers: dict[str, str] = {}
+    body: dict[str, Any] | None = None
+    action: str = "read_profile"
+    expect_status: list[int] = [200]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_provider_url(value)
+
+
+URL_FIELDS = (
+    "authorization_url",
+    "token_url",
+    "revocation_url",
+    "discovery_url",
+    "device_authorization_url",
+    "par_url",
+    "api_base_url",
+)
+
+
+class ProviderEntry(StrictModel):
+    key: str
+    display_name: str = Field(min_length=1, max_length=100)
+    description: str | None = None
+    category: str = "other"
+    icon_url: str | None = None
+    docs_url: str | None = None
+    auth_mode: Literal["oauth2"] = "oauth2"
+    release_channel: Literal["stable", "beta"] = "stable"
+
+    discovery_url: ProviderURL | None = None
+    issuer: str | None = None
+    authorization_url: ProviderURL | None = None
+    token_url: ProviderURL | None = None
+    revocation_url: ProviderURL | None = None
+    revocation: RevocationCall | None = None
+    device_authorization_url: ProviderURL | None = None
+    par_url: ProviderURL | None = None
+    userinfo: IdentityMapping | None = None
+
+    default_scopes: list[str] = []
+    scope_separator: str = " "
+    pkce: bool = True
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
+        "client_secret_basic"
+    )
+    authorization_params: dict[str, str] = {}
+    token_params: dict[str, str] = {}
+    token_response: TokenResponsePaths | None = None
+    default_expires_in: int | None = Field(default=None, gt=0)
+    refresh_margin: int = Field(default=300, ge=0, le=86400)
+    supports_refresh: bool = True
+    integration_params: dict[str, IntegrationParam] = {}
+    test_request: TestRequest | None = None
+    api_base_url: ProviderURL | None = None
+    # Some providers drop `state` on the way back (ClickUp); the flow is then tied to the
+    # browser by a per-flow cookie instead.
+    returns_state: bool = True
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not PROVIDER_KEY.match(value):
+            raise ValueError("must be lower-case letters, digits, '-' or '_' (max 63)")
+        return value
+
+    @field_validator(*URL_FIELDS)
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else check_provider_url(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ProviderEntry:
+        if self.discovery_url is None:
+            missing = [name for name in ("authorization_url", "token_url") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required unless discovery_url is given")
+            if self.userinfo is None or (self.userinfo.url is None and not self.userinfo.from_token_response):
+                raise ValueError(
+                    "userinfo (the identity call, with id_path/email_path/name_path) is required "
+                    "unless discovery_url is given"
+                )
+        declared = set(self.integration_params)
+        for name, text in self._templated_strings():
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in declared and variable not in BUILTIN_VARIABLES:
+                    raise ValueError(
+                        f"{name} uses {{{variable}}} but integration_params declares no pattern for it"
+                    )
+        return self
+
+    def _templated_strings(self) -> list[tuple[str, str]]:
+        found = [(name, getattr(self, name)) for name in URL_FIELDS if getattr(self, name)]
+        if self.userinfo and self.userinfo.url:
+            found.append(("userinfo.url", self.userinfo.url))
+        if self.test_request:
+            found.append(("test_request.url", self.test_request.url))
+        if self.revocation:
+            found.append(("revocation.url", self.revocation.url))
+        found.extend((f"authorization_params.{k}", v) for k, v in self.authorization_params.items())
+        return found
+
+    @property
+    def uses_discovery(self) -> bool:
+        return self.discovery_url is not None
+
+    def join_scopes(self, scopes: list[str]) -> str:
+        return self.scope_separator.join(scopes)

@@ -1,0 +1,53 @@
+"""The long-lived parts every request shares: settings, database, keys, catalog, HTTP client.
+
+Built once per process (``Runtime.start``) and closed on shutdown; the HTTP layer, the CLI and
+the tests all get their dependencies from here, so there is one place that wires the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from personal_connectors.config import Settings
+from personal_connectors.crypto.aead import Sealer
+from personal_connectors.crypto.keyring import load_keyring
+from personal_connectors.oauth.rfc8414 import MetadataCache
+from personal_connectors.providers.catalog import Catalog, load_catalog
+from personal_connectors.storage.database import create_engine, create_sessionmaker
+
+USER_AGENT = "personal-connectors/0.1"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    sealer: Sealer
+    catalog: Catalog
+    http: httpx.AsyncClient
+    metadata: MetadataCache = field(default_factory=MetadataCache)
+
+    @classmethod
+    def start(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Runtime:
+        engine = create_engine(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            sealer=Sealer(load_keyring(settings)),
+            catalog=load_catalog(settings.providers_file),
+            http=httpx.AsyncClient(
+                timeout=settings.provider_timeout_seconds,
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+                transport=transport,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""The database: engine and sessions (``database``) and schema migrations (``migrations``)."""

@@ -1,0 +1,1 @@
+"""A connection's tokens: sealed at rest (``vault``)."""

@@ -1,0 +1,59 @@
+"""Sealing and opening a connection's tokens.
+
+Each token is bound to its row and its field by the associated data, so an access token cannot
+be opened as a refresh token, nor one connection's token as another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from personal_connectors.crypto.aead import Sealer, associated_data
+from personal_connectors.models import Connection
+from personal_connectors.oauth.client import TokenGrant
+
+TABLE = "connections"
+
+
+@dataclass(frozen=True)
+class TokenVault:
+    sealer: Sealer
+
+    def _aad(self, connection_id: str, field: str) -> bytes:
+        return associated_data(TABLE, connection_id, field)
+
+    def store(self, connection: Connection, grant: TokenGrant) -> None:
+        """Write a grant's tokens (keeping the old refresh token when the grant has none)."""
+        refresh_token = grant.refresh_token
+        if refresh_token is None and connection.refresh_token_ct is not None:
+            refresh_token = self.refresh_token(connection)
+        connection.key_id = self.sealer.key_id
+        connection.access_token_ct = self.sealer.seal(
+            grant.access_token, self._aad(connection.id, "access_token")
+        )
+        connection.refresh_token_ct = (
+            None
+            if refresh_token is None
+            else self.sealer.seal(refresh_token, self._aad(connection.id, "refresh_token"))
+        )
+        connection.token_type = grant.token_type
+        connection.expires_at = grant.expires_at
+
+    def access_token(self, connection: Connection) -> str | None:
+        if connection.access_token_ct is None:
+            return None
+        return self.sealer.open(
+            connection.key_id, connection.access_token_ct, self._aad(connection.id, "access_token")
+        )
+
+    def refresh_token(self, connection: Connection) -> str | None:
+        if connection.refresh_token_ct is None:
+            return None
+        return self.sealer.open(
+            connection.key_id, connection.refresh_token_ct, self._aad(connection.id, "refresh_token")
+        )
+
+    @staticmethod
+    def wipe(connection: Connection) -> None:
+        connection.access_token_ct = None
+        connection.refresh_token_ct = None

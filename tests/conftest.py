@@ -1,0 +1,156 @@
+"""Shared fixtures: a real OpenID provider, the service on SQLite and on PostgreSQL, tenants.
+
+Every test that takes ``service`` runs twice, once per database backend, against a real
+``connectors serve`` process over loopback sockets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.identity.service import IdentityService
+from personal_connectors.models import Role
+from tests.support.oidc import OidcProvider, free_port
+from tests.support.service import (
+    TEST_ENCRYPTION_KEY,
+    ServiceProcess,
+    create_postgres_database,
+    drop_postgres_database,
+)
+
+BACKENDS = ("sqlite", "postgres")
+CLIENT_ID = "pc-test-client"
+CLIENT_SECRET = "pc-test-secret-value-0123456789"
+RETURN_ORIGIN = "https://app.example.test"
+PROVIDER_KEY = "local-oidc"
+
+
+@pytest.fixture(scope="session")
+def service_ports() -> dict[str, int]:
+    return {backend: free_port() for backend in BACKENDS}
+
+
+@pytest.fixture(scope="session")
+def oidc(tmp_path_factory: pytest.TempPathFactory, service_ports: dict[str, int]) -> Iterator[OidcProvider]:
+    redirect_uris = [
+        f"http://127.0.0.1:{port}/v1/personal-connectors/callback" for port in service_ports.values()
+    ]
+    clients = [
+        {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": redirect_uris,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }
+    ]
+    provider = OidcProvider.start(clients, workdir=tmp_path_factory.mktemp("oidc"))
+    yield provider
+    provider.stop()
+
+
+def local_provider_entry(oidc: OidcProvider) -> dict[str, object]:
+    return {
+        "display_name": "Local OIDC",
+        "category": "identity",
+        "discovery_url": oidc.discovery_url,
+        "default_scopes": ["openid", "email", "profile", "offline_access"],
+        # oidc-provider grants offline_access (a refresh token) only with prompt=consent.
+        "authorization_params": {"prompt": "consent"},
+    }
+
+
+def write_providers_file(path: Path, oidc: OidcProvider) -> Path:
+    path.write_text(yaml.safe_dump({PROVIDER_KEY: local_provider_entry(oidc)}))
+    return path
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def service(
+    request: pytest.FixtureRequest,
+    oidc: OidcProvider,
+    service_ports: dict[str, int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServiceProcess]:
+    backend: str = request.param
+    workdir = tmp_path_factory.mktemp(f"service-{backend}")
+    port = service_ports[backend]
+    env = {
+        "CONNECTORS_DATA_DIR": str(workdir / "data"),
+        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
+        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        "CONNECTORS_PROVIDERS_FILE": str(write_providers_file(workdir / "providers.yaml", oidc)),
+        "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
+        "CONNECTORS_LOG_LEVEL": "DEBUG",
+    }
+    database_url = None
+    if backend == "postgres":
+        database_url = create_postgres_database()
+        env["CONNECTORS_DATABASE_URL"] = database_url
+        proc = ServiceProcess(port, env, workdir / "service.log")
+        proc.cli("migrate")
+    proc = ServiceProcess(port, env, workdir / "service.log").start()
+
+    async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
+        await OAuthAppService(session, runtime.sealer, runtime.catalog).set(
+            None, PROVIDER_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+        )
+
+    proc.run_db(configure_app)
+    yield proc
+    proc.stop()
+    if database_url:
+        drop_postgres_database(database_url)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    organization_id: str
+    user_id: str
+    api_key: str
+    api_key_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+    @property
+    def org(self) -> dict[str, str]:
+        return {"organization_id": self.organization_id}
+
+
+def make_tenant(service: ServiceProcess, role: Role = Role.OWNER, email: str | None = None) -> Tenant:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        identities = IdentityService(session)
+        org = await identities.create_organization("Test Org")
+        user = await identities.create_user(
+            email or f"{os.urandom(6).hex()}@example.test", org.id, role=role
+        )
+        issued = await identities.create_api_key(user.id)
+        return Tenant(org.id, user.id, issued.plaintext, issued.key.id)
+
+    return service.run_db(work)
+
+
+@pytest.fixture
+def tenant(service: ServiceProcess) -> Tenant:
+    return make_tenant(service)
+
+
+@pytest.fixture
+def other_tenant(service: ServiceProcess) -> Tenant:
+    return make_tenant(service)
+
+
+@pytest.fixture
+def api(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.api, timeout=30) as client:
+        yield client

@@ -1,0 +1,156 @@
+// Test-only OpenID provider (panva/oidc-provider 9.x) for the personal_connectors test suite.
+//
+// Usage: node server.mjs <config.json>   (config format: see tests/support/oidc.py)
+// Prints exactly one line "READY <issuer>" on stdout once listening on 127.0.0.1.
+// Exits on SIGTERM/SIGINT, and (with "exit_on_stdin_eof": true) when stdin closes, so a
+// killed test run leaves no orphan.
+// Never logs tokens: only event names, error codes and descriptions go to stderr.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+import Provider from 'oidc-provider';
+
+const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const {
+  port,
+  issuer,
+  clients = [],
+  access_token_ttl: accessTokenTTL = 3600,
+  refresh_token_ttl: refreshTokenTTL = 14 * 24 * 3600,
+  features = {},
+  auto_login: autoLogin = null,
+} = config;
+
+const log = (...args) => process.stderr.write(`[oidc-provider] ${args.join(' ')}\n`);
+
+// One fresh RSA key per run: ID tokens default to RS256 and we do not want the dev keystore.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-rs256', use: 'sig', alg: 'RS256' };
+
+// Any login is an account; claims are derived from the login so tests can predict them.
+async function findAccount(ctx, sub) {
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub,
+        email: `${sub}@example.test`,
+        email_verified: true,
+        name: sub.charAt(0).toUpperCase() + sub.slice(1),
+      };
+    },
+  };
+}
+
+const provider = new Provider(issuer, {
+  clients: clients.map((client) => ({
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    ...client,
+  })),
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('hex')] },
+  findAccount,
+  scopes: ['openid', 'email', 'profile', 'offline_access'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+  },
+  pkce: { required: () => true }, // 9.x only supports S256
+  // Always rotate; 9.x itself destroys the grant when a consumed refresh token is replayed.
+  rotateRefreshToken: () => true,
+  clientBasedCORS: () => true,
+  ttl: {
+    AccessToken: accessTokenTTL,
+    AuthorizationCode: 600,
+    IdToken: 3600,
+    Interaction: 3600,
+    Session: 14 * 24 * 3600,
+    DeviceCode: 600,
+    RefreshToken: refreshTokenTTL,
+    Grant: Math.max(refreshTokenTTL, 14 * 24 * 3600),
+  },
+  features: {
+    devInteractions: { enabled: !autoLogin },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    userinfo: { enabled: true },
+    pushedAuthorizationRequests: {
+      enabled: Boolean(features.par || features.require_par),
+      requirePushedAuthorizationRequests: Boolean(features.require_par),
+    },
+    deviceFlow: { enabled: Boolean(features.device_flow) },
+  },
+  ...(autoLogin ? { interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` } } : {}),
+});
+
+if (autoLogin) {
+  // Finish every interaction by redirect alone: login as `autoLogin`, then consent to all
+  // that the prompt reports missing (this includes offline_access when prompt=consent).
+  provider.use(async (ctx, next) => {
+    const match = ctx.method === 'GET' && ctx.path.match(/^\/interaction\/([^/]+)$/);
+    if (!match) return next();
+    const { prompt, params, session, grantId } = await provider.interactionDetails(ctx.req, ctx.res);
+    let result;
+    let merge = false;
+    if (prompt.name === 'login') {
+      result = { login: { accountId: autoLogin } };
+    } else if (prompt.name === 'consent') {
+      const grant = grantId
+        ? await provider.Grant.find(grantId)
+        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+      const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = prompt.details;
+      if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+      if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+      for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      result = { consent: { grantId: await grant.save() } };
+      merge = true;
+    } else {
+      ctx.throw(501, `auto_login cannot handle prompt ${prompt.name}`);
+    }
+    const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
+      mergeWithLastSubmission: merge,
+    });
+    ctx.status = 303;
+    ctx.redirect(returnTo);
+  });
+}
+
+// Error codes and descriptions only (they never contain token values).
+for (const event of ['grant.error', 'authorization.error', 'revocation.error', 'userinfo.error',
+  'introspection.error', 'pushed_authorization_request.error', 'device_authorization.error']) {
+  provider.on(event, (ctx, err) => log(event, err.error ?? err.name, JSON.stringify(err.error_detail ?? err.error_description ?? '')));
+}
+provider.on('server_error', (ctx, err) => log('server_error', err.stack));
+
+// Static clients are validated lazily; fail at start-up instead of at the first request.
+try {
+  for (const { client_id: clientId } of clients) await provider.Client.find(clientId);
+} catch (err) {
+  log('invalid client metadata:', err.error ?? err.name, JSON.stringify(err.error_description ?? err.message));
+  process.exit(1);
+}
+
+const server = provider.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`READY ${issuer}\n`);
+});
+server.on('error', (err) => {
+  log('listen failed:', err.code ?? '', err.message);
+  process.exit(1);
+});
+
+function shutdown() {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 1000).unref();
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+if (config.exit_on_stdin_eof) {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}
