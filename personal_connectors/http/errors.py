@@ -48,6 +48,9 @@ def validation_error(exc: RequestValidationError) -> APIError:
 
 
 def http_error(exc: StarletteHTTPException) -> APIError:
+    if isinstance(exc.__cause__, APIError):
+        # FastAPI wraps failures while reading the body (our size cap among them) in a 400.
+        return exc.__cause__
     if exc.status_code == 404:
         return ResourceNotFound("No route matches this path.")
     if exc.status_code == 405:

@@ -1,0 +1,447 @@
+"""The built-in provider catalog (personal_connectors/providers/builtin.yaml).
+
+These tests read the shipped catalog through ``load_catalog`` and fail when an entry is missing,
+invalid, points a production URL anywhere but https, or declares a URL variable whose pattern
+would let a hostile value change the host.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from personal_connectors.providers.catalog import Catalog, load_catalog
+from personal_connectors.providers.schema import BUILTIN_VARIABLES, TEMPLATE_VARIABLE, ProviderEntry
+
+REQUIRED_KEYS = (
+    "github",
+    "gitlab",
+    "bitbucket",
+    "atlassian",
+    "jira",
+    "confluence",
+    "clickup",
+    "notion",
+    "slack",
+    "microsoft",
+    "microsoft_teams",
+    "outlook",
+    "onedrive",
+    "sharepoint",
+    "google",
+    "google_drive",
+    "gmail",
+    "google_calendar",
+    "dropbox",
+    "box",
+    "linear",
+    "asana",
+    "monday",
+    "hubspot",
+    "salesforce",
+    "zendesk",
+    "intercom",
+    "zoom",
+    "figma",
+    "airtable",
+    "discord",
+    "spotify",
+    "todoist",
+    "miro",
+    "calendly",
+    "pipedrive",
+    "xero",
+    "quickbooks",
+    "shopify",
+    "stripe",
+    "typeform",
+    "webflow",
+    "canva",
+    "strava",
+    "twitch",
+    "reddit",
+    "digitalocean",
+    "oidc",
+)
+CATEGORIES = {
+    "development",
+    "productivity",
+    "communication",
+    "storage",
+    "crm",
+    "support",
+    "design",
+    "finance",
+    "commerce",
+    "marketing",
+    "social",
+    "media",
+    "identity",
+    "other",
+}
+URL_FIELDS = (
+    "authorization_url",
+    "token_url",
+    "revocation_url",
+    "discovery_url",
+    "device_authorization_url",
+    "par_url",
+    "api_base_url",
+    "icon_url",
+    "docs_url",
+)
+# Values that must never pass a URL-variable pattern: each would move the request to another
+# host, path, port or user-info, or smuggle a query or fragment.
+HOSTILE_VALUES = (
+    "",
+    "evil.com/",
+    "evil.com/x",
+    "a/b",
+    "a?b=c",
+    "a#b",
+    "a@evil.com",
+    "a:443",
+    "a b",
+    "a\nb",
+    "..",
+    "a\\b",
+    "%2e",
+    "x.evil.com/",
+)
+# URL variables that stand for a single host label or a tenant id (no dots except the
+# documented onmicrosoft.com form): a second-level host must not get through.
+LABEL_LIKE = {("zendesk", "subdomain"), ("shopify", "shop")}
+LEGIT_EXAMPLES = {
+    ("zendesk", "subdomain"): ["acme", "acme-support", "a1"],
+    ("shopify", "shop"): ["acme", "acme-store", "shop123"],
+    ("microsoft", "tenant"): [
+        "common",
+        "organizations",
+        "consumers",
+        "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "contoso.onmicrosoft.com",
+    ],
+    ("oidc", "issuer_host"): ["login.example.com", "accounts.google.com", "idp.example.co.uk"],
+}
+HOSTILE_EXAMPLES = {
+    ("zendesk", "subdomain"): ["evil.com/", "a.evil.com", "evil.com", "acme.zendesk.com", "-acme"],
+    ("shopify", "shop"): [
+        "evil.com/",
+        "a.evil.com",
+        "acme.myshopify.com",
+        "acme/admin",
+        "Acme Store",
+    ],
+    ("microsoft", "tenant"): [
+        "evil.com/",
+        "a.evil.com",
+        "evil.com",
+        "common/",
+        "x.evil.com/a.onmicrosoft.com",
+        "a.b.onmicrosoft.com",
+        "contoso.onmicrosoft.com.evil.com",
+        "72f988bf-86f1-41af-91ab",
+    ],
+    ("oidc", "issuer_host"): [
+        "evil.com/",
+        "https://evil.com",
+        "evil.com:8443",
+        "user@evil.com",
+        "evil.com/.well-known",
+        "127.0.0.1",
+        "localhost",
+        "evil.com?x=1",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def all_entries() -> list[ProviderEntry]:
+    return list(load_catalog())
+
+
+def entry_ids(entries: list[ProviderEntry]) -> list[str]:
+    return [entry.key for entry in entries]
+
+
+ENTRIES = all_entries()
+
+
+def templated_urls(entry: ProviderEntry) -> list[tuple[str, str]]:
+    urls = [(name, getattr(entry, name)) for name in URL_FIELDS if getattr(entry, name)]
+    if entry.userinfo and entry.userinfo.url:
+        urls.append(("userinfo.url", entry.userinfo.url))
+    if entry.test_request:
+        urls.append(("test_request.url", entry.test_request.url))
+    if entry.revocation:
+        urls.append(("revocation.url", entry.revocation.url))
+    return urls
+
+
+def probe(url: str) -> str:
+    """The URL with every {variable} replaced by a harmless host label."""
+    return TEMPLATE_VARIABLE.sub("x", url)
+
+
+# --- the catalog as a whole -------------------------------------------------------------------
+
+
+def test_catalog_loads_and_validates(catalog: Catalog) -> None:
+    assert isinstance(catalog, Catalog)
+    assert all(isinstance(entry, ProviderEntry) for entry in catalog)
+
+
+def test_catalog_has_at_least_forty_entries(catalog: Catalog) -> None:
+    assert len(catalog) >= 40
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_required_provider_is_present(catalog: Catalog, key: str) -> None:
+    assert key in catalog, f"built-in catalog lacks {key!r}"
+    assert catalog.get(key) is not None
+    assert catalog.get(key).key == key  # type: ignore[union-attr]
+
+
+def test_keys_are_snake_case(catalog: Catalog) -> None:
+    for entry in catalog:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", entry.key), entry.key
+
+
+# --- every entry ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_entry_has_docs_and_identity(entry: ProviderEntry) -> None:
+    assert entry.docs_url, f"{entry.key}: docs_url missing"
+    assert entry.description, f"{entry.key}: description missing"
+    assert entry.category in CATEGORIES, f"{entry.key}: unknown category {entry.category!r}"
+    if entry.discovery_url is None:
+        assert entry.userinfo is not None, f"{entry.key}: no identity mapping"
+        assert entry.userinfo.url or entry.userinfo.from_token_response, entry.key
+        assert entry.authorization_url and entry.token_url, entry.key
+    assert entry.userinfo is None or entry.userinfo.id_path, entry.key
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_every_production_url_is_https(entry: ProviderEntry) -> None:
+    for name, url in templated_urls(entry):
+        parts = urlsplit(probe(url))
+        assert parts.scheme == "https", f"{entry.key}.{name} is not https: {url}"
+        assert parts.hostname, f"{entry.key}.{name}: {url}"
+        if not TEMPLATE_VARIABLE.search(url):
+            assert "." in parts.hostname, f"{entry.key}.{name}: {url}"
+        assert not parts.username and not parts.password, f"{entry.key}.{name}: {url}"
+        assert parts.port is None, f"{entry.key}.{name} names a port: {url}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_url_variables_are_declared_with_patterns(entry: ProviderEntry) -> None:
+    strings = [url for _, url in templated_urls(entry)]
+    strings += list(entry.authorization_params.values())
+    used = {var for text in strings for var in TEMPLATE_VARIABLE.findall(text)}
+    for variable in used - BUILTIN_VARIABLES:
+        assert variable in entry.integration_params, f"{entry.key}: {{{variable}}} undeclared"
+        spec = entry.integration_params[variable]
+        assert spec.pattern.startswith("^") and spec.pattern.endswith("$"), (entry.key, variable)
+        assert spec.required, f"{entry.key}: URL variable {variable!r} must be required"
+        assert spec.example and re.fullmatch(spec.pattern, spec.example), (entry.key, variable)
+        for hostile in HOSTILE_VALUES:
+            assert not re.fullmatch(spec.pattern, hostile), (entry.key, variable, hostile)
+        if (entry.key, variable) in LABEL_LIKE:
+            assert not re.fullmatch(spec.pattern, "a.evil.com"), (entry.key, variable)
+    # A declared variable that no URL uses would be a typo.
+    assert set(entry.integration_params) <= used, entry.key
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_variables_sit_in_the_host_or_a_whole_path_segment(entry: ProviderEntry) -> None:
+    """A user-supplied variable fills part of the host or one whole path segment, nothing else."""
+    for name, url in templated_urls(entry):
+        assert url.startswith("https://"), (entry.key, name)
+        host_end = url.find("/", len("https://"))
+        host_end = len(url) if host_end == -1 else host_end
+        for match in TEMPLATE_VARIABLE.finditer(url):
+            if match.group(1) in BUILTIN_VARIABLES:
+                continue
+            in_host = match.start() < host_end
+            whole_segment = url[match.start() - 1] == "/" and url[
+                match.end() : match.end() + 1
+            ] in ("/", "")
+            assert in_host or whole_segment, f"{entry.key}.{name}: {match.group(0)} misplaced"
+            assert "?" not in url[: match.start()], f"{entry.key}.{name}: variable in the query"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_revocation_uses_only_service_values(entry: ProviderEntry) -> None:
+    assert not (entry.revocation and entry.revocation_url), f"{entry.key}: two revocation ways"
+    if entry.revocation:
+        texts = [entry.revocation.url, *entry.revocation.body.values()]
+        used = {var for text in texts for var in TEMPLATE_VARIABLE.findall(text)}
+        assert used <= BUILTIN_VARIABLES, f"{entry.key}: revocation uses {used - BUILTIN_VARIABLES}"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [e for e in ENTRIES if e.discovery_url is None],
+    ids=entry_ids([e for e in ENTRIES if e.discovery_url is None]),
+)
+def test_static_entries_have_a_read_only_test_request(entry: ProviderEntry) -> None:
+    assert entry.test_request is not None, f"{entry.key}: no test_request"
+    if entry.test_request.method == "POST":
+        # Only read-only GraphQL/RPC reads are allowed as POST test requests.
+        body = entry.test_request.body or {}
+        assert "mutation" not in str(body.get("query", "")), entry.key
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=entry_ids(ENTRIES))
+def test_scopes_are_well_formed(entry: ProviderEntry) -> None:
+    assert len(entry.default_scopes) == len(set(entry.default_scopes)), entry.key
+    for scope in entry.default_scopes:
+        assert scope and " " not in scope and entry.scope_separator not in scope, (entry.key, scope)
+
+
+# --- provider quirks --------------------------------------------------------------------------
+
+
+def test_slack_tokens_are_read_from_authed_user(catalog: Catalog) -> None:
+    slack = catalog.get("slack")
+    assert slack is not None and slack.token_response is not None
+    assert slack.token_response.access_token == "authed_user.access_token"
+    assert slack.token_response.refresh_token.startswith("authed_user.")
+    assert slack.authorization_url == "https://slack.com/oauth/v2/authorize"
+    assert slack.scope_separator == ","
+    assert slack.pkce is False
+    assert "user_scope" in slack.authorization_params
+    assert slack.revocation is not None and slack.revocation.url.endswith("/auth.revoke")
+
+
+def test_clickup_does_not_return_state(catalog: Catalog) -> None:
+    clickup = catalog.get("clickup")
+    assert clickup is not None
+    assert clickup.returns_state is False
+    assert clickup.supports_refresh is False
+    assert clickup.pkce is False
+
+
+def test_google_asks_for_offline_access(catalog: Catalog) -> None:
+    for key in ("google", "google_drive", "gmail", "google_calendar"):
+        entry = catalog.get(key)
+        assert entry is not None
+        assert entry.authorization_params.get("access_type") == "offline", key
+        assert entry.authorization_params.get("prompt") == "consent", key
+        assert entry.authorization_params.get("include_granted_scopes") == "true", key
+        assert entry.revocation_url == "https://oauth2.googleapis.com/revoke", key
+
+
+def test_atlassian_family_sets_audience_and_consent(catalog: Catalog) -> None:
+    for key in ("atlassian", "jira", "confluence"):
+        entry = catalog.get(key)
+        assert entry is not None
+        assert entry.authorization_url == "https://auth.atlassian.com/authorize", key
+        assert entry.authorization_params == {"audience": "api.atlassian.com", "prompt": "consent"}
+        assert "offline_access" in entry.default_scopes, key
+
+
+def test_notion_uses_basic_auth_and_owner_user(catalog: Catalog) -> None:
+    notion = catalog.get("notion")
+    assert notion is not None
+    assert notion.token_endpoint_auth_method == "client_secret_basic"
+    assert notion.authorization_params.get("owner") == "user"
+    assert notion.userinfo is not None and notion.userinfo.id_path.startswith("owner.user.")
+
+
+def test_microsoft_family_shares_the_tenant_parameter(catalog: Catalog) -> None:
+    for key in ("microsoft", "microsoft_teams", "outlook", "onedrive", "sharepoint"):
+        entry = catalog.get(key)
+        assert entry is not None
+        assert "{tenant}" in (entry.authorization_url or ""), key
+        assert "{tenant}" in (entry.token_url or ""), key
+        assert entry.integration_params["tenant"].required, key
+        assert re.fullmatch(entry.integration_params["tenant"].pattern, "common"), key
+
+
+@pytest.mark.parametrize(("key", "variable"), sorted(LEGIT_EXAMPLES))
+def test_variable_pattern_accepts_legitimate_values(
+    catalog: Catalog, key: str, variable: str
+) -> None:
+    entry = catalog.get(key)
+    assert entry is not None
+    pattern = entry.integration_params[variable].pattern
+    for value in LEGIT_EXAMPLES[(key, variable)]:
+        assert re.fullmatch(pattern, value), (key, variable, value)
+
+
+@pytest.mark.parametrize(("key", "variable"), sorted(HOSTILE_EXAMPLES))
+def test_variable_pattern_refuses_hostile_values(catalog: Catalog, key: str, variable: str) -> None:
+    entry = catalog.get(key)
+    assert entry is not None
+    pattern = entry.integration_params[variable].pattern
+    for value in HOSTILE_EXAMPLES[(key, variable)]:
+        assert not re.fullmatch(pattern, value), (key, variable, value)
+
+
+def test_zendesk_and_shopify_urls_stay_on_their_domains(catalog: Catalog) -> None:
+    zendesk, shopify = catalog.get("zendesk"), catalog.get("shopify")
+    assert zendesk is not None and shopify is not None
+    for url in (zendesk.authorization_url, zendesk.token_url, zendesk.userinfo.url):  # type: ignore[union-attr]
+        assert urlsplit(probe(url or "")).hostname == "x.zendesk.com", url
+    for url in (shopify.authorization_url, shopify.token_url, shopify.userinfo.url):  # type: ignore[union-attr]
+        assert urlsplit(probe(url or "")).hostname == "x.myshopify.com", url
+    assert shopify.authorization_url == "https://{shop}.myshopify.com/admin/oauth/authorize"
+
+
+def test_oidc_is_driven_by_discovery(catalog: Catalog) -> None:
+    oidc = catalog.get("oidc")
+    assert oidc is not None
+    assert oidc.discovery_url == "https://{issuer_host}/.well-known/openid-configuration"
+    assert oidc.authorization_url is None and oidc.token_url is None
+    assert "openid" in oidc.default_scopes
+    assert "issuer_host" in oidc.integration_params
+
+
+def test_pkce_required_providers_enable_it(catalog: Catalog) -> None:
+    for key in ("airtable", "canva"):
+        entry = catalog.get(key)
+        assert entry is not None and entry.pkce is True, key
+
+
+def test_refresh_token_parameters(catalog: Catalog) -> None:
+    dropbox, reddit, xero = catalog.get("dropbox"), catalog.get("reddit"), catalog.get("xero")
+    assert dropbox is not None and dropbox.authorization_params["token_access_type"] == "offline"
+    assert reddit is not None and reddit.authorization_params["duration"] == "permanent"
+    assert reddit.token_endpoint_auth_method == "client_secret_basic"
+    assert xero is not None and "offline_access" in xero.default_scopes
+
+
+def test_github_revokes_its_grant_with_client_basic(catalog: Catalog) -> None:
+    github = catalog.get("github")
+    assert github is not None and github.revocation is not None
+    assert github.revocation.method == "DELETE"
+    assert github.revocation.url == "https://api.github.com/applications/{client_id}/grant"
+    assert github.revocation.auth == "client_basic"
+    assert github.revocation.body == {"access_token": "{access_token}"}
+
+
+def test_stripe_identity_comes_from_the_token_answer(catalog: Catalog) -> None:
+    stripe = catalog.get("stripe")
+    assert stripe is not None and stripe.userinfo is not None
+    assert stripe.userinfo.from_token_response is True
+    assert stripe.userinfo.id_path == "stripe_user_id"
+
+
+def test_comma_separated_scope_providers(catalog: Catalog) -> None:
+    for key in ("slack", "strava", "todoist", "linear"):
+        entry = catalog.get(key)
+        assert entry is not None and entry.scope_separator == ",", key
+
+
+def test_providers_without_refresh_tokens(catalog: Catalog) -> None:
+    for key in ("clickup", "intercom", "webflow"):
+        entry = catalog.get(key)
+        assert entry is not None and entry.supports_refresh is False, key
