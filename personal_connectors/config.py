@@ -83,7 +83,9 @@ class Settings(BaseSettings):
         if not self.allowed_return_origins:
             return frozenset({origin_of(self.base_url)})
         return frozenset(
-            origin_of(item.strip()) for item in self.allowed_return_origins.split(",") if item.strip()
+            origin_of(item.strip())
+            for item in self.allowed_return_origins.split(",")
+            if item.strip()
         )
 
     def connect_base(self) -> str:

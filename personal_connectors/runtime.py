@@ -32,7 +32,9 @@ class Runtime:
     metadata: MetadataCache = field(default_factory=MetadataCache)
 
     @classmethod
-    def start(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> Runtime:
+    def start(
+        cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Runtime:
         engine = create_engine(settings)
         return cls(
             settings=settings,

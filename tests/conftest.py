@@ -39,9 +39,12 @@ def service_ports() -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-def oidc(tmp_path_factory: pytest.TempPathFactory, service_ports: dict[str, int]) -> Iterator[OidcProvider]:
+def oidc(
+    tmp_path_factory: pytest.TempPathFactory, service_ports: dict[str, int]
+) -> Iterator[OidcProvider]:
     redirect_uris = [
-        f"http://127.0.0.1:{port}/v1/personal-connectors/callback" for port in service_ports.values()
+        f"http://127.0.0.1:{port}/v1/personal-connectors/callback"
+        for port in service_ports.values()
     ]
     clients = [
         {
@@ -100,7 +103,7 @@ def service(
     proc = ServiceProcess(port, env, workdir / "service.log").start()
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
-        await OAuthAppService(session, runtime.sealer, runtime.catalog).set(
+        await OAuthAppService(session, runtime.sealer, runtime.catalog).configure(
             None, PROVIDER_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
         )
 
@@ -127,7 +130,9 @@ class Tenant:
         return {"organization_id": self.organization_id}
 
 
-def make_tenant(service: ServiceProcess, role: Role = Role.OWNER, email: str | None = None) -> Tenant:
+def make_tenant(
+    service: ServiceProcess, role: Role = Role.OWNER, email: str | None = None
+) -> Tenant:
     async def work(session, runtime):  # type: ignore[no-untyped-def]
         identities = IdentityService(session)
         org = await identities.create_organization("Test Org")

@@ -35,12 +35,18 @@ def _out(app: OAuthApp, redirect_uri: str) -> OAuthAppOut:
     )
 
 
-@router.put("/apps/{app_key}", response_model=OAuthAppOut, summary="Set the organization's OAuth app")
+@router.put(
+    "/apps/{app_key}", response_model=OAuthAppOut, summary="Set the organization's OAuth app"
+)
 async def set_app(
-    app_key: AppKey, body: OAuthAppIn, access: OrgAccessDep, service: ServiceDep, runtime: RuntimeDep
+    app_key: AppKey,
+    body: OAuthAppIn,
+    access: OrgAccessDep,
+    service: ServiceDep,
+    runtime: RuntimeDep,
 ) -> OAuthAppOut:
     access.require_admin()
-    app = await service.set(
+    app = await service.configure(
         access.organization_id,
         app_key,
         client_id=body.client_id,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from personal_connectors.http.schemas import RequestBody
 
 
-class OAuthAppIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OAuthAppIn(RequestBody):
     client_id: str = Field(min_length=1, max_length=500)
     client_secret: str = Field(min_length=1, max_length=4000)
     scopes: list[str] | None = Field(default=None, max_length=100)

@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.repository import OAuthAppRepository
 from personal_connectors.crypto.aead import Sealer, associated_data
-from personal_connectors.exceptions import ConnectorNotConfigured, ResourceNotFound, ValidationFailed
+from personal_connectors.exceptions import (
+    ConnectorNotConfigured,
+    ResourceNotFound,
+    ValidationFailed,
+)
 from personal_connectors.models import OAuthApp, new_id
 from personal_connectors.oauth.client import ClientCredentials
 from personal_connectors.providers.catalog import Catalog
@@ -34,7 +38,7 @@ class OAuthAppService:
         self.catalog = catalog
         self.repository = OAuthAppRepository(session)
 
-    async def set(
+    async def configure(
         self,
         organization_id: str | None,
         app_key: str,
@@ -89,4 +93,3 @@ class OAuthAppService:
     def credentials(self, app: OAuthApp) -> ClientCredentials:
         secret = self.sealer.open(app.key_id, app.client_secret_ct, _aad(app.id))
         return ClientCredentials(app.client_id, secret)
-

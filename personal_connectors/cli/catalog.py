@@ -16,7 +16,9 @@ from personal_connectors.providers.catalog import CatalogError, check_file, load
 from personal_connectors.runtime import Runtime
 
 providers = typer.Typer(help="The provider catalog.", no_args_is_help=True)
-apps = typer.Typer(help="OAuth apps (client id and secret registered at a provider).", no_args_is_help=True)
+apps = typer.Typer(
+    help="OAuth apps (client id and secret registered at a provider).", no_args_is_help=True
+)
 
 
 @providers.command("list")
@@ -28,7 +30,12 @@ def list_providers(as_json: bool = JsonOption) -> None:
     except CatalogError as exc:
         fail(str(exc))
     rows = [
-        {"key": e.key, "display_name": e.display_name, "auth_mode": e.auth_mode, "category": e.category}
+        {
+            "key": e.key,
+            "display_name": e.display_name,
+            "auth_mode": e.auth_mode,
+            "category": e.category,
+        }
         for e in catalog
     ]
     emit_table(rows, ["key", "display_name", "auth_mode", "category"], as_json, "Providers")
@@ -41,8 +48,11 @@ def check_providers(file: Path, as_json: bool = JsonOption) -> None:
         entries = check_file(file)
     except CatalogError as exc:
         fail(str(exc))
-    emit({"file": str(file), "valid": True, "entries": sorted(entries)}, as_json,
-         f"{file}: {len(entries)} valid entr{'y' if len(entries) == 1 else 'ies'}")
+    emit(
+        {"file": str(file), "valid": True, "entries": sorted(entries)},
+        as_json,
+        f"{file}: {len(entries)} valid entr{'y' if len(entries) == 1 else 'ies'}",
+    )
 
 
 @apps.command("set")
@@ -51,7 +61,9 @@ def set_app(
     client_id: Annotated[str, typer.Option("--client-id")],
     client_secret: Annotated[str, typer.Option("--client-secret")],
     org: Annotated[str | None, typer.Option("--org", help="Only for this organization.")] = None,
-    scopes: Annotated[str | None, typer.Option("--scopes", help='Space-separated, e.g. "repo read:user".')] = None,
+    scopes: Annotated[
+        str | None, typer.Option("--scopes", help='Space-separated, e.g. "repo read:user".')
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Configure the OAuth app for a provider, service-wide or for one organization."""
@@ -64,7 +76,9 @@ def set_app(
             if await IdentityRepository(session).get_organization(org) is None:
                 fail(f"no organization {org}")
         service = OAuthAppService(session, runtime.sealer, runtime.catalog)
-        app = await service.set(org, app_key, client_id=client_id, client_secret=client_secret, scopes=scope_list)
+        app = await service.configure(
+            org, app_key, client_id=client_id, client_secret=client_secret, scopes=scope_list
+        )
         return app, runtime.settings.redirect_uri
 
     app, redirect_uri = run_with_session(work)

@@ -37,4 +37,9 @@ def list_connections(
         }
         for c in run_with_session(work)
     ]
-    emit_table(rows, ["id", "app_key", "account_email", "status", "user_id", "organization_id"], as_json, "Connections")
+    emit_table(
+        rows,
+        ["id", "app_key", "account_email", "status", "user_id", "organization_id"],
+        as_json,
+        "Connections",
+    )

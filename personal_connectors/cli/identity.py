@@ -43,7 +43,11 @@ def create_user(
         return await IdentityService(session).create_user(email, org, role=role, name=name)
 
     user = run_with_session(work)
-    emit({"id": user.id, "email": user.email}, as_json, f"Created user {user.id} <{user.email}> in {org} as {role.value}")
+    emit(
+        {"id": user.id, "email": user.email},
+        as_json,
+        f"Created user {user.id} <{user.email}> in {org} as {role.value}",
+    )
 
 
 @api_keys.command("create")
@@ -77,4 +81,8 @@ def revoke_api_key(key_id: str, as_json: bool = JsonOption) -> None:
         return key.id
 
     revoked = run_with_session(work)
-    emit({"id": revoked, "status": APIKeyStatus.DEACTIVATED.value}, as_json, f"Deactivated API key {revoked}")
+    emit(
+        {"id": revoked, "status": APIKeyStatus.DEACTIVATED.value},
+        as_json,
+        f"Deactivated API key {revoked}",
+    )

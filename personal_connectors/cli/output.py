@@ -1,4 +1,4 @@
-"""CLI output: one JSON value on stdout with ``--json``, readable text otherwise; errors on stderr."""
+"""CLI output: one JSON value on stdout with ``--json``, text otherwise; errors on stderr."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def emit(value: Any, as_json: bool, text: str | None = None) -> None:
         console.print(text if text is not None else value)
 
 
-def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str) -> None:
+def emit_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str
+) -> None:
     if as_json:
         typer.echo(json.dumps(list(rows), default=str))
         return
@@ -31,7 +33,9 @@ def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: 
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if row.get(column) is None else str(row.get(column)) for column in columns))
+        table.add_row(
+            *("" if row.get(column) is None else str(row.get(column)) for column in columns)
+        )
     console.print(table)
 
 

@@ -69,7 +69,11 @@ class ConnectionRepository:
             statement = statement.where(Connection.organization_id == organization_id)
         if user_id is not None:
             statement = statement.where(Connection.user_id == user_id)
-        return (await self.session.execute(statement.order_by(Connection.created_at.desc()))).scalars().all()
+        return (
+            (await self.session.execute(statement.order_by(Connection.created_at.desc())))
+            .scalars()
+            .all()
+        )
 
     def add(self, connection: Connection) -> None:
         self.session.add(connection)

@@ -30,8 +30,12 @@ class RevocationOutcome:
     reason: str | None = None
 
     def as_detail(self) -> dict[str, object]:
-        return {"token_type": self.token_type, "method": self.method, "revoked": self.revoked,
-                "reason": self.reason}
+        return {
+            "token_type": self.token_type,
+            "method": self.method,
+            "revoked": self.revoked,
+            "reason": self.reason,
+        }
 
 
 async def _provider_call(
@@ -61,7 +65,11 @@ async def _provider_call(
     if body:
         request_kwargs["json" if call.body_format == "json" else "data"] = body
     response = await http.request(
-        call.method, fill(call.url, values), headers=headers, auth=auth, **request_kwargs  # type: ignore[arg-type]
+        call.method,
+        fill(call.url, values),
+        headers=headers,
+        auth=auth,
+        **request_kwargs,  # type: ignore[arg-type]
     )
     if response.status_code < 300 or response.status_code == 404:
         # 404: the grant is already gone at the provider, which is what we wanted.
@@ -98,11 +106,11 @@ async def revoke_grant(
     *,
     access_token: str | None,
     refresh_token: str | None,
-    timeout: float,
+    time_limit: float,
 ) -> list[RevocationOutcome]:
     entry = client.entry
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             if entry.revocation is not None:
                 return [
                     await _provider_call(
@@ -113,6 +121,6 @@ async def revoke_grant(
                 return await _rfc7009(client, access_token, refresh_token)
             return [RevocationOutcome("grant", "none", False, "the provider offers no revocation")]
     except TimeoutError:
-        return [RevocationOutcome("grant", "timeout", False, f"no answer within {timeout:.0f}s")]
+        return [RevocationOutcome("grant", "timeout", False, f"no answer within {time_limit:.0f}s")]
     except httpx.HTTPError as exc:
         return [RevocationOutcome("grant", "provider_call", False, type(exc).__name__)]

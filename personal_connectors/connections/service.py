@@ -145,7 +145,7 @@ class ConnectionService:
             self.runtime.http,
             access_token=access_token,
             refresh_token=refresh_token,
-            timeout=self.runtime.settings.revocation_timeout_seconds,
+            time_limit=self.runtime.settings.revocation_timeout_seconds,
         )
         revoked = any(outcome.revoked for outcome in outcomes)
         self.repository.record(

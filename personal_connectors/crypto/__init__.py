@@ -1,1 +1,1 @@
-"""Secrets at rest: AES-256-GCM with key ids (keyring, aead) and one-way hashes for bearer secrets."""
+"""Secrets at rest: AES-256-GCM with key ids (keyring, aead); one-way hashes for bearer secrets."""

@@ -95,7 +95,7 @@ def load_keyring(settings: Settings, *, create: bool | None = None) -> KeyRing:
     if not create:
         raise KeyConfigurationError(
             "CONNECTORS_ENCRYPTION_KEYS is not set and no key file exists in the data folder; "
-            "generate one with `python -c \"import base64,os;print(base64.b64encode(os.urandom(32)).decode())\"`"
+            "generate one with `openssl rand -base64 32`"
         )
     _write_key_file(key_file, generate_key())
     logger.warning(

@@ -87,7 +87,9 @@ async def callback(
     wants_json = _wants_json(request)
     try:
         outcome = await service.handle_callback(
-            CallbackParams(code=code, state=state, error=error, error_description=error_description, iss=iss)
+            CallbackParams(
+                code=code, state=state, error=error, error_description=error_description, iss=iss
+            )
         )
     except InvalidStateToken as exc:
         if wants_json:
@@ -96,7 +98,7 @@ async def callback(
             "callback.html",
             status_code=400,
             title="This link has expired",
-            text="The connection attempt is unknown, expired or already used. Start again from the app.",
+            text="This connection attempt is unknown, expired or used. Start again from the app.",
             connected=False,
             message=None,
             origins=[],
@@ -134,22 +136,32 @@ async def callback(
 
 def _failure(error: FlowFailed) -> AuthorizationFailed:
     return AuthorizationFailed(
-        f"The flow failed: {error.code}.", details={"error": error.code, "description": error.description}
+        f"The flow failed: {error.code}.",
+        details={"error": error.code, "description": error.description},
     )
 
 
 def _page_text(outcome: CallbackOutcome) -> dict[str, str]:
     if outcome.error is not None:
         if outcome.error.code == "access_denied":
-            return {"title": "Connection cancelled", "text": "Access was not granted. Nothing was connected."}
+            return {
+                "title": "Connection cancelled",
+                "text": "Access was not granted. Nothing was connected.",
+            }
         return {"title": "Connection failed", "text": outcome.error.description}
     if outcome.connected:
         return {"title": "Account connected", "text": "Your account is connected."}
     return {"title": "Almost done", "text": "Return to the app to finish connecting your account."}
 
 
-@router.post("/complete-oauth", response_model=CompleteOut, summary="Complete an OAuth flow (idempotent)")
-async def complete_oauth(body: CompleteIn, access: OrgAccessDep, service: ServiceDep) -> JSONResponse:
+@router.post(
+    "/complete-oauth", response_model=CompleteOut, summary="Complete an OAuth flow (idempotent)"
+)
+async def complete_oauth(
+    body: CompleteIn, access: OrgAccessDep, service: ServiceDep
+) -> JSONResponse:
     answer = await service.complete(access, body.state_token)
     # `connection: null` is part of the documented shape; `error` appears only on failure.
-    return JSONResponse(answer.model_dump(mode="json", exclude={"error"} if answer.error is None else None))
+    return JSONResponse(
+        answer.model_dump(mode="json", exclude={"error"} if answer.error is None else None)
+    )

@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 from personal_connectors.connections.schemas import ConnectionSummary
+from personal_connectors.http.schemas import RequestBody
 
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
 
 
-class AuthorizeIn(BaseModel):
+class AuthorizeIn(RequestBody):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     connector_type: str = Field(
@@ -35,9 +36,7 @@ class AuthorizeOut(BaseModel):
     expires_at: datetime
 
 
-class CompleteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CompleteIn(RequestBody):
     state_token: str = Field(min_length=1, max_length=200)
 
 

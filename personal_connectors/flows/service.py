@@ -125,7 +125,9 @@ class FlowService:
             created_at=now,
         )
         if verifier is not None:
-            flow.code_verifier_ct = self.runtime.sealer.seal(verifier, _aad(flow.id, "code_verifier"))
+            flow.code_verifier_ct = self.runtime.sealer.seal(
+                verifier, _aad(flow.id, "code_verifier")
+            )
         self.repository.add(flow)
         await self.repository.purge_created_before(now - FLOW_RETENTION)
         await self.session.commit()
@@ -139,7 +141,9 @@ class FlowService:
     def _check_return_url(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValidationFailed.for_fields("return_url must be an absolute http(s) URL.", "return_url")
+            raise ValidationFailed.for_fields(
+                "return_url must be an absolute http(s) URL.", "return_url"
+            )
         if origin_of(url) not in self.runtime.settings.return_origins:
             raise ValidationFailed.for_fields(
                 "return_url's origin is not in CONNECTORS_ALLOWED_RETURN_ORIGINS.", "return_url"
@@ -177,10 +181,14 @@ class FlowService:
             raise FlowFailed(params.error, params.error_description or "The provider refused.")
         entry, client = await self._client(flow)
         try:
-            check_issuer(params.iss, client.endpoints.issuer, client.endpoints.iss_parameter_supported)
+            check_issuer(
+                params.iss, client.endpoints.issuer, client.endpoints.iss_parameter_supported
+            )
         except IssuerMismatch as exc:
             logger.warning("flow %s: authorization response refused: %s", flow.id, exc)
-            raise FlowFailed("issuer_mismatch", "The response did not come from the expected provider.") from None
+            raise FlowFailed(
+                "issuer_mismatch", "The response did not come from the expected provider."
+            ) from None
         if not params.code:
             raise FlowFailed("invalid_request", "The provider sent no authorization code.")
         verifier = None
@@ -204,19 +212,31 @@ class FlowService:
                 self.runtime, entry, flow.integration_params, resolved.credentials
             )
         except Exception:
-            raise FlowFailed("temporarily_unavailable", "The provider could not be reached.") from None
+            raise FlowFailed(
+                "temporarily_unavailable", "The provider could not be reached."
+            ) from None
 
     async def _exchange(
-        self, entry: ProviderEntry, client: OAuthClient, code: str, verifier: str | None,
+        self,
+        entry: ProviderEntry,
+        client: OAuthClient,
+        code: str,
+        verifier: str | None,
         scopes: list[str],
     ) -> tuple[TokenGrant, AccountIdentity]:
         try:
-            grant = await client.exchange_code(code, code_verifier=verifier, requested_scopes=scopes)
+            grant = await client.exchange_code(
+                code, code_verifier=verifier, requested_scopes=scopes
+            )
             identity = await read_identity(entry, client.endpoints, grant, self.runtime.http)
         except ProviderRejected as exc:
-            raise FlowFailed(exc.error, exc.description or "The provider refused the code.") from None
+            raise FlowFailed(
+                exc.error, exc.description or "The provider refused the code."
+            ) from None
         except ProviderUnreachable:
-            raise FlowFailed("temporarily_unavailable", "The provider could not be reached.") from None
+            raise FlowFailed(
+                "temporarily_unavailable", "The provider could not be reached."
+            ) from None
         except ProviderFailure as exc:
             raise FlowFailed("provider_error", str(exc)) from None
         return grant, identity
@@ -263,7 +283,11 @@ class FlowService:
         account_id, email, name = held["identity"]
         expires_at = datetime.fromisoformat(held["expires_at"]) if held["expires_at"] else None
         grant = TokenGrant(
-            held["access_token"], held["refresh_token"], held["token_type"], expires_at, held["scopes"]
+            held["access_token"],
+            held["refresh_token"],
+            held["token_type"],
+            expires_at,
+            held["scopes"],
         )
         return grant, AccountIdentity(account_id, email, name)
 
@@ -306,7 +330,9 @@ class FlowService:
                 connected=False,
                 connection=None,
                 message="The authorization did not succeed.",
-                error=FlowError(code=flow.error_code or "server_error", description=flow.error_description),
+                error=FlowError(
+                    code=flow.error_code or "server_error", description=flow.error_description
+                ),
             )
         connection = (
             await self.session.get(Connection, flow.connection_id) if flow.connection_id else None
@@ -314,6 +340,8 @@ class FlowService:
         status = connection.status if connection is not None else "deleted"
         return CompleteOut(
             connected=True,
-            connection=ConnectionSummary(id=flow.connection_id or "", app_key=flow.app_key, status=status),
+            connection=ConnectionSummary(
+                id=flow.connection_id or "", app_key=flow.app_key, status=status
+            ),
             message="OAuth flow completed successfully",
         )

@@ -12,7 +12,6 @@ from personal_connectors.http.dependencies import RuntimeDep
 router = APIRouter(tags=["Operations"])
 
 
-
 @router.get("/livez", summary="Liveness: the process answers")
 async def livez() -> JSONResponse:
     return JSONResponse({"status": "ok"})

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from personal_connectors.exceptions import PayloadTooLarge
+from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
 
 _STATE_KEY = "request_id"
@@ -47,6 +47,12 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send)
             access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
+            return
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+            response = error_response(
+                ValidationFailed("The request URL must not contain NUL characters."), request_id
+            )
+            await response(scope, receive, send)
             return
         receive = _bounded_receive(receive, self.max_body_bytes)
 

@@ -64,7 +64,9 @@ async def optional_org_access(
     return await IdentityService(session).organization_access(principal, chosen)
 
 
-async def org_access(access: Annotated[OrgAccess | None, Depends(optional_org_access)]) -> OrgAccess:
+async def org_access(
+    access: Annotated[OrgAccess | None, Depends(optional_org_access)],
+) -> OrgAccess:
     if access is None:
         raise ValidationFailed.for_fields("organization_id is required.", "organization_id")
     return access

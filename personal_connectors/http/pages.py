@@ -20,7 +20,8 @@ def render_page(template: str, *, status_code: int = 200, **context: Any) -> HTM
     headers = {
         "Content-Security-Policy": (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
-            "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+            "img-src 'self' https: data:; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
         ),
         "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer",

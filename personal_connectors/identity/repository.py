@@ -19,7 +19,9 @@ class IdentityRepository:
         return await self.session.get(User, user_id)
 
     async def get_user_by_email(self, email: str) -> User | None:
-        return (await self.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+        return (
+            await self.session.execute(select(User).where(User.email == email))
+        ).scalar_one_or_none()
 
     async def get_membership(self, organization_id: str, user_id: str) -> Membership | None:
         statement = select(Membership).where(

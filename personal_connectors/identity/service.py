@@ -96,7 +96,9 @@ class IdentityService:
         elif await self.repository.get_membership(organization_id, user.id) is not None:
             raise IdentityError(f"{email} is already a member of {organization_id}")
         self.repository.add(
-            Membership(id=new_id("mem"), organization_id=organization_id, user_id=user.id, role=role)
+            Membership(
+                id=new_id("mem"), organization_id=organization_id, user_id=user.id, role=role
+            )
         )
         await self.session.commit()
         return user

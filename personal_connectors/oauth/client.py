@@ -9,13 +9,12 @@ translation of failures into the three classes of ``oauth.errors``.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
-
-import warnings
 
 import httpx
 from authlib.common.security import generate_token
@@ -31,7 +30,11 @@ with warnings.catch_warnings():
 
 from personal_connectors.models.base import utcnow
 from personal_connectors.oauth.endpoints import ProviderEndpoints
-from personal_connectors.oauth.errors import ProviderBadAnswer, ProviderRejected, ProviderUnreachable
+from personal_connectors.oauth.errors import (
+    ProviderBadAnswer,
+    ProviderRejected,
+    ProviderUnreachable,
+)
 from personal_connectors.providers.paths import lookup, lookup_text
 from personal_connectors.providers.schema import ProviderEntry
 
@@ -40,7 +43,7 @@ _TOKEN_FIELDS = ("access_token", "refresh_token", "expires_in", "scope", "token_
 
 
 def new_code_verifier() -> str:
-    """RFC 7636 §4.1: 43–128 unreserved characters of CSPRNG output (here 64)."""
+    """RFC 7636 §4.1: 43 to 128 unreserved characters of CSPRNG output (here 64)."""
     return str(generate_token(64))
 
 
@@ -60,7 +63,6 @@ class TokenGrant:
     expires_at: datetime | None
     scopes: list[str] | None
     raw: dict[str, Any] = field(default_factory=dict)
-
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -182,8 +184,12 @@ class OAuthClient:
         if grant.refresh_token is None:
             # Providers that do not rotate send no new refresh token: the old one stays valid.
             grant = TokenGrant(
-                grant.access_token, refresh_token, grant.token_type, grant.expires_at,
-                grant.scopes, grant.raw,
+                grant.access_token,
+                refresh_token,
+                grant.token_type,
+                grant.expires_at,
+                grant.scopes,
+                grant.raw,
             )
         return grant
 
@@ -235,7 +241,9 @@ class OAuthClient:
         scopes = _split_scopes(scope_text) if scope_text is not None else list(requested_scopes)
         return TokenGrant(
             access_token=access_token,
-            refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+            refresh_token=refresh_token
+            if isinstance(refresh_token, str) and refresh_token
+            else None,
             token_type=str(token.get("token_type") or "Bearer"),
             expires_at=expires_at,
             scopes=scopes,

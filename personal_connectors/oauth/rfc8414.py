@@ -31,12 +31,16 @@ def expected_issuer(discovery_url: str) -> str:
     elif path.startswith(OAUTH_WELL_KNOWN):
         issuer_path = path[len(OAUTH_WELL_KNOWN) :]
     else:
-        raise DiscoveryError("discovery_url must end in /.well-known/openid-configuration "
-                             "or start with /.well-known/oauth-authorization-server")
+        raise DiscoveryError(
+            "discovery_url must end in /.well-known/openid-configuration "
+            "or start with /.well-known/oauth-authorization-server"
+        )
     return urlunsplit((parts.scheme, parts.netloc, issuer_path, "", ""))
 
 
-def verify_metadata(discovery_url: str, document: Any, declared_issuer: str | None) -> dict[str, Any]:
+def verify_metadata(
+    discovery_url: str, document: Any, declared_issuer: str | None
+) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise DiscoveryError("metadata document is not a JSON object")
     issuer = document.get("issuer")

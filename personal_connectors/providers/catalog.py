@@ -50,7 +50,9 @@ def read_entries(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def validate_entries(
-    raw: Mapping[str, Mapping[str, Any]], source: str, base: Mapping[str, Mapping[str, Any]] | None = None
+    raw: Mapping[str, Mapping[str, Any]],
+    source: str,
+    base: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, ProviderEntry]:
     """Validate every entry; an entry whose key is in ``base`` overrides those fields only."""
     entries: dict[str, ProviderEntry] = {}
@@ -87,7 +89,9 @@ def load_catalog(providers_file: Path | None = None) -> Catalog:
     builtin_raw = read_entries(BUILTIN_CATALOG)
     entries = validate_entries(builtin_raw, str(BUILTIN_CATALOG.name))
     if providers_file is not None:
-        entries.update(validate_entries(read_entries(providers_file), str(providers_file), builtin_raw))
+        entries.update(
+            validate_entries(read_entries(providers_file), str(providers_file), builtin_raw)
+        )
     return Catalog(entries)
 
 

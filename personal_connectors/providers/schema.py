@@ -197,10 +197,14 @@ class ProviderEntry(StrictModel):
     @model_validator(mode="after")
     def _complete(self) -> ProviderEntry:
         if self.discovery_url is None:
-            missing = [name for name in ("authorization_url", "token_url") if not getattr(self, name)]
+            missing = [
+                name for name in ("authorization_url", "token_url") if not getattr(self, name)
+            ]
             if missing:
                 raise ValueError(f"{', '.join(missing)} required unless discovery_url is given")
-            if self.userinfo is None or (self.userinfo.url is None and not self.userinfo.from_token_response):
+            if self.userinfo is None or (
+                self.userinfo.url is None and not self.userinfo.from_token_response
+            ):
                 raise ValueError(
                     "userinfo (the identity call, with id_path/email_path/name_path) is required "
                     "unless discovery_url is given"
@@ -210,7 +214,8 @@ class ProviderEntry(StrictModel):
             for variable in TEMPLATE_VARIABLE.findall(text):
                 if variable not in declared and variable not in BUILTIN_VARIABLES:
                     raise ValueError(
-                        f"{name} uses {{{variable}}} but integration_params declares no pattern for it"
+                        f"{name} uses {{{variable}}} but integration_params declares no "
+                        "pattern for it"
                     )
         return self
 

@@ -13,7 +13,9 @@ from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.providers.schema import TEMPLATE_VARIABLE, ProviderEntry
 
 
-def validate_integration_params(entry: ProviderEntry, given: Mapping[str, object] | None) -> dict[str, str]:
+def validate_integration_params(
+    entry: ProviderEntry, given: Mapping[str, object] | None
+) -> dict[str, str]:
     values = dict(given or {})
     unknown = sorted(set(values) - set(entry.integration_params))
     if unknown:

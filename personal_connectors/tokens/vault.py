@@ -50,7 +50,9 @@ class TokenVault:
         if connection.refresh_token_ct is None:
             return None
         return self.sealer.open(
-            connection.key_id, connection.refresh_token_ct, self._aad(connection.id, "refresh_token")
+            connection.key_id,
+            connection.refresh_token_ct,
+            self._aad(connection.id, "refresh_token"),
         )
 
     @staticmethod

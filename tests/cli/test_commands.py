@@ -17,29 +17,73 @@ def run_json(service: ServiceProcess, *args: str) -> object:
 
 def test_bootstrap_an_org_user_and_key_then_call_the_api(service: ServiceProcess) -> None:
     org = run_json(service, "orgs", "create", "Acme Corp")
-    assert set(org) == {"id", "name"} and org["name"] == "Acme Corp" and org["id"].startswith("org_")  # type: ignore[index]
-    user = run_json(service, "users", "create", "Owner@Acme.test", "--org", org["id"], "--role", "owner", "--name", "Olive")  # type: ignore[index]
+    assert (
+        set(org) == {"id", "name"} and org["name"] == "Acme Corp" and org["id"].startswith("org_")
+    )  # type: ignore[index]
+    user = run_json(
+        service,
+        "users",
+        "create",
+        "Owner@Acme.test",
+        "--org",
+        org["id"],
+        "--role",
+        "owner",
+        "--name",
+        "Olive",
+    )  # type: ignore[index]
     assert set(user) == {"id", "email"} and user["email"] == "owner@acme.test"  # type: ignore[index]
-    key = run_json(service, "api-keys", "create", "--user", user["id"], "--name", "ci", "--expires-in-days", "30")  # type: ignore[index]
+    key = run_json(
+        service,
+        "api-keys",
+        "create",
+        "--user",
+        user["id"],
+        "--name",
+        "ci",
+        "--expires-in-days",
+        "30",
+    )  # type: ignore[index]
     assert set(key) == {"id", "key"} and key["key"].startswith("ak_") and len(key["key"]) == 43  # type: ignore[index]
 
-    response = httpx.get(f"{service.api}/apps", params={"organization_id": org["id"]}, headers={"X-API-Key": key["key"]})  # type: ignore[index]
+    response = httpx.get(
+        f"{service.api}/apps",
+        params={"organization_id": org["id"]},
+        headers={"X-API-Key": key["key"]},
+    )  # type: ignore[index]
     assert response.status_code == 200
 
     revoked = service.cli("api-keys", "revoke", key["id"])  # type: ignore[index]
     assert revoked.returncode == 0
-    after = httpx.get(f"{service.api}/apps", params={"organization_id": org["id"]}, headers={"X-API-Key": key["key"]})  # type: ignore[index]
+    after = httpx.get(
+        f"{service.api}/apps",
+        params={"organization_id": org["id"]},
+        headers={"X-API-Key": key["key"]},
+    )  # type: ignore[index]
     assert after.status_code == 401 and after.json()["error"]["code"] == "API_KEY_DEACTIVATED"
 
 
 def test_errors_go_to_stderr_with_a_nonzero_exit(service: ServiceProcess) -> None:
-    result = service.cli("users", "create", "a@b.test", "--org", "org_" + "0" * 32, "--json", check=False)
+    result = service.cli(
+        "users", "create", "a@b.test", "--org", "org_" + "0" * 32, "--json", check=False
+    )
     assert result.returncode != 0 and result.stdout == ""
     assert "no organization" in result.stderr
 
 
 def test_apps_set_prints_the_redirect_uri_to_register(service: ServiceProcess) -> None:
-    out = run_json(service, "apps", "set", "github", "--client-id", "gh-id", "--client-secret", "gh-secret", "--scopes", "read:user repo")
+    out = run_json(
+        service,
+        "apps",
+        "set",
+        "github",
+        "--client-id",
+        "gh-id",
+        "--client-secret",
+        "gh-secret",
+        "--scopes",
+        "read:user repo",
+    )
     assert out == {
         "app_key": "github",
         "client_id": "gh-id",
@@ -47,14 +91,25 @@ def test_apps_set_prints_the_redirect_uri_to_register(service: ServiceProcess) -
         "scopes": ["read:user", "repo"],
         "redirect_uri": f"{service.base_url}/v1/personal-connectors/callback",
     }
-    human = service.cli("apps", "set", "github", "--client-id", "gh-id", "--client-secret", "gh-secret")
+    human = service.cli(
+        "apps", "set", "github", "--client-id", "gh-id", "--client-secret", "gh-secret"
+    )
     assert "gh-secret" not in human.stdout and "callback" in human.stdout
 
 
 def test_providers_list_includes_builtins_and_the_file(service: ServiceProcess) -> None:
     providers = run_json(service, "providers", "list")
     keys = {item["key"] for item in providers}  # type: ignore[union-attr]
-    assert {"github", "google", "slack", "notion", "atlassian", "clickup", "microsoft", "local-oidc"} <= keys
+    assert {
+        "github",
+        "google",
+        "slack",
+        "notion",
+        "atlassian",
+        "clickup",
+        "microsoft",
+        "local-oidc",
+    } <= keys
     assert set(providers[0]) == {"key", "display_name", "auth_mode", "category"}  # type: ignore[index]
 
 

@@ -29,7 +29,10 @@ class StartedFlow:
 
 def start_flow(api: httpx.Client, tenant: Tenant, **body: Any) -> dict[str, Any]:
     response = api.post(
-        "/authorize", params=tenant.org, headers=tenant.headers, json={"connector_type": PROVIDER_KEY, **body}
+        "/authorize",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"connector_type": PROVIDER_KEY, **body},
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -39,7 +42,9 @@ def authorize_and_consent(
     api: httpx.Client, tenant: Tenant, *, login: str = "alice", deny: bool = False, **body: Any
 ) -> StartedFlow:
     started = start_flow(api, tenant, **body)
-    return StartedFlow(started, login_and_consent(started["authorization_url"], login=login, deny=deny))
+    return StartedFlow(
+        started, login_and_consent(started["authorization_url"], login=login, deny=deny)
+    )
 
 
 def follow_callback(callback_url: str, accept: str = "application/json") -> httpx.Response:

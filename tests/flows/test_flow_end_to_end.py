@@ -6,11 +6,10 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import select
 
-from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.models import Connection, ConnectionEvent
 from personal_connectors.tokens.vault import TokenVault
-from sqlalchemy import select
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import authorize_and_consent, connect, follow_callback, start_flow
 from tests.support.oidc import OidcProvider, token_request
@@ -29,14 +28,18 @@ def stored_tokens(service: ServiceProcess, connection_id: str) -> tuple[str | No
 def events_of(service: ServiceProcess, connection_id: str) -> list[str]:
     async def work(session, runtime):  # type: ignore[no-untyped-def]
         rows = await session.execute(
-            select(ConnectionEvent.type).where(ConnectionEvent.connection_id == connection_id).order_by(ConnectionEvent.created_at)
+            select(ConnectionEvent.type)
+            .where(ConnectionEvent.connection_id == connection_id)
+            .order_by(ConnectionEvent.created_at)
         )
         return list(rows.scalars())
 
     return service.run_db(work)
 
 
-def test_authorization_url_carries_pkce_state_and_exact_redirect(api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider) -> None:
+def test_authorization_url_carries_pkce_state_and_exact_redirect(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider
+) -> None:
     started = start_flow(api, tenant)
     url = urlsplit(started["authorization_url"])
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -66,7 +69,12 @@ def test_connect_list_and_delete_revokes_the_grant_at_the_provider(
     connection_id = data["connection_id"]
     assert connection_id.startswith("conn_") and len(connection_id) == 37
 
-    completed = api.post("/complete-oauth", params=tenant.org, headers=tenant.headers, json={"state_token": flow.state})
+    completed = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    )
     assert completed.status_code == 200
     assert completed.json() == {
         "connected": True,
@@ -97,13 +105,24 @@ def test_connect_list_and_delete_revokes_the_grant_at_the_provider(
     assert api.delete(f"/{connection_id}", headers=tenant.headers).status_code == 404
 
     # The grant is gone at the provider: the refresh token we held no longer works there.
-    refreshed = token_request(oidc, CLIENT_ID, CLIENT_SECRET, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+    refreshed = token_request(
+        oidc,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        {"grant_type": "refresh_token", "refresh_token": refresh_token},
+    )
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
     assert stored_tokens(service, connection_id) == (None, None)
-    assert events_of(service, connection_id) == ["connection.created", "connection.revoked", "connection.deleted"]
+    assert events_of(service, connection_id) == [
+        "connection.created",
+        "connection.revoked",
+        "connection.deleted",
+    ]
 
 
-def test_connecting_the_same_account_again_updates_the_connection(api: httpx.Client, tenant: Tenant, service: ServiceProcess) -> None:
+def test_connecting_the_same_account_again_updates_the_connection(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
     first = connect(api, tenant, login="carol")
     old_access, _ = stored_tokens(service, first)
     second = connect(api, tenant, login="carol")
@@ -115,33 +134,68 @@ def test_connecting_the_same_account_again_updates_the_connection(api: httpx.Cli
     listed = api.get("", params=tenant.org, headers=tenant.headers).json()
     assert [item["id"] for item in listed] == [other, first]  # newest first
     assert events_of(service, first) == ["connection.created", "connection.reauthorized"]
-    assert api.get("", params={**tenant.org, "app_key": "local-oidc", "status": "needs_reauth"}, headers=tenant.headers).json() == []
+    assert (
+        api.get(
+            "",
+            params={**tenant.org, "app_key": "local-oidc", "status": "needs_reauth"},
+            headers=tenant.headers,
+        ).json()
+        == []
+    )
 
 
-def test_explicit_completion_creates_the_connection_at_complete_oauth(api: httpx.Client, tenant: Tenant) -> None:
+def test_explicit_completion_creates_the_connection_at_complete_oauth(
+    api: httpx.Client, tenant: Tenant
+) -> None:
     flow = authorize_and_consent(api, tenant, completion="explicit")
-    before = api.post("/complete-oauth", params=tenant.org, headers=tenant.headers, json={"state_token": flow.state})
-    assert before.json() == {"connected": False, "connection": None, "message": before.json()["message"]}
+    before = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    )
+    assert before.json() == {
+        "connected": False,
+        "connection": None,
+        "message": before.json()["message"],
+    }
 
     callback = follow_callback(flow.callback_url)
     assert callback.status_code == 200 and callback.json()["data"]["status"] == "authorized"
     assert api.get("", params=tenant.org, headers=tenant.headers).json() == []
 
-    first = api.post("/complete-oauth", params=tenant.org, headers=tenant.headers, json={"state_token": flow.state})
+    first = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    )
     assert first.status_code == 200 and first.json()["connected"] is True
-    again = api.post("/complete-oauth", params=tenant.org, headers=tenant.headers, json={"state_token": flow.state})
+    again = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    )
     assert again.json() == first.json()
     [item] = api.get("", params=tenant.org, headers=tenant.headers).json()
     assert item["id"] == first.json()["connection"]["id"]
 
 
-def test_provider_refusal_is_reported_the_same_three_ways(api: httpx.Client, tenant: Tenant) -> None:
+def test_provider_refusal_is_reported_the_same_three_ways(
+    api: httpx.Client, tenant: Tenant
+) -> None:
     flow = authorize_and_consent(api, tenant, deny=True)
     assert flow.query["error"] == "access_denied"
     response = follow_callback(flow.callback_url)
     assert response.status_code == 400
     assert response.json()["error"]["details"]["error"] == "access_denied"
-    completed = api.post("/complete-oauth", params=tenant.org, headers=tenant.headers, json={"state_token": flow.state}).json()
+    completed = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    ).json()
     assert completed["connected"] is False and completed["connection"] is None
     assert completed["error"]["code"] == "access_denied"
 
@@ -150,7 +204,9 @@ def test_provider_refusal_is_reported_the_same_three_ways(api: httpx.Client, ten
     assert page.status_code == 400 and "Connection cancelled" in page.text
     assert '"connected": false' in page.text
 
-    redirect_flow = authorize_and_consent(api, tenant, deny=True, return_url="https://app.example.test/done")
+    redirect_flow = authorize_and_consent(
+        api, tenant, deny=True, return_url="https://app.example.test/done"
+    )
     redirected = follow_callback(redirect_flow.callback_url, accept="text/html")
     assert redirected.status_code == 303
     query = parse_qs(urlsplit(redirected.headers["location"]).query)
@@ -162,9 +218,14 @@ def test_return_url_gets_a_303_with_the_result(api: httpx.Client, tenant: Tenant
     response = follow_callback(flow.callback_url, accept="text/html")
     assert response.status_code == 303
     location = urlsplit(response.headers["location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example.test/connected"
+    assert (
+        f"{location.scheme}://{location.netloc}{location.path}"
+        == "https://app.example.test/connected"
+    )
     query = parse_qs(location.query)
-    assert query["tab"] == ["2"] and query["state"] == [flow.state] and query["connected"] == ["true"]
+    assert (
+        query["tab"] == ["2"] and query["state"] == [flow.state] and query["connected"] == ["true"]
+    )
     assert query["connection_id"][0].startswith("conn_")
 
 

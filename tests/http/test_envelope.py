@@ -9,7 +9,16 @@ import pytest
 
 from tests.conftest import Tenant
 
-ENVELOPE_KEYS = {"code", "message", "system_message", "type", "status", "details", "trace_id", "timestamp"}
+ENVELOPE_KEYS = {
+    "code",
+    "message",
+    "system_message",
+    "type",
+    "status",
+    "details",
+    "trace_id",
+    "timestamp",
+}
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -33,15 +42,31 @@ def test_unknown_route_and_wrong_method(api: httpx.Client, service) -> None:  # 
 
 def test_missing_and_bad_api_keys(api: httpx.Client, tenant: Tenant) -> None:
     assert_envelope(api.get("", params=tenant.org), 401, "AUTHENTICATION_REQUIRED")
-    assert_envelope(api.get("", params=tenant.org, headers={"X-API-Key": "ak_" + "x" * 40}), 401, "INVALID_API_KEY")
-    assert_envelope(api.get("", params=tenant.org, headers={"X-API-Key": "not-a-key"}), 401, "INVALID_API_KEY")
+    assert_envelope(
+        api.get("", params=tenant.org, headers={"X-API-Key": "ak_" + "x" * 40}),
+        401,
+        "INVALID_API_KEY",
+    )
+    assert_envelope(
+        api.get("", params=tenant.org, headers={"X-API-Key": "not-a-key"}), 401, "INVALID_API_KEY"
+    )
     bearer = api.get("", params=tenant.org, headers={"Authorization": f"Bearer {tenant.api_key}"})
     assert bearer.status_code == 200
 
 
-def test_organization_access_is_denied_alike_for_foreign_and_unknown(api: httpx.Client, tenant: Tenant, other_tenant: Tenant) -> None:
-    foreign = assert_envelope(api.get("", params=other_tenant.org, headers=tenant.headers), 403, "ORGANIZATION_ACCESS_DENIED")
-    unknown = assert_envelope(api.get("", params={"organization_id": "org_" + "f" * 32}, headers=tenant.headers), 403, "ORGANIZATION_ACCESS_DENIED")
+def test_organization_access_is_denied_alike_for_foreign_and_unknown(
+    api: httpx.Client, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    foreign = assert_envelope(
+        api.get("", params=other_tenant.org, headers=tenant.headers),
+        403,
+        "ORGANIZATION_ACCESS_DENIED",
+    )
+    unknown = assert_envelope(
+        api.get("", params={"organization_id": "org_" + "f" * 32}, headers=tenant.headers),
+        403,
+        "ORGANIZATION_ACCESS_DENIED",
+    )
     assert {k: v for k, v in foreign.items() if k not in {"trace_id", "timestamp"}} == {
         k: v for k, v in unknown.items() if k not in {"trace_id", "timestamp"}
     }
@@ -63,26 +88,46 @@ def test_organization_access_is_denied_alike_for_foreign_and_unknown(api: httpx.
         (b"{}", ["connector_type"]),
     ],
 )
-def test_bad_bodies_are_400_never_422(api: httpx.Client, tenant: Tenant, content: bytes, fields: list[str]) -> None:
-    response = api.post("/authorize", params=tenant.org, headers={**tenant.headers, "Content-Type": "application/json"}, content=content)
+def test_bad_bodies_are_400_never_422(
+    api: httpx.Client, tenant: Tenant, content: bytes, fields: list[str]
+) -> None:
+    response = api.post(
+        "/authorize",
+        params=tenant.org,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+        content=content,
+    )
     error = assert_envelope(response, 400, "VALIDATION_ERROR")
     assert error["details"]["fields"] == fields  # type: ignore[index]
 
 
 def test_unknown_query_values_are_400(api: httpx.Client, tenant: Tenant) -> None:
-    error = assert_envelope(api.get("", params={**tenant.org, "status": "weird"}, headers=tenant.headers), 400, "VALIDATION_ERROR")
+    error = assert_envelope(
+        api.get("", params={**tenant.org, "status": "weird"}, headers=tenant.headers),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert error["details"] == {"fields": ["status"]}
 
 
 def test_oversized_bodies_are_413(api: httpx.Client, tenant: Tenant) -> None:
     big = b'{"connector_type": "' + b"a" * (70 * 1024) + b'"}'
-    assert_envelope(api.post("/authorize", params=tenant.org, headers=tenant.headers, content=big), 413, "PAYLOAD_TOO_LARGE")
+    assert_envelope(
+        api.post("/authorize", params=tenant.org, headers=tenant.headers, content=big),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
 
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(80):
             yield b" " * 1024
 
-    chunked = api.post("/authorize", params=tenant.org, headers={**tenant.headers, "Content-Type": "application/json"}, content=chunks())
+    chunked = api.post(
+        "/authorize",
+        params=tenant.org,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+        content=chunks(),
+    )
     assert_envelope(chunked, 413, "PAYLOAD_TOO_LARGE")
 
 

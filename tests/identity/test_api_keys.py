@@ -30,7 +30,11 @@ def test_the_key_is_stored_only_as_its_hash(service: ServiceProcess, tenant: Ten
     key = service.run_db(work)
     assert key.key_hash == digest(tenant.api_key)
     assert tenant.api_key not in repr(key.__dict__)
-    assert len(tenant.api_key) == 43 and tenant.api_key.startswith("ak_") and tenant.api_key[3:].isalnum()
+    assert (
+        len(tenant.api_key) == 43
+        and tenant.api_key.startswith("ak_")
+        and tenant.api_key[3:].isalnum()
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,7 +45,9 @@ def test_the_key_is_stored_only_as_its_hash(service: ServiceProcess, tenant: Ten
         ({"expires_at": utcnow() - timedelta(minutes=1)}, "API_KEY_EXPIRED"),
     ],
 )
-def test_unusable_keys_are_refused(api: httpx.Client, service: ServiceProcess, tenant: Tenant, values: dict[str, object], code: str) -> None:
+def test_unusable_keys_are_refused(
+    api: httpx.Client, service: ServiceProcess, tenant: Tenant, values: dict[str, object], code: str
+) -> None:
     assert api.get("", params=tenant.org, headers=tenant.headers).status_code == 200
     update_key(service, tenant.api_key_id, **values)
     response = api.get("", params=tenant.org, headers=tenant.headers)

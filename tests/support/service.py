@@ -69,13 +69,25 @@ class ServiceProcess:
         return f"{self.base_url}/v1/personal-connectors"
 
     def settings(self) -> Settings:
-        scoped = {k[len("CONNECTORS_") :].lower(): v for k, v in self.env.items() if k.startswith("CONNECTORS_")}
+        scoped = {
+            k[len("CONNECTORS_") :].lower(): v
+            for k, v in self.env.items()
+            if k.startswith("CONNECTORS_")
+        }
         return Settings(_env_file=None, **scoped)  # type: ignore[call-arg]
 
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "personal_connectors", "serve", "--port", str(self.port), *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "personal_connectors",
+                "serve",
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,60 @@
+"""No token, code, state, secret or API key reaches a log line — captured from a real run."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from personal_connectors.logs import redact
+from personal_connectors.models import Connection
+from personal_connectors.tokens.vault import TokenVault
+from tests.conftest import CLIENT_SECRET, Tenant
+from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support.service import ServiceProcess
+
+
+def test_a_whole_flow_leaves_no_secret_in_the_logs(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    offset = len(service.logs())
+    flow = authorize_and_consent(api, tenant)
+    code = parse_qs(urlsplit(flow.callback_url).query)["code"][0]
+    connection_id = follow_callback(flow.callback_url).json()["data"]["connection_id"]
+    follow_callback(flow.callback_url)  # a replay, refused and logged
+    api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    )
+
+    async def tokens(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, connection_id)
+        vault = TokenVault(runtime.sealer)
+        return vault.access_token(connection), vault.refresh_token(connection)
+
+    access_token, refresh_token = service.run_db(tokens)
+    api.delete(f"/{connection_id}", headers=tenant.headers)
+    api.get("", params=tenant.org, headers={"X-API-Key": tenant.api_key[:-1] + "x"})  # a wrong key
+
+    logs = service.logs()[offset:]
+    assert "/v1/personal-connectors/callback" in logs  # the access log did record the requests
+    for secret in (tenant.api_key, flow.state, code, access_token, refresh_token, CLIENT_SECRET):
+        assert secret and secret not in logs
+
+
+def test_the_redaction_filter_catches_accidents() -> None:
+    line = redact(
+        "GET /callback?code=abc123&state=state_Zm9vYmFyYmF6cXV4 Authorization: Bearer eyJhbGciOi.x.y "
+        'X-API-Key ak_ABCDEFGHIJKLMNOPQRSTUVWXYZ {"refresh_token": "r-secret"} client_secret=s3cr3t'
+    )
+    for secret in (
+        "abc123",
+        "Zm9vYmFyYmF6cXV4",
+        "eyJhbGciOi",
+        "ABCDEFGHIJKLMNOP",
+        "r-secret",
+        "s3cr3t",
+    ):
+        assert secret not in line
