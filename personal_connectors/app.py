@@ -16,6 +16,7 @@ from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.logs import configure_logging
 from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.endpoints import router as tokens_router
 
 DESCRIPTION = """A self-hostable OAuth 2.0 connection broker.
 
@@ -53,5 +54,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
     app.include_router(flows_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
+    app.include_router(tokens_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     return app

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     revocation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    refresh_retry_seconds: float = Field(default=8.0, gt=0, le=60)
+    refresh_lease_seconds: float = Field(default=60.0, ge=1, le=600)
 
     @field_validator("base_url")
     @classmethod

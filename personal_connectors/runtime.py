@@ -7,6 +7,7 @@ the tests all get their dependencies from here, so there is one place that wires
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +18,7 @@ from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.storage.database import create_engine, create_sessionmaker
+from personal_connectors.tokens.single_flight import SingleFlight
 
 USER_AGENT = "personal-connectors/0.1"
 
@@ -30,6 +32,8 @@ class Runtime:
     catalog: Catalog
     http: httpx.AsyncClient
     metadata: MetadataCache = field(default_factory=MetadataCache)
+    # In-flight refreshes of this process, keyed by connection id (see tokens.refresh).
+    refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
 
     @classmethod
     def start(

@@ -58,6 +58,13 @@ class Connection(TimestampedMixin, Base):
     expires_at: Mapped[datetime | None]
     # Bumped by every token write: a compare-and-swap guard against lost updates.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The refresh lease: who may refresh this connection's token right now, and until when.
+    # A lease, not a held transaction, so no database connection (nor SQLite's single write
+    # lock) is pinned while the provider answers, and a crashed holder's lease simply expires.
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    refresh_lease_until: Mapped[datetime | None]
+    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_refreshed_at: Mapped[datetime | None]
     tools_enabled: Mapped[bool] = mapped_column(default=True)
     allowed_tools: Mapped[list[str] | None]
     mcp_configuration_id: Mapped[str | None] = mapped_column(String(64))

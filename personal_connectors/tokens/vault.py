@@ -7,6 +7,7 @@ be opened as a refresh token, nor one connection's token as another's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.models import Connection
@@ -22,22 +23,30 @@ class TokenVault:
     def _aad(self, connection_id: str, field: str) -> bytes:
         return associated_data(TABLE, connection_id, field)
 
-    def store(self, connection: Connection, grant: TokenGrant) -> None:
-        """Write a grant's tokens (keeping the old refresh token when the grant has none)."""
+    def sealed(self, connection: Connection, grant: TokenGrant) -> dict[str, Any]:
+        """The column values that store a grant's tokens, for an ORM write or a CAS update.
+
+        The old refresh token is kept when the grant carries none (non-rotating providers).
+        """
         refresh_token = grant.refresh_token
         if refresh_token is None and connection.refresh_token_ct is not None:
             refresh_token = self.refresh_token(connection)
-        connection.key_id = self.sealer.key_id
-        connection.access_token_ct = self.sealer.seal(
-            grant.access_token, self._aad(connection.id, "access_token")
-        )
-        connection.refresh_token_ct = (
-            None
+        return {
+            "key_id": self.sealer.key_id,
+            "access_token_ct": self.sealer.seal(
+                grant.access_token, self._aad(connection.id, "access_token")
+            ),
+            "refresh_token_ct": None
             if refresh_token is None
-            else self.sealer.seal(refresh_token, self._aad(connection.id, "refresh_token"))
-        )
-        connection.token_type = grant.token_type
-        connection.expires_at = grant.expires_at
+            else self.sealer.seal(refresh_token, self._aad(connection.id, "refresh_token")),
+            "token_type": grant.token_type,
+            "expires_at": grant.expires_at,
+        }
+
+    def store(self, connection: Connection, grant: TokenGrant) -> None:
+        """Write a grant's tokens onto a connection being saved."""
+        for column, value in self.sealed(connection, grant).items():
+            setattr(connection, column, value)
 
     def access_token(self, connection: Connection) -> str | None:
         if connection.access_token_ct is None:

@@ -1,0 +1,23 @@
+"""Why a token cannot be handed out."""
+
+from __future__ import annotations
+
+from personal_connectors.exceptions import APIError, Conflict, ProviderUnavailable
+
+
+class ReauthorizationRequired(APIError):
+    status, code, type = 409, "REAUTHORIZATION_REQUIRED", "client_error"
+    message = "The connected account must be connected again."
+
+
+class ConnectionDisabled(Conflict):
+    code = "CONNECTION_DISABLED"
+    message = "This connection is disabled."
+
+
+class TokenUnavailable(ProviderUnavailable):
+    """The provider could not refresh the token and no unexpired token is left."""
+
+
+class RefreshContended(ProviderUnavailable):
+    """Another worker holds the refresh lease for longer than we are willing to wait."""

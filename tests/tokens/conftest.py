@@ -1,0 +1,58 @@
+"""Helpers for token tests: read and age a connection's stored state."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from personal_connectors.models import Connection, ConnectionEvent, utcnow
+from personal_connectors.tokens.vault import TokenVault
+from tests.support.service import ServiceProcess
+
+
+def stored_tokens(service: ServiceProcess, connection_id: str) -> tuple[str | None, str | None]:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, connection_id)
+        vault = TokenVault(runtime.sealer)
+        return vault.access_token(connection), vault.refresh_token(connection)
+
+    return service.run_db(work)
+
+
+def set_expiry(service: ServiceProcess, connection_id: str, seconds_from_now: float) -> None:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, connection_id)
+        connection.expires_at = utcnow() + timedelta(seconds=seconds_from_now)
+        await session.commit()
+
+    service.run_db(work)
+
+
+def update_connection(service: ServiceProcess, connection_id: str, **values: object) -> None:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, connection_id)
+        for name, value in values.items():
+            setattr(connection, name, value)
+        await session.commit()
+
+    service.run_db(work)
+
+
+def event_types(service: ServiceProcess, connection_id: str) -> list[str]:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        rows = await session.execute(
+            select(ConnectionEvent.type)
+            .where(ConnectionEvent.connection_id == connection_id)
+            .order_by(ConnectionEvent.created_at)
+        )
+        return list(rows.scalars())
+
+    return service.run_db(work)
+
+
+def connection_row(service: ServiceProcess, connection_id: str) -> Connection:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        return await session.get(Connection, connection_id)
+
+    return service.run_db(work)
