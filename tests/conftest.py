@@ -18,6 +18,7 @@ import yaml
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
+from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
@@ -31,6 +32,7 @@ CLIENT_ID = "pc-test-client"
 CLIENT_SECRET = "pc-test-secret-value-0123456789"
 RETURN_ORIGIN = "https://app.example.test"
 PROVIDER_KEY = "local-oidc"
+FAULTY_KEY = "faulty-oidc"
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +73,46 @@ def local_provider_entry(oidc: OidcProvider) -> dict[str, object]:
     }
 
 
-def write_providers_file(path: Path, oidc: OidcProvider) -> Path:
-    path.write_text(yaml.safe_dump({PROVIDER_KEY: local_provider_entry(oidc)}))
+def faulty_provider_entry(oidc: OidcProvider, proxy: FaultProxy) -> dict[str, object]:
+    """The same provider, but token, identity and revocation calls go through the fault proxy."""
+    metadata = oidc.metadata
+    via_proxy = {
+        name: proxy.url + metadata[name].removeprefix(oidc.issuer)
+        for name in ("token_endpoint", "userinfo_endpoint", "revocation_endpoint")
+    }
+    return {
+        "display_name": "Faulty OIDC",
+        "issuer": oidc.issuer,
+        "authorization_url": metadata["authorization_endpoint"],
+        "token_url": via_proxy["token_endpoint"],
+        "revocation_url": via_proxy["revocation_endpoint"],
+        "userinfo": {"url": via_proxy["userinfo_endpoint"]},
+        "default_scopes": ["openid", "email", "profile", "offline_access"],
+        "authorization_params": {"prompt": "consent"},
+    }
+
+
+def write_providers_file(path: Path, oidc: OidcProvider, proxy: FaultProxy) -> Path:
+    entries = {
+        PROVIDER_KEY: local_provider_entry(oidc),
+        FAULTY_KEY: faulty_provider_entry(oidc, proxy),
+    }
+    path.write_text(yaml.safe_dump(entries))
     return path
+
+
+@pytest.fixture(scope="session")
+def fault_proxy(oidc: OidcProvider) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(oidc.issuer)
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
     oidc: OidcProvider,
+    fault_proxy: FaultProxy,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -90,9 +123,15 @@ def service(
         "CONNECTORS_DATA_DIR": str(workdir / "data"),
         "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
         "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "CONNECTORS_PROVIDERS_FILE": str(write_providers_file(workdir / "providers.yaml", oidc)),
+        "CONNECTORS_PROVIDERS_FILE": str(
+            write_providers_file(workdir / "providers.yaml", oidc, fault_proxy)
+        ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
         "CONNECTORS_LOG_LEVEL": "DEBUG",
+        # Short bounds so fault tests finish quickly; the defaults are 10 s and 8 s.
+        "CONNECTORS_PROVIDER_TIMEOUT_SECONDS": "2",
+        "CONNECTORS_REFRESH_RETRY_SECONDS": "1",
+        "CONNECTORS_REFRESH_LEASE_SECONDS": "10",
     }
     database_url = None
     if backend == "postgres":
@@ -103,9 +142,9 @@ def service(
     proc = ServiceProcess(port, env, workdir / "service.log").start()
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
-        await OAuthAppService(session, runtime.sealer, runtime.catalog).configure(
-            None, PROVIDER_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
-        )
+        apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+        for key in (PROVIDER_KEY, FAULTY_KEY):
+            await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     proc.run_db(configure_app)
     yield proc

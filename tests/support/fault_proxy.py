@@ -1,0 +1,104 @@
+"""A loopback HTTP proxy that stands between the service and a provider and misbehaves on
+command: passes through, answers an error status, garbage, drops the connection, or stalls.
+
+It also counts requests per path, so a test can see how many calls reached the provider.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "content-encoding",
+}
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.mode = "pass"
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output (and tokens) quiet
+                pass
+
+            def _handle(self) -> None:
+                proxy._serve(self)
+
+            do_GET = do_POST = do_DELETE = _handle  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def set_mode(self, mode: str) -> None:
+        """``pass`` | ``status:<code>`` | ``garbage`` | ``drop`` | ``delay:<seconds>``."""
+        self.mode = mode
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return self.hits[path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.hits[path] += 1
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        mode = self.mode
+        if mode.startswith("status:"):
+            return self._reply(handler, int(mode.split(":")[1]), b"upstream trouble", "text/plain")
+        if mode == "garbage":
+            return self._reply(handler, 200, b"<html>definitely not json", "text/html")
+        if mode == "drop":
+            handler.close_connection = True
+            handler.connection.close()
+            return None
+        if mode.startswith("delay:"):
+            time.sleep(float(mode.split(":")[1]))
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
+        response = httpx.request(
+            handler.command, self.upstream + handler.path, headers=headers, content=body, timeout=30
+        )
+        return self._reply(
+            handler,
+            response.status_code,
+            response.content,
+            response.headers.get("content-type", ""),
+        )
+
+    @staticmethod
+    def _reply(
+        handler: BaseHTTPRequestHandler, status: int, content: bytes, content_type: str
+    ) -> None:
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(content)))
+            handler.end_headers()
+            handler.wfile.write(content)
+        except OSError:
+            pass  # the client gave up (timeout): nothing to tell it
