@@ -6,35 +6,13 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from sqlalchemy import select
 
-from personal_connectors.models import Connection, ConnectionEvent
-from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import authorize_and_consent, connect, follow_callback, start_flow
+from tests.support.db import event_types as events_of
+from tests.support.db import stored_tokens
 from tests.support.oidc import OidcProvider, token_request
 from tests.support.service import ServiceProcess
-
-
-def stored_tokens(service: ServiceProcess, connection_id: str) -> tuple[str | None, str | None]:
-    async def work(session, runtime):  # type: ignore[no-untyped-def]
-        connection = await session.get(Connection, connection_id)
-        vault = TokenVault(runtime.sealer)
-        return vault.access_token(connection), vault.refresh_token(connection)
-
-    return service.run_db(work)
-
-
-def events_of(service: ServiceProcess, connection_id: str) -> list[str]:
-    async def work(session, runtime):  # type: ignore[no-untyped-def]
-        rows = await session.execute(
-            select(ConnectionEvent.type)
-            .where(ConnectionEvent.connection_id == connection_id)
-            .order_by(ConnectionEvent.created_at)
-        )
-        return list(rows.scalars())
-
-    return service.run_db(work)
 
 
 def test_authorization_url_carries_pkce_state_and_exact_redirect(

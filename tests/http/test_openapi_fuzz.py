@@ -14,19 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from tests.conftest import Tenant, make_tenant
+from tests.support.envelope import is_envelope
 from tests.support.service import ServiceProcess
-
-ENVELOPE_KEYS = {
-    "code",
-    "message",
-    "system_message",
-    "type",
-    "status",
-    "details",
-    "trace_id",
-    "timestamp",
-}
-
 
 # Uvicorn's HTTP parser refuses some requests (e.g. a URL over its size limit) before the
 # application sees them; that plain-text 400 is the server's, not a route's.
@@ -47,8 +36,7 @@ def check_response(response: Any, tenant: Tenant) -> None:
     )
     if response.status_code >= 400:
         body = httpx.Response(response.status_code, content=response.content).json()
-        assert body["success"] is False and set(body["error"]) == ENVELOPE_KEYS, body
-        assert body["error"]["status"] == response.status_code
+        assert is_envelope(body, response.status_code), body
     assert tenant.api_key not in response.text
 
 

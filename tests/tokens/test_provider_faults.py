@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import FAULTY_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support.db import connection_row, event_types, set_expiry, stored_tokens
 from tests.support.fault_proxy import FaultProxy
 from tests.support.service import ServiceProcess
-from tests.tokens.conftest import connection_row, event_types, set_expiry, stored_tokens
 
 TOKEN_PATH = "/token"
 

@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import connect
+from tests.support.db import event_types, set_expiry, stored_tokens
 from tests.support.oidc import OidcProvider, free_port, token_request
 from tests.support.service import ServiceProcess
-from tests.tokens.conftest import event_types, set_expiry, stored_tokens
 
 
 @pytest.fixture

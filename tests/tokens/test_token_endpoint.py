@@ -7,15 +7,15 @@ import httpx
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import connect
-from tests.support.oidc import OidcProvider, token_request
-from tests.support.service import ServiceProcess
-from tests.tokens.conftest import (
+from tests.support.db import (
     connection_row,
     event_types,
     set_expiry,
     stored_tokens,
     update_connection,
 )
+from tests.support.oidc import OidcProvider, token_request
+from tests.support.service import ServiceProcess
 
 
 def token(api: httpx.Client, tenant: Tenant, connection_id: str, **params: str) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""Helpers for token tests: read and age a connection's stored state."""
+"""White-box helpers: read and change what the service stored, through its own code and keys."""
 
 from __future__ import annotations
 
