@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from personal_connectors.apps.endpoints import router as apps_router
+from personal_connectors.catalog_api.endpoints import router as catalog_router
 from personal_connectors.config import API_PREFIX, Settings
+from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
     app.include_router(flows_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
+    app.include_router(catalog_router, prefix=API_PREFIX)
+    app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(tokens_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     return app

@@ -1,4 +1,8 @@
-"""HTTP routes for a caller's connections."""
+"""HTTP routes for a caller's connections.
+
+``by_tool_router`` holds the literal ``/connections/…`` paths; the application includes it
+before ``router``, whose ``/{connection_id}/…`` would otherwise claim them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from personal_connectors.connections.schemas import ConnectionOut, ConnectionStatusFilter
+from personal_connectors.apps.endpoints import AppKey
+from personal_connectors.catalog_api.service import require_entry
+from personal_connectors.connections.checks import ConnectionChecker, health_of
+from personal_connectors.connections.schemas import (
+    ActiveIn,
+    ActiveOut,
+    CheckResultOut,
+    ConnectionOut,
+    ConnectionStatusFilter,
+    HealthOut,
+    ToolConnectionOut,
+    ToolConnectionsOut,
+    ToolsData,
+    ToolsIn,
+    ToolsOut,
+)
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.http.dependencies import (
     OptionalOrgAccessDep,
@@ -17,6 +36,7 @@ from personal_connectors.http.dependencies import (
 )
 
 router = APIRouter(tags=["Connections"])
+by_tool_router = APIRouter(tags=["Connections"])
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -25,7 +45,40 @@ def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectionService:
     return ConnectionService(session, runtime)
 
 
+def get_checker(runtime: RuntimeDep, session: SessionDep) -> ConnectionChecker:
+    return ConnectionChecker(session, runtime)
+
+
 ServiceDep = Annotated[ConnectionService, Depends(get_service)]
+CheckerDep = Annotated[ConnectionChecker, Depends(get_checker)]
+
+
+@by_tool_router.get(
+    "/connections/{tool_key}",
+    response_model=ToolConnectionsOut,
+    summary="The caller's accounts at one connector, active and disabled",
+)
+async def list_tool_connections(
+    tool_key: AppKey, access: OrgAccessDep, service: ServiceDep, runtime: RuntimeDep
+) -> ToolConnectionsOut:
+    entry = require_entry(runtime.catalog, tool_key)
+    connections = await service.list_for(access, app_key=tool_key)
+    return ToolConnectionsOut(
+        tool_key=tool_key,
+        connections=[ToolConnectionOut.of(one, entry.display_name) for one in connections],
+    )
+
+
+@by_tool_router.patch(
+    "/connections/{connection_id}/active",
+    response_model=ActiveOut,
+    summary="Disable or enable a connection (its tokens are kept)",
+)
+async def set_active(
+    connection_id: ConnectionId, body: ActiveIn, access: OrgAccessDep, service: ServiceDep
+) -> ActiveOut:
+    connection = await service.set_active(access, connection_id, body.is_active)
+    return ActiveOut(id=connection.id, is_active=connection.is_active)
 
 
 @router.get("", response_model=list[ConnectionOut], summary="List the caller's connections")
@@ -33,12 +86,22 @@ ServiceDep = Annotated[ConnectionService, Depends(get_service)]
 async def list_connections(
     access: OrgAccessDep,
     service: ServiceDep,
+    checker: CheckerDep,
     app_key: Annotated[str | None, Query(max_length=64)] = None,
     status: ConnectionStatusFilter | None = None,
+    force_check: Annotated[
+        bool,
+        Query(
+            alias="forceCheck",
+            description="Check each connection with its provider before answering.",
+        ),
+    ] = False,
 ) -> list[ConnectionOut]:
-    connections = await service.list_for(
-        access, app_key=app_key, status=status.value if status else None
-    )
+    filters = {"app_key": app_key, "status": status.value if status else None}
+    if force_check:
+        connections = await checker.list_checked(access, **filters)
+    else:
+        connections = await service.list_for(access, **filters)
     return [ConnectionOut.of(connection) for connection in connections]
 
 
@@ -48,6 +111,71 @@ async def get_connection(
 ) -> ConnectionOut:
     connection = await service.get_for(access.principal, connection_id, access.organization_id)
     return ConnectionOut.of(connection)
+
+
+@router.get(
+    "/{connection_id}/health",
+    response_model=HealthOut,
+    summary="The connection's health as last checked (no call to the provider)",
+)
+async def get_health(
+    connection_id: ConnectionId, access: OrgAccessDep, service: ServiceDep
+) -> HealthOut:
+    connection = await service.get_for(access.principal, connection_id, access.organization_id)
+    health = health_of(connection)
+    return HealthOut(
+        credential_id=connection.id,
+        tool_key=connection.app_key,
+        status=health.status,
+        is_active=connection.is_active,
+        connection_status=connection.status,
+        reason=health.reason,
+        last_checked_at=connection.last_checked_at,
+    )
+
+
+@router.post(
+    "/{connection_id}/test",
+    response_model=CheckResultOut,
+    summary="Check the connection with a read-only call at the provider",
+)
+async def check_connection(
+    connection_id: ConnectionId, access: OrgAccessDep, checker: CheckerDep
+) -> CheckResultOut:
+    connection, outcome = await checker.test(access, connection_id)
+    return CheckResultOut(
+        credential_id=connection.id,
+        tool_key=connection.app_key,
+        success=outcome.success,
+        action_tested=outcome.action,
+        message=outcome.message,
+        execution_time_ms=outcome.execution_time_ms,
+        tested_at=outcome.tested_at,
+    )
+
+
+@router.patch(
+    "/{connection_id}/tools",
+    response_model=ToolsOut,
+    summary="Choose which of the connection's tools the platform may use",
+)
+async def configure_tools(
+    connection_id: ConnectionId, body: ToolsIn, access: OrgAccessDep, service: ServiceDep
+) -> ToolsOut:
+    connection = await service.configure_tools(
+        access,
+        connection_id,
+        enabled=body.enabled,
+        allowed_tools=body.allowed_tools,
+    )
+    return ToolsOut(
+        message="Tool configuration updated.",
+        data=ToolsData(
+            connection_id=connection.id,
+            enabled=connection.tools_enabled,
+            allowed_tools=connection.allowed_tools,
+        ),
+    )
 
 
 @router.delete("/{connection_id}", status_code=204, summary="Disconnect (revoke at the provider)")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StrictBool, StringConstraints, field_validator
 
+from personal_connectors.http.schemas import RequestBody
 from personal_connectors.models import Connection
+
+HealthStatus = Literal["healthy", "unhealthy", "unknown"]
 
 
 class ConnectionStatusFilter(StrEnum):
@@ -59,3 +63,99 @@ class ConnectionSummary(BaseModel):
     id: str
     app_key: str
     status: str
+
+
+class ToolConnectionOut(BaseModel):
+    """One account in ``GET /connections/{tool_key}``: the toggle list of a connector's page."""
+
+    id: str
+    tool_key: str
+    display_name: str
+    credential_name: str | None
+    account_email: str | None
+    connection_id: str
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, connection: Connection, provider_name: str) -> ToolConnectionOut:
+        account = connection.account_email or connection.account_name or connection.account_id
+        return cls(
+            id=connection.id,
+            tool_key=connection.app_key,
+            display_name=f"{account} - {provider_name}",
+            credential_name=None,  # user-set names are not stored yet
+            account_email=connection.account_email,
+            connection_id=connection.id,
+            is_active=connection.is_active,
+            created_at=connection.created_at,
+        )
+
+
+class ToolConnectionsOut(BaseModel):
+    tool_key: str
+    connections: list[ToolConnectionOut]
+
+
+class ActiveIn(RequestBody):
+    # Strict: `"false"` or `0` is a client bug, and read as true it would re-enable a connection.
+    is_active: StrictBool
+
+
+class ActiveOut(BaseModel):
+    id: str
+    is_active: bool
+
+
+class HealthOut(BaseModel):
+    credential_id: str
+    tool_key: str
+    status: HealthStatus
+    is_active: bool
+    connection_status: str
+    reason: str | None
+    last_checked_at: datetime | None
+
+
+class CheckResultOut(BaseModel):
+    """The answer of ``POST /{id}/test``; ``message`` never holds a token."""
+
+    credential_id: str
+    tool_key: str
+    success: bool
+    action_tested: str
+    message: str
+    execution_time_ms: int | None
+    tested_at: datetime
+
+
+ToolName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+
+
+class ToolsIn(RequestBody):
+    enabled: StrictBool = Field(description="Enable or disable all of the connection's tools.")
+    allowed_tools: list[ToolName] | None = Field(
+        default=None,
+        max_length=500,
+        description="The tool names allowed; `null` or omitted allows all.",
+    )
+
+    @field_validator("allowed_tools")
+    @classmethod
+    def _once_each(cls, value: list[str] | None) -> list[str] | None:
+        """Keep the first of any repeated name, so the stored list is a set in the given order."""
+        return None if value is None else list(dict.fromkeys(value))
+
+
+class ToolsData(BaseModel):
+    connection_id: str
+    enabled: bool
+    allowed_tools: list[str] | None
+
+
+class ToolsOut(BaseModel):
+    success: Literal[True] = True
+    message: str
+    data: ToolsData

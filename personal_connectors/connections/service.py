@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,35 +48,18 @@ class ConnectionService:
         Returns the connection and whether it is new. Commits.
         """
         for attempt in (1, 2):
-            connection = await self.repository.find_live_account(
+            existing = await self.repository.find_live_account(
                 organization_id, user_id, app_key, identity.account_id
             )
-            created = connection is None
-            if connection is None:
-                connection = Connection(
-                    id=new_id("conn"),
-                    organization_id=organization_id,
-                    user_id=user_id,
-                    app_key=app_key,
-                    account_id=identity.account_id,
-                    version=1,
-                )
-                self.repository.add(connection)
-            else:
-                connection.version += 1
-            connection.oauth_app_id = oauth_app_id
-            connection.account_email = identity.email
-            connection.account_name = identity.name
-            connection.integration_params = dict(integration_params)
-            connection.scopes = list(grant.scopes or [])
-            connection.status = ConnectionStatus.ACTIVE
-            connection.status_reason = None
-            connection.last_sync_at = utcnow()
-            self.vault.store(connection, grant)
-            self.repository.record(
-                connection,
-                EventType.CREATED if created else EventType.REAUTHORIZED,
-                scopes=connection.scopes,
+            connection, created = self.stage_authorization(
+                existing,
+                organization_id=organization_id,
+                user_id=user_id,
+                app_key=app_key,
+                oauth_app_id=oauth_app_id,
+                integration_params=integration_params,
+                identity=identity,
+                grant=grant,
             )
             try:
                 await self.session.commit()
@@ -86,6 +70,57 @@ class ConnectionService:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def stage_authorization(
+        self,
+        existing: Connection | None,
+        *,
+        organization_id: str,
+        user_id: str,
+        app_key: str,
+        oauth_app_id: str | None,
+        integration_params: Mapping[str, str],
+        identity: AccountIdentity,
+        grant: TokenGrant,
+        **event_detail: Any,
+    ) -> tuple[Connection, bool]:
+        """Write an authorization onto ``existing`` (this account's live connection) or a new one.
+
+        Only stages the change in the session: ``save_authorization`` commits one at a time, the
+        importer looks many accounts up at once and commits in batches, and both get the same
+        rules for what a re-authorization overwrites. The tokens are sealed before any field
+        changes, so a failure there (an old refresh token no configured key opens) leaves
+        ``existing`` untouched. Returns the connection and whether it is new.
+        """
+        created = existing is None
+        connection = existing or Connection(
+            id=new_id("conn"),
+            organization_id=organization_id,
+            user_id=user_id,
+            app_key=app_key,
+            account_id=identity.account_id,
+            version=1,
+        )
+        self.vault.store(connection, grant)
+        if created:
+            self.repository.add(connection)
+        else:
+            connection.version += 1
+        connection.oauth_app_id = oauth_app_id
+        connection.account_email = identity.email
+        connection.account_name = identity.name
+        connection.integration_params = dict(integration_params)
+        connection.scopes = list(grant.scopes or [])
+        connection.status = ConnectionStatus.ACTIVE
+        connection.status_reason = None
+        connection.last_sync_at = utcnow()
+        self.repository.record(
+            connection,
+            EventType.CREATED if created else EventType.REAUTHORIZED,
+            scopes=connection.scopes,
+            **event_detail,
+        )
+        return connection, created
 
     async def list_for(
         self, access: OrgAccess, *, app_key: str | None = None, status: str | None = None
@@ -104,6 +139,37 @@ class ConnectionService:
             )
         if connection is None:
             raise ConnectionNotFound()
+        return connection
+
+    async def set_active(
+        self, access: OrgAccess, connection_id: str, is_active: bool
+    ) -> Connection:
+        """Disable or enable. The tokens stay, so enabling again needs no new authorization.
+
+        Setting the state it already has changes nothing and records nothing.
+        """
+        connection = await self.get_for(access.principal, connection_id, access.organization_id)
+        if connection.is_active != is_active:
+            connection.is_active = is_active
+            self.repository.record(
+                connection, EventType.ENABLED if is_active else EventType.DISABLED
+            )
+            await self.session.commit()
+        return connection
+
+    async def configure_tools(
+        self,
+        access: OrgAccess,
+        connection_id: str,
+        *,
+        enabled: bool,
+        allowed_tools: list[str] | None,
+    ) -> Connection:
+        """Which of the connection's tools the platform may load (``None``: all of them)."""
+        connection = await self.get_for(access.principal, connection_id, access.organization_id)
+        connection.tools_enabled = enabled
+        connection.allowed_tools = allowed_tools
+        await self.session.commit()
         return connection
 
     async def disconnect(
