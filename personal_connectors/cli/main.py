@@ -11,6 +11,7 @@ from personal_connectors.cli.catalog import apps, providers
 from personal_connectors.cli.connections import connections
 from personal_connectors.cli.context import load_settings, prepare_database
 from personal_connectors.cli.identity import api_keys, orgs, users
+from personal_connectors.cli.keys import keys
 from personal_connectors.cli.output import console, fail
 from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
 from personal_connectors.logs import configure_logging
@@ -28,6 +29,7 @@ app.add_typer(api_keys, name="api-keys")
 app.add_typer(apps, name="apps")
 app.add_typer(providers, name="providers")
 app.add_typer(connections, name="connections")
+app.add_typer(keys, name="keys")
 
 
 @app.command()

@@ -1,0 +1,139 @@
+"""The connection line format shared by import and export (SPEC §4, one JSON object a line).
+
+Validation runs with an ``ImportContext`` that knows the organization's members and the catalog,
+so a line naming a stranger or an unknown provider is refused by the same model that checks the
+types. Error messages are built from Pydantic's locations and messages only, never its inputs,
+so a bad line's tokens never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.providers.catalog import Catalog
+from personal_connectors.providers.templating import validate_integration_params
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """What a line is checked against besides its own shape."""
+
+    members: Set[str]
+    catalog: Catalog
+
+
+class ConnectionRecord(BaseModel):
+    """One connection with its tokens in clear: only ever held in memory or inside an envelope.
+
+    ``integration_params`` goes beyond the SPEC's line (optional, default none) so that an export
+    of a provider whose URLs need them (a Zendesk subdomain) imports into a working connection.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str = Field(min_length=1, max_length=40)
+    app_key: str = Field(min_length=1, max_length=64)
+    account_id: str = Field(min_length=1, max_length=255)
+    account_email: str | None = Field(default=None, max_length=320)
+    account_name: str | None = Field(default=None, max_length=255)
+    # repr=False: a record that reaches a log or a traceback shows no token.
+    access_token: str = Field(min_length=1, repr=False)
+    refresh_token: str | None = Field(default=None, min_length=1, repr=False)
+    expires_at: datetime | None = None
+    scopes: list[str] = Field(default_factory=list)
+    token_type: str = Field(default="Bearer", min_length=1, max_length=40)
+    integration_params: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _numeric_account_ids(cls, value: object) -> object:
+        # Provider account ids are often numbers (GitHub's); a JSON number means the same account.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _iso_8601_with_offset(cls, value: object) -> object:
+        """ISO 8601 text with a UTC offset; Pydantic alone would also take epoch numbers."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "must be an ISO 8601 date-time, e.g. 2026-01-01T00:00:00Z"
+                ) from None
+        else:
+            raise ValueError("must be an ISO 8601 date-time string")
+        if parsed.tzinfo is None:
+            # A token's expiry off by the importer's UTC offset would refresh at the wrong time.
+            raise ValueError("must include a UTC offset, e.g. 2026-01-01T00:00:00Z")
+        return parsed
+
+    @field_validator("user_id")
+    @classmethod
+    def _member_of_the_organization(cls, value: str, info: ValidationInfo) -> str:
+        context = _context(info)
+        if context is not None and value not in context.members:
+            raise ValueError("not a member of this organization")
+        return value
+
+    @field_validator("app_key")
+    @classmethod
+    def _in_the_catalog(cls, value: str, info: ValidationInfo) -> str:
+        context = _context(info)
+        if context is not None and value not in context.catalog:
+            raise ValueError("not in the provider catalog")
+        return value
+
+    @model_validator(mode="after")
+    def _integration_params_fit_the_provider(self, info: ValidationInfo) -> ConnectionRecord:
+        context = _context(info)
+        entry = context.catalog.get(self.app_key) if context is not None else None
+        if entry is not None:
+            try:
+                validate_integration_params(entry, self.integration_params)
+            except ValidationFailed as exc:
+                raise ValueError(exc.system_message) from None
+        return self
+
+    def to_line(self) -> str:
+        """The JSON line, SPEC field order; ``integration_params`` only when there are any."""
+        data = self.model_dump(mode="json")
+        if not data["integration_params"]:
+            del data["integration_params"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _context(info: ValidationInfo) -> ImportContext | None:
+    context: Any = info.context
+    return context if isinstance(context, ImportContext) else None
+
+
+def describe(error: ValidationError) -> str:
+    """A one-line account of what is wrong, from locations and messages only (no input values)."""
+    parts: list[str] = []
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        message = item["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
