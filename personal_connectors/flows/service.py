@@ -270,6 +270,7 @@ class FlowService:
             "identity": [identity.account_id, identity.email, identity.name],
         }
         flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), _aad(flow.id, "grant"))
+        flow.key_id = self.runtime.sealer.key_id  # the key may have rotated since /authorize
         flow.code_verifier_ct = None
         flow.status = FlowStatus.AUTHORIZED
         flow.finished_at = utcnow()
