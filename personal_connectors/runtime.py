@@ -39,6 +39,7 @@ class Runtime:
     def start(
         cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> Runtime:
+        """``transport`` lets unit tests fake a provider's HTTP for the shared client."""
         engine = create_engine(settings)
         return cls(
             settings=settings,
@@ -49,8 +50,8 @@ class Runtime:
             http=httpx.AsyncClient(
                 timeout=settings.provider_timeout_seconds,
                 follow_redirects=False,
-                headers={"User-Agent": USER_AGENT},
                 transport=transport,
+                headers={"User-Agent": USER_AGENT},
             ),
         )
 

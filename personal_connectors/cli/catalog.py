@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.cli.context import load_settings, run_with_session
 from personal_connectors.cli.output import JsonOption, emit, emit_table, fail
+from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import OAuthApp
 from personal_connectors.providers.catalog import CatalogError, check_file, load_catalog
 from personal_connectors.runtime import Runtime
@@ -70,11 +71,8 @@ def set_app(
     scope_list = scopes.split() if scopes is not None else None
 
     async def work(session: AsyncSession, runtime: Runtime) -> tuple[OAuthApp, str]:
-        if org is not None:
-            from personal_connectors.identity.repository import IdentityRepository
-
-            if await IdentityRepository(session).get_organization(org) is None:
-                fail(f"no organization {org}")
+        if org is not None and await IdentityRepository(session).get_organization(org) is None:
+            fail(f"no organization {org}")
         service = OAuthAppService(session, runtime.sealer, runtime.catalog)
         app = await service.configure(
             org, app_key, client_id=client_id, client_secret=client_secret, scopes=scope_list

@@ -30,6 +30,7 @@ from personal_connectors.identity.service import OrgAccess
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.errors import ProviderFailure
+from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.gateway import endpoints_for
 from personal_connectors.providers.identity import read_identity
 from personal_connectors.providers.schema import ProviderEntry, TestRequest
@@ -105,9 +106,7 @@ class ConnectionChecker:
         self.connections = ConnectionService(session, runtime)
 
     async def test(self, access: OrgAccess, connection_id: str) -> tuple[Connection, CheckOutcome]:
-        connection = await self.connections.get_for(
-            access.principal, connection_id, access.organization_id
-        )
+        connection = await self.connections.get_in(access, connection_id)
         return connection, await self.check(connection)
 
     async def check(self, connection: Connection) -> CheckOutcome:
@@ -141,9 +140,7 @@ class ConnectionChecker:
         async def check_one(connection_id: str) -> None:
             async with gate, self.runtime.sessions() as session:
                 checker = ConnectionChecker(session, self.runtime)
-                connection = await checker.connections.get_for(
-                    access.principal, connection_id, access.organization_id
-                )
+                connection = await checker.connections.get_in(access, connection_id)
                 await checker.check(connection)
 
         try:
@@ -223,7 +220,7 @@ async def _test_request(
     response = await http.request(call.method, url, headers=headers, json=call.body)
     if response.status_code not in call.expect_status:
         raise CheckFailed(_describe_status(response.status_code))
-    if _says_not_ok(response):
+    if says_not_ok(response):
         raise CheckFailed("the check call answered ok: false.")
 
 
@@ -231,14 +228,3 @@ def _describe_status(status: int) -> str:
     if status in (401, 403):
         return f"the access token was refused (HTTP {status})."
     return f"the check call answered HTTP {status}."
-
-
-def _says_not_ok(response: httpx.Response) -> bool:
-    """Slack and a few others answer 200 with ``{"ok": false}`` for a dead token."""
-    if "json" not in response.headers.get("content-type", ""):
-        return False
-    try:
-        payload = response.json()
-    except ValueError:
-        return False
-    return isinstance(payload, dict) and payload.get("ok") is False

@@ -109,7 +109,7 @@ async def list_connections(
 async def get_connection(
     connection_id: ConnectionId, access: OrgAccessDep, service: ServiceDep
 ) -> ConnectionOut:
-    connection = await service.get_for(access.principal, connection_id, access.organization_id)
+    connection = await service.get_in(access, connection_id)
     return ConnectionOut.of(connection)
 
 
@@ -121,7 +121,7 @@ async def get_connection(
 async def get_health(
     connection_id: ConnectionId, access: OrgAccessDep, service: ServiceDep
 ) -> HealthOut:
-    connection = await service.get_for(access.principal, connection_id, access.organization_id)
+    connection = await service.get_in(access, connection_id)
     health = health_of(connection)
     return HealthOut(
         credential_id=connection.id,

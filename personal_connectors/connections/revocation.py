@@ -16,6 +16,7 @@ import httpx
 
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient
 from personal_connectors.oauth.errors import ProviderFailure
+from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.schema import RevocationCall
 from personal_connectors.providers.templating import fill
 
@@ -71,17 +72,9 @@ async def _provider_call(
         auth=auth,
         **request_kwargs,  # type: ignore[arg-type]
     )
-    if response.status_code < 300 or response.status_code == 404:
-        # 404: the grant is already gone at the provider, which is what we wanted.
-        ok_body = True
-        if "json" in response.headers.get("content-type", ""):
-            try:
-                payload = response.json()
-                ok_body = not (isinstance(payload, dict) and payload.get("ok") is False)
-            except ValueError:
-                ok_body = True
-        if ok_body:
-            return RevocationOutcome(call.token, "provider_call", True)
+    # 404: the grant is already gone at the provider, which is what we wanted.
+    if (response.status_code < 300 or response.status_code == 404) and not says_not_ok(response):
+        return RevocationOutcome(call.token, "provider_call", True)
     return RevocationOutcome(call.token, "provider_call", False, f"HTTP {response.status_code}")
 
 

@@ -148,7 +148,7 @@ class ConnectionService:
 
         Setting the state it already has changes nothing and records nothing.
         """
-        connection = await self.get_for(access.principal, connection_id, access.organization_id)
+        connection = await self.get_in(access, connection_id)
         if connection.is_active != is_active:
             connection.is_active = is_active
             self.repository.record(
@@ -166,11 +166,15 @@ class ConnectionService:
         allowed_tools: list[str] | None,
     ) -> Connection:
         """Which of the connection's tools the platform may load (``None``: all of them)."""
-        connection = await self.get_for(access.principal, connection_id, access.organization_id)
+        connection = await self.get_in(access, connection_id)
         connection.tools_enabled = enabled
         connection.allowed_tools = allowed_tools
         await self.session.commit()
         return connection
+
+    async def get_in(self, access: OrgAccess, connection_id: str) -> Connection:
+        """The caller's connection within the organization they act in (else 404)."""
+        return await self.get_for(access.principal, connection_id, access.organization_id)
 
     async def disconnect(
         self, principal: Principal, connection_id: str, organization_id: str | None = None

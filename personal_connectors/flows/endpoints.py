@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from personal_connectors.exceptions import APIError, InvalidStateToken
-from personal_connectors.flows.exceptions import FlowFailed
+from personal_connectors.exceptions import InvalidStateToken
+from personal_connectors.flows.exceptions import AuthorizationFailed, FlowFailed
 from personal_connectors.flows.schemas import (
     AuthorizeIn,
     AuthorizeOut,
@@ -27,11 +27,6 @@ from personal_connectors.http.pages import render_page
 router = APIRouter(tags=["OAuth flow"])
 
 QueryText = Annotated[str | None, Query(max_length=4096)]
-
-
-class AuthorizationFailed(APIError):
-    status, code, type = 400, "AUTHORIZATION_FAILED", "client_error"
-    message = "The account could not be connected."
 
 
 def get_service(runtime: RuntimeDep, session: SessionDep) -> FlowService:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
+from personal_connectors.exceptions import APIError
+
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class AuthorizationFailed(APIError):
+    """A failed flow reported to a JSON caller of the callback."""
+
+    status, code, type = 400, "AUTHORIZATION_FAILED", "client_error"
+    message = "The account could not be connected."
 
 
 class FlowFailed(Exception):

@@ -20,7 +20,7 @@ from personal_connectors.config import origin_of
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto.aead import associated_data
-from personal_connectors.exceptions import InvalidStateToken, ValidationFailed
+from personal_connectors.exceptions import APIError, InvalidStateToken, ValidationFailed
 from personal_connectors.flows.exceptions import FlowFailed
 from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
@@ -211,7 +211,7 @@ class FlowService:
             return entry, await client_for(
                 self.runtime, entry, flow.integration_params, resolved.credentials
             )
-        except Exception:
+        except APIError:  # the metadata document could not be fetched or was refused
             raise FlowFailed(
                 "temporarily_unavailable", "The provider could not be reached."
             ) from None

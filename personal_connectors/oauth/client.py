@@ -98,14 +98,12 @@ class OAuthClient:
         *,
         redirect_uri: str,
         timeout: float,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.entry = entry
         self.endpoints = endpoints
         self.credentials = credentials
         self.redirect_uri = redirect_uri
         self.timeout = timeout
-        self.transport = transport
 
     def _session(self) -> AsyncOAuth2Client:
         session = AsyncOAuth2Client(
@@ -116,7 +114,6 @@ class OAuthClient:
             redirect_uri=self.redirect_uri,
             code_challenge_method="S256",
             timeout=self.timeout,
-            transport=self.transport,
             follow_redirects=False,
         )
         session.register_compliance_hook("access_token_response", self._normalise)

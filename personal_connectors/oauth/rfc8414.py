@@ -19,7 +19,11 @@ CACHE_SECONDS = 3600.0
 
 
 class DiscoveryError(RuntimeError):
-    """The metadata document could not be fetched or is not trustworthy."""
+    """The metadata document is not trustworthy (wrong issuer, missing endpoints)."""
+
+
+class MetadataUnavailable(DiscoveryError):
+    """The metadata document could not be fetched: the provider may just be down."""
 
 
 def expected_issuer(discovery_url: str) -> str:
@@ -73,7 +77,9 @@ class MetadataCache:
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise DiscoveryError(f"metadata could not be fetched ({type(exc).__name__})") from exc
+            raise MetadataUnavailable(
+                f"metadata could not be fetched ({type(exc).__name__})"
+            ) from exc
         verified = verify_metadata(discovery_url, document, declared_issuer)
         self._documents[discovery_url] = (now, verified)
         return verified

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient
 from personal_connectors.oauth.endpoints import ProviderEndpoints, resolve_endpoints
-from personal_connectors.oauth.rfc8414 import DiscoveryError
+from personal_connectors.oauth.rfc8414 import DiscoveryError, MetadataUnavailable
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
 
@@ -20,12 +20,12 @@ async def endpoints_for(
 ) -> ProviderEndpoints:
     try:
         return await resolve_endpoints(entry, params, runtime.http, runtime.metadata)
+    except MetadataUnavailable:
+        raise ProviderUnavailable(
+            f"The {entry.display_name} metadata document could not be fetched.",
+            headers={"Retry-After": "30"},
+        ) from None
     except DiscoveryError as exc:
-        if "could not be fetched" in str(exc):
-            raise ProviderUnavailable(
-                f"The {entry.display_name} metadata document could not be fetched.",
-                headers={"Retry-After": "30"},
-            ) from None
         raise ProviderError(f"The {entry.display_name} metadata was refused: {exc}.") from None
 
 

@@ -26,14 +26,11 @@ class TokenService:
     async def issue(
         self, access: OrgAccess, connection_id: str, *, force_refresh: bool
     ) -> TokenOut:
-        connection = await ConnectionService(self.session, self.runtime).get_for(
-            access.principal, connection_id, access.organization_id
+        connection = await ConnectionService(self.session, self.runtime).get_in(
+            access, connection_id
         )
         if not connection.is_active:
             raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
-        # End the read transaction: a caller waiting on another's refresh must not hold a
-        # pooled connection the refresher itself needs.
-        await self.session.commit()
         token = await self.fresh_token(connection, force=force_refresh)
         return TokenOut(
             access_token=token.access_token,
@@ -51,6 +48,9 @@ class TokenService:
             )
         entry = self.runtime.catalog.get(connection.app_key)
         if force or needs_refresh(connection, entry, utcnow()):
+            # End the read transaction first: a caller waiting on another's refresh must not
+            # hold a pooled connection the refresher itself needs.
+            await self.session.commit()
             return await self.refresher.refresh(connection, force=force)
         return self.refresher.current(connection)
 

@@ -6,6 +6,9 @@ import json
 
 import httpx
 
+from tests.conftest import Tenant
+from tests.flows.conftest import connect
+from tests.support.db import stored_tokens
 from tests.support.service import ServiceProcess
 
 
@@ -113,8 +116,14 @@ def test_providers_list_includes_builtins_and_the_file(service: ServiceProcess) 
     assert set(providers[0]) == {"key", "display_name", "auth_mode", "category"}  # type: ignore[index]
 
 
-def test_connections_list_never_shows_tokens(service: ServiceProcess) -> None:
-    rows = run_json(service, "connections", "list")
-    assert isinstance(rows, list)
-    for row in rows:
-        assert not {"access_token", "refresh_token"} & set(row)
+def test_connections_list_shows_the_account_never_its_tokens(
+    service: ServiceProcess, api: httpx.Client, tenant: Tenant
+) -> None:
+    connection_id = connect(api, tenant, login="erin")
+    access_token, refresh_token = stored_tokens(service, connection_id)
+    result = service.cli("connections", "list", "--org", tenant.organization_id, "--json")
+    [row] = json.loads(result.stdout)
+    assert row["id"] == connection_id and row["account_email"] == "erin@example.test"
+    assert row["user_id"] == tenant.user_id and row["organization_id"] == tenant.organization_id
+    assert access_token and refresh_token
+    assert access_token not in result.stdout and refresh_token not in result.stdout

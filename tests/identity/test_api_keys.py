@@ -10,17 +10,8 @@ import pytest
 from personal_connectors.crypto.hashing import digest
 from personal_connectors.models import APIKey, APIKeyStatus, utcnow
 from tests.conftest import Tenant
+from tests.support.db import update_row
 from tests.support.service import ServiceProcess
-
-
-def update_key(service: ServiceProcess, key_id: str, **values: object) -> None:
-    async def work(session, runtime):  # type: ignore[no-untyped-def]
-        key = await session.get(APIKey, key_id)
-        for name, value in values.items():
-            setattr(key, name, value)
-        await session.commit()
-
-    service.run_db(work)
 
 
 def test_the_key_is_stored_only_as_its_hash(service: ServiceProcess, tenant: Tenant) -> None:
@@ -49,7 +40,7 @@ def test_unusable_keys_are_refused(
     api: httpx.Client, service: ServiceProcess, tenant: Tenant, values: dict[str, object], code: str
 ) -> None:
     assert api.get("", params=tenant.org, headers=tenant.headers).status_code == 200
-    update_key(service, tenant.api_key_id, **values)
+    update_row(service, APIKey, tenant.api_key_id, **values)
     response = api.get("", params=tenant.org, headers=tenant.headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == code

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from personal_connectors.providers.catalog import Catalog, load_catalog
-from personal_connectors.providers.schema import BUILTIN_VARIABLES, TEMPLATE_VARIABLE, ProviderEntry
+from personal_connectors.providers.schema import (
+    BUILTIN_VARIABLES,
+    TEMPLATE_VARIABLE,
+    ProviderEntry,
+)
+from personal_connectors.providers.schema import URL_FIELDS as SCHEMA_URL_FIELDS
 
 REQUIRED_KEYS = (
     "github",
@@ -81,17 +86,8 @@ CATEGORIES = {
     "identity",
     "other",
 }
-URL_FIELDS = (
-    "authorization_url",
-    "token_url",
-    "revocation_url",
-    "discovery_url",
-    "device_authorization_url",
-    "par_url",
-    "api_base_url",
-    "icon_url",
-    "docs_url",
-)
+# Every URL an entry holds: the schema's URL fields plus the two descriptive ones.
+URL_FIELDS = (*SCHEMA_URL_FIELDS, "icon_url", "docs_url")
 # Values that must never pass a URL-variable pattern: each would move the request to another
 # host, path, port or user-info, or smuggle a query or fragment.
 HOSTILE_VALUES = (

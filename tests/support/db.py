@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from personal_connectors.models import Connection, ConnectionEvent, utcnow
+from personal_connectors.models import Base, Connection, ConnectionEvent, utcnow
 from personal_connectors.tokens.vault import TokenVault
 from tests.support.service import ServiceProcess
 
@@ -29,14 +29,20 @@ def set_expiry(service: ServiceProcess, connection_id: str, seconds_from_now: fl
     service.run_db(work)
 
 
-def update_connection(service: ServiceProcess, connection_id: str, **values: object) -> None:
+def update_row(service: ServiceProcess, model: type[Base], row_id: str, **values: object) -> None:
+    """Set columns of one stored row directly, to put it in a state a test needs."""
+
     async def work(session, runtime):  # type: ignore[no-untyped-def]
-        connection = await session.get(Connection, connection_id)
+        row = await session.get(model, row_id)
         for name, value in values.items():
-            setattr(connection, name, value)
+            setattr(row, name, value)
         await session.commit()
 
     service.run_db(work)
+
+
+def update_connection(service: ServiceProcess, connection_id: str, **values: object) -> None:
+    update_row(service, Connection, connection_id, **values)
 
 
 def event_types(service: ServiceProcess, connection_id: str) -> list[str]:
