@@ -1,0 +1,20 @@
+"""webhook endpoints and deliveries
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass  # reserved: filled in by the change that owns this revision
+
+
+def downgrade() -> None:
+    pass
