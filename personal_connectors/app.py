@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from personal_connectors.apps.endpoints import router as apps_router
 from personal_connectors.catalog_api.endpoints import router as catalog_router
 from personal_connectors.config import API_PREFIX, Settings
+from personal_connectors.connect.endpoints import api_router as connect_api_router
+from personal_connectors.connect.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
 from personal_connectors.flows.endpoints import router as flows_router
@@ -17,8 +19,11 @@ from personal_connectors.health.endpoints import router as health_router
 from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.logs import configure_logging
+from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import router as tokens_router
+from personal_connectors.webhooks.endpoints import router as webhooks_router
+from personal_connectors.webhooks.worker import running_worker
 
 DESCRIPTION = """A self-hostable OAuth 2.0 connection broker.
 
@@ -35,8 +40,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or Runtime.start(settings)
+        refreshing = embedded_refresher(app.state.runtime)
+        # Outermost, so the audit's last flush comes after the other background work stopped.
+        auditing = app.state.runtime.token_audit.running(app.state.runtime.sessions)
         try:
-            yield
+            async with auditing, refreshing, running_worker(app.state.runtime):
+                yield
         finally:
             if owned:
                 await app.state.runtime.close()
@@ -53,11 +62,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
+    app.include_router(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
     app.include_router(flows_router, prefix=API_PREFIX)
+    app.include_router(connect_api_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
     app.include_router(catalog_router, prefix=API_PREFIX)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(tokens_router, prefix=API_PREFIX)
+    app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     return app

@@ -48,6 +48,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     refresh_retry_seconds: float = Field(default=8.0, gt=0, le=60)
     refresh_lease_seconds: float = Field(default=60.0, ge=1, le=600)
+    # How often the batched token-issued audit writer inserts what it queued (tokens/audit.py).
+    token_audit_flush_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # The background refresher (refresher/): `connectors refresher`, or inside `serve` when on.
+    refresher_embedded: bool = False
+    refresher_window_seconds: float = Field(default=600.0, ge=0, le=86400)
+    refresher_idle_seconds: float = Field(default=86400.0, ge=60, le=30 * 86400)
+    refresher_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    refresher_concurrency: int = Field(default=16, ge=1, le=256)
+    refresher_provider_concurrency: int = Field(default=8, ge=1, le=256)
+    # Webhooks (see webhooks/): plain http only to loopback, and only when allowed (development).
+    webhook_allow_http_loopback: bool = False
+    webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Seconds before each retry; attempts = retries + 1. Jitter adds up to 10% to each.
+    webhook_retry_schedule: str = "5,30,120,600,3600,21600"
 
     @field_validator("base_url")
     @classmethod
@@ -92,6 +108,20 @@ class Settings(BaseSettings):
 
     def connect_base(self) -> str:
         return f"{self.base_url}{API_PREFIX}"
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: str) -> str:
+        delays = [item.strip() for item in value.split(",") if item.strip()]
+        if not 0 < len(delays) <= 20 or any(
+            not 0 < float(item) <= 7 * 86400 for item in delays
+        ):
+            raise ValueError("a comma-separated list of 1-20 delays in seconds, each up to 7 days")
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(item) for item in self.webhook_retry_schedule.split(",") if item.strip())
 
 
 def get_settings() -> Settings:

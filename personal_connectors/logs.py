@@ -13,6 +13,8 @@ import sys
 _PATTERNS = [
     (re.compile(r"\bak_[A-Za-z0-9]{8,}"), "ak_[REDACTED]"),
     (re.compile(r"\bstate_[A-Za-z0-9_\-]{8,}"), "state_[REDACTED]"),
+    # Connect-session tokens, flow launch tokens and browser-binding secrets (connect/, flows/).
+    (re.compile(r"\b(cs|lt|fb)_[A-Za-z0-9_\-]{8,}"), r"\1_[REDACTED]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-=]+"), r"\1 [REDACTED]"),
     (
         re.compile(

@@ -18,6 +18,7 @@ from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.storage.database import create_engine, create_sessionmaker
+from personal_connectors.tokens.audit import TokenAudit
 from personal_connectors.tokens.single_flight import SingleFlight
 
 USER_AGENT = "personal-connectors/0.1"
@@ -34,6 +35,8 @@ class Runtime:
     metadata: MetadataCache = field(default_factory=MetadataCache)
     # In-flight refreshes of this process, keyed by connection id (see tokens.refresh).
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
+    # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
+    token_audit: TokenAudit = field(default_factory=TokenAudit)
 
     @classmethod
     def start(
@@ -53,6 +56,7 @@ class Runtime:
                 transport=transport,
                 headers={"User-Agent": USER_AGENT},
             ),
+            token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
         )
 
     async def close(self) -> None:

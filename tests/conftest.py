@@ -18,7 +18,9 @@ import yaml
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
+from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
+from tests.support.grants import GrantProviders, start_grant_providers
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
@@ -33,6 +35,8 @@ CLIENT_SECRET = "pc-test-secret-value-0123456789"
 RETURN_ORIGIN = "https://app.example.test"
 PROVIDER_KEY = "local-oidc"
 FAULTY_KEY = "faulty-oidc"
+# The local provider declared as one that drops `state` (like ClickUp): flows are browser-bound.
+STATELESS_KEY = "stateless-oidc"
 
 
 @pytest.fixture(scope="session")
@@ -92,10 +96,18 @@ def faulty_provider_entry(oidc: OidcProvider, proxy: FaultProxy) -> dict[str, ob
     }
 
 
-def write_providers_file(path: Path, oidc: OidcProvider, proxy: FaultProxy) -> Path:
+def write_providers_file(
+    path: Path, oidc: OidcProvider, proxy: FaultProxy, extra: dict[str, object] | None = None
+) -> Path:
     entries = {
         PROVIDER_KEY: local_provider_entry(oidc),
         FAULTY_KEY: faulty_provider_entry(oidc, proxy),
+        STATELESS_KEY: {
+            **local_provider_entry(oidc),
+            "display_name": "Stateless OIDC",
+            "returns_state": False,
+        },
+        **(extra or {}),
     }
     path.write_text(yaml.safe_dump(entries))
     return path
@@ -108,11 +120,37 @@ def fault_proxy(oidc: OidcProvider) -> Iterator[FaultProxy]:
     proxy.close()
 
 
+@pytest.fixture(scope="session")
+def grant_providers(
+    tmp_path_factory: pytest.TempPathFactory, service_ports: dict[str, int]
+) -> Iterator[GrantProviders]:
+    """Device-flow and PAR providers (tests/support/grants.py), offered by every service."""
+    redirect_uris = [
+        f"http://127.0.0.1:{port}/v1/personal-connectors/callback"
+        for port in service_ports.values()
+    ]
+    providers = start_grant_providers(
+        CLIENT_ID, CLIENT_SECRET, redirect_uris, tmp_path_factory.mktemp("grants")
+    )
+    yield providers
+    providers.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    """Provider quirks no real local server shows (tests/support/fake_provider.py)."""
+    fake = FakeProvider(CLIENT_ID, CLIENT_SECRET)
+    yield fake
+    fake.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
     oidc: OidcProvider,
     fault_proxy: FaultProxy,
+    grant_providers: GrantProviders,
+    fake_provider: FakeProvider,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -124,7 +162,12 @@ def service(
         "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
         "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
         "CONNECTORS_PROVIDERS_FILE": str(
-            write_providers_file(workdir / "providers.yaml", oidc, fault_proxy)
+            write_providers_file(
+                workdir / "providers.yaml",
+                oidc,
+                fault_proxy,
+                {**grant_providers.entries(), **fake_provider_entries(fake_provider)},
+            )
         ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
         "CONNECTORS_LOG_LEVEL": "DEBUG",
@@ -132,6 +175,11 @@ def service(
         "CONNECTORS_PROVIDER_TIMEOUT_SECONDS": "2",
         "CONNECTORS_REFRESH_RETRY_SECONDS": "1",
         "CONNECTORS_REFRESH_LEASE_SECONDS": "10",
+        # Webhooks to the tests' loopback receiver, retried on a short schedule (4 attempts).
+        "CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
+        "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
+        "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
+        "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",
     }
     database_url = None
     if backend == "postgres":
@@ -143,7 +191,8 @@ def service(
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
-        for key in (PROVIDER_KEY, FAULTY_KEY):
+        fake_keys = fake_provider_entries(fake_provider)
+        for key in (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *fake_keys):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     proc.run_db(configure_app)

@@ -13,7 +13,12 @@ from personal_connectors.cli.context import load_settings, run_with_session
 from personal_connectors.cli.output import JsonOption, emit, emit_table, fail
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import OAuthApp
-from personal_connectors.providers.catalog import CatalogError, check_file, load_catalog
+from personal_connectors.providers.catalog import (
+    CatalogError,
+    check_file,
+    load_catalog,
+    schema_document,
+)
 from personal_connectors.runtime import Runtime
 
 providers = typer.Typer(help="The provider catalog.", no_args_is_help=True)
@@ -54,6 +59,16 @@ def check_providers(file: Path, as_json: bool = JsonOption) -> None:
         as_json,
         f"{file}: {len(entries)} valid entr{'y' if len(entries) == 1 else 'ies'}",
     )
+
+
+@providers.command("schema")
+def provider_schema(as_json: bool = JsonOption) -> None:
+    """Print the JSON Schema of a providers file (always JSON), for editors and CI checks.
+
+    The shipped copy is personal_connectors/providers/provider.schema.json; regenerate it with
+    ``connectors providers schema > personal_connectors/providers/provider.schema.json``.
+    """
+    typer.echo(schema_document(), nl=False)
 
 
 @apps.command("set")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -13,6 +14,8 @@ from personal_connectors.cli.context import load_settings, prepare_database
 from personal_connectors.cli.identity import api_keys, orgs, users
 from personal_connectors.cli.keys import keys
 from personal_connectors.cli.output import console, fail
+from personal_connectors.cli.refresher import refresher
+from personal_connectors.cli.webhooks import events, webhooks
 from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
 from personal_connectors.logs import configure_logging
 from personal_connectors.providers.catalog import CatalogError, load_catalog
@@ -30,6 +33,9 @@ app.add_typer(apps, name="apps")
 app.add_typer(providers, name="providers")
 app.add_typer(connections, name="connections")
 app.add_typer(keys, name="keys")
+app.add_typer(webhooks, name="webhooks")
+app.add_typer(events, name="events")
+app.command("refresher")(refresher)
 
 
 @app.command()
@@ -37,8 +43,15 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
+    with_refresher: Annotated[
+        bool,
+        typer.Option("--refresher", help="Also run the background refresher (in every worker)."),
+    ] = False,
 ) -> None:
     """Run the HTTP service (the embedded default is created and migrated first)."""
+    if with_refresher:
+        # Workers build their settings from the environment; this reaches all of them.
+        os.environ["CONNECTORS_REFRESHER_EMBEDDED"] = "true"
     settings = load_settings()
     configure_logging(settings.log_level)
     try:

@@ -34,7 +34,7 @@ from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.gateway import endpoints_for
 from personal_connectors.providers.identity import read_identity
 from personal_connectors.providers.schema import ProviderEntry, TestRequest
-from personal_connectors.providers.templating import fill
+from personal_connectors.providers.templating import fill, token_headers
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.service import TokenService
 
@@ -215,8 +215,7 @@ async def _test_request(
         url = fill(call.url, {**params, "access_token": access_token, "token": access_token})
     except KeyError:
         raise CheckFailed("the check call needs a parameter this connection lacks.") from None
-    headers = {"Accept": "application/json", **call.headers}
-    headers["Authorization"] = f"Bearer {access_token}"
+    headers = token_headers(call.headers, access_token)
     response = await http.request(call.method, url, headers=headers, json=call.body)
     if response.status_code not in call.expect_status:
         raise CheckFailed(_describe_status(response.status_code))

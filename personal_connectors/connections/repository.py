@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import Connection, ConnectionEvent, new_id
+from personal_connectors.webhooks import outbox as webhook_outbox
 
 
 class ConnectionRepository:
@@ -79,13 +80,16 @@ class ConnectionRepository:
         self.session.add(connection)
 
     def record(self, connection: Connection, event: EventType, **detail: Any) -> None:
-        """Add an audit event to the current transaction (never with a token in ``detail``)."""
-        self.session.add(
-            ConnectionEvent(
-                id=new_id("evt"),
-                connection_id=connection.id,
-                organization_id=connection.organization_id,
-                type=event,
-                detail=detail,
-            )
+        """Add an audit event to the current transaction (never with a token in ``detail``).
+
+        Its webhook deliveries join the same transaction when it flushes (webhooks.outbox).
+        """
+        row = ConnectionEvent(
+            id=new_id("evt"),
+            connection_id=connection.id,
+            organization_id=connection.organization_id,
+            type=event,
+            detail=detail,
         )
+        self.session.add(row)
+        webhook_outbox.stage(self.session, row, connection)

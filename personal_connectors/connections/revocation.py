@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -45,26 +46,35 @@ async def _provider_call(
     credentials: ClientCredentials,
     access_token: str | None,
     refresh_token: str | None,
+    metadata: Mapping[str, str],
 ) -> RevocationOutcome:
     token = access_token if call.token == "access_token" else refresh_token
     if token is None:
         return RevocationOutcome(call.token, "provider_call", False, "no token to revoke")
     values = {
+        **metadata,
         "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret,
         "access_token": access_token or "",
         "refresh_token": refresh_token or "",
         "token": token,
     }
-    headers = {"Accept": "application/json"}
+
+    def filled(part: Mapping[str, str]) -> dict[str, str]:
+        return {key: fill(value, values) for key, value in part.items()}
+
+    headers = {"Accept": "application/json", **filled(call.headers)}
     auth: httpx.BasicAuth | None = None
     if call.auth == "client_basic":
         auth = httpx.BasicAuth(credentials.client_id, credentials.client_secret)
     elif call.auth == "bearer":
         headers["Authorization"] = f"Bearer {token}"
-    body = {key: fill(value, values) for key, value in call.body.items()}
+    body = filled(call.body)
     request_kwargs: dict[str, object] = {}
     if body:
         request_kwargs["json" if call.body_format == "json" else "data"] = body
+    if call.query:
+        request_kwargs["params"] = filled(call.query)
     response = await http.request(
         call.method,
         fill(call.url, values),
@@ -100,6 +110,7 @@ async def revoke_grant(
     access_token: str | None,
     refresh_token: str | None,
     time_limit: float,
+    metadata: Mapping[str, str] | None = None,
 ) -> list[RevocationOutcome]:
     entry = client.entry
     try:
@@ -107,7 +118,12 @@ async def revoke_grant(
             if entry.revocation is not None:
                 return [
                     await _provider_call(
-                        entry.revocation, http, client.credentials, access_token, refresh_token
+                        entry.revocation,
+                        http,
+                        client.credentials,
+                        access_token,
+                        refresh_token,
+                        metadata or {},
                     )
                 ]
             if client.endpoints.revocation_url:
@@ -117,3 +133,5 @@ async def revoke_grant(
         return [RevocationOutcome("grant", "timeout", False, f"no answer within {time_limit:.0f}s")]
     except httpx.HTTPError as exc:
         return [RevocationOutcome("grant", "provider_call", False, type(exc).__name__)]
+    except KeyError as exc:  # a metadata value this connection never received
+        return [RevocationOutcome("grant", "provider_call", False, f"no value for {exc}")]

@@ -35,6 +35,11 @@ class ConnectionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     mcp_configuration_id: str | None
+    provider_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-secret values the provider sent that API calls need "
+        "(e.g. Salesforce `instance_url`, QuickBooks `realmId`).",
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -54,6 +59,7 @@ class ConnectionOut(BaseModel):
             created_at=connection.created_at,
             updated_at=connection.updated_at,
             mcp_configuration_id=connection.mcp_configuration_id,
+            provider_metadata=connection.provider_metadata or {},
         )
 
 

@@ -111,6 +111,8 @@ class ConnectionService:
         connection.account_name = identity.name
         connection.integration_params = dict(integration_params)
         connection.scopes = list(grant.scopes or [])
+        # Merged: an import (which carries none) keeps what the provider sent before.
+        connection.provider_metadata = {**(connection.provider_metadata or {}), **grant.metadata}
         connection.status = ConnectionStatus.ACTIVE
         connection.status_reason = None
         connection.last_sync_at = utcnow()
@@ -216,6 +218,7 @@ class ConnectionService:
             access_token=access_token,
             refresh_token=refresh_token,
             time_limit=self.runtime.settings.revocation_timeout_seconds,
+            metadata=connection.provider_metadata or {},
         )
         revoked = any(outcome.revoked for outcome in outcomes)
         self.repository.record(

@@ -8,7 +8,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from personal_connectors.connect import pages as connect_pages
 from personal_connectors.exceptions import InvalidStateToken
+from personal_connectors.flows import binding
 from personal_connectors.flows.exceptions import AuthorizationFailed, FlowFailed
 from personal_connectors.flows.schemas import (
     AuthorizeIn,
@@ -36,7 +38,12 @@ def get_service(runtime: RuntimeDep, session: SessionDep) -> FlowService:
 ServiceDep = Annotated[FlowService, Depends(get_service)]
 
 
-@router.post("/authorize", response_model=AuthorizeOut, summary="Start an OAuth flow")
+@router.post(
+    "/authorize",
+    response_model=AuthorizeOut,
+    response_model_exclude_none=True,  # the device-flow fields appear only for that grant
+    summary="Start an OAuth flow",
+)
 async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)
 
@@ -83,12 +90,22 @@ async def callback(
     try:
         outcome = await service.handle_callback(
             CallbackParams(
-                code=code, state=state, error=error, error_description=error_description, iss=iss
-            )
+                code=code,
+                state=state,
+                error=error,
+                error_description=error_description,
+                iss=iss,
+                extra=dict(request.query_params),
+            ),
+            request.cookies,
         )
     except InvalidStateToken as exc:
         if wants_json:
             return error_response(exc, request_id_of(request.scope))
+        if state is None or binding.flow_cookies(request.cookies):
+            # A browser-bound flow (the connect page's popup) or a state-less provider's answer
+            # that matches no flow of this browser: say so, and tell the connect page.
+            return connect_pages.expired_page(runtime.catalog, unmatched=state is None)
         return render_page(
             "callback.html",
             status_code=400,
@@ -99,9 +116,17 @@ async def callback(
             origins=[],
         )
     flow = outcome.flow
-    assert state is not None
+    if outcome.error is not None and outcome.error.code == binding.MISMATCH:
+        # Another browser's flow: explain it, and never redirect to the flow's return_url.
+        if wants_json:
+            return error_response(_failure(outcome.error), request_id_of(request.scope))
+        return connect_pages.mismatch_page()
+    if flow.connect_session_id is not None:
+        return connect_pages.flow_result_page(outcome, runtime)
+    state = state or ""  # None only for a state-less provider's flow, found by its binding
     if flow.return_url:
-        extra = {"state": state, "connected": "true" if outcome.connected else "false"}
+        extra = {"state": state} if state else {}
+        extra["connected"] = "true" if outcome.connected else "false"
         if outcome.connection_id:
             extra["connection_id"] = outcome.connection_id
         if outcome.error:
@@ -158,5 +183,8 @@ async def complete_oauth(
     answer = await service.complete(access, body.state_token)
     # `connection: null` is part of the documented shape; `error` appears only on failure.
     return JSONResponse(
-        answer.model_dump(mode="json", exclude={"error"} if answer.error is None else None)
+        answer.model_dump(
+            mode="json",
+            exclude={name for name in ("error", "retry_after") if getattr(answer, name) is None},
+        )
     )

@@ -27,13 +27,35 @@ class AuthorizeIn(RequestBody):
     integration_params: dict[str, ParamValue] | None = Field(default=None, max_length=20)
     return_url: str | None = Field(default=None, max_length=2000)
     completion: Literal["callback", "explicit"] = "callback"
+    grant: Literal["authorization_code", "device_code"] = Field(
+        default="authorization_code",
+        description="`device_code`: RFC 8628 for a user without a browser here — the answer "
+        "carries a `user_code` to enter at `verification_uri`; complete-oauth polls.",
+    )
+    connection_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Extend this connection (incremental authorization): its scopes are asked "
+        "again along with the new ones, and the same account must consent.",
+    )
 
 
 class AuthorizeOut(BaseModel):
-    authorization_url: str
+    authorization_url: str = Field(
+        description="Where the user consents: the provider's authorization URL, or for the "
+        "device flow the verification URI (with the user code when the provider allows)."
+    )
     state: str
     state_token: str
     expires_at: datetime
+    # Device flow (RFC 8628 §3.2) only; absent otherwise.
+    user_code: str | None = None
+    verification_uri: str | None = None
+    verification_uri_complete: str | None = None
+    interval: int | None = Field(
+        default=None, description="Seconds to wait between complete-oauth calls."
+    )
 
 
 class CompleteIn(RequestBody):
@@ -50,6 +72,8 @@ class CompleteOut(BaseModel):
     connection: ConnectionSummary | None
     message: str
     error: FlowError | None = None
+    # Device flow, still waiting: seconds before complete-oauth will ask the provider again.
+    retry_after: int | None = None
 
 
 class CallbackData(BaseModel):

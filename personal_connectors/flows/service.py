@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,13 +21,30 @@ from personal_connectors.config import origin_of
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto.aead import associated_data
-from personal_connectors.exceptions import APIError, InvalidStateToken, ValidationFailed
+from personal_connectors.exceptions import (
+    APIError,
+    InvalidStateToken,
+    ProviderError,
+    ProviderUnavailable,
+    ValidationFailed,
+)
+from personal_connectors.flows import binding
+from personal_connectors.flows.binding import BrowserBinding
+from personal_connectors.flows.device import DeviceFlows
 from personal_connectors.flows.exceptions import FlowFailed
 from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
 from personal_connectors.identity.service import OrgAccess
-from personal_connectors.models import Connection, Flow, FlowCompletion, FlowStatus, new_id, utcnow
+from personal_connectors.models import (
+    Connection,
+    Flow,
+    FlowCompletion,
+    FlowGrant,
+    FlowStatus,
+    new_id,
+    utcnow,
+)
 from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_verifier
 from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
@@ -50,6 +68,9 @@ class CallbackParams:
     error: str | None
     error_description: str | None
     iss: str | None
+    # The rest of the redirect's query: a few providers send values there that the catalog
+    # keeps as provider metadata (QuickBooks `realmId`).
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,10 @@ class FlowService:
 
     # --- POST /authorize -------------------------------------------------------------------
 
-    async def start(self, access: OrgAccess, request: AuthorizeIn) -> AuthorizeOut:
+    async def start(
+        self, access: OrgAccess, request: AuthorizeIn, *, browser: BrowserBinding | None = None
+    ) -> AuthorizeOut:
+        """``browser``: bind the flow to this browser secret (the connect page sets its cookie)."""
         entry = self.runtime.catalog.get(request.connector_type)
         if entry is None:
             raise ValidationFailed.for_fields(
@@ -96,15 +120,18 @@ class FlowService:
         if request.return_url is not None:
             self._check_return_url(request.return_url)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
+        extends = await self._connection_to_extend(access, entry.key, request.connection_id)
         scopes = _merge_scopes(
             resolved.app.scopes if resolved.app.scopes is not None else entry.default_scopes,
+            extends.scopes if extends is not None else None,
             request.scopes,
         )
         client = await client_for(self.runtime, entry, params, resolved.credentials)
         state = new_state()
-        verifier = new_code_verifier() if entry.pkce else None
-        authorization_url = client.authorization_url(
-            state=state, scopes=scopes, code_verifier=verifier
+        device = request.grant == FlowGrant.DEVICE_CODE.value
+        verifier = new_code_verifier() if entry.pkce and not device else None
+        authorization_url = (
+            "" if device else await self._authorization_url(client, state, scopes, verifier)
         )
         now = utcnow()
         flow = Flow(
@@ -123,11 +150,22 @@ class FlowService:
             key_id=self.runtime.sealer.key_id,
             expires_at=now + timedelta(seconds=self.runtime.settings.flow_ttl_seconds),
             created_at=now,
+            grant_type=FlowGrant.AUTHORIZATION_CODE,
+            extends_connection_id=extends.id if extends is not None else None,
         )
+        prompt = await DeviceFlows(self).begin(flow, client) if device else None
+        if prompt is not None:
+            authorization_url = prompt.authorization_url
         if verifier is not None:
             flow.code_verifier_ct = self.runtime.sealer.seal(
                 verifier, _aad(flow.id, "code_verifier")
             )
+        if browser is not None:
+            flow.binding_hash = browser.digest
+            flow.connect_session_id = browser.connect_session_id
+        elif not entry.returns_state and prompt is None:
+            # No state comes back: only a browser-bound flow can be recognised at the callback.
+            authorization_url = binding.prepare_launch(flow, self.runtime, authorization_url)
         self.repository.add(flow)
         await self.repository.purge_created_before(now - FLOW_RETENTION)
         await self.session.commit()
@@ -136,7 +174,55 @@ class FlowService:
             state=state,
             state_token=state,
             expires_at=flow.expires_at,
+            user_code=prompt.user_code if prompt else None,
+            verification_uri=prompt.verification_uri if prompt else None,
+            verification_uri_complete=prompt.verification_uri_complete if prompt else None,
+            interval=prompt.interval if prompt else None,
         )
+
+    async def _authorization_url(
+        self, client: OAuthClient, state: str, scopes: list[str], verifier: str | None
+    ) -> str:
+        """RFC 9126 when the provider offers PAR (and must when it requires it), else a plain URL.
+
+        Pushing keeps scope, redirect URI, state and PKCE challenge off the browser's URL and
+        lets the provider check them, authenticated, before the user sees anything.
+        """
+        if client.endpoints.par_url is None:
+            if client.endpoints.require_par:
+                raise ProviderError("The provider requires PAR but names no PAR endpoint.")
+            return client.authorization_url(state=state, scopes=scopes, code_verifier=verifier)
+        try:
+            return await client.pushed_authorization_url(
+                state=state, scopes=scopes, code_verifier=verifier
+            )
+        except ProviderRejected as exc:
+            raise ProviderError(
+                f"The provider refused the pushed authorization request: {exc.error}.",
+                details={"error": exc.error},
+            ) from None
+        except ProviderUnreachable:
+            raise ProviderUnavailable(
+                "The provider's pushed authorization endpoint could not be reached.",
+                headers={"Retry-After": "30"},
+            ) from None
+        except ProviderFailure as exc:
+            raise ProviderError(f"The pushed authorization answer was unusable: {exc}.") from None
+
+    async def _connection_to_extend(
+        self, access: OrgAccess, app_key: str, connection_id: str | None
+    ) -> Connection | None:
+        """Incremental authorization: the caller's live connection of this connector (else 404)."""
+        if connection_id is None:
+            return None
+        connection = await ConnectionService(self.session, self.runtime).get_in(
+            access, connection_id
+        )
+        if connection.app_key != app_key:
+            raise ValidationFailed.for_fields(
+                "connection_id names a connection of another connector.", "connection_id"
+            )
+        return connection
 
     def _check_return_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -155,16 +241,34 @@ class FlowService:
         """The flow a callback's state names, if it is still waiting for this callback."""
         digest = state_hash(state) if state else None
         flow = await self.repository.by_state_hash(digest) if digest else None
-        if flow is None or flow.status != FlowStatus.PENDING or flow.expires_at <= utcnow():
+        if (
+            flow is None
+            or flow.status != FlowStatus.PENDING
+            or flow.expires_at <= utcnow()
+            or flow.grant_type != FlowGrant.AUTHORIZATION_CODE  # device flows have no callback
+        ):
             raise InvalidStateToken()
         return flow
 
-    async def handle_callback(self, params: CallbackParams) -> CallbackOutcome:
-        flow = await self.find_pending(params.state)
+    async def handle_callback(
+        self, params: CallbackParams, cookies: Mapping[str, str] | None = None
+    ) -> CallbackOutcome:
+        """``cookies``: the browser's, for the flow's browser binding (flows/binding.py)."""
+        cookies = cookies or {}
+        if params.state is None:
+            # A provider that drops `state`: the flow is found by this browser's binding only.
+            found = await binding.find_stateless(self.session, self.runtime.catalog, cookies)
+            if found is None:
+                raise InvalidStateToken()
+            flow = found
+        else:
+            flow = await self.find_pending(params.state)
         # Single use: only the first callback for a state gets past this line.
         if not await self.repository.claim(flow, FlowStatus.PENDING, FlowStatus.EXCHANGING):
             raise InvalidStateToken()
         try:
+            # Before anything else: a foreign browser's callback never reaches the token endpoint.
+            binding.check(flow, self.runtime.catalog, cookies)
             connection_id = await self._finish_callback(flow, params)
         except FlowFailed as failure:
             await self._fail(flow, failure)
@@ -196,7 +300,15 @@ class FlowService:
             verifier = self.runtime.sealer.open(
                 flow.key_id, flow.code_verifier_ct, _aad(flow.id, "code_verifier")
             )
-        grant, identity = await self._exchange(entry, client, params.code, verifier, flow.scopes)
+        grant, identity = await self._obtain(
+            flow,
+            entry,
+            client,
+            client.exchange_code(params.code, code_verifier=verifier, requested_scopes=flow.scopes),
+        )
+        grant = grant.with_metadata(
+            {name: params.extra[name] for name in entry.callback_metadata if name in params.extra}
+        )
         if flow.completion == FlowCompletion.EXPLICIT:
             await self._hold_grant(flow, grant, identity)
             return None
@@ -216,18 +328,20 @@ class FlowService:
                 "temporarily_unavailable", "The provider could not be reached."
             ) from None
 
-    async def _exchange(
+    async def _obtain(
         self,
+        flow: Flow,
         entry: ProviderEntry,
         client: OAuthClient,
-        code: str,
-        verifier: str | None,
-        scopes: list[str],
+        token_request: Awaitable[TokenGrant],
     ) -> tuple[TokenGrant, AccountIdentity]:
+        """Any grant's token request (code exchange, device polling), then the identity call.
+
+        Provider failures end the flow; a flow that extends a connection must bring back
+        that connection's account, never silently connect another one.
+        """
         try:
-            grant = await client.exchange_code(
-                code, code_verifier=verifier, requested_scopes=scopes
-            )
+            grant = await token_request
             identity = await read_identity(entry, client.endpoints, grant, self.runtime.http)
         except ProviderRejected as exc:
             raise FlowFailed(
@@ -239,6 +353,13 @@ class FlowService:
             ) from None
         except ProviderFailure as exc:
             raise FlowFailed("provider_error", str(exc)) from None
+        if flow.extends_connection_id is not None:
+            extended = await self.session.get(Connection, flow.extends_connection_id)
+            if extended is None or extended.account_id != identity.account_id:
+                raise FlowFailed(
+                    "account_mismatch",
+                    "Another account consented than the one of the connection to extend.",
+                )
         return grant, identity
 
     async def _connect(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> str:
@@ -268,6 +389,7 @@ class FlowService:
             "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
             "scopes": grant.scopes,
             "identity": [identity.account_id, identity.email, identity.name],
+            "metadata": grant.metadata,
         }
         flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), _aad(flow.id, "grant"))
         flow.key_id = self.runtime.sealer.key_id  # the key may have rotated since /authorize
@@ -289,6 +411,7 @@ class FlowService:
             held["token_type"],
             expires_at,
             held["scopes"],
+            metadata=held.get("metadata") or {},
         )
         return grant, AccountIdentity(account_id, email, name)
 
@@ -318,13 +441,18 @@ class FlowService:
         ):
             grant, identity = self._held_grant(flow)
             await self._connect(flow, grant, identity)
+        retry_after = None
+        device = flow.grant_type == FlowGrant.DEVICE_CODE
+        if device and flow.status == FlowStatus.PENDING:
+            retry_after = await DeviceFlows(self).poll(flow)
         if flow.status in (FlowStatus.PENDING, FlowStatus.EXCHANGING, FlowStatus.AUTHORIZED):
-            if flow.status == FlowStatus.PENDING and flow.expires_at <= now:
+            if flow.status == FlowStatus.PENDING and flow.expires_at <= now and not device:
                 raise InvalidStateToken()
             return CompleteOut(
                 connected=False,
                 connection=None,
                 message="The user has not finished authorizing with the provider yet.",
+                retry_after=retry_after if device else None,
             )
         if flow.status == FlowStatus.FAILED:
             return CompleteOut(

@@ -13,7 +13,8 @@ from personal_connectors.identity.service import IdentityService, OrgAccess, Pri
 from personal_connectors.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -48,27 +49,40 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-async def optional_org_access(
-    principal: PrincipalDep,
-    session: SessionDep,
+async def requested_organization(
     organization_id: Annotated[
         str | None, Query(description="The organization (`org_…`); `organizationId` also accepted.")
     ] = None,
     organization_id_camel: Annotated[
         str | None, Query(alias="organizationId", include_in_schema=False)
     ] = None,
+) -> str | None:
+    """The organization a request names, unchecked (``optional_org_access`` checks it)."""
+    return organization_id or organization_id_camel
+
+
+RequestedOrganizationDep = Annotated[str | None, Depends(requested_organization)]
+
+
+async def optional_org_access(
+    principal: PrincipalDep,
+    session: SessionDep,
+    chosen: RequestedOrganizationDep,
 ) -> OrgAccess | None:
-    chosen = organization_id or organization_id_camel
     if chosen is None:
         return None
     return await IdentityService(session).organization_access(principal, chosen)
+
+
+def missing_organization() -> ValidationFailed:
+    return ValidationFailed.for_fields("organization_id is required.", "organization_id")
 
 
 async def org_access(
     access: Annotated[OrgAccess | None, Depends(optional_org_access)],
 ) -> OrgAccess:
     if access is None:
-        raise ValidationFailed.for_fields("organization_id is required.", "organization_id")
+        raise missing_organization()
     return access
 
 

@@ -136,26 +136,46 @@ class IdentityService:
         return key
 
     async def authenticate(self, presented: str | None) -> Principal:
-        if not presented:
-            raise AuthenticationRequired("No API key was presented.")
-        if not presented.startswith(API_KEY_PREFIX) or len(presented) > 200:
-            raise InvalidAPIKey("The API key is not valid.")
-        key = await self.repository.get_api_key_by_hash(hashing.digest(presented))
-        if key is None or not hashing.matches(presented, key.key_hash):
-            raise InvalidAPIKey("The API key is not valid.")
-        if key.status == APIKeyStatus.DEACTIVATED:
-            raise APIKeyDeactivated("The API key was deactivated.")
-        if key.status == APIKeyStatus.PAUSED:
-            raise APIKeyPaused("The API key is paused.")
-        if key.expires_at is not None and key.expires_at <= utcnow():
-            raise APIKeyExpired("The API key has expired.")
-        return Principal(user_id=key.user_id, api_key_id=key.id)
+        key_hash = presented_key_hash(presented)
+        return principal_of(presented, await self.repository.get_api_key_by_hash(key_hash))
 
     async def organization_access(self, principal: Principal, organization_id: str) -> OrgAccess:
         """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2)."""
         membership: Membership | None = None
         if len(organization_id) <= 64:
             membership = await self.repository.get_membership(organization_id, principal.user_id)
-        if membership is None:
-            raise OrganizationAccessDenied("The caller is not a member of this organization.")
-        return OrgAccess(principal, organization_id, Role(membership.role))
+        return access_of(principal, organization_id, membership.role if membership else None)
+
+
+# The checks of authenticate and organization_access as plain functions, so the token hot path
+# (tokens.repository), which reads the key, the membership and the connection in one query,
+# applies exactly the same rules in the same order.
+
+
+def presented_key_hash(presented: str | None) -> str:
+    """The digest to look a presented key up by; refuses absent and malformed keys first."""
+    if not presented:
+        raise AuthenticationRequired("No API key was presented.")
+    if not presented.startswith(API_KEY_PREFIX) or len(presented) > 200:
+        raise InvalidAPIKey("The API key is not valid.")
+    return hashing.digest(presented)
+
+
+def principal_of(presented: str | None, key: APIKey | None) -> Principal:
+    """The caller an API key row stands for, or the error its state calls for."""
+    if presented is None or key is None or not hashing.matches(presented, key.key_hash):
+        raise InvalidAPIKey("The API key is not valid.")
+    if key.status == APIKeyStatus.DEACTIVATED:
+        raise APIKeyDeactivated("The API key was deactivated.")
+    if key.status == APIKeyStatus.PAUSED:
+        raise APIKeyPaused("The API key is paused.")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise APIKeyExpired("The API key has expired.")
+    return Principal(user_id=key.user_id, api_key_id=key.id)
+
+
+def access_of(principal: Principal, organization_id: str, role: str | None) -> OrgAccess:
+    """``principal`` in an organization where its membership has ``role`` (None: not a member)."""
+    if role is None:
+        raise OrganizationAccessDenied("The caller is not a member of this organization.")
+    return OrgAccess(principal, organization_id, Role(role))

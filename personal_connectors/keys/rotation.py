@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.crypto.aead import DecryptionError, Sealer, associated_data
 from personal_connectors.crypto.keyring import KeyConfigurationError
-from personal_connectors.models import Connection, Flow, OAuthApp
+from personal_connectors.models import Connection, Flow, OAuthApp, WebhookEndpoint
 
 DEFAULT_BATCH_SIZE = 200
 
@@ -63,7 +63,8 @@ def _table(model: type[Any]) -> Table:
 
 
 # Every sealed secret in the database, with the associated data its writer binds it to:
-# tokens.vault (connections), apps.service (oauth_apps), flows.service (flows).
+# tokens.vault (connections), apps.service (oauth_apps), flows.service (flows),
+# webhooks.service (webhook_endpoints).
 SEALED_TABLES: tuple[SealedTable, ...] = (
     SealedTable(
         _table(Connection),
@@ -77,6 +78,7 @@ SEALED_TABLES: tuple[SealedTable, ...] = (
         _table(Flow),
         (SealedColumn("code_verifier_ct", "code_verifier"), SealedColumn("grant_ct", "grant")),
     ),
+    SealedTable(_table(WebhookEndpoint), (SealedColumn("secret_ct", "secret"),)),
 )
 
 

@@ -1,8 +1,9 @@
 """Every table of the service; importing this module registers them all on ``Base.metadata``."""
 
 from personal_connectors.models.base import Base, new_id, utcnow
+from personal_connectors.models.connect_session import ConnectSession
 from personal_connectors.models.connection import Connection, ConnectionEvent, ConnectionStatus
-from personal_connectors.models.flow import Flow, FlowCompletion, FlowStatus
+from personal_connectors.models.flow import Flow, FlowCompletion, FlowGrant, FlowStatus
 from personal_connectors.models.identity import (
     APIKey,
     APIKeyStatus,
@@ -12,22 +13,28 @@ from personal_connectors.models.identity import (
     User,
 )
 from personal_connectors.models.oauth_app import OAuthApp
+from personal_connectors.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "APIKey",
     "APIKeyStatus",
     "Base",
+    "ConnectSession",
     "Connection",
     "ConnectionEvent",
     "ConnectionStatus",
+    "DeliveryStatus",
     "Flow",
     "FlowCompletion",
+    "FlowGrant",
     "FlowStatus",
     "Membership",
     "OAuthApp",
     "Organization",
     "Role",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "new_id",
     "utcnow",
 ]

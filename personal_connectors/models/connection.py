@@ -51,6 +51,9 @@ class Connection(TimestampedMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     scopes: Mapped[list[str]]
     integration_params: Mapped[dict[str, Any]]
+    # Non-secret values from the token answer or the redirect back that callers need to build
+    # API URLs (Salesforce `instance_url`, QuickBooks `realmId`); the catalog names them.
+    provider_metadata: Mapped[dict[str, Any] | None]
     token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
     key_id: Mapped[str] = mapped_column(String(32))
     access_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)

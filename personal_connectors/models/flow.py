@@ -20,6 +20,13 @@ class FlowStatus(StrEnum):
     FAILED = "failed"  # the provider refused, or the exchange failed
 
 
+class FlowGrant(StrEnum):
+    """How the user's consent reaches the service: a browser redirect, or RFC 8628 polling."""
+
+    AUTHORIZATION_CODE = "authorization_code"
+    DEVICE_CODE = "device_code"
+
+
 class FlowCompletion(StrEnum):
     CALLBACK = "callback"
     EXPLICIT = "explicit"
@@ -51,3 +58,22 @@ class Flow(Base):
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Browser binding (RFC 9700 §4.7, flows/binding.py): SHA-256 of the secret in the cookie of
+    # the browser that started the flow; the callback refuses another browser. None: unbound.
+    binding_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # A stateless provider's flow started by the API waits for its one-time launch URL: the
+    # hash of the launch token, and the provider's authorization URL sealed until then.
+    launch_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    launch_url_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Started from the hosted connect page: the callback answers that page, not the API caller.
+    connect_session_id: Mapped[str | None] = mapped_column(String(40))
+    # Device authorization grant (RFC 8628, flows/device.py): the device code sealed like the
+    # verifier, the polling interval the provider asked for (raised by slow_down), and the
+    # earliest moment complete-oauth may ask the provider again.
+    grant_type: Mapped[str] = mapped_column(String(30), default=FlowGrant.AUTHORIZATION_CODE)
+    device_code_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    poll_interval: Mapped[int | None]
+    next_poll_at: Mapped[datetime | None]
+    # Incremental authorization: the connection this flow was asked to extend (its account
+    # must come back, or the flow fails rather than connect another account).
+    extends_connection_id: Mapped[str | None] = mapped_column(String(40))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from personal_connectors.models.base import utcnow
+from personal_connectors.oauth import rfc8628, rfc9126
 from personal_connectors.oauth.endpoints import ProviderEndpoints
 from personal_connectors.oauth.errors import (
     ProviderBadAnswer,
@@ -40,6 +41,8 @@ from personal_connectors.providers.schema import ProviderEntry
 
 # The fields a token answer is normalised to before Authlib parses it.
 _TOKEN_FIELDS = ("access_token", "refresh_token", "expires_in", "scope", "token_type")
+# RFC 6750 bearer, RFC 9449 DPoP and the old MAC draft; anything else is a provider's label.
+_AUTH_SCHEMES = frozenset({"bearer", "dpop", "mac"})
 
 
 def new_code_verifier() -> str:
@@ -63,6 +66,11 @@ class TokenGrant:
     expires_at: datetime | None
     scopes: list[str] | None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Non-secret values the catalog keeps with the connection (``provider_metadata``).
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def with_metadata(self, extra: Mapping[str, str]) -> TokenGrant:
+        return replace(self, metadata={**self.metadata, **extra})
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -144,12 +152,11 @@ class OAuthClient:
 
     def authorization_url(self, *, state: str, scopes: list[str], code_verifier: str | None) -> str:
         session = self._session()
+        params = dict(self.entry.authorization_params)
+        if scopes:
+            params[self.entry.scope_param] = self.entry.join_scopes(scopes)
         url, _ = session.create_authorization_url(
-            self.endpoints.authorization_url,
-            state=state,
-            code_verifier=code_verifier,
-            scope=self.entry.join_scopes(scopes) if scopes else None,
-            **self.entry.authorization_params,
+            self.endpoints.authorization_url, state=state, code_verifier=code_verifier, **params
         )
         return str(url)
 
@@ -174,21 +181,74 @@ class OAuthClient:
         async with self._session() as session:
             token = await self._call(
                 session.refresh_token(
-                    self.endpoints.token_url, refresh_token=refresh_token, **self.entry.token_params
+                    self.endpoints.refresh_url or self.endpoints.token_url,
+                    refresh_token=refresh_token,
+                    **self.entry.token_params,
                 )
             )
         grant = self._grant(token, current_scopes)
         if grant.refresh_token is None:
             # Providers that do not rotate send no new refresh token: the old one stays valid.
-            grant = TokenGrant(
-                grant.access_token,
-                refresh_token,
-                grant.token_type,
-                grant.expires_at,
-                grant.scopes,
-                grant.raw,
-            )
+            grant = replace(grant, refresh_token=refresh_token)
         return grant
+
+    async def pushed_authorization_url(
+        self, *, state: str, scopes: list[str], code_verifier: str | None
+    ) -> str:
+        """RFC 9126: push the parameters of ``authorization_url`` and return the short URL."""
+        assert self.endpoints.par_url is not None
+        params = rfc9126.pushed_parameters(
+            self.authorization_url(state=state, scopes=scopes, code_verifier=code_verifier),
+            client_auth_method=self.entry.token_endpoint_auth_method,
+        )
+        answer = await self._post_authenticated(self.endpoints.par_url, params)
+        pushed = rfc9126.parse_pushed_response(answer)
+        return rfc9126.authorization_url(
+            self.endpoints.authorization_url, self.credentials.client_id, pushed.request_uri
+        )
+
+    async def request_device_authorization(self, scopes: list[str]) -> rfc8628.DeviceAuthorization:
+        """RFC 8628 §3.1, authenticated like a token request (the app is confidential)."""
+        assert self.endpoints.device_authorization_url is not None
+        params = {"scope": self.entry.join_scopes(scopes)} if scopes else {}
+        answer = await self._post_authenticated(self.endpoints.device_authorization_url, params)
+        return rfc8628.parse_device_authorization(answer)
+
+    async def poll_device_token(
+        self, device_code: str, *, requested_scopes: list[str]
+    ) -> TokenGrant:
+        """RFC 8628 §3.4. "Not yet" comes back as ``ProviderRejected`` (authorization_pending)."""
+        async with self._session() as session:
+            token = await self._call(
+                session.fetch_token(
+                    self.endpoints.token_url,
+                    grant_type=rfc8628.DEVICE_CODE_GRANT_TYPE,
+                    device_code=device_code,
+                    **self.entry.token_params,
+                )
+            )
+        return self._grant(token, requested_scopes)
+
+    async def _post_authenticated(self, url: str, data: dict[str, str]) -> dict[str, Any]:
+        """A client-authenticated form POST to an endpoint that answers an OAuth JSON object.
+
+        Authlib's token-answer reading does the rest: 5xx raises, an ``error`` member becomes
+        ``OAuthError``, anything but a JSON object is refused — mapped by ``_call`` as always.
+        """
+
+        async def post() -> dict[str, Any]:
+            async with self._session() as session:
+                response = await session.post(
+                    url,
+                    data=data,
+                    auth=session.client_auth(self.entry.token_endpoint_auth_method),
+                    headers={"Accept": "application/json"},
+                )
+                answer: dict[str, Any] = session.parse_response_token(response)
+                return answer
+
+        result: dict[str, Any] = await self._call(post())
+        return result
 
     async def revoke(self, token: str, token_type_hint: str) -> None:
         """RFC 7009. A 200 is not proof that a live token died (§2.2), only that it is gone."""
@@ -236,16 +296,32 @@ class OAuthClient:
             expires_at = utcnow() + timedelta(seconds=self.entry.default_expires_in)
         scope_text = lookup_text(token, "scope")
         scopes = _split_scopes(scope_text) if scope_text is not None else list(requested_scopes)
+        raw = scrub_secrets(dict(token))
+        # Read from the scrubbed answer, so no credential can become metadata.
+        metadata = {
+            name: value
+            for name, path in self.entry.token_metadata.items()
+            if (value := lookup_text(raw, path)) is not None
+        }
         return TokenGrant(
             access_token=access_token,
             refresh_token=refresh_token
             if isinstance(refresh_token, str) and refresh_token
             else None,
-            token_type=str(token.get("token_type") or "Bearer"),
+            token_type=_auth_scheme(token.get("token_type")),
             expires_at=expires_at,
             scopes=scopes,
-            raw=scrub_secrets(dict(token)),
+            raw=raw,
+            metadata=metadata,
         )
+
+
+def _auth_scheme(token_type: object) -> str:
+    """The HTTP scheme the token is sent with. Slack labels its tokens ``bot`` or ``user``,
+    which are no schemes: such tokens, like unlabelled ones, are bearer tokens."""
+    if isinstance(token_type, str) and token_type.lower() in _AUTH_SCHEMES:
+        return token_type
+    return "Bearer"
 
 
 def _split_scopes(text: str) -> list[str]:

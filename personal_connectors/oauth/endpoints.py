@@ -24,6 +24,8 @@ class ProviderEndpoints:
     issuer: str | None = None
     # RFC 9207: when the server advertises `iss`, a response without it must be refused.
     iss_parameter_supported: bool = False
+    # Where refresh_token grants go when the provider refreshes elsewhere (Figma).
+    refresh_url: str | None = None
 
 
 def _filled(template: str | None, values: Mapping[str, str]) -> str | None:
@@ -44,6 +46,7 @@ async def resolve_endpoints(
         "userinfo_url": _filled(entry.userinfo.url if entry.userinfo else None, params),
         "device_authorization_url": _filled(entry.device_authorization_url, params),
         "par_url": _filled(entry.par_url, params),
+        "refresh_url": _filled(entry.refresh_url, params),
     }
     issuer = _filled(entry.issuer, params)
     if entry.discovery_url is None:
@@ -56,6 +59,7 @@ async def resolve_endpoints(
             device_authorization_url=static["device_authorization_url"],
             par_url=static["par_url"],
             issuer=issuer,
+            refresh_url=static["refresh_url"],
         )
     document = await metadata.get(http, fill(entry.discovery_url, params), issuer)
     return ProviderEndpoints(
@@ -71,4 +75,5 @@ async def resolve_endpoints(
         iss_parameter_supported=bool(
             document.get("authorization_response_iss_parameter_supported", False)
         ),
+        refresh_url=static["refresh_url"],
     )

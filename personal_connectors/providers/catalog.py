@@ -5,6 +5,7 @@ A bad entry stops loading with a message that names the file, the entry and the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.providers.schema import ProviderEntry, providers_file_schema
 
 BUILTIN_CATALOG = Path(__file__).with_name("builtin.yaml")
+# The committed JSON Schema of a providers file; a test keeps it equal to ``schema_document()``.
+SCHEMA_FILE = Path(__file__).with_name("provider.schema.json")
 
 
 class CatalogError(ValueError):
@@ -98,3 +101,8 @@ def load_catalog(providers_file: Path | None = None) -> Catalog:
 def check_file(path: Path) -> dict[str, ProviderEntry]:
     """What ``connectors providers check`` runs: the file on its own, merged over built-ins."""
     return validate_entries(read_entries(path), str(path), read_entries(BUILTIN_CATALOG))
+
+
+def schema_document() -> str:
+    """The text of ``provider.schema.json``: stable key order, so diffs show real changes."""
+    return json.dumps(providers_file_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -15,6 +15,7 @@ from personal_connectors.oauth.endpoints import ProviderEndpoints
 from personal_connectors.oauth.errors import ProviderBadAnswer, ProviderUnreachable
 from personal_connectors.providers.paths import lookup_text
 from personal_connectors.providers.schema import IdentityMapping, ProviderEntry
+from personal_connectors.providers.templating import fill, token_headers
 
 DEFAULT_MAPPING = IdentityMapping()  # OpenID userinfo claims: sub, email, name
 
@@ -26,14 +27,23 @@ class AccountIdentity:
     name: str | None
 
 
+def _first_text(document: object, paths: str | list[str] | None) -> str | None:
+    """The first non-empty value among ``paths`` (a single path or fallbacks in order)."""
+    for path in [paths] if isinstance(paths, str) or paths is None else paths:
+        value = lookup_text(document, path)
+        if value:
+            return value
+    return None
+
+
 def _from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
-    account_id = lookup_text(document, mapping.id_path)
+    account_id = _first_text(document, mapping.id_path)
     if not account_id:
         raise ProviderBadAnswer("the identity answer has no account id")
     return AccountIdentity(
         account_id=account_id,
-        email=lookup_text(document, mapping.email_path),
-        name=lookup_text(document, mapping.name_path),
+        email=_first_text(document, mapping.email_path),
+        name=_first_text(document, mapping.name_path),
     )
 
 
@@ -49,8 +59,8 @@ async def read_identity(
     url = endpoints.userinfo_url
     if not url:
         raise ProviderBadAnswer("the provider declares no identity call")
-    headers = {"Accept": "application/json", **mapping.headers}
-    headers["Authorization"] = f"Bearer {grant.access_token}"
+    headers = token_headers(mapping.headers, grant.access_token)
+    url = fill(url, {"access_token": grant.access_token})
     try:
         response = await http.request(mapping.method, url, headers=headers, json=mapping.body)
     except httpx.TransportError as exc:

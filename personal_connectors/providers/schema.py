@@ -7,11 +7,17 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-TEMPLATE_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+# Names are identifiers; camelCase is allowed for provider values such as QuickBooks' realmId.
+TEMPLATE_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Variables the service itself fills in (never from user input).
 BUILTIN_VARIABLES = frozenset({"client_id", "access_token", "refresh_token", "token"})
+# Only a provider's own revocation call may carry the client secret (Todoist, Webflow, Stripe
+# want it as a parameter); it is never filled into any other URL or header.
+REVOCATION_VARIABLES = BUILTIN_VARIABLES | {"client_secret"}
+# Words that mark a value as a credential: never kept as provider metadata.
+SECRET_WORDS = ("token", "secret", "code", "password")
 PROVIDER_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -52,6 +58,11 @@ class IntegrationParam(StrictModel):
     description: str | None = None
     example: str | None = None
     required: bool = True
+    default: str | None = Field(
+        default=None,
+        description="Used when the caller gives no value (Microsoft's tenant: `common`); "
+        "it must match the pattern like any other value.",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -62,12 +73,22 @@ class IntegrationParam(StrictModel):
             raise ValueError(f"pattern does not compile: {exc}") from exc
         return value
 
+    @model_validator(mode="after")
+    def _default_matches(self) -> IntegrationParam:
+        if self.default is not None and not re.fullmatch(self.pattern, self.default):
+            raise ValueError(f"default {self.default!r} does not match the pattern")
+        return self
+
 
 class IdentityMapping(StrictModel):
     """Where the account's id, email and name sit in the provider's identity answer.
 
-    Paths are dotted (``data.user.id``; list items by index, ``emails.0.value``). With no
-    ``url`` the discovered OpenID ``userinfo_endpoint`` is used.
+    Paths are dotted (``data.user.id``; list items by index, ``emails.0.value``); a list of
+    paths is tried in order (Microsoft Graph's ``mail`` is null for some accounts, so
+    ``userPrincipalName`` follows it). With no ``url`` the discovered OpenID
+    ``userinfo_endpoint`` is used. A header value may carry ``{access_token}`` for providers
+    that take the token in their own header (Shopify's ``X-Shopify-Access-Token``); the bearer
+    header is then not sent.
     """
 
     url: ProviderURL | None = None
@@ -75,8 +96,8 @@ class IdentityMapping(StrictModel):
     headers: dict[str, str] = {}
     body: dict[str, Any] | None = None
     id_path: str = "sub"
-    email_path: str | None = "email"
-    name_path: str | None = "name"
+    email_path: str | list[str] | None = "email"
+    name_path: str | list[str] | None = "name"
     # Fallback: read identity from the token answer itself (Slack puts the user id there).
     from_token_response: bool = False
 
@@ -99,16 +120,27 @@ class TokenResponsePaths(StrictModel):
 class RevocationCall(StrictModel):
     """A provider's own revocation call, for providers without RFC 7009.
 
-    ``url`` and string values in ``body`` may use ``{client_id}``, ``{access_token}``,
-    ``{refresh_token}`` and ``{token}``; ``auth`` says how the call authenticates.
+    ``url`` and the values of ``headers``, ``query`` and ``body`` may use ``{client_id}``,
+    ``{client_secret}``, ``{access_token}``, ``{refresh_token}``, ``{token}`` and any name the
+    entry keeps as provider metadata (Stripe's ``{stripe_user_id}``). ``auth`` says how the
+    call authenticates: HTTP Basic with the client credentials, the token as bearer, or nothing
+    beyond what the parameters carry.
     """
 
     method: Literal["POST", "DELETE", "GET"] = "POST"
     url: ProviderURL
     auth: Literal["client_basic", "bearer", "none"] = "bearer"
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
     body_format: Literal["json", "form"] = "json"
     body: dict[str, str] = {}
     token: Literal["access_token", "refresh_token"] = "access_token"
+
+    def templated_strings(self) -> list[tuple[str, str]]:
+        found = [("revocation.url", self.url)]
+        for part in ("headers", "query", "body"):
+            found.extend((f"revocation.{part}.{k}", v) for k, v in getattr(self, part).items())
+        return found
 
     @field_validator("url")
     @classmethod
@@ -135,6 +167,7 @@ class TestRequest(StrictModel):
 URL_FIELDS = (
     "authorization_url",
     "token_url",
+    "refresh_url",
     "revocation_url",
     "discovery_url",
     "device_authorization_url",
@@ -157,6 +190,8 @@ class ProviderEntry(StrictModel):
     issuer: str | None = None
     authorization_url: ProviderURL | None = None
     token_url: ProviderURL | None = None
+    # Where refresh_token grants go when not to token_url (Figma's /v1/oauth/refresh).
+    refresh_url: ProviderURL | None = None
     revocation_url: ProviderURL | None = None
     revocation: RevocationCall | None = None
     device_authorization_url: ProviderURL | None = None
@@ -165,6 +200,9 @@ class ProviderEntry(StrictModel):
 
     default_scopes: list[str] = []
     scope_separator: str = " "
+    # The authorization parameter the scopes go in: Slack takes user-token scopes as
+    # `user_scope` (its `scope` is for bot scopes).
+    scope_param: str = Field(default="scope", pattern=r"^[a-z][a-z0-9_]*$")
     pkce: bool = True
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
         "client_secret_basic"
@@ -172,6 +210,12 @@ class ProviderEntry(StrictModel):
     authorization_params: dict[str, str] = {}
     token_params: dict[str, str] = {}
     token_response: TokenResponsePaths | None = None
+    # Non-secret values to keep with the connection, shown as `provider_metadata` so callers
+    # can build API URLs: name -> dotted path in the token answer (Salesforce `instance_url`,
+    # Slack `team.id`) ...
+    token_metadata: dict[str, str] = {}
+    # ... and names of query parameters of the provider's redirect back (QuickBooks `realmId`).
+    callback_metadata: list[str] = []
     default_expires_in: int | None = Field(default=None, gt=0)
     refresh_margin: int = Field(default=300, ge=0, le=86400)
     supports_refresh: bool = True
@@ -193,6 +237,32 @@ class ProviderEntry(StrictModel):
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         return None if value is None else check_provider_url(value)
+
+    @field_validator("token_metadata")
+    @classmethod
+    def _metadata_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not TEMPLATE_VARIABLE.fullmatch(f"{{{name}}}"):
+                raise ValueError(f"name {name!r} must be letters, digits or '_'")
+            if any(word in path.lower() for word in SECRET_WORDS):
+                raise ValueError(f"{name}: {path!r} looks like a credential, which is never kept")
+        return value
+
+    @field_validator("callback_metadata")
+    @classmethod
+    def _callback_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+                raise ValueError(f"{name!r} is not a query parameter name")
+            if name in {"code", "state", "error", "error_description", "iss"} or any(
+                word in name.lower() for word in SECRET_WORDS
+            ):
+                raise ValueError(f"{name!r} is an OAuth parameter or a credential, never kept")
+        return value
+
+    @property
+    def metadata_names(self) -> frozenset[str]:
+        return frozenset(self.token_metadata) | frozenset(self.callback_metadata)
 
     @model_validator(mode="after")
     def _complete(self) -> ProviderEntry:
@@ -217,6 +287,20 @@ class ProviderEntry(StrictModel):
                         f"{name} uses {{{variable}}} but integration_params declares no "
                         "pattern for it"
                     )
+                spec = self.integration_params.get(variable)
+                if spec is not None and not spec.required and spec.default is None:
+                    raise ValueError(
+                        f"{name} uses {{{variable}}}, so integration_params.{variable} must be "
+                        "required or have a default"
+                    )
+        allowed = declared | REVOCATION_VARIABLES | self.metadata_names
+        for name, text in self.revocation.templated_strings() if self.revocation else []:
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in allowed:
+                    raise ValueError(
+                        f"{name} uses {{{variable}}}, which is neither a service value, an "
+                        "integration_param nor a kept metadata name"
+                    )
         return self
 
     def _templated_strings(self) -> list[tuple[str, str]]:
@@ -225,8 +309,6 @@ class ProviderEntry(StrictModel):
             found.append(("userinfo.url", self.userinfo.url))
         if self.test_request:
             found.append(("test_request.url", self.test_request.url))
-        if self.revocation:
-            found.append(("revocation.url", self.revocation.url))
         found.extend((f"authorization_params.{k}", v) for k, v in self.authorization_params.items())
         return found
 
@@ -236,3 +318,25 @@ class ProviderEntry(StrictModel):
 
     def join_scopes(self, scopes: list[str]) -> str:
         return self.scope_separator.join(scopes)
+
+
+def providers_file_schema() -> dict[str, Any]:
+    """The JSON Schema of a providers file (``{key: entry}``), for editors and CI.
+
+    Committed as ``provider.schema.json`` and regenerated by ``connectors providers schema``;
+    a test keeps the two equal. ``key`` is the mapping key in a file, so it is no entry field.
+    """
+    schema = TypeAdapter(dict[str, ProviderEntry]).json_schema(ref_template="#/$defs/{model}")
+    entry = schema["$defs"]["ProviderEntry"]
+    entry["properties"].pop("key")
+    entry["required"] = [name for name in entry.get("required", []) if name != "key"]
+    if not entry["required"]:
+        entry.pop("required")
+    schema["propertyNames"] = {"pattern": PROVIDER_KEY.pattern}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Personal Connectors providers file",
+        "description": "Provider key -> catalog entry (SPEC §6). Entries for built-in keys "
+        "override the built-in entry field by field.",
+        **schema,
+    }

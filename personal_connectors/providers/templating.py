@@ -10,7 +10,11 @@ import re
 from collections.abc import Mapping
 
 from personal_connectors.exceptions import ValidationFailed
-from personal_connectors.providers.schema import TEMPLATE_VARIABLE, ProviderEntry
+from personal_connectors.providers.schema import (
+    BUILTIN_VARIABLES,
+    TEMPLATE_VARIABLE,
+    ProviderEntry,
+)
 
 
 def validate_integration_params(
@@ -25,7 +29,7 @@ def validate_integration_params(
         )
     clean: dict[str, str] = {}
     for name, spec in entry.integration_params.items():
-        value = values.get(name)
+        value = values.get(name, spec.default)
         if value is None:
             if spec.required:
                 raise ValidationFailed.for_fields(
@@ -43,9 +47,31 @@ def validate_integration_params(
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """Replace every ``{name}``; a name without a value is a programming error, not user input."""
+    """Replace every ``{name}``; a name without a value is a programming error, not user input.
+
+    Service values (``{access_token}``, ``{client_id}``, …) without a value are left in place:
+    endpoints are resolved before any token exists, and the identity call fills the token later
+    (HubSpot's ``access-tokens/{access_token}``).
+    """
 
     def substitute(match: re.Match[str]) -> str:
-        return values[match.group(1)]
+        name = match.group(1)
+        if name not in values and name in BUILTIN_VARIABLES:
+            return match.group(0)
+        return values[name]
 
     return TEMPLATE_VARIABLE.sub(substitute, template)
+
+
+def token_headers(declared: Mapping[str, str], access_token: str) -> dict[str, str]:
+    """Headers of a call made with a connection's token (identity call, check call).
+
+    The declared headers with ``{access_token}`` filled, plus ``Authorization: Bearer`` unless
+    a declared header already carries the token (Shopify's ``X-Shopify-Access-Token``).
+    """
+    values = {"access_token": access_token}
+    headers = {"Accept": "application/json"}
+    headers.update({name: fill(value, values) for name, value in declared.items()})
+    if not any("{access_token}" in value for value in declared.values()):
+        headers["Authorization"] = f"Bearer {access_token}"
+    return headers

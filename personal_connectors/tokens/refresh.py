@@ -66,6 +66,9 @@ class FreshToken:
     token_type: str
     expires_at: datetime | None
     scopes: list[str]
+    # True only for a token this call obtained from the provider (the background refresher
+    # counts its work by it); a token served as it was, or another worker's result, is False.
+    refreshed: bool = False
 
 
 def needs_refresh(connection: Connection, entry: ProviderEntry | None, now: datetime) -> bool:
@@ -97,6 +100,17 @@ class Refresher:
             connection.id, lambda: self._refresh_across_workers(connection.id, seen_version, force)
         )
         return token
+
+    async def refresh_claimed(self, connection_id: str, seen: int, owner: str) -> FreshToken:
+        """Refresh under a lease ``owner`` already holds, taken at ``seen`` version.
+
+        The background refresher claims due connections many at a time by taking their leases
+        in one statement (``refresher.repository``); each is then refreshed here with the same
+        re-read, compare-and-swap and failure classes as a caller's refresh. Not through the
+        single flight: an in-process caller waiting there polls the row, and our write ends it.
+        """
+        async with self.runtime.sessions() as session:
+            return await self._as_leader(session, connection_id, seen, True, owner)
 
     async def _refresh_across_workers(
         self, connection_id: str, seen: int, force: bool
@@ -233,6 +247,7 @@ class Refresher:
             grant.token_type,
             grant.expires_at,
             list(grant.scopes or connection.scopes or []),
+            refreshed=True,
         )
 
     async def _mark_needs_reauth(

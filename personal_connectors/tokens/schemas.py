@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class TokenOut(BaseModel):
@@ -14,3 +14,8 @@ class TokenOut(BaseModel):
     scopes: list[str]
     connection_id: str
     app_key: str
+    provider_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-secret values the provider sent that API calls need "
+        "(e.g. Salesforce `instance_url`, QuickBooks `realmId`).",
+    )

@@ -1,20 +1,37 @@
 """Handing out valid access tokens: the hot path of the service (SPEC §3.3).
 
-A current token is decrypted and returned without any write; only a token inside the
+A current token costs one read (``authorize``: key, membership and connection in one query),
+a decryption and an in-memory audit record; no write and no commit. Only a token inside the
 provider's refresh margin (or a forced refresh) goes through the ``Refresher``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.connections.service import ConnectionService
-from personal_connectors.identity.service import OrgAccess
+from personal_connectors.connections.exceptions import ConnectionNotFound
+from personal_connectors.identity.service import (
+    OrgAccess,
+    access_of,
+    presented_key_hash,
+    principal_of,
+)
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ReauthorizationRequired
 from personal_connectors.tokens.refresh import FreshToken, Refresher, needs_refresh
+from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """An authorized caller and the connection they asked for (None: not theirs, or unknown)."""
+
+    access: OrgAccess
+    connection: Connection | None
 
 
 class TokenService:
@@ -23,15 +40,37 @@ class TokenService:
         self.runtime = runtime
         self.refresher = Refresher(runtime)
 
-    async def issue(
-        self, access: OrgAccess, connection_id: str, *, force_refresh: bool
-    ) -> TokenOut:
-        connection = await ConnectionService(self.session, self.runtime).get_in(
-            access, connection_id
-        )
+    async def authorize(
+        self, presented_key: str | None, organization_id: str, connection_id: str
+    ) -> TokenRequest:
+        """Authenticate, check the membership and find the connection, in one query.
+
+        The refusals are those of ``IdentityService.authenticate`` and ``organization_access``
+        (the same functions decide them), in the same order; the connection is not refused
+        here, so that request validation still comes before a 404, as on every other route.
+        """
+        key_hash = presented_key_hash(presented_key)
+        found = await TokenRepository(self.session).lookup(key_hash, organization_id, connection_id)
+        principal = principal_of(presented_key, found.key if found else None)
+        role = found.role if found is not None and len(organization_id) <= 64 else None
+        access = access_of(principal, organization_id, role)
+        connection = found.connection if found is not None and len(connection_id) <= 64 else None
+        return TokenRequest(access, connection)
+
+    async def issue(self, request: TokenRequest, *, force_refresh: bool) -> TokenOut:
+        """The connection's access token, refreshed first if due; recorded in the audit trail."""
+        connection = request.connection
+        if connection is None:
+            raise ConnectionNotFound()
         if not connection.is_active:
             raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
         token = await self.fresh_token(connection, force=force_refresh)
+        self.runtime.token_audit.record(
+            connection.id,
+            connection.organization_id,
+            request.access.principal.api_key_id,
+            refreshed=token.refreshed,
+        )
         return TokenOut(
             access_token=token.access_token,
             token_type=token.token_type,
@@ -39,6 +78,7 @@ class TokenService:
             scopes=token.scopes,
             connection_id=connection.id,
             app_key=connection.app_key,
+            provider_metadata=connection.provider_metadata or {},
         )
 
     async def fresh_token(self, connection: Connection, *, force: bool = False) -> FreshToken:

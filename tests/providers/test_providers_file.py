@@ -60,6 +60,34 @@ def test_a_good_file_validates_and_merges_over_builtins(tmp_path: Path) -> None:
             "field 'integration_params.tenant.pattern'",
         ),
         ({"Bad Key": GOOD["acme"]}, "entry 'Bad Key', field 'key'"),
+        (
+            with_change(integration_params={"tenant": {"pattern": "^[a-z]+$", "required": False}}),
+            "uses {tenant}, so integration_params.tenant must be required or have a default",
+        ),
+        (
+            with_change(
+                integration_params={"tenant": {"pattern": "^[a-z]+$", "default": "Not-Valid"}}
+            ),
+            "field 'integration_params.tenant': default 'Not-Valid' does not match the pattern",
+        ),
+        (
+            with_change(token_metadata={"leak": "authed_user.access_token"}),
+            "field 'token_metadata': leak: 'authed_user.access_token' looks like a credential",
+        ),
+        (
+            with_change(callback_metadata=["code"]),
+            "field 'callback_metadata': 'code' is an OAuth parameter or a credential",
+        ),
+        (
+            with_change(
+                revocation={"url": "https://api.acme.example/revoke", "body": {"x": "{mystery}"}}
+            ),
+            "revocation.body.x uses {mystery}, which is neither a service value",
+        ),
+        (
+            with_change(refresh_url="http://acme.example/refresh"),
+            "entry 'acme', field 'refresh_url': must be an https URL",
+        ),
     ],
 )
 def test_faults_are_named_by_entry_and_field(
@@ -85,7 +113,7 @@ def test_hostile_integration_params_build_no_url(
     api: httpx.Client, tenant: Tenant, service: ServiceProcess
 ) -> None:
     service.cli("apps", "set", "zendesk", "--client-id", "z", "--client-secret", "z-secret")
-    for value in ("evil.com/", "a.evil.com", "x#", "a b"):
+    for value in ("evil.com/", "a.evil.com", "a.b", "", "x#", "a b", 7):
         response = api.post(
             "/authorize",
             params=tenant.org,
@@ -93,8 +121,10 @@ def test_hostile_integration_params_build_no_url(
             json={"connector_type": "zendesk", "integration_params": {"subdomain": value}},
         )
         assert response.status_code == 400, value
+        assert response.json()["error"]["code"] == "VALIDATION_ERROR"
         assert response.json()["error"]["details"]["fields"] == ["integration_params.subdomain"]
-        assert "evil" not in response.text.replace(value, "")
+        assert "authorization_url" not in response.json() and "zendesk.com" not in response.text
+        assert "evil" not in response.text.replace(str(value), "")
     ok = api.post(
         "/authorize",
         params=tenant.org,
@@ -105,3 +135,30 @@ def test_hostile_integration_params_build_no_url(
     assert ok.json()["authorization_url"].startswith(
         "https://acme.zendesk.com/oauth/authorizations/new?"
     )
+
+
+def test_a_template_variable_with_a_default_needs_no_value(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """Microsoft's {tenant} is `common` unless the caller names a directory."""
+    service.cli("apps", "set", "microsoft", "--client-id", "m", "--client-secret", "m-secret")
+
+    def authorize(**body: object) -> httpx.Response:
+        return api.post(
+            "/authorize",
+            params=tenant.org,
+            headers=tenant.headers,
+            json={"connector_type": "microsoft", **body},
+        )
+
+    default = authorize()
+    assert default.status_code == 200, default.text
+    assert default.json()["authorization_url"].startswith(
+        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"
+    )
+    pinned = authorize(integration_params={"tenant": "contoso.onmicrosoft.com"})
+    assert pinned.json()["authorization_url"].startswith(
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize?"
+    )
+    hostile = authorize(integration_params={"tenant": "evil.com/"})
+    assert hostile.status_code == 400 and "authorization_url" not in hostile.json()

@@ -1,7 +1,9 @@
 """A loopback HTTP proxy that stands between the service and a provider and misbehaves on
 command: passes through, answers an error status, garbage, drops the connection, or stalls.
 
-It also counts requests per path, so a test can see how many calls reached the provider.
+It also counts requests per path, so a test can see how many calls reached the proxy, and how
+many the provider answered (``forwarded``): a ``delay-after`` stall holds an answer the provider
+already gave, the moment a crash loses a rotated refresh token.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.mode = "pass"
         self.hits: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
         self._lock = threading.Lock()
         proxy = self
 
@@ -51,12 +54,18 @@ class FaultProxy:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def set_mode(self, mode: str) -> None:
-        """``pass`` | ``status:<code>`` | ``garbage`` | ``drop`` | ``delay:<seconds>``."""
+        """``pass`` | ``status:<code>`` | ``garbage`` | ``drop`` | ``delay:<seconds>`` (before
+        forwarding) | ``delay-after:<seconds>`` (after the provider answered, before replying)."""
         self.mode = mode
 
     def count(self, path: str) -> int:
         with self._lock:
             return self.hits[path]
+
+    def forwarded(self, path: str) -> int:
+        """How many requests to ``path`` the provider has answered."""
+        with self._lock:
+            return self.answered[path]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -83,6 +92,10 @@ class FaultProxy:
         response = httpx.request(
             handler.command, self.upstream + handler.path, headers=headers, content=body, timeout=30
         )
+        with self._lock:
+            self.answered[path] += 1
+        if mode.startswith("delay-after:"):
+            time.sleep(float(mode.split(":")[1]))
         return self._reply(
             handler,
             response.status_code,

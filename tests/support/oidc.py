@@ -370,6 +370,55 @@ def _page_title(response: httpx.Response) -> str:
     return f"{parser.title} / {parser.heading}"
 
 
+def approve_device(
+    verification_uri: str,
+    *,
+    user_code: str | None = None,
+    login: str = "alice",
+    deny: bool = False,
+) -> str:
+    """Act as the user on a second device (RFC 8628 §3.3) and return the final page's title.
+
+    Opens ``verification_uri`` (or the ``_complete`` one, which carries the code), enters
+    ``user_code`` in the provider's form when it asks, confirms the code — or with
+    ``deny=True`` presses Abort there (the device code then answers ``access_denied``) — and
+    goes through the same login and consent forms as ``login_and_consent``.
+    """
+    with httpx.Client(follow_redirects=False, timeout=10.0) as browser:
+        response = browser.get(verification_uri)
+        for _ in range(20):
+            if response.is_redirect:
+                response = browser.get(urljoin(str(response.url), response.headers["location"]))
+                continue
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"unexpected HTTP {response.status_code} at {response.url} "
+                    f"(title {_page_title(response)!r})"
+                )
+            parser = _PageParser()
+            parser.feed(response.text)
+            if parser.form_action is None:  # "Sign-in Success", or an error page
+                return f"{parser.title} / {parser.heading}"
+            if "prompt" in parser.inputs:
+                response = _submit_interaction(browser, response, login=login, deny=False)
+                continue
+            if "xsrf" not in parser.inputs:
+                raise RuntimeError(f"unexpected form at {response.url}: {parser.title!r}")
+            fields = dict(parser.inputs)
+            if not fields.get("user_code"):
+                if user_code is None:
+                    raise RuntimeError("the provider asks for the user code; pass user_code=")
+                fields["user_code"] = user_code
+            aborting = deny and "confirm" in fields
+            if aborting:
+                del fields["confirm"]
+                fields["abort"] = "yes"
+            response = browser.post(urljoin(str(response.url), parser.form_action), data=fields)
+            if aborting:
+                return _page_title(response)
+        raise RuntimeError(f"too many steps at the provider; last URL {response.url}")
+
+
 def token_request(
     provider: OidcProvider, client_id: str, client_secret: str, data: dict[str, str]
 ) -> httpx.Response:
@@ -385,6 +434,7 @@ def token_request(
 __all__ = [
     "PROVIDER_DIR",
     "OidcProvider",
+    "approve_device",
     "ensure_node_modules",
     "free_port",
     "login_and_consent",

@@ -4,7 +4,6 @@ no passing fault marks a connection needs_reauth, no token is lost, answers stay
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,15 +13,7 @@ from tests.flows.conftest import authorize_and_consent, follow_callback
 from tests.support.db import connection_row, event_types, set_expiry, stored_tokens
 from tests.support.fault_proxy import FaultProxy
 from tests.support.service import ServiceProcess
-
-TOKEN_PATH = "/token"
-
-
-@pytest.fixture
-def proxy(fault_proxy: FaultProxy) -> Iterator[FaultProxy]:
-    fault_proxy.set_mode("pass")
-    yield fault_proxy
-    fault_proxy.set_mode("pass")
+from tests.tokens.conftest import TOKEN_PATH, token
 
 
 @pytest.fixture
@@ -31,10 +22,6 @@ def faulty_connection(api: httpx.Client, tenant: Tenant, proxy: FaultProxy) -> s
     response = follow_callback(flow.callback_url)
     assert response.status_code == 200, response.text
     return str(response.json()["data"]["connection_id"])
-
-
-def token(api: httpx.Client, tenant: Tenant, connection_id: str) -> httpx.Response:
-    return api.post(f"/{connection_id}/token", params=tenant.org, headers=tenant.headers)
 
 
 @pytest.mark.parametrize("fault", ["status:503", "status:500", "drop", "delay:4"])

@@ -39,6 +39,7 @@ def test_a_current_token_is_handed_out_as_stored(
         "scopes",
         "connection_id",
         "app_key",
+        "provider_metadata",
     }
     assert body["access_token"] == access and body["connection_id"] == connection_id
     assert body["token_type"] == "Bearer" and body["app_key"] == "local-oidc"

@@ -1,0 +1,235 @@
+"""HTTP routes of connect sessions (API) and of the hosted connect page (browser).
+
+``api_router`` lives under the API prefix and must be included before the ``/{connection_id}``
+catch-all; ``page_router`` serves ``/connect…`` at the root, outside the API.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from personal_connectors.config import Settings, origin_of
+from personal_connectors.connect import pages
+from personal_connectors.connect.exceptions import (
+    ConnectorNotAllowed,
+    ConnectSessionInvalid,
+    CrossSiteRequest,
+)
+from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
+from personal_connectors.connect.service import (
+    ActiveSession,
+    ConnectService,
+    csrf_matches,
+)
+from personal_connectors.exceptions import APIError, ConnectorNotConfigured
+from personal_connectors.flows import binding
+from personal_connectors.http.context import request_id_of
+from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.envelope import error_response
+from personal_connectors.http.pages import render_page
+from personal_connectors.models import utcnow
+
+api_router = APIRouter(tags=["Connect page"])
+page_router = APIRouter(include_in_schema=False)
+
+SESSION_COOKIE = "pc_connect"
+QueryText = Annotated[str | None, Query(max_length=4096)]
+_STATIC = {"connect.js", "result.js"}
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectService:
+    return ConnectService(session, runtime)
+
+
+ServiceDep = Annotated[ConnectService, Depends(get_service)]
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+@api_router.post(
+    "/connect-sessions",
+    status_code=201,
+    response_model=ConnectSessionOut,
+    summary="Create a link to the hosted connect page for the caller",
+)
+async def create_connect_session(
+    body: ConnectSessionIn, access: OrgAccessDep, service: ServiceDep
+) -> ConnectSessionOut:
+    return await service.create(access, body)
+
+
+@api_router.get("/flows/launch", include_in_schema=False)
+async def launch_flow(runtime: RuntimeDep, session: SessionDep, t: QueryText = None) -> Response:
+    """A state-less provider's authorization URL as the API hands it out: binds the flow to
+    this browser (once), then sends it on to the provider."""
+    launched = await binding.launch(session, runtime, t)
+    if launched is None:
+        return render_page(
+            "callback.html",
+            status_code=400,
+            title="This link has expired",
+            text="This sign-in link is unknown, expired or was already opened. "
+            "Start again from the app.",
+            connected=False,
+            message=None,
+            origins=[],
+        )
+    response = RedirectResponse(launched.provider_url, status_code=302, headers=_NO_STORE)
+    binding.set_cookie(response, runtime.settings, launched.flow_id, launched.secret)
+    return response
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def _set_session_cookie(response: Response, settings: Settings, active: ActiveSession) -> None:
+    """HttpOnly and Path=/connect: only the page's own routes ever see the session token."""
+    remaining = int((active.record.expires_at - utcnow()).total_seconds())
+    response.set_cookie(
+        SESSION_COOKIE,
+        active.token,
+        max_age=max(remaining, 1),
+        path=pages.CONNECT_PATH,
+        secure=settings.base_url.startswith("https://"),
+        httponly=True,
+        samesite="lax",
+    )
+
+
+async def _active(request: Request, service: ConnectService) -> ActiveSession:
+    return await service.authenticate(request.cookies.get(SESSION_COOKIE))
+
+
+@page_router.get("/connect")
+async def connect_page(
+    request: Request,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    session: QueryText = None,
+    result: QueryText = None,
+    error: QueryText = None,
+    connector: QueryText = None,
+) -> Response:
+    if session is not None:
+        # Trade the link's token for a cookie and drop it from the address bar and history.
+        try:
+            active = await service.authenticate(session)
+        except ConnectSessionInvalid:
+            return pages.session_error_page(from_link=True)
+        response = RedirectResponse(pages.CONNECT_PATH, status_code=303, headers=_NO_STORE)
+        _set_session_cookie(response, runtime.settings, active)
+        return response
+    try:
+        active = await _active(request, service)
+    except ConnectSessionInvalid:
+        return pages.session_error_page(from_link=False)
+    view = await service.page(active)
+    page = render_page(
+        "connect.html",
+        connectors=view.connectors,
+        connections=view.connections,
+        csrf_token=active.csrf_token,
+        app_origins=pages.app_origins(runtime.settings, active.record.return_url),
+        return_url=active.record.return_url,
+        notice=pages.notice(result, error, connector, runtime.catalog),
+        script=pages.SCRIPT_PATH,
+    )
+    pages.open_up_for_page(page)
+    return page
+
+
+def _start_error(code: str, connector_key: str, runtime: RuntimeDep) -> Response:
+    message = pages.result_message(
+        connected=False, connector=connector_key, catalog=runtime.catalog, error=code
+    )
+    return pages.result_page(message, status_code=400)
+
+
+@page_router.get("/connect/start/{connector_key}")
+async def start_connect(
+    request: Request,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    connector_key: Annotated[str, Path(min_length=1, max_length=64)],
+) -> Response:
+    """Opened in the popup (or the page itself): start a browser-bound flow, go to the provider."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
+        # Another site cannot make this browser start flows for the session it holds.
+        return _start_error("cross_site", connector_key, runtime)
+    try:
+        active = await _active(request, service)
+    except ConnectSessionInvalid:
+        return _start_error("session_expired", connector_key, runtime)
+    try:
+        started = await service.start(active, connector_key)
+    except ConnectorNotAllowed:
+        return _start_error("not_allowed", connector_key, runtime)
+    except ConnectorNotConfigured:
+        return _start_error("not_configured", connector_key, runtime)
+    except APIError:  # e.g. the provider's metadata could not be fetched
+        return _start_error("temporarily_unavailable", connector_key, runtime)
+    response = RedirectResponse(started.authorization_url, status_code=302, headers=_NO_STORE)
+    binding.set_cookie(response, runtime.settings, started.flow_id, started.binding.secret)
+    return response
+
+
+async def _presented_csrf(request: Request) -> str | None:
+    header = request.headers.get("x-csrf-token")
+    if header:
+        return header
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+        values = fields.get("csrf_token")
+        return values[0] if values else None
+    return None
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+@page_router.post("/connect/connections/{connection_id}/disconnect")
+async def disconnect(
+    request: Request,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    connection_id: Annotated[str, Path(min_length=1, max_length=64)],
+) -> Response:
+    """Same-origin (the Origin header must be this service's) plus the session's CSRF token:
+    a cookie alone, which any site's form would carry along, is never enough."""
+    try:
+        active = await _active(request, service)
+        if request.headers.get("origin") != origin_of(runtime.settings.base_url):
+            raise CrossSiteRequest("The Origin header is missing or foreign.")
+        if not csrf_matches(active.token, await _presented_csrf(request)):
+            raise CrossSiteRequest("The CSRF token is missing or wrong.")
+        await service.disconnect(active, connection_id)
+    except APIError as exc:
+        if _wants_json(request):
+            return error_response(exc, request_id_of(request.scope))
+        if isinstance(exc, ConnectSessionInvalid):
+            return pages.session_error_page(from_link=False)
+        return pages.error_page("Not disconnected", exc.message, status_code=exc.status)
+    if _wants_json(request):
+        return JSONResponse({"disconnected": True, "connection_id": connection_id})
+    return RedirectResponse(f"{pages.CONNECT_PATH}?result=disconnected", status_code=303)
+
+
+@page_router.get("/connect/static/{name}")
+async def static_file(name: str) -> Response:
+    if name not in _STATIC:
+        return Response(status_code=404)
+    script = resources.files("personal_connectors").joinpath("static", name).read_text("utf-8")
+    return Response(
+        script,
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,259 @@
+"""Connect sessions: created with the user's API key, then used by the user's browser alone.
+
+The ``cs_…`` token is a bearer secret for one purpose: opening the connect page of one user in
+one organization. It is stored only as a hash, is not an API key (``ak_…`` is the only prefix
+the API accepts), and the page trades it for an HttpOnly cookie at once so it leaves the address
+bar. The page's CSRF token is derived from the session token, so it needs no storage and a
+leaked database row does not yield it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.config import origin_of
+from personal_connectors.connect.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
+from personal_connectors.connect.repository import ConnectSessionRepository
+from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
+from personal_connectors.connections.service import ConnectionService
+from personal_connectors.crypto import hashing
+from personal_connectors.exceptions import APIError, ValidationFailed
+from personal_connectors.flows.binding import BrowserBinding, new_binding
+from personal_connectors.flows.schemas import AuthorizeIn
+from personal_connectors.flows.service import FlowService
+from personal_connectors.flows.state import state_hash
+from personal_connectors.identity.service import IdentityService, OrgAccess, Principal
+from personal_connectors.models import (
+    Connection,
+    ConnectionStatus,
+    ConnectSession,
+    Flow,
+    new_id,
+    utcnow,
+)
+from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.runtime import Runtime
+
+TOKEN_PREFIX = "cs_"
+CONNECT_PATH = "/connect"
+_MAX_TOKEN_LENGTH = 100
+# Expired sessions are kept a day (nothing secret in them), then purged on the next creation.
+_RETENTION = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    """A valid connect session, as presented by the browser, with the access it grants."""
+
+    record: ConnectSession
+    token: str
+    access: OrgAccess
+
+    @property
+    def csrf_token(self) -> str:
+        return csrf_token_for(self.token)
+
+    def allows(self, app_key: str) -> bool:
+        allowed = self.record.allowed_connectors
+        return allowed is None or app_key in allowed
+
+
+def csrf_token_for(session_token: str) -> str:
+    return hashing.digest("csrf:" + session_token)
+
+
+def csrf_matches(session_token: str, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(csrf_token_for(session_token), presented or "")
+
+
+@dataclass(frozen=True)
+class ConnectorView:
+    key: str
+    name: str
+    description: str | None
+    icon_url: str | None
+    configured: bool
+
+    @property
+    def letter(self) -> str:
+        return (self.name[:1] or "?").upper()
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    id: str
+    app_key: str
+    name: str
+    icon_url: str | None
+    account: str
+    status: str
+    is_active: bool
+
+    @property
+    def letter(self) -> str:
+        return (self.name[:1] or "?").upper()
+
+    @property
+    def needs_reauth(self) -> bool:
+        return self.status == ConnectionStatus.NEEDS_REAUTH
+
+
+@dataclass(frozen=True)
+class PageView:
+    connectors: list[ConnectorView]
+    connections: list[ConnectionView]
+
+
+@dataclass(frozen=True)
+class StartedConnect:
+    authorization_url: str
+    flow_id: str
+    binding: BrowserBinding
+
+
+class ConnectService:
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.repository = ConnectSessionRepository(session)
+
+    # --- POST /connect-sessions ------------------------------------------------------------
+
+    async def create(self, access: OrgAccess, request: ConnectSessionIn) -> ConnectSessionOut:
+        allowed = self._check_connectors(request.allowed_connectors)
+        if request.return_url is not None:
+            self._check_return_url(request.return_url)
+        token = TOKEN_PREFIX + hashing.random_token()
+        now = utcnow()
+        record = ConnectSession(
+            id=new_id("csess"),
+            token_hash=hashing.digest(token),
+            organization_id=access.organization_id,
+            user_id=access.user_id,
+            api_key_id=access.principal.api_key_id,
+            allowed_connectors=allowed,
+            return_url=request.return_url,
+            expires_at=now + timedelta(seconds=request.expires_in),
+            created_at=now,
+        )
+        self.repository.add(record)
+        await self.repository.purge_expired_before(now - _RETENTION)
+        await self.session.commit()
+        return ConnectSessionOut(
+            token=token,
+            connect_url=f"{self.runtime.settings.base_url}{CONNECT_PATH}?"
+            + urlencode({"session": token}),
+            expires_at=record.expires_at,
+        )
+
+    def _check_connectors(self, keys: list[str] | None) -> list[str] | None:
+        if keys is None:
+            return None
+        unknown = [key for key in keys if self.runtime.catalog.get(key) is None]
+        if unknown:
+            raise ValidationFailed.for_fields(
+                f"Unknown connector types: {', '.join(sorted(set(unknown)))[:300]}.",
+                "allowed_connectors",
+            )
+        return list(dict.fromkeys(keys))  # de-duplicated, order kept
+
+    def _check_return_url(self, url: str) -> None:
+        """The same allow-list as /authorize: the page links there, so it must be trusted."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValidationFailed.for_fields(
+                "return_url must be an absolute http(s) URL.", "return_url"
+            )
+        if origin_of(url) not in self.runtime.settings.return_origins:
+            raise ValidationFailed.for_fields(
+                "return_url's origin is not in CONNECTORS_ALLOWED_RETURN_ORIGINS.", "return_url"
+            )
+
+    # --- the browser's side ----------------------------------------------------------------
+
+    async def authenticate(self, token: str | None) -> ActiveSession:
+        """The session a presented token names, if it is still valid and its user still a
+        member of the organization; otherwise ConnectSessionInvalid (all cases alike)."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
+            raise ConnectSessionInvalid("No valid connect session.")
+        record = await self.repository.by_token_hash(hashing.digest(token))
+        if record is None or record.expires_at <= utcnow():
+            raise ConnectSessionInvalid("Unknown or expired connect session.")
+        principal = Principal(user_id=record.user_id, api_key_id=record.api_key_id)
+        try:
+            access = await IdentityService(self.session).organization_access(
+                principal, record.organization_id
+            )
+        except APIError:
+            raise ConnectSessionInvalid("The session's user left the organization.") from None
+        return ActiveSession(record, token, access)
+
+    def _entries(self, active: ActiveSession, configured: set[str]) -> list[ProviderEntry]:
+        allowed = active.record.allowed_connectors
+        if allowed is None:
+            return [entry for entry in self.runtime.catalog if entry.key in configured]
+        entries = (self.runtime.catalog.get(key) for key in allowed)
+        return [entry for entry in entries if entry is not None]
+
+    async def page(self, active: ActiveSession) -> PageView:
+        apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
+        configured = await apps.configured_keys(active.access.organization_id)
+        connectors = [
+            ConnectorView(
+                key=entry.key,
+                name=entry.display_name,
+                description=entry.description,
+                icon_url=entry.icon_url,
+                configured=entry.key in configured,
+            )
+            for entry in self._entries(active, configured)
+        ]
+        owned = await ConnectionService(self.session, self.runtime).list_for(active.access)
+        connections = [self._connection_view(connection) for connection in owned]
+        return PageView(
+            connectors=connectors,
+            connections=[view for view in connections if active.allows(view.app_key)],
+        )
+
+    def _connection_view(self, connection: Connection) -> ConnectionView:
+        entry = self.runtime.catalog.get(connection.app_key)
+        return ConnectionView(
+            id=connection.id,
+            app_key=connection.app_key,
+            name=entry.display_name if entry else connection.app_key,
+            icon_url=entry.icon_url if entry else None,
+            account=connection.account_email or connection.account_name or connection.account_id,
+            status=connection.status,
+            is_active=connection.is_active,
+        )
+
+    async def start(self, active: ActiveSession, connector_key: str) -> StartedConnect:
+        """Start a browser-bound flow for this session's user (FlowService.start does the rest:
+        the OAuth app, scopes, PKCE, the state)."""
+        if not active.allows(connector_key) or self.runtime.catalog.get(connector_key) is None:
+            raise ConnectorNotAllowed(f"The session does not offer {connector_key[:64]}.")
+        binding = new_binding(connect_session_id=active.record.id)
+        started = await FlowService(self.session, self.runtime).start(
+            active.access, AuthorizeIn(connector_type=connector_key), browser=binding
+        )
+        digest = state_hash(started.state)
+        flow_id = (
+            await self.session.execute(select(Flow.id).where(Flow.state_hash == digest))
+        ).scalar_one()
+        return StartedConnect(started.authorization_url, flow_id, binding)
+
+    async def disconnect(self, active: ActiveSession, connection_id: str) -> None:
+        connections = ConnectionService(self.session, self.runtime)
+        connection = await connections.get_in(active.access, connection_id)
+        if not active.allows(connection.app_key):
+            raise ConnectorNotAllowed("The session does not offer this connection's connector.")
+        await connections.disconnect(
+            active.access.principal, connection.id, active.access.organization_id
+        )

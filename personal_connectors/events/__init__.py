@@ -1,0 +1,1 @@
+"""The audit trail of connections (``connection_events``), read back for operators."""

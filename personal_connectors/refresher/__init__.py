@@ -1,0 +1,1 @@
+"""The background refresher: tokens refreshed before anyone asks (``connectors refresher``)."""

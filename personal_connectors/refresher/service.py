@@ -1,0 +1,181 @@
+"""The background refresher: tokens are refreshed before anyone asks for them.
+
+A loop claims due connections (``refresher.repository``: about to expire, idle refresh tokens,
+expired ones that cannot be refreshed) and refreshes each with ``Refresher.refresh_claimed`` —
+the token path's own leader code, so the compare-and-swap, the kept refresh token and the failure
+classes are the same whoever refreshes. A claim takes no more rows than there are free slots,
+and per provider no more than its slots again, so a claimed row waits for its provider's slot
+for at most about one refresh; its lease must then still outlast a bounded refresh (as for a
+caller), and a row whose lease is too old for that is handed back rather than started.
+
+Stopping (``stop`` set, e.g. on SIGTERM) ends claiming, hands back claimed rows still waiting
+for a slot, and lets the refreshes in flight finish within their bound; anything still running
+then is cancelled and releases its lease. A ``kill -9`` releases nothing: the leases expire and
+the next refresher takes the rows again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from asyncio import FIRST_COMPLETED, Semaphore
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from personal_connectors.exceptions import APIError
+from personal_connectors.models import utcnow
+from personal_connectors.refresher.repository import Claimed, DuePolicy, RefresherRepository
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens import lease
+from personal_connectors.tokens.exceptions import ReauthorizationRequired
+from personal_connectors.tokens.refresh import Refresher
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    REFRESHED = "refreshed"
+    UNCHANGED = "unchanged"  # already fresh, or a passing fault while the token is still valid
+    NEEDS_REAUTH = "needs_reauth"
+    FAILED = "failed"  # passing fault and no valid token left, or an unexpected error
+
+
+@dataclass
+class RefresherStats:
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            **{outcome.value: self.outcomes[outcome] for outcome in Outcome},
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+class BackgroundRefresher:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        concurrency: int | None = None,
+        provider_concurrency: int | None = None,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.refresher = Refresher(runtime)
+        self.concurrency = concurrency or settings.refresher_concurrency
+        self.provider_concurrency = provider_concurrency or settings.refresher_provider_concurrency
+        # A refresh in flight is bounded by its retry budget plus one provider timeout.
+        self.refresh_bound = settings.refresh_retry_seconds + settings.provider_timeout_seconds + 1
+        lease_seconds = settings.refresh_lease_seconds
+        # A claimed row waiting for its provider's slot must still start with a lease that
+        # outlasts one bounded refresh; past this age it is handed back instead.
+        self.start_within = max(lease_seconds - self.refresh_bound, lease_seconds / 2)
+        self.owner = lease.new_owner()
+        self.stats = RefresherStats()
+        self._running: dict[asyncio.Task[None], Claimed] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._stop = asyncio.Event()
+        # Rows that failed in an unexpected way rest until then (monotonic): no hot loop on them.
+        self._resting: dict[str, float] = {}
+
+    def policy(self) -> DuePolicy:
+        settings = self.runtime.settings
+        entries = list(self.runtime.catalog)
+        refreshable = [entry.key for entry in entries if entry.supports_refresh]
+        # Never later than the token path would refresh by itself.
+        window = max([settings.refresher_window_seconds, *(e.refresh_margin for e in entries)])
+        return DuePolicy(utcnow(), window, settings.refresher_idle_seconds, refreshable)
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> RefresherStats:
+        """Refresh until ``stop`` is set; with ``once``, until nothing is due any more."""
+        interval = self.runtime.settings.refresher_interval_seconds
+        self._stop = stop
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_into_free_slots()
+                if once and not claimed and not self._running:
+                    break
+                # Wake when a refresh ends (claim more), on stop, or after the interval.
+                await asyncio.wait(
+                    [*self._running, stopping], timeout=interval, return_when=FIRST_COMPLETED
+                )
+        finally:
+            stopping.cancel()
+            await self._drain()
+        return self.stats
+
+    async def _claim_into_free_slots(self) -> list[Claimed]:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return []
+        # Per provider: its slots running, and as many claimed rows waiting for them.
+        queued = Counter(claimed.app_key for claimed in self._running.values())
+        most = 2 * self.provider_concurrency
+        now = time.monotonic()
+        self._resting = {key: until for key, until in self._resting.items() if until > now}
+        try:
+            async with self.runtime.sessions() as session:
+                claimed = await RefresherRepository(session).claim(
+                    self.policy(),
+                    owner=self.owner,
+                    lease_seconds=self.runtime.settings.refresh_lease_seconds,
+                    limit=free,
+                    skip_providers={key for key, n in queued.items() if n >= most},
+                    skip_ids=self._resting.keys(),
+                )
+        except Exception:
+            logger.exception("the background refresher could not claim work; trying again")
+            return []
+        for item in claimed:
+            if queued[item.app_key] >= most:
+                await self._release(item)  # the claim's limit is global; this one is not
+                continue
+            queued[item.app_key] += 1
+            self._running[asyncio.create_task(self._refresh(item, now))] = item
+        return claimed
+
+    async def _refresh(self, item: Claimed, claimed_at: float) -> None:
+        slots = self._slots.setdefault(item.app_key, Semaphore(self.provider_concurrency))
+        try:
+            async with slots:
+                if self._stop.is_set() or time.monotonic() - claimed_at > self.start_within:
+                    # Stopping, or too old a lease to start on: hand it back for the next claim.
+                    await self._release(item)
+                    return
+                outcome = await self._outcome(item)
+            self.stats.outcomes[outcome] += 1
+        finally:
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
+    async def _outcome(self, item: Claimed) -> Outcome:
+        try:
+            token = await self.refresher.refresh_claimed(item.id, item.version, self.owner)
+        except ReauthorizationRequired:
+            return Outcome.NEEDS_REAUTH
+        except APIError as exc:
+            # A passing fault is counted on the row and backs off there; rest it here too.
+            logger.warning("background refresh of %s failed: %s", item.id, exc.system_message)
+        except Exception:
+            logger.exception("background refresh of %s failed unexpectedly", item.id)
+        else:
+            return Outcome.REFRESHED if token.refreshed else Outcome.UNCHANGED
+        self._resting[item.id] = time.monotonic() + self.runtime.settings.refresher_interval_seconds
+        return Outcome.FAILED
+
+    async def _release(self, item: Claimed) -> None:
+        async with self.runtime.sessions() as session:
+            await lease.release(session, item.id, self.owner)
+
+    async def _drain(self) -> None:
+        """Let refreshes in flight finish, then cancel what is left (its lease is released)."""
+        if not self._running:
+            return
+        _, late = await asyncio.wait(list(self._running), timeout=self.refresh_bound)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)

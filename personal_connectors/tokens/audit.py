@@ -1,0 +1,177 @@
+"""The ``connection.token_issued`` audit trail, written in batches off the hot path.
+
+Every token handed out is an audit event, but writing one row per request would make the
+busiest endpoint a writer: a transaction, a commit and (on SQLite) the single write lock per
+call. Instead the endpoint only appends to an in-memory queue, and one background task per
+process inserts what accumulated every second (or as soon as a batch is full) in one statement.
+
+Trade-offs, on purpose:
+
+* A full queue drops the newest events and counts them (logged as a warning) rather than slow
+  the hot path down or grow without bound; the queue holds many seconds of traffic, so it only
+  fills when the database has stopped taking writes for that long.
+* Events still queued when the process dies without a graceful shutdown (SIGKILL, a crash) are
+  lost; a graceful shutdown (SIGTERM) flushes them. At most about one second of events is at
+  risk.
+* Event rows are bulk-inserted, not staged through ``ConnectionRepository.record``: no
+  connection object is at hand, and one webhook delivery per token would be a flood.
+
+The rows hold identifiers and a flag, never a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from personal_connectors.connections.events import EventType
+from personal_connectors.models import ConnectionEvent, new_id, utcnow
+
+logger = logging.getLogger(__name__)
+
+QUEUE_CAPACITY = 20_000  # several seconds of a single worker's peak token rate
+BATCH_SIZE = 500  # rows per INSERT, and the queue length that triggers a write early
+FLUSH_SECONDS = 1.0
+SHUTDOWN_SECONDS = 10.0  # how long a graceful shutdown waits for the last write
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    connection_id: str
+    organization_id: str
+    api_key_id: str
+    refreshed: bool  # the token was obtained from the provider for this very call
+    at: datetime
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": new_id("evt"),
+            "connection_id": self.connection_id,
+            "organization_id": self.organization_id,
+            "type": EventType.TOKEN_ISSUED.value,
+            "detail": {"api_key_id": self.api_key_id, "refreshed": self.refreshed},
+            "created_at": self.at,
+        }
+
+
+class TokenAudit:
+    """A bounded queue of issued-token events and the task that writes them (one per process).
+
+    ``record`` never waits and never fails; ``running`` (the app's lifespan) writes the queue
+    out until the block ends, then flushes what is left.
+    """
+
+    def __init__(
+        self,
+        *,
+        capacity: int = QUEUE_CAPACITY,
+        batch_size: int = BATCH_SIZE,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.dropped = 0  # since the process started
+        self._pending: list[IssuedToken] = []
+        self._unreported_drops = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def record(
+        self, connection_id: str, organization_id: str, api_key_id: str, *, refreshed: bool
+    ) -> None:
+        """Queue one event; when the queue is full, count it as dropped instead."""
+        if len(self._pending) >= self.capacity:
+            self.dropped += 1
+            self._unreported_drops += 1
+            return
+        self._pending.append(
+            IssuedToken(connection_id, organization_id, api_key_id, refreshed, utcnow())
+        )
+        if len(self._pending) == self.batch_size:
+            self._wake.set()
+
+    async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
+        """Write everything queued now; returns how many rows were written.
+
+        On a database error the batch goes back to the front of the queue (as far as there is
+        room) for the next attempt, and the error is logged by type only.
+        """
+        batch, self._pending = self._pending, []
+        written = 0
+        try:
+            async with sessions() as session:
+                for start in range(0, len(batch), self.batch_size):
+                    rows = [event.as_row() for event in batch[start : start + self.batch_size]]
+                    await session.execute(insert(ConnectionEvent), rows)
+                    await session.commit()
+                    written += len(rows)
+        except Exception as exc:
+            unwritten = batch[written:]
+            room = max(0, self.capacity - len(self._pending))
+            kept = unwritten[:room]
+            self._pending[:0] = kept
+            lost = len(unwritten) - len(kept)
+            self.dropped += lost
+            self._unreported_drops += lost
+            logger.warning(
+                "could not write %d token-issued audit events (%s); will retry",
+                len(unwritten),
+                type(exc).__name__,
+            )
+        self._report_drops()
+        return written
+
+    def _report_drops(self) -> None:
+        if self._unreported_drops:
+            logger.warning(
+                "token-issued audit queue full: dropped %d events (%d since start)",
+                self._unreported_drops,
+                self.dropped,
+            )
+            self._unreported_drops = 0
+
+    async def _write_until_stopped(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        while not self._stopping:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            self._wake.clear()
+            if self._pending or self._unreported_drops:
+                await self.flush(sessions)
+
+    @asynccontextmanager
+    async def running(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+        """Write the queue out in the background while the block runs; flush it at the end."""
+        self._stopping = False
+        self._wake = asyncio.Event()  # bound to the running loop
+        writer = asyncio.create_task(self._write_until_stopped(sessions), name="token-audit")
+        try:
+            yield
+        finally:
+            self._stopping = True
+            self._wake.set()
+            try:
+                # Let a write in progress finish rather than cancel it halfway.
+                await asyncio.wait_for(writer, SHUTDOWN_SECONDS)
+            except TimeoutError:
+                logger.warning("token-issued audit writer did not stop in time")
+            except Exception:
+                logger.exception("token-issued audit writer failed")
+            if self._pending:
+                left = len(self._pending)
+                try:
+                    await asyncio.wait_for(self.flush(sessions), SHUTDOWN_SECONDS)
+                except TimeoutError:
+                    logger.warning("%d token-issued audit events lost at shutdown", left)

@@ -1,0 +1,132 @@
+"""What the token tests share: the fault proxy reset around each test, connecting many accounts,
+running the background refresher as the real ``connectors refresher`` process, and reading the
+state of many connections in one go."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from personal_connectors.connections.events import EventType
+from personal_connectors.models import Connection, ConnectionEvent, utcnow
+from tests.conftest import PROVIDER_KEY, Tenant
+from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support.fault_proxy import FaultProxy
+from tests.support.service import ServiceProcess
+
+TOKEN_PATH = "/token"
+
+
+@pytest.fixture
+def proxy(fault_proxy: FaultProxy) -> Iterator[FaultProxy]:
+    fault_proxy.set_mode("pass")
+    yield fault_proxy
+    fault_proxy.set_mode("pass")
+
+
+def connect_accounts(
+    api: httpx.Client, tenant: Tenant, count: int, connector_type: str = PROVIDER_KEY
+) -> list[str]:
+    """``count`` connections of distinct accounts through the whole flow (real grants)."""
+    ids = []
+    for _ in range(count):
+        flow = authorize_and_consent(
+            api, tenant, login=f"user-{os.urandom(4).hex()}", connector_type=connector_type
+        )
+        response = follow_callback(flow.callback_url)
+        assert response.status_code == 200, response.text
+        ids.append(str(response.json()["data"]["connection_id"]))
+    return ids
+
+
+def token(api: httpx.Client, tenant: Tenant, connection_id: str, **params: str) -> httpx.Response:
+    return api.post(
+        f"/{connection_id}/token", params={**tenant.org, **params}, headers=tenant.headers
+    )
+
+
+def refresher_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "personal_connectors", "refresher", *args]
+
+
+def refresher_env(service: ServiceProcess, **overrides: str) -> dict[str, str]:
+    return {**os.environ, **service.env, **overrides}
+
+
+def run_refresher_once(
+    service: ServiceProcess, *args: str, env: dict[str, str] | None = None
+) -> dict[str, int]:
+    """``connectors refresher --once --json`` as an operator (or cron) runs it; its counts."""
+    result = subprocess.run(
+        refresher_command("--once", "--json", *args),
+        env=env or refresher_env(service),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts: dict[str, int] = json.loads(result.stdout)
+    return counts
+
+
+@dataclass(frozen=True)
+class State:
+    status: str
+    status_reason: str | None
+    version: int
+    lease_owner: str | None
+    refreshed_events: int
+
+
+def states(service: ServiceProcess, ids: list[str]) -> dict[str, State]:
+    """Each connection's status, version, lease and number of ``connection.refreshed`` events."""
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        refreshed = dict(
+            (
+                await session.execute(
+                    select(ConnectionEvent.connection_id, func.count())
+                    .where(
+                        ConnectionEvent.connection_id.in_(ids),
+                        ConnectionEvent.type == EventType.REFRESHED,
+                    )
+                    .group_by(ConnectionEvent.connection_id)
+                )
+            ).all()
+        )
+        rows = (await session.execute(select(Connection).where(Connection.id.in_(ids)))).scalars()
+        return {
+            row.id: State(
+                row.status,
+                row.status_reason,
+                row.version,
+                row.refresh_lease_owner,
+                refreshed.get(row.id, 0),
+            )
+            for row in rows
+        }
+
+    return service.run_db(work)
+
+
+def set_due(service: ServiceProcess, ids: list[str], seconds_from_now: float) -> None:
+    """Make connections expire soon (inside the refresher's window) in one write."""
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        await session.execute(
+            update(Connection)
+            .where(Connection.id.in_(ids))
+            .values(expires_at=utcnow() + timedelta(seconds=seconds_from_now))
+        )
+        await session.commit()
+
+    service.run_db(work)

@@ -1,0 +1,141 @@
+"""The ``connection.token_issued`` audit trail: one row per token handed out (none for a
+refusal), written by a batched writer shortly after, holding no token; the rows still queued when
+the service is stopped gracefully are written before it exits; a full queue drops and counts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from personal_connectors.connections.events import EventType
+from personal_connectors.models import ConnectionEvent
+from personal_connectors.tokens.audit import TokenAudit
+from tests.conftest import Tenant
+from tests.flows.conftest import connect
+from tests.support.db import event_types, stored_tokens
+from tests.support.oidc import free_port
+from tests.support.service import ServiceProcess
+from tests.tokens.conftest import token
+
+ISSUED = EventType.TOKEN_ISSUED.value
+
+
+def issued_rows(service: ServiceProcess, connection_id: str) -> list[dict[str, Any]]:
+    """Every column of the connection's token-issued rows, as plain values."""
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        rows = await session.execute(
+            select(ConnectionEvent).where(
+                ConnectionEvent.connection_id == connection_id, ConnectionEvent.type == ISSUED
+            )
+        )
+        return [
+            {
+                "id": row.id,
+                "connection_id": row.connection_id,
+                "organization_id": row.organization_id,
+                "type": row.type,
+                "detail": row.detail,
+                "created_at": row.created_at.isoformat(),
+            }
+            for row in rows.scalars()
+        ]
+
+    return service.run_db(work)
+
+
+def wait_for_issued(service: ServiceProcess, connection_id: str, count: int) -> int:
+    """Poll until ``count`` rows are there (or a deadline passes); how many there are."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = event_types(service, connection_id, with_token_issued=True).count(ISSUED)
+        if found >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_every_token_handed_out_is_audited_without_the_token(
+    api: httpx.Client, tenant: Tenant, other_tenant: Tenant, service: ServiceProcess
+) -> None:
+    connection_id = connect(api, tenant)
+    secrets = {tenant.api_key, *filter(None, stored_tokens(service, connection_id))}
+    handed_out = 20
+    for _ in range(handed_out):
+        response = token(api, tenant, connection_id)
+        assert response.status_code == 200, response.text
+        secrets.add(response.json()["access_token"])
+    # Refusals hand nothing out and record nothing.
+    assert token(api, other_tenant, connection_id).status_code == 404
+    assert token(api, tenant, "conn_" + "0" * 32).status_code == 404
+    forced = token(api, tenant, connection_id, force_refresh="true")
+    assert forced.status_code == 200, forced.text
+    secrets |= {forced.json()["access_token"], *filter(None, stored_tokens(service, connection_id))}
+
+    assert wait_for_issued(service, connection_id, handed_out + 1) == handed_out + 1
+    time.sleep(1.5)  # one more writer period: nothing beyond what was handed out appears
+    rows = issued_rows(service, connection_id)
+    assert len(rows) == handed_out + 1
+    assert {row["organization_id"] for row in rows} == {tenant.organization_id}
+    assert all(row["detail"]["api_key_id"] == tenant.api_key_id for row in rows)
+    assert sorted(row["detail"]["refreshed"] for row in rows) == [False] * handed_out + [True]
+    assert len({row["id"] for row in rows}) == len(rows)
+    dumped = json.dumps(rows)
+    for secret in secrets:
+        assert secret not in dumped
+    # The refresh itself is still recorded as a lifecycle event, and listed in time order.
+    assert event_types(service, connection_id) == ["connection.created", "connection.refreshed"]
+
+
+def test_queued_rows_are_written_on_graceful_shutdown(
+    api: httpx.Client,
+    tenant: Tenant,
+    service: ServiceProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    connection_id = connect(api, tenant)
+    # A second server on the same database whose writer would wait an hour: only the flush at
+    # shutdown can write what it queued.
+    env = {**service.env, "CONNECTORS_TOKEN_AUDIT_FLUSH_SECONDS": "3600"}
+    second = ServiceProcess(free_port(), env, tmp_path_factory.mktemp("audit") / "service.log")
+    second.start()
+    try:
+        with httpx.Client(base_url=second.api, timeout=30) as client:
+            for _ in range(7):
+                assert token(client, tenant, connection_id).status_code == 200
+        # Still queued: the hour has not passed and the queue is far from a batch.
+        time.sleep(0.5)
+        assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 0
+    finally:
+        second.stop()  # SIGTERM, as an orchestrator stops it
+    # Uvicorn re-raises the SIGTERM once its shutdown is complete: -15 is a graceful exit here.
+    assert second.process is not None and second.process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in second.logs()
+    assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 7
+
+
+def test_a_full_queue_drops_and_counts_instead_of_waiting(
+    service: ServiceProcess, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection_id = f"conn_{os.urandom(16).hex()}"
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        audit = TokenAudit(capacity=5, batch_size=2, flush_seconds=3600)
+        for _ in range(8):
+            audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
+        queued, dropped = audit.pending, audit.dropped
+        written = await audit.flush(runtime.sessions)
+        return queued, dropped, written, audit.pending
+
+    with caplog.at_level(logging.WARNING, logger="personal_connectors.tokens.audit"):
+        queued, dropped, written, left = service.run_db(work)
+    assert (queued, dropped, written, left) == (5, 3, 5, 0)
+    assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 5
+    assert any("dropped 3 events" in record.getMessage() for record in caplog.records)

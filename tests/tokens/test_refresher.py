@@ -1,0 +1,191 @@
+"""`connectors refresher`: tokens refreshed before anyone asks, by the real command against the
+real provider (refresh-token rotation with reuse detection, so a double refresh kills a grant).
+
+Due connections get exactly one refresh whoever else runs, connections not due are left alone,
+idle refresh tokens are kept alive, a rejected grant becomes needs_reauth, and SIGTERM lets the
+refreshes in flight finish and hands the rest back.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from datetime import timedelta
+
+import httpx
+
+from personal_connectors.models import utcnow
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
+from tests.support.db import event_types, stored_tokens, update_connection
+from tests.support.fault_proxy import FaultProxy
+from tests.support.oidc import OidcProvider, token_request
+from tests.support.service import ServiceProcess
+from tests.tokens.conftest import (
+    TOKEN_PATH,
+    connect_accounts,
+    refresher_command,
+    refresher_env,
+    run_refresher_once,
+    set_due,
+    states,
+    token,
+)
+
+
+def refresh_at_provider(oidc: OidcProvider, refresh_token: str | None) -> int:
+    """The status the provider gives a refresh with ``refresh_token`` (200: the grant lives)."""
+    assert refresh_token is not None
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return token_request(oidc, CLIENT_ID, CLIENT_SECRET, data).status_code
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_due_connection_is_refreshed_and_one_not_due_is_left_alone(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider
+) -> None:
+    due, idle, fresh = connect_accounts(api, tenant, 3)
+    before = {cid: stored_tokens(service, cid) for cid in (due, idle, fresh)}
+    # Outside the provider's 300 s margin (the token path would not refresh it yet), inside
+    # the refresher's 10-minute window.
+    set_due(service, [due], 450)
+    # Unused for 25 hours although its access token is still good for an hour.
+    long_ago = utcnow() - timedelta(hours=25)
+    update_connection(service, idle, created_at=long_ago, last_refreshed_at=long_ago)
+
+    counts = run_refresher_once(service)
+
+    assert counts["refreshed"] >= 2 and counts["needs_reauth"] == 0
+    after = {cid: stored_tokens(service, cid) for cid in (due, idle, fresh)}
+    for cid in (due, idle):
+        assert after[cid][0] != before[cid][0] and after[cid][1] != before[cid][1]
+        assert event_types(service, cid).count("connection.refreshed") == 1
+    assert after[fresh] == before[fresh]
+    assert event_types(service, fresh) == ["connection.created"]
+    got = states(service, [due, idle, fresh])
+    assert [got[cid].version for cid in (due, idle, fresh)] == [2, 2, 1]
+    assert all(state.lease_owner is None for state in got.values())
+    # What the token endpoint hands out now is the refreshed token, without another refresh.
+    response = token(api, tenant, due)
+    assert response.status_code == 200 and response.json()["access_token"] == after[due][0]
+    # The grants are alive at the provider: the stored refresh tokens are the current ones.
+    assert refresh_at_provider(oidc, after[due][1]) == 200
+    assert refresh_at_provider(oidc, after[idle][1]) == 200
+
+
+def test_a_revoked_grant_becomes_needs_reauth_with_a_reason(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider
+) -> None:
+    [connection_id] = connect_accounts(api, tenant, 1)
+    _, refresh = stored_tokens(service, connection_id)
+    revoked = httpx.post(
+        oidc.metadata["revocation_endpoint"],
+        auth=(CLIENT_ID, CLIENT_SECRET),
+        data={"token": refresh},
+    )
+    assert revoked.status_code == 200
+    set_due(service, [connection_id], 120)
+
+    counts = run_refresher_once(service)
+
+    assert counts["needs_reauth"] >= 1
+    state = states(service, [connection_id])[connection_id]
+    assert state.status == "needs_reauth" and state.lease_owner is None
+    assert state.status_reason and state.status_reason.startswith("invalid_grant")
+    assert event_types(service, connection_id)[-1] == "connection.refresh_failed"
+    response = token(api, tenant, connection_id)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "REAUTHORIZATION_REQUIRED"
+    # A second run leaves it alone: needs_reauth is not due.
+    run_refresher_once(service)
+    assert event_types(service, connection_id).count("connection.refresh_failed") == 1
+
+
+def test_two_refreshers_at_once_refresh_every_connection_exactly_once(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, proxy: FaultProxy
+) -> None:
+    ids = connect_accounts(api, tenant, 24, connector_type=FAULTY_KEY)
+    set_due(service, ids, 200)
+    # Each refresh takes a second: one process alone would need six. The second starts once
+    # the first is at work, so they claim side by side.
+    proxy.set_mode("delay:1")
+    before = proxy.count(TOKEN_PATH)
+    env = refresher_env(service)
+    args = ("--once", "--json", "--concurrency", "4", "--provider-concurrency", "4")
+    processes = [
+        subprocess.Popen(refresher_command(*args), env=env, stdout=subprocess.PIPE, text=True)
+    ]
+    wait_for(lambda: proxy.count(TOKEN_PATH) > before, what="the first refresher at work")
+    processes.append(
+        subprocess.Popen(refresher_command(*args), env=env, stdout=subprocess.PIPE, text=True)
+    )
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    proxy.set_mode("pass")
+
+    counts = [json.loads(output) for output in outputs]
+    assert all(count["refreshed"] > 0 for count in counts), counts  # they shared the work
+    assert sum(count["refreshed"] for count in counts) >= len(ids)
+    got = states(service, ids)
+    assert {cid: (s.refreshed_events, s.version, s.status) for cid, s in got.items()} == {
+        cid: (1, 2, "active") for cid in ids
+    }
+    # A double refresh would have presented a rotated refresh token: the provider would have
+    # revoked that grant. Every grant is alive: a forced refresh through the API works.
+    for cid in ids:
+        response = token(api, tenant, cid, force_refresh="true")
+        assert response.status_code == 200, response.text
+
+
+def test_sigterm_lets_refreshes_in_flight_finish_and_hands_the_rest_back(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, proxy: FaultProxy
+) -> None:
+    ids = connect_accounts(api, tenant, 6, connector_type=FAULTY_KEY)
+    set_due(service, ids, 200)
+    proxy.set_mode("delay:3")
+    before = proxy.count(TOKEN_PATH)
+    process = subprocess.Popen(
+        refresher_command("--concurrency", "4", "--provider-concurrency", "2"),
+        env=refresher_env(
+            service,
+            CONNECTORS_PROVIDER_TIMEOUT_SECONDS="10",  # the stall is no timeout
+            CONNECTORS_REFRESHER_INTERVAL_SECONDS="60",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Two refreshes are at the provider; two more claimed connections wait for a slot.
+        wait_for(lambda: proxy.count(TOKEN_PATH) - before >= 2, what="refreshes in flight")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    proxy.set_mode("pass")
+
+    got = states(service, ids)
+    refreshed = [cid for cid, state in got.items() if state.refreshed_events == 1]
+    # The two in flight finished and were stored; nothing else was started after SIGTERM.
+    assert len(refreshed) == 2 == proxy.count(TOKEN_PATH) - before, got
+    assert all(got[cid].version == 2 for cid in refreshed)
+    assert all(
+        state.version == 1 and state.refreshed_events == 0
+        for cid, state in got.items()
+        if cid not in refreshed
+    )
+    # Nothing is left broken: no lease is held, every connection is active and hands out a
+    # token, refreshed (the untouched ones) or as stored (the two just refreshed).
+    assert all(state.lease_owner is None and state.status == "active" for state in got.values())
+    for cid in ids:
+        response = token(api, tenant, cid)
+        assert response.status_code == 200, response.text
