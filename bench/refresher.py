@@ -174,7 +174,9 @@ def direct(issuer: Provider, count: int, concurrency: int) -> Rate:
     ok = asyncio.run(drive())
     seconds = time.perf_counter() - started
     assert ok == count, f"{count - ok} direct refreshes failed"
-    return Rate("provider, direct", count, seconds, (process_cpu_seconds(issuer.pid) - cpu) / seconds)
+    return Rate(
+        "provider, direct", count, seconds, (process_cpu_seconds(issuer.pid) - cpu) / seconds
+    )
 
 
 def refresher(

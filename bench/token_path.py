@@ -365,6 +365,11 @@ class RunResult:
     def throughput(self) -> float:
         return self.requests / self.duration
 
+    @property
+    def server_cpu_per_request_us(self) -> float:
+        """Server CPU per answered request: unlike req/s, barely moved by a busy machine."""
+        return self.server_cpu * self.duration / self.requests * 1e6
+
 
 def measure(
     base_url: str, server_pid: int, target: Target, args: argparse.Namespace
@@ -418,7 +423,8 @@ def print_run(result: RunResult) -> None:
     print(
         f"  {result.name:<22} {result.throughput:9.0f} req/s   p50 {result.p50_ms:6.2f} ms   "
         f"p99 {result.p99_ms:6.2f} ms   errors {result.errors}   "
-        f"CPU: server {result.server_cpu:4.0%}, clients {result.client_cpu:4.0%}"
+        f"CPU: server {result.server_cpu:4.0%} ({result.server_cpu_per_request_us:4.0f} us/req), "
+        f"clients {result.client_cpu:4.0%}"
     )
 
 

@@ -31,6 +31,8 @@ from personal_connectors.flows.service import FlowService
 from personal_connectors.flows.state import state_hash
 from personal_connectors.identity.service import IdentityService, OrgAccess, Principal
 from personal_connectors.models import (
+    APIKey,
+    APIKeyStatus,
     Connection,
     ConnectionStatus,
     ConnectSession,
@@ -186,6 +188,14 @@ class ConnectService:
         record = await self.repository.by_token_hash(hashing.digest(token))
         if record is None or record.expires_at <= utcnow():
             raise ConnectSessionInvalid("Unknown or expired connect session.")
+        # The link lives no longer than the key that made it: revoking a key closes its links.
+        key = await self.session.get(APIKey, record.api_key_id)
+        if (
+            key is None
+            or key.status != APIKeyStatus.ACTIVE
+            or (key.expires_at is not None and key.expires_at <= utcnow())
+        ):
+            raise ConnectSessionInvalid("The API key that created the session is not active.")
         principal = Principal(user_id=record.user_id, api_key_id=record.api_key_id)
         try:
             access = await IdentityService(self.session).organization_access(

@@ -110,7 +110,8 @@ class BackgroundRefresher:
 
     async def _claim_into_free_slots(self) -> list[Claimed]:
         free = self.concurrency - len(self._running)
-        if free <= 0:
+        # One claim statement per few refreshes, not one per refresh (each is a write).
+        if free <= 0 or (self._running and free < max(1, self.concurrency // 4)):
             return []
         # Per provider: its slots running, and as many claimed rows waiting for them.
         queued = Counter(claimed.app_key for claimed in self._running.values())

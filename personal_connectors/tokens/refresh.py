@@ -139,6 +139,7 @@ class Refresher:
     async def _as_leader(
         self, session: AsyncSession, connection_id: str, seen: int, force: bool, owner: str
     ) -> FreshToken:
+        stored = False
         try:
             session.expire_all()
             connection = await session.get(Connection, connection_id)
@@ -149,10 +150,12 @@ class Refresher:
             stale = needs_refresh(connection, entry, utcnow())
             if connection.version != seen or not (stale or force):
                 return self.current(connection)  # someone else refreshed, or nothing to do
-            return await self._refresh_at_provider(session, connection, entry, owner)
+            token = await self._refresh_at_provider(session, connection, entry, owner)
+            stored = token.refreshed
+            return token
         finally:
-            # A no-op after a successful CAS write, which already cleared the lease.
-            await lease.release(session, connection_id, owner)
+            if not stored:  # a stored token's compare-and-swap write already cleared the lease
+                await lease.release(session, connection_id, owner)
 
     def _raise_if_unusable(self, connection: Connection) -> None:
         if connection.status == ConnectionStatus.NEEDS_REAUTH:

@@ -14,9 +14,12 @@ query the endpoints with the session's own connection and transaction.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import Row, Select, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -55,63 +58,137 @@ def stage(session: AsyncSession, row: ConnectionEvent, connection: Connection) -
     session.sync_session.info.setdefault(_STAGED, []).append((row, connection))
 
 
-def payload_of(row: ConnectionEvent, connection: Connection) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event row's fields, whether the ORM or a bulk writer wrote it."""
+
+    id: str
+    connection_id: str
+    organization_id: str
+    type: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: ConnectionEvent) -> RecordedEvent:
+        return cls(
+            row.id, row.connection_id, row.organization_id, row.type, row.detail, row.created_at
+        )
+
+
+def payload_of(event: RecordedEvent, connection: Connection) -> dict[str, Any]:
     """The delivered JSON: a snapshot of the connection at the event. Never a token or secret:
     only identifiers, status and the event's ``detail`` (token-free by ``record``'s contract)."""
     return {
-        "type": row.type,
-        "timestamp": row.created_at.isoformat(),
+        "type": event.type,
+        "timestamp": event.created_at.isoformat(),
         "data": {
-            "event_id": row.id,
+            "event_id": event.id,
             "connection_id": connection.id,
             "organization_id": connection.organization_id,
             "user_id": connection.user_id,
             "app_key": connection.app_key,
             "status": connection.status,
             "is_active": connection.is_active,
-            "detail": row.detail,
+            "detail": event.detail,
         },
     }
 
 
-@event.listens_for(Session, "before_flush")
-def _enqueue_deliveries(session: Session, _context: UOWTransaction, _instances: object) -> None:
-    staged: list[tuple[ConnectionEvent, Connection]] = session.info.pop(_STAGED, [])
-    # Events rolled back (or expunged) before this flush are no longer pending: nothing is owed.
-    staged = [(row, connection) for row, connection in staged if row in session.new]
-    if not staged:
-        return
-    organizations = {row.organization_id for row, _ in staged}
-    endpoints = session.execute(
+Subscriptions = dict[str, list[tuple[str, list[str] | None]]]
+
+
+def _endpoints_of(organizations: set[str]) -> Select[str, str, list[str] | None]:
+    return (
         select(WebhookEndpoint.id, WebhookEndpoint.organization_id, WebhookEndpoint.event_types)
         .where(
             WebhookEndpoint.organization_id.in_(organizations),
             WebhookEndpoint.is_active.is_(True),
         )
         .execution_options(autoflush=False)
-    ).all()
-    by_org: dict[str, list[tuple[str, list[str] | None]]] = defaultdict(list)
-    for endpoint_id, organization_id, event_types in endpoints:
-        by_org[organization_id].append((endpoint_id, event_types))
-    now = utcnow()
+    )
+
+
+def _by_organization(rows: Sequence[Row[str, str, list[str] | None]]) -> Subscriptions:
+    subscriptions: Subscriptions = defaultdict(list)
+    for endpoint_id, organization_id, event_types in rows:
+        subscriptions[organization_id].append((endpoint_id, event_types))
+    return subscriptions
+
+
+def _subscribers(subscriptions: Subscriptions, event: RecordedEvent) -> list[str]:
+    return [
+        endpoint_id
+        for endpoint_id, event_types in subscriptions.get(event.organization_id, [])
+        if wants(event_types, event.type)
+    ]
+
+
+def _deliveries(
+    event: RecordedEvent, connection: Connection, endpoint_ids: list[str]
+) -> list[WebhookDelivery]:
+    payload = payload_of(event, connection)
+    return [
+        WebhookDelivery(
+            id=new_id("msg"),
+            endpoint_id=endpoint_id,
+            organization_id=event.organization_id,
+            event_id=event.id,
+            event_type=event.type,
+            payload=payload,
+            next_attempt_at=utcnow(),
+        )
+        for endpoint_id in endpoint_ids
+    ]
+
+
+@event.listens_for(Session, "before_flush")
+def _enqueue_staged(session: Session, _context: UOWTransaction, _instances: object) -> None:
+    staged: list[tuple[ConnectionEvent, Connection]] = session.info.pop(_STAGED, [])
+    # Events rolled back (or expunged) before this flush are no longer pending: nothing is owed.
+    staged = [(row, connection) for row, connection in staged if row in session.new]
+    if not staged:
+        return
+    organizations = {row.organization_id for row, _ in staged}
+    subscriptions = _by_organization(session.execute(_endpoints_of(organizations)).all())
     for row, connection in staged:
-        subscribed = [
-            endpoint_id
-            for endpoint_id, event_types in by_org.get(row.organization_id, [])
-            if wants(event_types, row.type)
-        ]
-        if not subscribed:
-            continue
-        payload = payload_of(row, connection)
-        for endpoint_id in subscribed:
-            session.add(
-                WebhookDelivery(
-                    id=new_id("msg"),
-                    endpoint_id=endpoint_id,
-                    organization_id=row.organization_id,
-                    event_id=row.id,
-                    event_type=row.type,
-                    payload=payload,
-                    next_attempt_at=now,
-                )
-            )
+        recorded = RecordedEvent.of(row)
+        if endpoint_ids := _subscribers(subscriptions, recorded):
+            session.add_all(_deliveries(recorded, connection, endpoint_ids))
+
+
+async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
+    """The outbox for writers that bulk-insert event rows (``tokens.audit``) instead of going
+    through ``record``: call it with the inserted rows' values before committing them, and their
+    deliveries join the same transaction. Costs one query when no endpoint subscribes (the
+    common case for ``token_issued``, which is opt-in). Returns the deliveries added."""
+    events = [
+        RecordedEvent(
+            row["id"],
+            row["connection_id"],
+            row["organization_id"],
+            row["type"],
+            row["detail"],
+            row["created_at"],
+        )
+        for row in rows
+    ]
+    if not events:
+        return 0
+    organizations = {e.organization_id for e in events}
+    subscriptions = _by_organization((await session.execute(_endpoints_of(organizations))).all())
+    wanted = [(e, ids) for e in events if (ids := _subscribers(subscriptions, e))]
+    if not wanted:
+        return 0
+    found = await session.execute(
+        select(Connection).where(Connection.id.in_({e.connection_id for e, _ in wanted}))
+    )
+    connections = {connection.id: connection for connection in found.scalars()}
+    added = [
+        delivery
+        for recorded, endpoint_ids in wanted
+        if (connection := connections.get(recorded.connection_id)) is not None
+        for delivery in _deliveries(recorded, connection, endpoint_ids)
+    ]
+    session.add_all(added)
+    return len(added)

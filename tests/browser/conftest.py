@@ -7,7 +7,7 @@ The session's ``oidc`` provider is interactive: it shows its real login and cons
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import httpx
 import pytest
@@ -32,9 +32,27 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture
-def new_context(browser: Browser) -> Iterator[Callable[..., BrowserContext]]:
-    """Opens fresh browser contexts (separate cookie jars, i.e. separate "browsers")."""
+def new_context(
+    browser: Browser, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BrowserContext]]:
+    """Opens fresh browser contexts (separate cookie jars, i.e. separate "browsers").
+
+    When the test fails, every page still open is screenshotted (``<test>-failure-NN-page.png``)
+    and its URL printed, to show where the flow stopped."""
     opened: list[BrowserContext] = []
 
     def open_context(**options: object) -> BrowserContext:
@@ -44,6 +62,12 @@ def new_context(browser: Browser) -> Iterator[Callable[..., BrowserContext]]:
         return context
 
     yield open_context
+    if request.node.stash.get(CALL_FAILED, False):
+        failure_shots = Screenshots(f"{request.node.name}-failure")
+        for context in opened:
+            for page in context.pages:
+                path = failure_shots.if_open(page, "page")
+                print(f"failure screenshot {path} of {page.url}")
     for context in opened:
         context.close()
 

@@ -74,12 +74,18 @@ def test_errors_go_to_stderr_with_a_nonzero_exit(service: ServiceProcess) -> Non
     assert "no organization" in result.stderr
 
 
-def test_apps_set_prints_the_redirect_uri_to_register(service: ServiceProcess) -> None:
+def test_apps_set_prints_the_redirect_uri_to_register(
+    service: ServiceProcess, tenant: Tenant
+) -> None:
+    # Organization-scoped, so no other test sees GitHub configured service-wide.
+    org = tenant.organization_id
     out = run_json(
         service,
         "apps",
         "set",
         "github",
+        "--org",
+        org,
         "--client-id",
         "gh-id",
         "--client-secret",
@@ -90,12 +96,20 @@ def test_apps_set_prints_the_redirect_uri_to_register(service: ServiceProcess) -
     assert out == {
         "app_key": "github",
         "client_id": "gh-id",
-        "organization_id": None,
+        "organization_id": org,
         "scopes": ["read:user", "repo"],
         "redirect_uri": f"{service.base_url}/v1/personal-connectors/callback",
     }
     human = service.cli(
-        "apps", "set", "github", "--client-id", "gh-id", "--client-secret", "gh-secret"
+        "apps",
+        "set",
+        "github",
+        "--org",
+        org,
+        "--client-id",
+        "gh-id",
+        "--client-secret",
+        "gh-secret",
     )
     assert "gh-secret" not in human.stdout and "callback" in human.stdout
 

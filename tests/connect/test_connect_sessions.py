@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from personal_connectors.crypto.hashing import digest
-from personal_connectors.models import ConnectionStatus, ConnectSession, Membership, utcnow
+from personal_connectors.models import (
+    APIKey,
+    APIKeyStatus,
+    ConnectionStatus,
+    ConnectSession,
+    Membership,
+    utcnow,
+)
 from tests.conftest import FAULTY_KEY, PROVIDER_KEY, RETURN_ORIGIN, STATELESS_KEY, Tenant
 from tests.connect.conftest import (
     browser,
@@ -240,3 +247,42 @@ def test_a_member_removed_from_the_organization_loses_the_page(
 
     service.run_db(leave)
     assert client.get("/connect").status_code == 401
+
+
+def test_a_round_trip_result_is_shown_from_a_fixed_vocabulary(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    client = browser(service)
+    open_page(client, create_session(api, tenant)["connect_url"])
+    cases = {
+        "/connect?result=connected&connector=local-oidc": ("status", "Local OIDC is connected."),
+        "/connect?result=error&error=access_denied&connector=local-oidc": (
+            "alert",
+            "Access was not granted, so nothing was connected.",
+        ),
+        # Whatever else the query says is never echoed: unknown codes, markup, foreign keys.
+        "/connect?result=error&error=%3Cscript%3Ealert(1)%3C/script%3E&connector=%3Cb%3E": (
+            "alert",
+            "Connecting failed (server_error). Please try again.",
+        ),
+        "/connect?result=error&error=weird_code&connector=local-oidc": (
+            "alert",
+            "Connecting Local OIDC failed (weird_code). Please try again.",
+        ),
+        "/connect?result=%3Cscript%3E": ("status", ""),
+    }
+    for url, expected in cases.items():
+        page = client.get(url).text
+        assert message_of(page) == expected, url
+        assert "<script>alert" not in page and "<b>" not in page
+
+
+def test_revoking_the_key_closes_its_links(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    created = create_session(api, tenant)
+    client = browser(service)
+    open_page(client, created["connect_url"])
+    update_row(service, APIKey, tenant.api_key_id, status=APIKeyStatus.DEACTIVATED)
+    assert client.get("/connect").status_code == 401
+    assert browser(service).get(created["connect_url"]).status_code == 400

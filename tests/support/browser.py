@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
 ]
 # Auto-waiting bound for every expect() and action (a loaded 2-core machine is slow).
-DEFAULT_TIMEOUT_MS = 15_000
+DEFAULT_TIMEOUT_MS = 30_000
 
 # The browser tests run against the SQLite service only: PostgreSQL would double their time and
 # the pages do not depend on the backend (the API tests cover both).

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 
@@ -20,7 +21,7 @@ from personal_connectors.models import utcnow
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
 from tests.support.db import event_types, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
-from tests.support.oidc import OidcProvider, token_request
+from tests.support.oidc import OidcProvider, free_port, token_request
 from tests.support.service import ServiceProcess
 from tests.tokens.conftest import (
     TOKEN_PATH,
@@ -189,3 +190,26 @@ def test_sigterm_lets_refreshes_in_flight_finish_and_hands_the_rest_back(
     for cid in ids:
         response = token(api, tenant, cid)
         assert response.status_code == 200, response.text
+
+
+def test_serve_with_the_refresher_refreshes_without_being_asked(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, tmp_path: Path
+) -> None:
+    [connection_id] = connect_accounts(api, tenant, 1)
+    access, _ = stored_tokens(service, connection_id)
+    server = ServiceProcess(
+        free_port(),
+        {**service.env, "CONNECTORS_REFRESHER_INTERVAL_SECONDS": "0.2"},
+        tmp_path / "embedded.log",
+        extra_args=["--refresher"],
+    ).start()
+    try:
+        set_due(service, [connection_id], 450)
+        wait_for(
+            lambda: states(service, [connection_id])[connection_id].refreshed_events == 1,
+            what="the embedded refresher",
+        )
+    finally:
+        server.stop()
+    assert stored_tokens(service, connection_id)[0] != access
+    assert states(service, [connection_id])[connection_id].lease_owner is None

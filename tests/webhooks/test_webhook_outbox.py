@@ -14,14 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 from standardwebhooks.webhooks import Webhook
 
 from personal_connectors.connections.events import EventType
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.identity.service import IdentityService
-from personal_connectors.models import Connection, DeliveryStatus, new_id
+from personal_connectors.models import Connection, ConnectionEvent, DeliveryStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.tokens.vault import TokenVault
+from personal_connectors.webhooks.outbox import enqueue_rows
 from personal_connectors.webhooks.service import WebhookService
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -104,6 +106,18 @@ def seed(proc: ServiceProcess, receiver: WebhookReceiver) -> tuple[str, dict[str
             await session.commit()
         events.record(connection, EventType.TOKEN_ISSUED, count=1)
         await session.commit()
+        # A bulk writer (tokens.audit) inserts rows itself and hands them to the outbox.
+        bulk = {
+            "id": new_id("evt"),
+            "connection_id": connection.id,
+            "organization_id": org_id,
+            "type": EventType.TOKEN_ISSUED.value,
+            "detail": {"refreshed": False},
+            "created_at": utcnow(),
+        }
+        await session.execute(insert(ConnectionEvent), [bulk])
+        assert await enqueue_rows(session, [bulk]) == 1
+        await session.commit()
         return org_id, secrets, connection.id
 
     return proc.run_db(work)
@@ -121,7 +135,7 @@ def test_outbox_filters_and_concurrent_workers_deliver_each_once(
             (everything, EventType.CREATED): 1,
             (everything, EventType.DISABLED): (TOGGLES + 1) // 2,
             (everything, EventType.ENABLED): TOGGLES // 2,
-            (tokens_only, EventType.TOKEN_ISSUED): 1,
+            (tokens_only, EventType.TOKEN_ISSUED): 2,
         }
         assert all(row.status == DeliveryStatus.PENDING and row.attempts == 0 for row in rows)
 
@@ -147,8 +161,8 @@ def test_outbox_filters_and_concurrent_workers_deliver_each_once(
             payload = Webhook(secrets[endpoint_of[r.webhook_id]]).verify(r.body, r.headers)
             assert payload["data"]["connection_id"] == connection_id
             assert ACCESS_TOKEN not in r.body.decode() and REFRESH_TOKEN not in r.body.decode()
-        [issued] = receiver.requests("/tokens")
-        assert issued.json["type"] == EventType.TOKEN_ISSUED
+        issued = receiver.requests("/tokens")
+        assert [r.json["type"] for r in issued] == [EventType.TOKEN_ISSUED] * 2
         done = deliveries(offline, org)
         assert all(row.status == DeliveryStatus.SUCCEEDED and row.attempts == 1 for row in done)
     finally:
