@@ -113,9 +113,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_retry_schedule(cls, value: str) -> str:
         delays = [item.strip() for item in value.split(",") if item.strip()]
-        if not 0 < len(delays) <= 20 or any(
-            not 0 < float(item) <= 7 * 86400 for item in delays
-        ):
+        if not 0 < len(delays) <= 20 or any(not 0 < float(item) <= 7 * 86400 for item in delays):
             raise ValueError("a comma-separated list of 1-20 delays in seconds, each up to 7 days")
         return value
 

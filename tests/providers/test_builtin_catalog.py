@@ -462,7 +462,7 @@ def test_recorded_schema_gaps_are_closed(catalog: Catalog) -> None:
     assert "stripe_user_id" in stripe.metadata_names
     notion = catalog.get("notion")
     assert notion is not None and notion.revocation is not None
-    assert notion.revocation.headers == {"Notion-Version": "2022-06-28"}
+    assert notion.revocation.headers == {"Notion-Version": "2025-09-03"}
     for key in ("todoist", "webflow"):
         revocation = catalog.get(key).revocation  # type: ignore[union-attr]
         assert revocation is not None, key
