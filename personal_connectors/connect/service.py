@@ -12,13 +12,12 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.config import origin_of
 from personal_connectors.connect.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
 from personal_connectors.connect.repository import ConnectSessionRepository
 from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
@@ -26,6 +25,7 @@ from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import APIError, ValidationFailed
 from personal_connectors.flows.binding import BrowserBinding, new_binding
+from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn
 from personal_connectors.flows.service import FlowService
 from personal_connectors.flows.state import state_hash
@@ -131,7 +131,7 @@ class ConnectService:
     async def create(self, access: OrgAccess, request: ConnectSessionIn) -> ConnectSessionOut:
         allowed = self._check_connectors(request.allowed_connectors)
         if request.return_url is not None:
-            self._check_return_url(request.return_url)
+            check_return_url(request.return_url, self.runtime.settings)
         token = TOKEN_PREFIX + hashing.random_token()
         now = utcnow()
         record = ConnectSession(
@@ -165,18 +165,6 @@ class ConnectService:
                 "allowed_connectors",
             )
         return list(dict.fromkeys(keys))  # de-duplicated, order kept
-
-    def _check_return_url(self, url: str) -> None:
-        """The same allow-list as /authorize: the page links there, so it must be trusted."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValidationFailed.for_fields(
-                "return_url must be an absolute http(s) URL.", "return_url"
-            )
-        if origin_of(url) not in self.runtime.settings.return_origins:
-            raise ValidationFailed.for_fields(
-                "return_url's origin is not in CONNECTORS_ALLOWED_RETURN_ORIGINS.", "return_url"
-            )
 
     # --- the browser's side ----------------------------------------------------------------
 

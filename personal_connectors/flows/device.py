@@ -20,12 +20,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from personal_connectors.crypto.aead import associated_data
-from personal_connectors.exceptions import ProviderError, ProviderUnavailable, ValidationFailed
+from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.flows.exceptions import FlowFailed
 from personal_connectors.models import Flow, FlowGrant, FlowStatus, utcnow
 from personal_connectors.oauth import rfc8628
 from personal_connectors.oauth.client import OAuthClient, TokenGrant
-from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
+from personal_connectors.oauth.errors import ProviderRejected, ProviderUnreachable
+from personal_connectors.providers.gateway import provider_call
 
 if TYPE_CHECKING:
     from personal_connectors.flows.service import FlowService
@@ -65,20 +66,8 @@ class DeviceFlows:
             raise ValidationFailed.for_fields(
                 f"The connector {flow.app_key} does not support the device flow.", "grant"
             )
-        try:
+        async with provider_call("device authorization request"):
             device = await client.request_device_authorization(flow.scopes)
-        except ProviderRejected as exc:
-            raise ProviderError(
-                f"The provider refused the device authorization request: {exc.error}.",
-                details={"error": exc.error},
-            ) from None
-        except ProviderUnreachable:
-            raise ProviderUnavailable(
-                "The provider's device authorization endpoint could not be reached.",
-                headers={"Retry-After": "30"},
-            ) from None
-        except ProviderFailure as exc:
-            raise ProviderError(f"The device authorization answer was unusable: {exc}.") from None
         now = utcnow()
         flow.grant_type = FlowGrant.DEVICE_CODE
         flow.device_code_ct = self.sealer.seal(device.device_code, self._aad(flow))

@@ -12,12 +12,10 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.config import origin_of
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto.aead import associated_data
@@ -25,7 +23,6 @@ from personal_connectors.exceptions import (
     APIError,
     InvalidStateToken,
     ProviderError,
-    ProviderUnavailable,
     ValidationFailed,
 )
 from personal_connectors.flows import binding
@@ -33,6 +30,7 @@ from personal_connectors.flows.binding import BrowserBinding
 from personal_connectors.flows.device import DeviceFlows
 from personal_connectors.flows.exceptions import FlowFailed
 from personal_connectors.flows.repository import FlowRepository
+from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
 from personal_connectors.identity.service import OrgAccess
@@ -48,7 +46,7 @@ from personal_connectors.models import (
 from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_verifier
 from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
-from personal_connectors.providers.gateway import client_for
+from personal_connectors.providers.gateway import client_for, provider_call
 from personal_connectors.providers.identity import AccountIdentity, read_identity
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.providers.templating import validate_integration_params
@@ -118,7 +116,7 @@ class FlowService:
             )
         params = validate_integration_params(entry, request.integration_params)
         if request.return_url is not None:
-            self._check_return_url(request.return_url)
+            check_return_url(request.return_url, self.runtime.settings)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
         extends = await self._connection_to_extend(access, entry.key, request.connection_id)
         scopes = _merge_scopes(
@@ -192,22 +190,10 @@ class FlowService:
             if client.endpoints.require_par:
                 raise ProviderError("The provider requires PAR but names no PAR endpoint.")
             return client.authorization_url(state=state, scopes=scopes, code_verifier=verifier)
-        try:
+        async with provider_call("pushed authorization request"):
             return await client.pushed_authorization_url(
                 state=state, scopes=scopes, code_verifier=verifier
             )
-        except ProviderRejected as exc:
-            raise ProviderError(
-                f"The provider refused the pushed authorization request: {exc.error}.",
-                details={"error": exc.error},
-            ) from None
-        except ProviderUnreachable:
-            raise ProviderUnavailable(
-                "The provider's pushed authorization endpoint could not be reached.",
-                headers={"Retry-After": "30"},
-            ) from None
-        except ProviderFailure as exc:
-            raise ProviderError(f"The pushed authorization answer was unusable: {exc}.") from None
 
     async def _connection_to_extend(
         self, access: OrgAccess, app_key: str, connection_id: str | None
@@ -223,17 +209,6 @@ class FlowService:
                 "connection_id names a connection of another connector.", "connection_id"
             )
         return connection
-
-    def _check_return_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValidationFailed.for_fields(
-                "return_url must be an absolute http(s) URL.", "return_url"
-            )
-        if origin_of(url) not in self.runtime.settings.return_origins:
-            raise ValidationFailed.for_fields(
-                "return_url's origin is not in CONNECTORS_ALLOWED_RETURN_ORIGINS.", "return_url"
-            )
 
     # --- GET /callback ---------------------------------------------------------------------
 

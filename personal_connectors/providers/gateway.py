@@ -5,11 +5,13 @@ The one place where discovery failures become API errors, so flows and connectio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient
 from personal_connectors.oauth.endpoints import ProviderEndpoints, resolve_endpoints
+from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
 from personal_connectors.oauth.rfc8414 import DiscoveryError, MetadataUnavailable
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
@@ -42,3 +44,24 @@ async def client_for(
         redirect_uri=runtime.settings.redirect_uri,
         timeout=runtime.settings.provider_timeout_seconds,
     )
+
+
+@asynccontextmanager
+async def provider_call(request: str) -> AsyncIterator[None]:
+    """Report a failed front-channel set-up call (PAR, device authorization) as an API error.
+
+    ``request`` names the call in the message, e.g. "pushed authorization request".
+    """
+    try:
+        yield
+    except ProviderRejected as exc:
+        raise ProviderError(
+            f"The provider refused the {request}: {exc.error}.", details={"error": exc.error}
+        ) from None
+    except ProviderUnreachable:
+        raise ProviderUnavailable(
+            f"The provider could not be reached for the {request}.",
+            headers={"Retry-After": "30"},
+        ) from None
+    except ProviderFailure as exc:
+        raise ProviderError(f"The answer to the {request} was unusable: {exc}.") from None

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Cookie, Locator, Page, Request, expect
 
+from personal_connectors.flows import binding
 from personal_connectors.models.connection import ConnectionStatus
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.support.browser import (
@@ -34,9 +35,13 @@ DISCONNECT = re.compile(r"^Disconnect\b")
 
 
 def flow_cookies(context: BrowserContext, service: ServiceProcess) -> list[Cookie]:
-    """Cookies the browser would send to the callback, minus the connect page's session."""
-    page_cookies = {c["name"] for c in context.cookies(f"{service.base_url}/connect")}
-    return [c for c in context.cookies(f"{service.api}/callback") if c["name"] not in page_cookies]
+    """The flow-binding cookies the browser would send to the callback (cookies ignore ports, so
+    the provider's own cookies on 127.0.0.1 come along too and are left out by name)."""
+    return [
+        c
+        for c in context.cookies(f"{service.api}/callback")
+        if c["name"].startswith(binding.COOKIE_PREFIX)
+    ]
 
 
 def connector_card(page: Page, key: str = PROVIDER_KEY) -> Locator:
