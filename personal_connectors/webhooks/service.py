@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -48,11 +49,28 @@ def check_url(url: str, settings: Settings) -> str:
         raise ValidationFailed.for_fields(
             "The url needs a host, and neither credentials nor a fragment.", "url"
         )
+    loopback_allowed = settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS
+    if _is_internal_address(host) and not loopback_allowed:
+        # The worker posts from inside the deployment: an admin must not aim it at the metadata
+        # service or the database host (SSRF). Host names are not resolved here.
+        raise ValidationFailed.for_fields(
+            "The url must not point at a private, loopback or link-local address.", "url"
+        )
     if parts.scheme == "https":
         return parts.geturl()
-    if parts.scheme == "http" and settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and loopback_allowed:
         return parts.geturl()
     raise ValidationFailed.for_fields("The url must be https.", "url")
+
+
+def _is_internal_address(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name, not an address literal
+    return not address.is_global
 
 
 def check_event_types(event_types: list[str] | None) -> list[str] | None:

@@ -31,6 +31,10 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "https://hooks.example.test:99999/x"}, "url"),
     ({"url": "https://" + "a" * 2000 + ".test/"}, "url"),
     ({"url": 5}, "url"),
+    # Internal addresses (SSRF): the cloud metadata service and private ranges.
+    ({"url": "https://169.254.169.254/latest/meta-data"}, "url"),
+    ({"url": "https://10.0.0.5/hook"}, "url"),
+    ({"url": "https://[fd00::1]/hook"}, "url"),
     ({}, "url"),
     ({"url": GOOD_URL, "event_types": ["connection.nope"]}, "event_types"),
     ({"url": GOOD_URL, "event_types": []}, "event_types"),
