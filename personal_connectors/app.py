@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
+    # The token route next: it is the hot path and routing tries the routers in order. No
+    # other path is two segments ending in `/token`, so there is nothing for it to shadow.
+    app.include_router(tokens_router, prefix=API_PREFIX)
     app.include_router(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
     app.include_router(flows_router, prefix=API_PREFIX)
@@ -69,7 +72,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(apps_router, prefix=API_PREFIX)
     app.include_router(catalog_router, prefix=API_PREFIX)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
-    app.include_router(tokens_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     return app

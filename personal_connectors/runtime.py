@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from personal_connectors.config import Settings
@@ -17,7 +18,11 @@ from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
-from personal_connectors.storage.database import create_engine, create_sessionmaker
+from personal_connectors.storage.database import (
+    create_blocking_reader,
+    create_engine,
+    create_sessionmaker,
+)
 from personal_connectors.tokens.audit import TokenAudit
 from personal_connectors.tokens.single_flight import SingleFlight
 
@@ -37,6 +42,8 @@ class Runtime:
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
+    # SQLite only: the token hot path's read runs on the event loop's thread through this.
+    blocking_reader: Engine | None = None
 
     @classmethod
     def start(
@@ -57,8 +64,11 @@ class Runtime:
                 headers={"User-Agent": USER_AGENT},
             ),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
+            blocking_reader=create_blocking_reader(settings),
         )
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.engine.dispose()
+        if self.blocking_reader is not None:
+            self.blocking_reader.dispose()

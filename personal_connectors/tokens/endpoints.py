@@ -2,9 +2,9 @@
 
 It is the service's hot path, so it does not use the generic ``OrgAccessDep`` (one query for
 the key, one for the membership) and ``SessionDep`` (a session held for the whole request):
-``token_request`` reads key, membership and connection in one query on a short session, as a
-dependency, so that authentication and membership are still checked before the request's own
-parameters are validated, exactly as on every other route.
+``token_request`` reads key, membership and connection in one query on a short session of its
+own (``TokenRepository``), as a dependency, so that authentication and membership are still
+checked before the request's own parameters are validated, exactly as on every other route.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from personal_connectors.http.dependencies import (
     RequestedOrganizationDep,
-    RuntimeDep,
+    get_runtime,
     missing_organization,
     presented_api_key,
 )
@@ -27,16 +27,17 @@ router = APIRouter(tags=["Tokens"])
 
 
 async def token_request(
-    request: Request, runtime: RuntimeDep, organization_id: RequestedOrganizationDep
+    request: Request, organization_id: RequestedOrganizationDep
 ) -> TokenRequest:
+    runtime = await get_runtime(request)  # called, not injected: each dependency costs
     presented = presented_api_key(request)
-    async with runtime.sessions() as session:
-        if organization_id is None:
+    if organization_id is None:
+        async with runtime.sessions() as session:
             await IdentityService(session).authenticate(presented)  # a 401 comes first
-            raise missing_organization()
-        return await TokenService(session, runtime).authorize(
-            presented, organization_id, request.path_params["connection_id"]
-        )
+        raise missing_organization()
+    return await TokenService(None, runtime).authorize(
+        presented, organization_id, request.path_params["connection_id"]
+    )
 
 
 @router.post(
@@ -47,11 +48,11 @@ async def token_request(
 async def issue_token(
     # Declared for validation and the OpenAPI document; token_request has already used it.
     connection_id: Annotated[str, Path(min_length=1, max_length=64)],
+    request: Request,
     caller: Annotated[TokenRequest, Depends(token_request)],
-    runtime: RuntimeDep,
     force_refresh: Annotated[
         bool, Query(description="Refresh even if the token is current.")
     ] = False,
 ) -> TokenOut:
-    async with runtime.sessions() as session:
-        return await TokenService(session, runtime).issue(caller, force_refresh=force_refresh)
+    runtime = await get_runtime(request)
+    return await TokenService(None, runtime).issue(caller, force_refresh=force_refresh)

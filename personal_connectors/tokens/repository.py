@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from personal_connectors.models import APIKey, Connection, Membership
 
@@ -27,36 +29,57 @@ class TokenLookup:
     connection: Connection | None  # the user's live connection there; None: not theirs/unknown
 
 
+# Built once: constructing this select and computing its cache key cost more CPU than running
+# it (about 0.2 ms a request, measured); a prebuilt statement's cache key is memoized.
+_LOOKUP = (
+    select(APIKey, Membership.role, Connection)
+    .outerjoin(
+        Membership,
+        and_(
+            Membership.user_id == APIKey.user_id,
+            Membership.organization_id == bindparam("organization_id"),
+        ),
+    )
+    .outerjoin(
+        Connection,
+        and_(
+            Connection.id == bindparam("connection_id"),
+            Connection.user_id == APIKey.user_id,
+            Connection.organization_id == bindparam("organization_id"),
+            Connection.deleted_at.is_(None),
+        ),
+    )
+    .where(APIKey.key_hash == bindparam("key_hash"))
+)
+
+
 class TokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Runs the lookup on a short session of its own, released before the token is even opened:
+    on SQLite a blocking one on the event loop's thread (``storage.create_blocking_reader``
+    says why), elsewhere an async one."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], blocking: Engine | None = None
+    ) -> None:
+        self.sessions = sessions
+        self.blocking = blocking
 
     async def lookup(
         self, key_hash: str, organization_id: str, connection_id: str
     ) -> TokenLookup | None:
         """None when no key has that hash. The connection must belong to the key's user, in the
         organization, and not be deleted: the same rule as ``ConnectionRepository.get_owned``."""
-        statement = (
-            select(APIKey, Membership.role, Connection)
-            .outerjoin(
-                Membership,
-                and_(
-                    Membership.user_id == APIKey.user_id,
-                    Membership.organization_id == organization_id,
-                ),
-            )
-            .outerjoin(
-                Connection,
-                and_(
-                    Connection.id == connection_id,
-                    Connection.user_id == APIKey.user_id,
-                    Connection.organization_id == organization_id,
-                    Connection.deleted_at.is_(None),
-                ),
-            )
-            .where(APIKey.key_hash == key_hash)
-        )
-        row = (await self.session.execute(statement)).one_or_none()
+        parameters = {
+            "key_hash": key_hash,
+            "organization_id": organization_id,
+            "connection_id": connection_id,
+        }
+        if self.blocking is not None:
+            with Session(self.blocking) as session:
+                row = session.execute(_LOOKUP, parameters).one_or_none()
+        else:
+            async with self.sessions() as session:
+                row = (await session.execute(_LOOKUP, parameters)).one_or_none()
         if row is None:
             return None
         key, role, connection = row

@@ -35,7 +35,9 @@ class TokenRequest:
 
 
 class TokenService:
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+    def __init__(self, session: AsyncSession | None, runtime: Runtime) -> None:
+        """``session``: the caller's, whose read transaction ends before a refresh; None when
+        the caller holds none (the token route, whose lookup has its own short session)."""
         self.session = session
         self.runtime = runtime
         self.refresher = Refresher(runtime)
@@ -50,7 +52,8 @@ class TokenService:
         here, so that request validation still comes before a 404, as on every other route.
         """
         key_hash = presented_key_hash(presented_key)
-        found = await TokenRepository(self.session).lookup(key_hash, organization_id, connection_id)
+        repository = TokenRepository(self.runtime.sessions, self.runtime.blocking_reader)
+        found = await repository.lookup(key_hash, organization_id, connection_id)
         principal = principal_of(presented_key, found.key if found else None)
         role = found.role if found is not None and len(organization_id) <= 64 else None
         access = access_of(principal, organization_id, role)
@@ -90,7 +93,8 @@ class TokenService:
         if force or needs_refresh(connection, entry, utcnow()):
             # End the read transaction first: a caller waiting on another's refresh must not
             # hold a pooled connection the refresher itself needs.
-            await self.session.commit()
+            if self.session is not None:
+                await self.session.commit()
             return await self.refresher.refresh(connection, force=force)
         return self.refresher.current(connection)
 

@@ -81,8 +81,10 @@ def test_connect_in_a_popup_then_disconnect(
     expect(popup.locator("input[name=login]")).to_be_visible()
     bound = flow_cookies(context, service)
     assert len(bound) == 1 and bound[0]["httpOnly"] and bound[0]["sameSite"] == "Lax", bound
-    sign_in_and_consent(popup, shots, login="carol", prefix="popup")
-    popup.wait_for_event("close")
+    # Listen before signing in: the result page closes the popup at once, possibly before
+    # a later wait_for_event could register.
+    with popup.expect_event("close"):
+        sign_in_and_consent(popup, shots, login="carol", prefix="popup")
     assert flow_cookies(context, service) == [], "the callback left the flow cookie behind"
 
     connection = page.locator("[data-connection-id]")
@@ -231,8 +233,10 @@ def test_reconnect_a_connection_that_needs_reauthorization(
     with page.expect_popup() as popup_info:
         reconnect.click()
     popup = popup_info.value
-    sign_in_and_consent(popup, shots, login="frank", prefix="popup")
-    popup.wait_for_event("close")
+    # Listen before signing in: the result page closes the popup at once, possibly before
+    # a later wait_for_event could register.
+    with popup.expect_event("close"):
+        sign_in_and_consent(popup, shots, login="frank", prefix="popup")
 
     # The same account re-authorized: the same connection, active again, listed once.
     expect(page.locator("[data-connection-id]")).to_have_count(1)
