@@ -6,12 +6,17 @@ it with keep-alive HTTP/1.1 clients at a fixed concurrency: first `GET /livez` (
 baseline: routing, middleware, JSON, the HTTP stack), then `POST /{id}/token` on a random one of
 the N connections. The ratio of the two throughputs is what the token path itself costs.
 
-The load generator is async httpx on uvloop, split over `--clients` processes. It prints its own
-CPU use next to the server's: a client near 100% of a core is the bottleneck and the figures are
-the client's, not the service's (on a 2-core machine the clients and the server share the cores).
+The load generator is a minimal keep-alive HTTP/1.1 client on uvloop (`--client httpx` swaps in
+async httpx), split over `--clients` processes. It prints its own CPU use next to the server's: a
+client near 100% of a core is the bottleneck and the figures are the client's, not the
+service's. Measured: one httpx process saturates its core at about 600 req/s against `/livez`,
+far below what the server answers, so httpx cannot tell the two endpoints apart; the raw client
+drives `/livez` to the server's limit at about 20% of a core. On a 2-core machine the clients
+and the server (and PostgreSQL) share the cores. Server CPU per request is printed too: unlike
+req/s it barely moves when the machine is busy.
 
 Run: .venv/bin/python bench/token_path.py [--connections 10000] [--concurrency 32]
-     [--duration 10] [--warmup 2] [--clients 1] [--db sqlite|postgres|both]
+     [--duration 10] [--warmup 2] [--clients 1] [--client raw|httpx] [--db sqlite|postgres|both]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -288,6 +294,10 @@ def request_heads(base_url: str, target: Target) -> list[bytes]:
     ]
 
 
+async def send_prepared(connection: RawConnection, heads: list[bytes], index: int) -> int:
+    return await connection.request(heads[index])
+
+
 async def _drive(job: ClientJob) -> ClientResult:
     target = job.target
     latencies: list[float] = []
@@ -300,7 +310,7 @@ async def _drive(job: ClientJob) -> ClientResult:
         for _ in range(job.concurrency):
             connection = await RawConnection.open(job.base_url)
             closers.append(connection.close)
-            send.append(lambda index, c=connection: c.request(heads[index]))
+            send.append(partial(send_prepared, connection, heads))
     else:
         limits = httpx.Limits(
             max_connections=job.concurrency, max_keepalive_connections=job.concurrency
@@ -322,7 +332,7 @@ async def _drive(job: ClientJob) -> ClientResult:
 
     async def worker(request: Callable[[int], Awaitable[int]]) -> None:
         nonlocal errors
-        pick = random.Random().randrange  # noqa: S311 (load spreading, not security)
+        pick = random.Random().randrange  # load spreading, not security
         count = len(heads)
         while True:
             sent = time.perf_counter()
@@ -371,11 +381,11 @@ class RunResult:
         return self.server_cpu * self.duration / self.requests * 1e6
 
 
-def measure(
-    base_url: str, server_pid: int, target: Target, args: argparse.Namespace
-) -> RunResult:
-    spread = [args.concurrency // args.clients + (i < args.concurrency % args.clients)
-              for i in range(args.clients)]
+def measure(base_url: str, server_pid: int, target: Target, args: argparse.Namespace) -> RunResult:
+    spread = [
+        args.concurrency // args.clients + (i < args.concurrency % args.clients)
+        for i in range(args.clients)
+    ]
     start_at = time.time() + 1.0  # room for the client processes to start
     jobs = [
         ClientJob(base_url, target, share, start_at, args.warmup, args.duration, args.client)
@@ -428,8 +438,8 @@ def print_run(result: RunResult) -> None:
     )
 
 
-def bench_backend(db: str, args: argparse.Namespace) -> dict[str, object]:
-    print(f"\n[{db}] seeding {args.connections} connections through `connectors connections import`")
+def bench_backend(db: str, args: argparse.Namespace) -> None:
+    print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
     with deployment(db) as deployed:
         seeded, import_seconds = seed(deployed, args.connections)
         print(f"  import: {import_seconds:.1f} s")
@@ -449,10 +459,8 @@ def bench_backend(db: str, args: argparse.Namespace) -> dict[str, object]:
     base, hot = results
     ratio = hot.throughput / base.throughput
     verdict = "meets" if ratio >= 0.60 and hot.p99_ms < 25 else "MISSES"
-    print(
-        f"  token/trivial throughput: {ratio:.0%}  ({verdict} the target: >= 60%, token p99 < 25 ms)"
-    )
-    return {"db": db, "ratio": ratio, "runs": [r.__dict__ for r in results]}
+    target = "token >= 60% of trivial throughput, token p99 < 25 ms"
+    print(f"  token/trivial throughput: {ratio:.0%}  ({verdict} the target: {target})")
 
 
 def main() -> None:

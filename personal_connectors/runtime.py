@@ -19,8 +19,8 @@ from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.storage.database import (
-    create_blocking_reader,
     create_engine,
+    create_hot_reader,
     create_sessionmaker,
 )
 from personal_connectors.tokens.audit import TokenAudit
@@ -42,8 +42,8 @@ class Runtime:
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
-    # SQLite only: the token hot path's read runs on the event loop's thread through this.
-    blocking_reader: Engine | None = None
+    # The token hot path's read (storage.database.create_hot_reader says how and why).
+    hot_reader: Engine | AsyncEngine | None = None
 
     @classmethod
     def start(
@@ -64,11 +64,13 @@ class Runtime:
                 headers={"User-Agent": USER_AGENT},
             ),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
-            blocking_reader=create_blocking_reader(settings),
+            hot_reader=create_hot_reader(settings),
         )
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.engine.dispose()
-        if self.blocking_reader is not None:
-            self.blocking_reader.dispose()
+        if isinstance(self.hot_reader, AsyncEngine):
+            await self.hot_reader.dispose()
+        elif self.hot_reader is not None:
+            self.hot_reader.dispose()

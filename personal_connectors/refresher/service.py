@@ -80,14 +80,15 @@ class BackgroundRefresher:
         self._stop = asyncio.Event()
         # Rows that failed in an unexpected way rest until then (monotonic): no hot loop on them.
         self._resting: dict[str, float] = {}
+        entries = list(runtime.catalog)
+        self._refreshable = [entry.key for entry in entries if entry.supports_refresh]
+        # Never later than the token path would refresh by itself.
+        margins = (entry.refresh_margin for entry in entries)
+        self._window = max([settings.refresher_window_seconds, *margins])
 
     def policy(self) -> DuePolicy:
-        settings = self.runtime.settings
-        entries = list(self.runtime.catalog)
-        refreshable = [entry.key for entry in entries if entry.supports_refresh]
-        # Never later than the token path would refresh by itself.
-        window = max([settings.refresher_window_seconds, *(e.refresh_margin for e in entries)])
-        return DuePolicy(utcnow(), window, settings.refresher_idle_seconds, refreshable)
+        idle = self.runtime.settings.refresher_idle_seconds
+        return DuePolicy(utcnow(), self._window, idle, self._refreshable)
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> RefresherStats:
         """Refresh until ``stop`` is set; with ``once``, until nothing is due any more."""

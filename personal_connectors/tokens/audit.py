@@ -13,8 +13,9 @@ Trade-offs, on purpose:
 * Events still queued when the process dies without a graceful shutdown (SIGKILL, a crash) are
   lost; a graceful shutdown (SIGTERM) flushes them. At most about one second of events is at
   risk.
-* Event rows are bulk-inserted, not staged through ``ConnectionRepository.record``: no
-  connection object is at hand, and one webhook delivery per token would be a flood.
+* Event rows are bulk-inserted rather than added through ``ConnectionRepository.record``
+  (no connection object is at hand); ``webhooks.outbox.enqueue_rows`` adds, in the same
+  transaction, the deliveries owed to the endpoints that opted in to this type.
 
 The rows hold identifiers and a flag, never a token.
 """
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import ConnectionEvent, new_id, utcnow
+from personal_connectors.webhooks import outbox as webhook_outbox
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class TokenAudit:
                 for start in range(0, len(batch), self.batch_size):
                     rows = [event.as_row() for event in batch[start : start + self.batch_size]]
                     await session.execute(insert(ConnectionEvent), rows)
+                    await webhook_outbox.enqueue_rows(session, rows)
                     await session.commit()
                     written += len(rows)
         except Exception as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from personal_connectors.models import APIKey, Connection, Membership
@@ -54,15 +54,15 @@ _LOOKUP = (
 
 
 class TokenRepository:
-    """Runs the lookup on a short session of its own, released before the token is even opened:
-    on SQLite a blocking one on the event loop's thread (``storage.create_blocking_reader``
-    says why), elsewhere an async one."""
+    """Runs the lookup on a short session of its own, released before the token is opened, on
+    the runtime's hot-path engine (``storage.database.create_hot_reader``: blocking on SQLite,
+    autocommit on PostgreSQL) or, without one, on the service's ordinary sessions."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], blocking: Engine | None = None
+        self, sessions: async_sessionmaker[AsyncSession], reader: Engine | AsyncEngine | None
     ) -> None:
         self.sessions = sessions
-        self.blocking = blocking
+        self.reader = reader
 
     async def lookup(
         self, key_hash: str, organization_id: str, connection_id: str
@@ -74,11 +74,12 @@ class TokenRepository:
             "organization_id": organization_id,
             "connection_id": connection_id,
         }
-        if self.blocking is not None:
-            with Session(self.blocking) as session:
-                row = session.execute(_LOOKUP, parameters).one_or_none()
+        if isinstance(self.reader, Engine):
+            with Session(self.reader) as blocking:
+                row = blocking.execute(_LOOKUP, parameters).one_or_none()
         else:
-            async with self.sessions() as session:
+            session = self.sessions() if self.reader is None else AsyncSession(self.reader)
+            async with session:
                 row = (await session.execute(_LOOKUP, parameters)).one_or_none()
         if row is None:
             return None

@@ -52,7 +52,7 @@ class TokenService:
         here, so that request validation still comes before a 404, as on every other route.
         """
         key_hash = presented_key_hash(presented_key)
-        repository = TokenRepository(self.runtime.sessions, self.runtime.blocking_reader)
+        repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
         found = await repository.lookup(key_hash, organization_id, connection_id)
         principal = principal_of(presented_key, found.key if found else None)
         role = found.role if found is not None and len(organization_id) <= 64 else None

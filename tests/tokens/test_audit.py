@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from personal_connectors.connections.events import EventType
-from personal_connectors.models import ConnectionEvent
+from personal_connectors.models import ConnectionEvent, WebhookDelivery
 from personal_connectors.tokens.audit import TokenAudit
+from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
 from tests.support.db import event_types, stored_tokens
@@ -62,10 +63,33 @@ def wait_for_issued(service: ServiceProcess, connection_id: str, count: int) -> 
         time.sleep(0.1)
 
 
+def opt_in_to_token_issued(service: ServiceProcess, tenant: Tenant) -> None:
+    """A webhook endpoint of the tenant's organization that asks for token-issued events."""
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        hooks = WebhookService(session, runtime.sealer, runtime.settings)
+        url = f"http://127.0.0.1:{free_port()}/hooks"  # nobody listens: deliveries just wait
+        await hooks.create(tenant.organization_id, url, event_types=[ISSUED])
+
+    service.run_db(work)
+
+
+def owed_deliveries(service: ServiceProcess, tenant: Tenant) -> int:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        statement = select(func.count()).where(
+            WebhookDelivery.organization_id == tenant.organization_id,
+            WebhookDelivery.event_type == ISSUED,
+        )
+        return (await session.execute(statement)).scalar_one()
+
+    return int(service.run_db(work))
+
+
 def test_every_token_handed_out_is_audited_without_the_token(
     api: httpx.Client, tenant: Tenant, other_tenant: Tenant, service: ServiceProcess
 ) -> None:
     connection_id = connect(api, tenant)
+    opt_in_to_token_issued(service, tenant)
     secrets = {tenant.api_key, *filter(None, stored_tokens(service, connection_id))}
     handed_out = 20
     for _ in range(handed_out):
@@ -90,6 +114,8 @@ def test_every_token_handed_out_is_audited_without_the_token(
     dumped = json.dumps(rows)
     for secret in secrets:
         assert secret not in dumped
+    # The endpoint that opted in is owed one delivery per row, written with the rows.
+    assert owed_deliveries(service, tenant) == handed_out + 1
     # The refresh itself is still recorded as a lifecycle event, and listed in time order.
     assert event_types(service, connection_id) == ["connection.created", "connection.refreshed"]
 
