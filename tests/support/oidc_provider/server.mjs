@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs';
 
 import Provider from 'oidc-provider';
 
+import { largeMemoryAdapter } from './store.mjs';
+
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const {
   port,
@@ -43,6 +45,7 @@ async function findAccount(ctx, sub) {
 }
 
 const provider = new Provider(issuer, {
+  adapter: largeMemoryAdapter,
   clients: clients.map((client) => ({
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
