@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from personal_connectors.config import Settings
 from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
+from personal_connectors.oauth.client import shared_provider_transport
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.storage.database import (
@@ -44,6 +45,8 @@ class Runtime:
     token_audit: TokenAudit = field(default_factory=TokenAudit)
     # The token hot path's read (storage.database.create_hot_reader says how and why).
     hot_reader: Engine | AsyncEngine | None = None
+    # The keep-alive pool of OAuth calls to providers (oauth.client.shared_provider_transport).
+    provider_transport: httpx.AsyncBaseTransport | None = None
 
     @classmethod
     def start(
@@ -65,10 +68,13 @@ class Runtime:
             ),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
             hot_reader=create_hot_reader(settings),
+            provider_transport=shared_provider_transport(),
         )
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.provider_transport is not None:
+            await self.provider_transport.aclose()
         await self.engine.dispose()
         if isinstance(self.hot_reader, AsyncEngine):
             await self.hot_reader.dispose()

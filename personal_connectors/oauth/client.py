@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -108,16 +110,20 @@ class OAuthClient:
         *,
         redirect_uri: str,
         timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport``: a keep-alive pool shared by calls (``shared_provider_transport``)."""
         self.entry = entry
         self.endpoints = endpoints
         self.credentials = credentials
         self.redirect_uri = redirect_uri
         self.timeout = timeout
+        self.transport = transport
 
     def _session(self) -> AsyncOAuth2Client:
         session = AsyncOAuth2Client(
             verify=_tls_context(),
+            transport=self.transport,
             client_id=self.credentials.client_id,
             client_secret=self.credentials.client_secret,
             token_endpoint_auth_method=self.entry.token_endpoint_auth_method,
@@ -130,6 +136,21 @@ class OAuthClient:
         session.register_compliance_hook("access_token_response", self._normalise)
         session.register_compliance_hook("refresh_token_response", self._normalise)
         return session
+
+    @asynccontextmanager
+    async def _opened(self) -> AsyncIterator[AsyncOAuth2Client]:
+        """An Authlib session for one call: its state (the last token) is never shared.
+
+        Over a shared transport it is left open: closing a client closes its transport, the pool
+        every other call uses (a session over one holds nothing else to release). Without one,
+        the session owns a pool and connection of its own and closes them.
+        """
+        session = self._session()
+        if self.transport is not None:
+            yield session
+            return
+        async with session:
+            yield session
 
     def _normalise(self, response: httpx.Response) -> httpx.Response:
         """Lift nested tokens to the top level and accept form-encoded answers."""
@@ -169,7 +190,7 @@ class OAuthClient:
         params: dict[str, Any] = {"code": code, **self.entry.token_params}
         if code_verifier:
             params["code_verifier"] = code_verifier
-        async with self._session() as session:
+        async with self._opened() as session:
             token = await self._call(
                 session.fetch_token(
                     self.endpoints.token_url,
@@ -181,7 +202,7 @@ class OAuthClient:
         return self._grant(token, requested_scopes)
 
     async def refresh(self, refresh_token: str, *, current_scopes: list[str]) -> TokenGrant:
-        async with self._session() as session:
+        async with self._opened() as session:
             token = await self._call(
                 session.refresh_token(
                     self.endpoints.refresh_url or self.endpoints.token_url,
@@ -221,7 +242,7 @@ class OAuthClient:
         self, device_code: str, *, requested_scopes: list[str]
     ) -> TokenGrant:
         """RFC 8628 §3.4. "Not yet" comes back as ``ProviderRejected`` (authorization_pending)."""
-        async with self._session() as session:
+        async with self._opened() as session:
             token = await self._call(
                 session.fetch_token(
                     self.endpoints.token_url,
@@ -240,7 +261,7 @@ class OAuthClient:
         """
 
         async def post() -> dict[str, Any]:
-            async with self._session() as session:
+            async with self._opened() as session:
                 response = await session.post(
                     url,
                     data=data,
@@ -257,7 +278,7 @@ class OAuthClient:
         """RFC 7009. A 200 is not proof that a live token died (§2.2), only that it is gone."""
         if not self.endpoints.revocation_url:
             raise ProviderBadAnswer("the provider has no revocation endpoint")
-        async with self._session() as session:
+        async with self._opened() as session:
             response = await self._call(
                 session.revoke_token(
                     self.endpoints.revocation_url, token=token, token_type_hint=token_type_hint
@@ -335,6 +356,20 @@ def _tls_context() -> ssl.SSLContext:
     of CPU per refresh, more than the rest of the refresh together.
     """
     return httpx.create_ssl_context()
+
+
+def shared_provider_transport() -> httpx.AsyncHTTPTransport | None:
+    """One keep-alive connection pool for every OAuth call of the process (``Runtime`` owns it).
+
+    A fresh client per call opens a TCP (and TLS) connection per token request: at the
+    background refresher's rate that cost more CPU than the rest of a refresh (bench/RESULTS.md).
+    None when the environment names proxies: httpx ignores its environment proxy settings for a
+    client given a transport, so calls then keep a client (and pool) of their own as before.
+    """
+    if urllib.request.getproxies():
+        return None
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
+    return httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits)
 
 
 def _split_scopes(text: str) -> list[str]:

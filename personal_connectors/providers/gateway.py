@@ -43,6 +43,7 @@ async def client_for(
         credentials,
         redirect_uri=runtime.settings.redirect_uri,
         timeout=runtime.settings.provider_timeout_seconds,
+        transport=runtime.provider_transport,
     )
 
 
