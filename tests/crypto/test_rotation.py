@@ -25,12 +25,13 @@ from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.service import FlowService
 from personal_connectors.flows.state import state_hash
 from personal_connectors.keys.rotation import SEALED_TABLES, KeyRotator, Outcome
-from personal_connectors.models import Connection, OAuthApp
+from personal_connectors.models import Connection, OAuthApp, WebhookEndpoint
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.providers.identity import AccountIdentity
 from personal_connectors.storage.migrations import upgrade
 from personal_connectors.tokens.vault import TokenVault
+from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import CLIENT_SECRET, PROVIDER_KEY, make_tenant
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -118,8 +119,12 @@ def test_rotation_moves_every_secret_to_the_new_key(
             await apps.configure(
                 tenant.organization_id, "github", client_id="g", client_secret="org-gh-secret"
             )
+            hooks = WebhookService(session, runtime.sealer, runtime.settings)
+            issued = await hooks.create(tenant.organization_id, "https://hooks.example.test/in")
+            await session.commit()
+            return issued.secret
 
-        on_a.run_db(configure_apps)
+        webhook_secret = on_a.run_db(configure_apps)
         import_lines(on_a, tenant.organization_id, lines)
         with httpx.Client(base_url=on_a.api, headers=tenant.headers, timeout=30) as api:
             flows = [
@@ -145,8 +150,8 @@ def test_rotation_moves_every_secret_to_the_new_key(
         on_a.stop()
 
         both = with_keys(on_a, f"{key_b},{KEY_A}")
-        # Batches of 2 across 6 rows: the keyset paging is exercised, not just one batch.
-        assert rotate(both, "--batch-size", "2") == {"rotated": 6, "skipped": 0, "remaining": 0}
+        # Batches of 2 across 7 rows: the keyset paging is exercised, not just one batch.
+        assert rotate(both, "--batch-size", "2") == {"rotated": 7, "skipped": 0, "remaining": 0}
 
         only_b = with_keys(on_a, key_b)
 
@@ -176,11 +181,23 @@ def test_rotation_moves_every_secret_to_the_new_key(
             )
             held = await FlowRepository(session).by_state_hash(state_hash(held_state))
             grant, identity = FlowService(session, runtime)._held_grant(held)
-            return key_ids, tokens, secrets, verifier, (grant.access_token, identity.account_id)
+            hooks = WebhookService(session, runtime.sealer, runtime.settings)
+            webhook_secrets = [
+                hooks.secret_of(e) for e in (await session.scalars(select(WebhookEndpoint)))
+            ]
+            return (
+                key_ids,
+                tokens,
+                secrets,
+                verifier,
+                (grant.access_token, identity.account_id),
+                webhook_secrets,
+            )
 
-        key_ids, tokens, secrets, verifier, held = only_b.run_db(read_everything)
+        key_ids, tokens, secrets, verifier, held, webhook_secrets = only_b.run_db(read_everything)
         assert key_ids == {"connections": {key_id(key_b): 2}, "oauth_apps": {key_id(key_b): 2},
-                           "flows": {key_id(key_b): 2}}  # fmt: skip
+                           "flows": {key_id(key_b): 2}, "webhook_endpoints": {key_id(key_b): 1}}  # fmt: skip
+        assert webhook_secrets == [webhook_secret]
         assert tokens == {
             x["account_id"]: (x["access_token"], x["refresh_token"], 1) for x in lines
         }  # the version a concurrent refresh compares against is untouched
