@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -140,6 +141,7 @@ class Rate:
     refreshes: int
     seconds: float
     provider_cpu: float  # fraction of one core the provider used meanwhile
+    client_cpu: float  # CPU seconds of the side sending the refreshes (ours, or the direct client)
 
     @property
     def per_second(self) -> float:
@@ -170,13 +172,13 @@ def direct(issuer: Provider, count: int, concurrency: int) -> Rate:
         return ok
 
     cpu = process_cpu_seconds(issuer.pid)
+    own = time.process_time()
     started = time.perf_counter()
     ok = asyncio.run(drive())
     seconds = time.perf_counter() - started
     assert ok == count, f"{count - ok} direct refreshes failed"
-    return Rate(
-        "provider, direct", count, seconds, (process_cpu_seconds(issuer.pid) - cpu) / seconds
-    )
+    provider_cpu = (process_cpu_seconds(issuer.pid) - cpu) / seconds
+    return Rate("provider, direct", count, seconds, provider_cpu, time.process_time() - own)
 
 
 def refresher(
@@ -196,6 +198,7 @@ def refresher(
         str(concurrency),
     ]
     cpu = process_cpu_seconds(issuer.pid)
+    children = _children_cpu()
     started = time.perf_counter()
     running = [
         subprocess.Popen(
@@ -211,7 +214,14 @@ def refresher(
     # The run loops' time: from the first claim to the last refresh, without interpreter start-up.
     seconds = max(float(c["seconds"]) for c in counts)
     provider_cpu = (process_cpu_seconds(issuer.pid) - cpu) / wall
-    return Rate("connectors refresher", count, seconds, provider_cpu), wall, counts
+    # Interpreter start-up included (about a second of CPU per process).
+    ours = _children_cpu() - children
+    return Rate("connectors refresher", count, seconds, provider_cpu, ours), wall, counts
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def database_check(deployed: Deployment, count: int) -> tuple[int, int, int]:
@@ -264,7 +274,8 @@ def bench_backend(db: str, issuer: Provider, args: argparse.Namespace) -> None:
     for rate in (own, ours):
         print(
             f"  {rate.name:<22} {rate.refreshes:6d} refreshes in {rate.seconds:6.2f} s = "
-            f"{rate.per_second:7.1f}/s   provider CPU {rate.provider_cpu:4.0%}"
+            f"{rate.per_second:7.1f}/s   provider CPU {rate.provider_cpu:4.0%}   sender CPU "
+            f"{1000 * rate.client_cpu / rate.refreshes:.2f} ms/refresh"
         )
     print(f"  refresher wall time, with interpreter start-up: {wall:.2f} s; counts: {counts}")
     at_provider = {key: after[key] - middle[key] for key in after}

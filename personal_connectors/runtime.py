@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from personal_connectors.config import Settings
@@ -20,6 +19,7 @@ from personal_connectors.oauth.client import shared_provider_transport
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.storage.database import (
+    HotReader,
     create_engine,
     create_hot_reader,
     create_sessionmaker,
@@ -44,7 +44,7 @@ class Runtime:
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
     # The token hot path's read (storage.database.create_hot_reader says how and why).
-    hot_reader: Engine | AsyncEngine | None = None
+    hot_reader: HotReader | None = None
     # The keep-alive pool of OAuth calls to providers (oauth.client.shared_provider_transport).
     provider_transport: httpx.AsyncBaseTransport | None = None
 
@@ -76,7 +76,5 @@ class Runtime:
         if self.provider_transport is not None:
             await self.provider_transport.aclose()
         await self.engine.dispose()
-        if isinstance(self.hot_reader, AsyncEngine):
-            await self.hot_reader.dispose()
-        elif self.hot_reader is not None:
-            self.hot_reader.dispose()
+        if self.hot_reader is not None:
+            await self.hot_reader.close()

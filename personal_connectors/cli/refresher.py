@@ -28,6 +28,10 @@ def refresher(
         int | None,
         typer.Option("--provider-concurrency", min=1, max=256, help="Per provider."),
     ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option("--org", help="Only this organization's connections (e.g. to catch up one)."),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Refresh tokens before they expire, and idle refresh tokens daily.
@@ -44,7 +48,10 @@ def refresher(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         background = BackgroundRefresher(
-            runtime, concurrency=concurrency, provider_concurrency=provider_concurrency
+            runtime,
+            concurrency=concurrency,
+            provider_concurrency=provider_concurrency,
+            organization_id=org,
         )
         stats = await background.run(stop, once=once)
         return stats.as_dict()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.connections.events import EventType
-from personal_connectors.models import Connection, ConnectionEvent, new_id
+from personal_connectors.models import Connection, ConnectionEvent, new_id, utcnow
 from personal_connectors.webhooks import outbox as webhook_outbox
 
 
@@ -84,12 +84,20 @@ class ConnectionRepository:
 
         Its webhook deliveries join the same transaction when it flushes (webhooks.outbox).
         """
-        row = ConnectionEvent(
-            id=new_id("evt"),
-            connection_id=connection.id,
-            organization_id=connection.organization_id,
-            type=event,
-            detail=detail,
-        )
+        row = ConnectionEvent(**event_row(connection, event, **detail))
         self.session.add(row)
         webhook_outbox.stage(self.session, row, connection)
+
+
+def event_row(connection: Connection, event: EventType, **detail: Any) -> dict[str, Any]:
+    """An audit event's column values, for ``record`` or a bulk insert (``tokens.refresh``);
+    timed now, so that events keep the order they were recorded in (never a token in
+    ``detail``). A bulk writer hands the rows to ``webhooks.outbox.enqueue_rows``."""
+    return {
+        "id": new_id("evt"),
+        "connection_id": connection.id,
+        "organization_id": connection.organization_id,
+        "type": event,
+        "detail": detail,
+        "created_at": utcnow(),
+    }

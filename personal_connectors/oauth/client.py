@@ -40,6 +40,7 @@ from personal_connectors.oauth.errors import (
     ProviderRejected,
     ProviderUnreachable,
 )
+from personal_connectors.oauth.transport import KeepAliveTransport
 from personal_connectors.providers.paths import lookup, lookup_text
 from personal_connectors.providers.schema import ProviderEntry
 
@@ -358,18 +359,18 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def shared_provider_transport() -> httpx.AsyncHTTPTransport | None:
+def shared_provider_transport() -> httpx.AsyncBaseTransport | None:
     """One keep-alive connection pool for every OAuth call of the process (``Runtime`` owns it).
 
-    A fresh client per call opens a TCP (and TLS) connection per token request: at the
-    background refresher's rate that cost more CPU than the rest of a refresh (bench/RESULTS.md).
-    None when the environment names proxies: httpx ignores its environment proxy settings for a
-    client given a transport, so calls then keep a client (and pool) of their own as before.
+    A fresh client per call opens a TCP (and TLS) connection per token request, and httpx's
+    default pool costs as much CPU per request as the rest of a background refresh; this lean
+    one (``oauth.transport``) a third of it (bench/RESULTS.md). None when the environment names
+    proxies: httpx ignores its environment proxy settings for a client given a transport, so
+    calls then keep a client (and pool) of their own as before.
     """
     if urllib.request.getproxies():
         return None
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
-    return httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits)
+    return KeepAliveTransport(ssl_context=_tls_context())
 
 
 def _split_scopes(text: str) -> list[str]:

@@ -1,24 +1,32 @@
 """Which connections the background refresher works on, and claiming them without doubles.
 
 A claim is one statement: ``UPDATE connections SET <lease> WHERE id IN (SELECT id … due …
-LIMIT n FOR UPDATE SKIP LOCKED) RETURNING id, version, app_key``. It takes the same refresh lease
-a caller's refresh takes (``tokens.lease``), so a claimed connection is refreshed by exactly one
+LIMIT n FOR UPDATE SKIP LOCKED) RETURNING connections.*``. It takes the same refresh lease a
+caller's refresh takes (``tokens.lease``), so a claimed connection is refreshed by exactly one
 worker across every refresher, ``serve`` worker and instance; a crashed claimer's leases expire.
-On PostgreSQL ``SKIP LOCKED`` lets any number of refreshers claim side by side, each passing over
-the rows another is claiming; SQLite runs the statement under its single write lock, which gives
-the same exclusivity (SQLAlchemy renders no ``FOR UPDATE`` there).
+The row it returns is the one the refresh works from: read in the statement that took the lease,
+it needs no second read. On PostgreSQL ``SKIP LOCKED`` lets any number of refreshers claim side by
+side, each passing over the rows another is claiming; SQLite runs the statement under its single
+write lock, which gives the same exclusivity (SQLAlchemy renders no ``FOR UPDATE`` there).
+
+Two kinds of due rows are claimed by two statements, so each can use an index: tokens about to
+expire (``expiring``: a range of ``ix_connections_expires_at``, soonest first, which stops after
+``n`` rows) and refresh tokens left idle (``idle``: no index can serve "last refreshed or created
+before", so it scans, and the refresher runs it only when the first finds too little and not
+again soon after it found nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import Connection, ConnectionStatus
+from personal_connectors.models import Connection, ConnectionStatus, OAuthApp
+from personal_connectors.oauth.client import ClientCredentials
 
 # A connection whose last attempt failed transiently waits this long before the next one,
 # doubling per consecutive failure up to the cap (the provider is down: do not hammer it).
@@ -28,11 +36,30 @@ MAX_BACKOFF_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class Claimed:
-    """A connection whose refresh lease this refresher holds, as of ``version``."""
+    """A connection whose refresh lease this refresher holds, as the claim returned it."""
 
-    id: str
-    version: int
-    app_key: str
+    connection: Connection
+    # Its OAuth app's credentials, read with the claim (None: no app, or it is gone).
+    credentials: ClientCredentials | None = None
+
+    @property
+    def id(self) -> str:
+        return self.connection.id
+
+    @property
+    def app_key(self) -> str:
+        return self.connection.app_key
+
+    @property
+    def app_id(self) -> str | None:
+        return self.connection.oauth_app_id
+
+    def with_credentials(self, credentials: ClientCredentials | None) -> Claimed:
+        return replace(self, credentials=credentials)
+
+    async def credentials_of(self, app_id: str | None) -> ClientCredentials | None:
+        """``tokens.refresh.CredentialsLookup`` over what the claim read."""
+        return self.credentials if app_id is not None and app_id == self.app_id else None
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,7 @@ class DuePolicy:
     window_seconds: float  # refresh tokens that expire within this
     idle_seconds: float  # and refresh tokens unused for this long
     refreshable: Collection[str]  # provider keys that support refresh (from the catalog)
+    organization_id: str | None = None  # only this organization's connections, when set
 
     def backoff_seconds(self, failures: int) -> float:
         return min(FIRST_BACKOFF_SECONDS * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
@@ -60,16 +88,15 @@ class DuePolicy:
         tiers.append(and_(failures >= n, Connection.updated_at < cap))
         return or_(*tiers)
 
-    def condition(self) -> ColumnElement[bool]:
-        horizon = self.now + timedelta(seconds=self.window_seconds)
-        idle_since = self.now - timedelta(seconds=self.idle_seconds)
-        can_refresh = and_(
-            Connection.refresh_token_ct.is_not(None),
-            Connection.oauth_app_id.is_not(None),
-            Connection.app_key.in_(sorted(self.refreshable)),
+    def _claimable(self) -> ColumnElement[bool]:
+        """Live, not waiting for re-authorization, no lease held, not backing off."""
+        scope = (
+            []
+            if self.organization_id is None
+            else [Connection.organization_id == self.organization_id]
         )
-        last_refresh = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
         return and_(
+            *scope,
             Connection.deleted_at.is_(None),
             Connection.status == ConnectionStatus.ACTIVE,
             or_(
@@ -77,15 +104,39 @@ class DuePolicy:
                 Connection.refresh_lease_until < self.now,
             ),
             self._backoff_over(),
+        )
+
+    def _can_refresh(self) -> ColumnElement[bool]:
+        return and_(
+            Connection.refresh_token_ct.is_not(None),
+            Connection.oauth_app_id.is_not(None),
+            Connection.app_key.in_(sorted(self.refreshable)),
+        )
+
+    def expiring(self) -> ColumnElement[bool]:
+        """Due by ``expires_at`` alone (within the window): an index range, soonest first."""
+        horizon = self.now + timedelta(seconds=self.window_seconds)
+        can_refresh = self._can_refresh()
+        return and_(
+            Connection.expires_at <= horizon,
+            self._claimable(),
             or_(
                 # About to expire, and someone may ask for it (a disabled one hands none out).
-                and_(can_refresh, Connection.is_active, Connection.expires_at <= horizon),
-                # Idle: keep the grant alive where providers expire unused refresh tokens.
-                and_(can_refresh, last_refresh < idle_since),
+                and_(can_refresh, Connection.is_active),
                 # Expired and nothing to refresh with: record it now rather than at first use.
                 and_(not_(can_refresh), Connection.expires_at <= self.now),
             ),
         )
+
+    def idle(self) -> ColumnElement[bool]:
+        """Idle: keep the grant alive where providers expire unused refresh tokens."""
+        idle_since = self.now - timedelta(seconds=self.idle_seconds)
+        last_refresh = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
+        return and_(self._claimable(), self._can_refresh(), last_refresh < idle_since)
+
+    def condition(self) -> ColumnElement[bool]:
+        """Every due connection, of either kind."""
+        return or_(self.expiring(), self.idle())
 
 
 class RefresherRepository:
@@ -94,39 +145,49 @@ class RefresherRepository:
 
     async def claim(
         self,
-        policy: DuePolicy,
+        due: ColumnElement[bool],
         *,
+        now: datetime,
         owner: str,
         lease_seconds: float,
         limit: int,
         skip_providers: Collection[str] = (),
         skip_ids: Collection[str] = (),
     ) -> list[Claimed]:
-        """Take the leases of up to ``limit`` due connections, soonest expiry first; commits."""
-        due = select(Connection.id).where(policy.condition())
+        """Take the leases of up to ``limit`` connections matching ``due`` (``DuePolicy``'s
+        ``expiring`` or ``idle``), soonest expiry first; the caller commits."""
+        chosen = select(Connection.id).where(due)
         if skip_providers:
-            due = due.where(Connection.app_key.not_in(sorted(skip_providers)))
+            chosen = chosen.where(Connection.app_key.not_in(sorted(skip_providers)))
         if skip_ids:
-            due = due.where(Connection.id.not_in(sorted(skip_ids)))
-        due = (
-            due.order_by(Connection.expires_at.asc().nulls_last(), Connection.id)
+            chosen = chosen.where(Connection.id.not_in(sorted(skip_ids)))
+        # By expires_at alone: the index's order (SQLite adds its rowid, not our id), so the
+        # scan stops after `limit` rows; NULLs (never expiring) are excluded or last anyway.
+        chosen = (
+            chosen.order_by(Connection.expires_at.asc())
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
             update(Connection)
-            .where(Connection.id.in_(due.scalar_subquery()))
+            .where(Connection.id.in_(chosen.scalar_subquery()))
             .values(
                 refresh_lease_owner=owner,
-                refresh_lease_until=policy.now + timedelta(seconds=lease_seconds),
+                refresh_lease_until=now + timedelta(seconds=lease_seconds),
                 updated_at=Connection.updated_at,  # a claim changes nothing a user sees
             )
-            .returning(Connection.id, Connection.version, Connection.app_key)
-            .execution_options(synchronize_session=False)
+            .returning(Connection)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        rows = (await self.session.execute(statement)).all()
-        await self.session.commit()
-        return [Claimed(row.id, row.version, row.app_key) for row in rows]
+        connections = (await self.session.scalars(statement)).all()
+        return [Claimed(connection) for connection in connections]
+
+    async def apps(self, app_ids: Collection[str]) -> list[OAuthApp]:
+        """The OAuth apps of claimed rows, in one query per claim rather than one per refresh."""
+        if not app_ids:
+            return []
+        statement = select(OAuthApp).where(OAuthApp.id.in_(sorted(app_ids)))
+        return list((await self.session.scalars(statement)).all())
 
     async def count_due(self, policy: DuePolicy) -> int:
         statement = select(func.count()).select_from(Connection).where(policy.condition())

@@ -3,7 +3,9 @@
 A loop claims due connections (``refresher.repository``: about to expire, idle refresh tokens,
 expired ones that cannot be refreshed) and refreshes each with ``Refresher.refresh_claimed`` —
 the token path's own leader code, so the compare-and-swap, the kept refresh token and the failure
-classes are the same whoever refreshes. A claim takes no more rows than there are free slots,
+classes are the same whoever refreshes. Per claim, not per refresh: the rows come back from the
+claim statement itself and their OAuth apps from one query; the refreshed grants are committed
+many to a transaction (``refresher.writes``). A claim takes no more rows than there are free slots,
 and per provider no more than its slots again, so a claimed row waits for its provider's slot
 for at most about one refresh; its lease must then still outlast a bounded refresh (as for a
 caller), and a row whose lease is too old for that is handed back rather than started.
@@ -17,6 +19,7 @@ the next refresher takes the rows again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from asyncio import FIRST_COMPLETED, Semaphore
@@ -24,9 +27,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.exceptions import APIError
 from personal_connectors.models import utcnow
 from personal_connectors.refresher.repository import Claimed, DuePolicy, RefresherRepository
+from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens import lease
 from personal_connectors.tokens.exceptions import ReauthorizationRequired
@@ -61,9 +66,11 @@ class BackgroundRefresher:
         *,
         concurrency: int | None = None,
         provider_concurrency: int | None = None,
+        organization_id: str | None = None,
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
+        self.organization_id = organization_id
         self.refresher = Refresher(runtime)
         self.concurrency = concurrency or settings.refresher_concurrency
         self.provider_concurrency = provider_concurrency or settings.refresher_provider_concurrency
@@ -75,7 +82,12 @@ class BackgroundRefresher:
         self.start_within = max(lease_seconds - self.refresh_bound, lease_seconds / 2)
         self.owner = lease.new_owner()
         self.stats = RefresherStats()
+        sqlite = runtime.engine.dialect.name == "sqlite"
+        self.writer = BatchedTokenWriter(runtime.sessions, parallel=1 if sqlite else 2)
         self._running: dict[asyncio.Task[None], Claimed] = {}
+        # The idle scan reads every row (no index serves it): after one that found nothing, the
+        # next waits this long (monotonic), unless the expiring claim leaves slots free anyway.
+        self._idle_rest_until = 0.0
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._stop = asyncio.Event()
         # Rows that failed in an unexpected way rest until then (monotonic): no hot loop on them.
@@ -88,7 +100,7 @@ class BackgroundRefresher:
 
     def policy(self) -> DuePolicy:
         idle = self.runtime.settings.refresher_idle_seconds
-        return DuePolicy(utcnow(), self._window, idle, self._refreshable)
+        return DuePolicy(utcnow(), self._window, idle, self._refreshable, self.organization_id)
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> RefresherStats:
         """Refresh until ``stop`` is set; with ``once``, until nothing is due any more."""
@@ -107,6 +119,7 @@ class BackgroundRefresher:
         finally:
             stopping.cancel()
             await self._drain()
+            await self.writer.close()
         return self.stats
 
     async def _claim_into_free_slots(self) -> list[Claimed]:
@@ -120,15 +133,7 @@ class BackgroundRefresher:
         now = time.monotonic()
         self._resting = {key: until for key, until in self._resting.items() if until > now}
         try:
-            async with self.runtime.sessions() as session:
-                claimed = await RefresherRepository(session).claim(
-                    self.policy(),
-                    owner=self.owner,
-                    lease_seconds=self.runtime.settings.refresh_lease_seconds,
-                    limit=free,
-                    skip_providers={key for key, n in queued.items() if n >= most},
-                    skip_ids=self._resting.keys(),
-                )
+            claimed = await self._claim(free, {key for key, n in queued.items() if n >= most})
         except Exception:
             logger.exception("the background refresher could not claim work; trying again")
             return []
@@ -139,6 +144,36 @@ class BackgroundRefresher:
             queued[item.app_key] += 1
             self._running[asyncio.create_task(self._refresh(item, now))] = item
         return claimed
+
+    async def _claim(self, limit: int, skip_providers: set[str]) -> list[Claimed]:
+        """Expiring rows first (an index range); idle ones only with slots left over.
+
+        The claimed rows' OAuth apps are read in the same transaction, and each row carries its
+        app's credentials, so a refresh reads nothing more before calling the provider.
+        """
+        policy = self.policy()
+        now = time.monotonic()
+        async with self.runtime.sessions() as session:
+            repository = RefresherRepository(session)
+            claim = functools.partial(
+                repository.claim,
+                now=policy.now,
+                owner=self.owner,
+                lease_seconds=self.runtime.settings.refresh_lease_seconds,
+                skip_providers=skip_providers,
+                skip_ids=self._resting.keys(),
+            )
+            claimed = await claim(policy.expiring(), limit=limit)
+            if len(claimed) < limit and now >= self._idle_rest_until:
+                idle = await claim(policy.idle(), limit=limit - len(claimed))
+                if not idle and not skip_providers:
+                    self._idle_rest_until = now + self.runtime.settings.refresher_interval_seconds
+                claimed += idle
+            apps = await repository.apps({c.app_id for c in claimed if c.app_id})
+            await session.commit()
+        service = OAuthAppService(session, self.runtime.sealer, self.runtime.catalog)
+        credentials = {app.id: service.credentials(app) for app in apps}
+        return [item.with_credentials(credentials.get(item.app_id or "")) for item in claimed]
 
     async def _refresh(self, item: Claimed, claimed_at: float) -> None:
         slots = self._slots.setdefault(item.app_key, Semaphore(self.provider_concurrency))
@@ -155,7 +190,9 @@ class BackgroundRefresher:
 
     async def _outcome(self, item: Claimed) -> Outcome:
         try:
-            token = await self.refresher.refresh_claimed(item.id, item.version, self.owner)
+            token = await self.refresher.refresh_claimed(
+                item.connection, self.owner, credentials=item.credentials_of, writer=self.writer
+            )
         except ReauthorizationRequired:
             return Outcome.NEEDS_REAUTH
         except APIError as exc:

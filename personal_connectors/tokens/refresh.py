@@ -9,19 +9,27 @@ Three layers, each for a reason:
 
 The rotated refresh token is committed before the new access token is handed to anyone, and a
 provider that sends no new refresh token leaves the old one in place (``TokenVault.sealed``).
+
+The background refresher runs the same leader code (``refresh_claimed``) on rows it claimed many
+at a time; only where the row comes from and how the write is committed differ: its claim's
+``RETURNING`` row is the read after taking the lease, and its writes are committed many to a
+transaction (``write_tokens``, the one place a refreshed grant is stored).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, Update, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import (
     AsyncRetrying,
@@ -32,10 +40,10 @@ from tenacity import (
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connections.events import EventType
-from personal_connectors.connections.repository import ConnectionRepository
+from personal_connectors.connections.repository import ConnectionRepository, event_row
 from personal_connectors.exceptions import ProviderError
-from personal_connectors.models import Connection, ConnectionStatus, utcnow
-from personal_connectors.oauth.client import OAuthClient, TokenGrant
+from personal_connectors.models import Connection, ConnectionEvent, ConnectionStatus, utcnow
+from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
 from personal_connectors.oauth.errors import (
     ProviderBadAnswer,
     ProviderFailure,
@@ -52,6 +60,7 @@ from personal_connectors.tokens.exceptions import (
     TokenUnavailable,
 )
 from personal_connectors.tokens.vault import TokenVault
+from personal_connectors.webhooks import outbox as webhook_outbox
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +78,78 @@ class FreshToken:
     # True only for a token this call obtained from the provider (the background refresher
     # counts its work by it); a token served as it was, or another worker's result, is False.
     refreshed: bool = False
+
+
+@dataclass(frozen=True)
+class TokenWrite:
+    """A refreshed grant to store: one row's compare-and-swap update and its audit events."""
+
+    connection_id: str
+    version: int  # the version the refresh read; the write happens only over it
+    owner: str  # the lease the refresh ran under; the write releases it
+    values: Mapping[str, Any]
+    events: Sequence[Mapping[str, Any]]  # connection_events rows (never a token)
+
+
+# Commits a write and says whether its compare-and-swap won: the token path commits each at once
+# (``write_tokens`` on its session), the background refresher many to a transaction.
+TokenWriter = Callable[[TokenWrite], Awaitable[bool]]
+# An OAuth app's credentials by id; None for an app that is gone.
+CredentialsLookup = Callable[[str | None], Awaitable[ClientCredentials | None]]
+
+
+async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> list[bool]:
+    """Store ``writes`` in one transaction on ``session`` and commit; per write, whether it won.
+
+    Each row is written only over the version its refresh read and only under its lease, so a
+    write that lost (possible only once a lease expired mid-refresh) changes nothing; the events
+    of the writes that won are inserted with them, and their webhook deliveries join the same
+    transaction (``webhooks.outbox.enqueue_rows``). Core statements built once: no unit of work
+    is needed, and the ORM's per-statement overhead was a tenth of a background refresh's CPU.
+    """
+    if not writes:
+        return []
+    connection = await session.connection()
+    statement = _compare_and_swap(tuple(writes[0].values))
+    params = [
+        {"cas_id": w.connection_id, "cas_version": w.version, "cas_owner": w.owner, **w.values}
+        for w in writes
+    ]
+    stored: list[bool] | None = None
+    if len(params) > 1 and connection.dialect.supports_sane_multi_rowcount:
+        # One executemany (SQLite); its total count proves every write won, the usual case.
+        if (await connection.execute(statement, params)).rowcount == len(params):
+            stored = [True] * len(params)
+        else:
+            await session.rollback()  # someone lost: redo one by one to learn who
+            connection = await session.connection()
+    if stored is None:
+        stored = [(await connection.execute(statement, row)).rowcount == 1 for row in params]
+    events = [row for write, won in zip(writes, stored, strict=True) if won for row in write.events]
+    if events:
+        await connection.execute(insert(_EVENTS), events)
+        await webhook_outbox.enqueue_rows(session, events)
+    await session.commit()
+    return stored
+
+
+_CONNECTIONS = cast(Table, Connection.__table__)
+_EVENTS = cast(Table, ConnectionEvent.__table__)
+
+
+@functools.cache
+def _compare_and_swap(columns: tuple[str, ...]) -> Update:
+    """``UPDATE connections SET <columns> WHERE id, version and lease owner are as read``."""
+    table = _CONNECTIONS
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("cas_id"),
+            table.c.version == bindparam("cas_version"),
+            table.c.refresh_lease_owner == bindparam("cas_owner"),
+        )
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+    )
 
 
 def needs_refresh(connection: Connection, entry: ProviderEntry | None, now: datetime) -> bool:
@@ -101,16 +182,27 @@ class Refresher:
         )
         return token
 
-    async def refresh_claimed(self, connection_id: str, seen: int, owner: str) -> FreshToken:
-        """Refresh under a lease ``owner`` already holds, taken at ``seen`` version.
+    async def refresh_claimed(
+        self,
+        connection: Connection,
+        owner: str,
+        *,
+        credentials: CredentialsLookup,
+        writer: TokenWriter,
+    ) -> FreshToken:
+        """Refresh ``connection``, read by the statement that gave its lease to ``owner``.
 
         The background refresher claims due connections many at a time by taking their leases
-        in one statement (``refresher.repository``); each is then refreshed here with the same
-        re-read, compare-and-swap and failure classes as a caller's refresh. Not through the
-        single flight: an in-process caller waiting there polls the row, and our write ends it.
+        in one ``UPDATE … RETURNING`` (``refresher.repository``): the row it returns is the read
+        after taking the lease, so it is not read again. Each is then refreshed here by the same
+        leader code, compare-and-swap and failure classes as a caller's refresh; ``writer``
+        commits the grant (many to a transaction) before this returns. Not through the single
+        flight: an in-process caller waiting there polls the row, and our write ends it.
         """
         async with self.runtime.sessions() as session:
-            return await self._as_leader(session, connection_id, seen, True, owner)
+            return await self._lead(
+                session, connection, connection.version, True, owner, credentials, writer
+            )
 
     async def _refresh_across_workers(
         self, connection_id: str, seen: int, force: bool
@@ -139,23 +231,49 @@ class Refresher:
     async def _as_leader(
         self, session: AsyncSession, connection_id: str, seen: int, force: bool, owner: str
     ) -> FreshToken:
+        """Holding the lease: read the row again (someone may have refreshed it), then lead."""
+        session.expire_all()
+        connection = await session.get(Connection, connection_id)
+        if connection is None:
+            await lease.release(session, connection_id, owner)
+            raise ReauthorizationRequired("The connection no longer exists.")
+
+        async def credentials(app_id: str | None) -> ClientCredentials | None:
+            service = OAuthAppService(session, self.runtime.sealer, self.runtime.catalog)
+            resolved = await service.by_id(app_id)
+            return resolved.credentials if resolved is not None else None
+
+        async def write_now(write: TokenWrite) -> bool:
+            return (await write_tokens(session, [write]))[0]
+
+        return await self._lead(session, connection, seen, force, owner, credentials, write_now)
+
+    async def _lead(
+        self,
+        session: AsyncSession,
+        connection: Connection,
+        seen: int,
+        force: bool,
+        owner: str,
+        credentials: CredentialsLookup,
+        writer: TokenWriter,
+    ) -> FreshToken:
+        """Refresh ``connection`` (read under the lease ``owner`` holds) unless that is moot."""
         stored = False
         try:
-            session.expire_all()
-            connection = await session.get(Connection, connection_id)
-            if connection is None:
-                raise ReauthorizationRequired("The connection no longer exists.")
             self._raise_if_unusable(connection)
             entry = self.runtime.catalog.get(connection.app_key)
             stale = needs_refresh(connection, entry, utcnow())
             if connection.version != seen or not (stale or force):
                 return self.current(connection)  # someone else refreshed, or nothing to do
-            token = await self._refresh_at_provider(session, connection, entry, owner)
+            token = await self._refresh_at_provider(
+                session, connection, entry, owner, credentials, writer
+            )
             stored = token.refreshed
             return token
         finally:
             if not stored:  # a stored token's compare-and-swap write already cleared the lease
-                await lease.release(session, connection_id, owner)
+                await lease.release(session, connection.id, owner)
 
     def _raise_if_unusable(self, connection: Connection) -> None:
         if connection.status == ConnectionStatus.NEEDS_REAUTH:
@@ -164,17 +282,19 @@ class Refresher:
             )
 
     async def _refresh_at_provider(
-        self, session: AsyncSession, connection: Connection, entry: ProviderEntry | None, owner: str
+        self,
+        session: AsyncSession,
+        connection: Connection,
+        entry: ProviderEntry | None,
+        owner: str,
+        credentials: CredentialsLookup,
+        writer: TokenWriter,
     ) -> FreshToken:
         refresh_token = self.vault.refresh_token(connection)
-        resolved = await OAuthAppService(session, self.runtime.sealer, self.runtime.catalog).by_id(
-            connection.oauth_app_id
-        )
-        if entry is None or resolved is None or refresh_token is None or not entry.supports_refresh:
+        app = await credentials(connection.oauth_app_id)
+        if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
             return await self._cannot_refresh(session, connection)
-        client = await client_for(
-            self.runtime, entry, connection.integration_params, resolved.credentials
-        )
+        client = await client_for(self.runtime, entry, connection.integration_params, app)
         try:
             grant = await self._call_with_retries(
                 client, refresh_token, list(connection.scopes or [])
@@ -188,7 +308,7 @@ class Refresher:
             return await self._transient_failure(session, connection, exc)
         except ProviderFailure as exc:
             return await self._transient_failure(session, connection, exc)
-        return await self._store(session, connection, grant, owner)
+        return await self._store(connection, grant, owner, writer)
 
     async def _call_with_retries(
         self, client: OAuthClient, refresh_token: str, scopes: list[str]
@@ -205,46 +325,33 @@ class Refresher:
         raise AssertionError("unreachable")  # reraise=True re-raises the last failure
 
     async def _store(
-        self, session: AsyncSession, connection: Connection, grant: TokenGrant, owner: str
+        self, connection: Connection, grant: TokenGrant, owner: str, writer: TokenWriter
     ) -> FreshToken:
-        """Compare-and-swap: write only over the version we read, then release the lease."""
+        """Compare-and-swap: write only over the version we read, releasing the lease; the
+        grant is committed (``writer``) before its token is returned to anyone."""
         now = utcnow()
-        recovered = connection.refresh_failures > 0
-        values = self.vault.sealed(connection, grant)
-        result = await session.execute(
-            update(Connection)
-            .where(
-                Connection.id == connection.id,
-                Connection.version == connection.version,
-                Connection.refresh_lease_owner == owner,
-            )
-            .values(
-                **values,
-                scopes=grant.scopes or connection.scopes,
-                version=connection.version + 1,
-                status=ConnectionStatus.ACTIVE,
-                status_reason=None,
-                refresh_failures=0,
-                last_refreshed_at=now,
-                last_sync_at=now,
-                updated_at=now,
-                refresh_lease_owner=None,
-                refresh_lease_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            await session.rollback()
+        values = {
+            **self.vault.sealed(connection, grant),
+            "scopes": grant.scopes or connection.scopes,
+            "version": connection.version + 1,
+            "status": ConnectionStatus.ACTIVE,
+            "status_reason": None,
+            "refresh_failures": 0,
+            "last_refreshed_at": now,
+            "last_sync_at": now,
+            "updated_at": now,
+            "refresh_lease_owner": None,
+            "refresh_lease_until": None,
+        }
+        events = [event_row(connection, EventType.REFRESHED, expires_at=str(grant.expires_at))]
+        if connection.refresh_failures > 0:
+            failures = connection.refresh_failures
+            events.append(event_row(connection, EventType.RECOVERED, after_failures=failures))
+        write = TokenWrite(connection.id, connection.version, owner, values, events)
+        if not await writer(write):
             # Only possible if our lease expired mid-refresh; the other writer's token wins.
             logger.error("refresh of %s lost its compare-and-swap", connection.id)
             raise ProviderError("The token changed while it was being refreshed; retry.")
-        events = ConnectionRepository(session)
-        events.record(connection, EventType.REFRESHED, expires_at=str(grant.expires_at))
-        if recovered:
-            events.record(
-                connection, EventType.RECOVERED, after_failures=connection.refresh_failures
-            )
-        await session.commit()
         return FreshToken(
             grant.access_token,
             grant.token_type,
@@ -256,6 +363,7 @@ class Refresher:
     async def _mark_needs_reauth(
         self, session: AsyncSession, connection: Connection, failure: ProviderRejected
     ) -> None:
+        session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.status = ConnectionStatus.NEEDS_REAUTH
         connection.status_reason = f"{failure.error}: {failure.description or 'refresh rejected'}"[
             :500
@@ -272,6 +380,7 @@ class Refresher:
         self, session: AsyncSession, connection: Connection, failure: ProviderFailure
     ) -> FreshToken:
         """The provider is down or confused: keep the status, serve what is still valid."""
+        session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.refresh_failures += 1
         ConnectionRepository(session).record(
             connection, EventType.REFRESH_FAILED, error=type(failure).__name__, terminal=False
@@ -293,6 +402,7 @@ class Refresher:
         """No refresh token (or the provider has none): fine until the access token expires."""
         if connection.expires_at is None or connection.expires_at > utcnow():
             return self.current(connection)
+        session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.status = ConnectionStatus.NEEDS_REAUTH
         connection.status_reason = "The access token expired and there is no refresh token."
         ConnectionRepository(session).record(

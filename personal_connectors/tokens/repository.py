@@ -6,33 +6,73 @@ query. Authenticating the key, checking the membership and finding the connectio
 costs three round trips (and, on SQLite, a dozen hand-offs to the driver's thread); outer joins
 from the key row answer all three at once, and a missing membership or connection comes back as
 NULLs, so every refusal stays as precise as the separate checks made it.
+
+It reads columns, not entities: loading ``APIKey`` and ``Connection`` through the ORM (identity
+map, every column of both rows, a session to open and close) cost about three times the read
+(measured on SQLite: 125 µs against 45 µs for the column select, 12 µs on the driver through
+the runtime's ``HotReader``). The columns the token path uses are put on transient, detached
+model instances, so the identity and token rules (``principal_of``, ``needs_refresh``,
+``TokenVault``) apply to them unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from personal_connectors.models import APIKey, Connection, Membership
+from personal_connectors.storage.database import HotReader
 
 
 @dataclass(frozen=True)
 class TokenLookup:
-    """What one query found for a key hash, an organization and a connection id."""
+    """What one query found for a key hash, an organization and a connection id.
+
+    ``key`` and ``connection`` hold only the columns of ``KEY_COLUMNS`` and
+    ``CONNECTION_COLUMNS`` (others read as None): read-only views, never added to a session.
+    """
 
     key: APIKey
     role: str | None  # the key's user's role in the organization; None: not a member
     connection: Connection | None  # the user's live connection there; None: not theirs/unknown
 
 
+# What principal_of checks on a key.
+KEY_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
+    APIKey.id,
+    APIKey.user_id,
+    APIKey.key_hash,
+    APIKey.status,
+    APIKey.expires_at,
+)
+# What TokenService.issue, needs_refresh, Refresher.current/refresh and TokenVault read.
+CONNECTION_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
+    Connection.id,
+    Connection.organization_id,
+    Connection.user_id,
+    Connection.app_key,
+    Connection.status,
+    Connection.status_reason,
+    Connection.is_active,
+    Connection.scopes,
+    Connection.provider_metadata,
+    Connection.token_type,
+    Connection.key_id,
+    Connection.access_token_ct,
+    Connection.expires_at,
+    Connection.version,
+)
+
 # Built once: constructing this select and computing its cache key cost more CPU than running
-# it (about 0.2 ms a request, measured); a prebuilt statement's cache key is memoized.
+# it (about 0.2 ms a request, measured); the hot reader compiles it once per dialect.
 _LOOKUP = (
-    select(APIKey, Membership.role, Connection)
+    select(*KEY_COLUMNS, Membership.role, *CONNECTION_COLUMNS)
+    .select_from(APIKey)
     .outerjoin(
         Membership,
         and_(
@@ -52,14 +92,28 @@ _LOOKUP = (
     .where(APIKey.key_hash == bindparam("key_hash"))
 )
 
+_Model = TypeVar("_Model", APIKey, Connection)
+
+
+def _detached(
+    model: type[_Model], columns: tuple[InstrumentedAttribute[Any], ...], values: tuple[Any, ...]
+) -> _Model:
+    """A transient ``model`` instance holding ``values``, without the ORM's attribute events.
+
+    Set in the instance's ``__dict__`` the way the ORM's own loading does (about 1 µs; the
+    constructor's instrumented assignments cost 11 µs for a connection's fourteen columns).
+    """
+    instance: _Model = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(zip((column.key for column in columns), values, strict=True))
+    return instance
+
 
 class TokenRepository:
-    """Runs the lookup on a short session of its own, released before the token is opened, on
-    the runtime's hot-path engine (``storage.database.create_hot_reader``: blocking on SQLite,
-    autocommit on PostgreSQL) or, without one, on the service's ordinary sessions."""
+    """Runs the lookup on the runtime's ``HotReader`` (``storage.database.create_hot_reader``)
+    or, without one (an in-memory SQLite database), on a short session of its own."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], reader: Engine | AsyncEngine | None
+        self, sessions: async_sessionmaker[AsyncSession], reader: HotReader | None
     ) -> None:
         self.sessions = sessions
         self.reader = reader
@@ -69,19 +123,27 @@ class TokenRepository:
     ) -> TokenLookup | None:
         """None when no key has that hash. The connection must belong to the key's user, in the
         organization, and not be deleted: the same rule as ``ConnectionRepository.get_owned``."""
-        parameters = {
+        parameters: Mapping[str, str] = {
             "key_hash": key_hash,
             "organization_id": organization_id,
             "connection_id": connection_id,
         }
-        if isinstance(self.reader, Engine):
-            with Session(self.reader) as blocking:
-                row = blocking.execute(_LOOKUP, parameters).one_or_none()
+        row: tuple[Any, ...] | None
+        if self.reader is not None:
+            row = await self.reader.fetch_one(_LOOKUP, parameters)
         else:
-            session = self.sessions() if self.reader is None else AsyncSession(self.reader)
-            async with session:
-                row = (await session.execute(_LOOKUP, parameters)).one_or_none()
+            async with self.sessions() as session:
+                found = (await session.execute(_LOOKUP, parameters)).one_or_none()
+            row = None if found is None else tuple(found)
         if row is None:
             return None
-        key, role, connection = row
+        keys = len(KEY_COLUMNS)
+        key = _detached(APIKey, KEY_COLUMNS, row[:keys])
+        role: str | None = row[keys]
+        connection_values = row[keys + 1 :]
+        connection = (
+            None
+            if connection_values[0] is None  # the outer join found no connection
+            else _detached(Connection, CONNECTION_COLUMNS, connection_values)
+        )
         return TokenLookup(key, role, connection)

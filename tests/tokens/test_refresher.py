@@ -81,6 +81,20 @@ def test_a_due_connection_is_refreshed_and_one_not_due_is_left_alone(
     assert refresh_at_provider(oidc, after[idle][1]) == 200
 
 
+def test_org_scopes_a_pass_to_one_organization(
+    api: httpx.Client, tenant: Tenant, other_tenant: Tenant, service: ServiceProcess
+) -> None:
+    [mine] = connect_accounts(api, tenant, 1)
+    [theirs] = connect_accounts(api, other_tenant, 1)
+    set_due(service, [mine, theirs], 120)
+
+    run_refresher_once(service, "--org", other_tenant.organization_id)
+
+    got = states(service, [mine, theirs])
+    assert (got[mine].version, got[mine].refreshed_events) == (1, 0)
+    assert (got[theirs].version, got[theirs].refreshed_events) == (2, 1)
+
+
 def test_a_revoked_grant_becomes_needs_reauth_with_a_reason(
     api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider
 ) -> None:
@@ -153,7 +167,11 @@ def test_sigterm_lets_refreshes_in_flight_finish_and_hands_the_rest_back(
     proxy.set_mode("delay:3")
     before = proxy.count(TOKEN_PATH)
     process = subprocess.Popen(
-        refresher_command("--concurrency", "4", "--provider-concurrency", "2"),
+        # Scoped to this test's organization: rows other tests left due (e.g. a connection
+        # whose fault backoff just ran out) would otherwise take a slot and a proxy count.
+        refresher_command(
+            "--concurrency", "4", "--provider-concurrency", "2", "--org", tenant.organization_id
+        ),
         env=refresher_env(
             service,
             CONNECTORS_PROVIDER_TIMEOUT_SECONDS="10",  # the stall is no timeout
