@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import httpx
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 HOP_BY_HOP = {
     "connection",
@@ -35,23 +36,17 @@ class FaultProxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output (and tokens) quiet
-                pass
-
+        class Handler(QuietHandler):
             def _handle(self) -> None:
                 proxy._serve(self)
 
             do_GET = do_POST = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.base_url
 
     def set_mode(self, mode: str) -> None:
         """``pass`` | ``status:<code>`` | ``garbage`` | ``drop`` | ``delay:<seconds>`` (before
@@ -68,8 +63,7 @@ class FaultProxy:
             return self.answered[path]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
