@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,14 @@ def utcnow() -> datetime:
 def new_id(prefix: str) -> str:
     """``<prefix>_`` followed by 32 hex characters, the id format of SPEC §1."""
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids of ``new_id``'s format, for bulk writers: one call to the system's random
+    source for all of them instead of a UUID object each (same 32 hex characters, 122 random
+    bits in ``new_id``, 128 here)."""
+    digits = secrets.token_hex(16 * count)
+    return [f"{prefix}_{digits[start : start + 32]}" for start in range(0, 32 * count, 32)]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -46,6 +46,16 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def create_unpinged_engine(engine: AsyncEngine, pool_size: int) -> AsyncEngine:
+    """A PostgreSQL pool of ``engine``'s database without its ping on checkout, for a writer
+    that retries a failed transaction anyway (``refresher.writes``): the ping is a round trip
+    of its own before every transaction, and a connection found dead fails its transaction,
+    invalidates the pool's older connections, and the retry takes a new one."""
+    return create_async_engine(
+        engine.url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+    )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; busy_timeout makes several worker processes
     # queue for the write lock instead of failing with "database is locked".

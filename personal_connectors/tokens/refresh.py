@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ARRAY, Table, Update, any_, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -123,6 +123,13 @@ async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> l
         else:
             await session.rollback()  # someone lost: redo one by one to learn who
             connection = await session.connection()
+    elif len(params) > 1:
+        # PostgreSQL (asyncpg reports no per-row counts for an executemany): lock the rows and
+        # learn the winners in one statement, then write the winners in one executemany.
+        stored = await _lock_unchanged(connection, writes)
+        winners = [row for row, won in zip(params, stored, strict=True) if won]
+        if winners:
+            await connection.execute(statement, winners)
     if stored is None:
         stored = [(await connection.execute(statement, row)).rowcount == 1 for row in params]
     events = [row for write, won in zip(writes, stored, strict=True) if won for row in write.events]
@@ -135,6 +142,35 @@ async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> l
 
 _CONNECTIONS = cast(Table, Connection.__table__)
 _EVENTS = cast(Table, ConnectionEvent.__table__)
+
+
+async def _lock_unchanged(connection: AsyncConnection, writes: Sequence[TokenWrite]) -> list[bool]:
+    """Per write, whether its compare-and-swap will win, its row locked until the commit.
+
+    ``SELECT … FOR UPDATE`` waits for a concurrent writer and then reads its committed row, so a
+    row still at the version and lease owner the refresh read cannot change before this
+    transaction's ``UPDATE`` (which keeps its own compare-and-swap condition all the same). Rows
+    are locked in id order, so two batches cannot deadlock; the statement's text does not depend
+    on the batch's size (one array parameter), so each connection prepares it once.
+    """
+    ids = [write.connection_id for write in writes]
+    current = {
+        row.id: (row.version, row.refresh_lease_owner)
+        for row in await connection.execute(_LOCK_ROWS, {"ids": ids})
+    }
+    won: list[bool] = []
+    for write in writes:
+        # A second write of one row in a batch would find the first one's version: it loses.
+        won.append(current.pop(write.connection_id, None) == (write.version, write.owner))
+    return won
+
+
+_LOCK_ROWS = (
+    select(_CONNECTIONS.c.id, _CONNECTIONS.c.version, _CONNECTIONS.c.refresh_lease_owner)
+    .where(_CONNECTIONS.c.id == any_(bindparam("ids", type_=ARRAY(_CONNECTIONS.c.id.type))))
+    .order_by(_CONNECTIONS.c.id)
+    .with_for_update()
+)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from personal_connectors.models import utcnow
+from personal_connectors.tokens.refresh import TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
 from tests.support.db import event_types, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
@@ -79,6 +80,31 @@ def test_a_due_connection_is_refreshed_and_one_not_due_is_left_alone(
     # The grants are alive at the provider: the stored refresh tokens are the current ones.
     assert refresh_at_provider(oidc, after[due][1]) == 200
     assert refresh_at_provider(oidc, after[idle][1]) == 200
+
+
+def test_a_batch_stores_only_the_writes_whose_row_is_as_their_refresh_read_it(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """The refresher's batches (several writes to a transaction) keep each write's own
+    compare-and-swap: a row at another version or under another lease is left alone, and the
+    writes around it are stored."""
+    ids = connect_accounts(api, tenant, 4)
+    for cid in ids:
+        update_connection(service, cid, refresh_lease_owner="ours")
+    update_connection(service, ids[1], version=2)  # someone else's refresh got there first
+    update_connection(service, ids[2], refresh_lease_owner="theirs")  # our lease expired
+
+    def write(cid: str) -> TokenWrite:
+        values = {"version": 2, "refresh_lease_owner": None, "status_reason": "batched"}
+        return TokenWrite(cid, 1, "ours", values, [])
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        return await write_tokens(session, [write(cid) for cid in ids])
+
+    assert service.run_db(work) == [True, False, False, True]
+    got = states(service, ids)
+    assert [got[cid].status_reason for cid in ids] == ["batched", None, None, "batched"]
+    assert [got[cid].lease_owner for cid in ids] == [None, "ours", "theirs", None]
 
 
 def test_org_scopes_a_pass_to_one_organization(
