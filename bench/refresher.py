@@ -7,7 +7,8 @@ counts refreshes. Seeding goes through the operator's import path (`connectors c
 import`), every connection expiring in two minutes (inside the refresher's window). Then:
 
 1. direct: a keep-alive async client sends refresh grants straight to the provider's token
-   endpoint at the same concurrency (fresh grants of its own) — the provider's own rate;
+   endpoint (fresh grants of its own) at concurrency 8, 16 and 32 — the best of the three is
+   the provider's own rate;
 2. refresher: `connectors refresher --once` (`--processes` of them side by side, sharing the work
    through their claims) until nothing is due; its rate is N over the time its run loop took.
 
@@ -17,7 +18,7 @@ and the database holds exactly one `connection.refreshed` event per connection, 
 needs_reauth.
 
 Run: .venv/bin/python bench/refresher.py [--connections 10000] [--direct 3000]
-     [--concurrency 16] [--processes 1] [--db sqlite|postgres|both]
+     [--concurrency 32] [--processes 1] [--db sqlite|postgres|both]
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class Rate:
         return self.refreshes / self.seconds
 
 
+DIRECT_CONCURRENCIES = (8, 16, 32)
+
+
 def direct(issuer: Provider, count: int, concurrency: int) -> Rate:
     """The provider's own rate: refresh grants straight at its token endpoint."""
     tokens = issuer.mint(count)
@@ -264,13 +268,18 @@ def bench_backend(db: str, issuer: Provider, args: argparse.Namespace) -> None:
         import_seconds = seed(deployed, issuer, args.connections)
         print(f"  import: {import_seconds:.1f} s")
         before = issuer.stats()
-        own = direct(issuer, args.direct, args.concurrency * args.processes)
+        # The provider's own rate is the best a plain client gets from it: sampled at several
+        # concurrencies (the Python client, not the provider, is what tops out first).
+        samples = [direct(issuer, args.direct, level) for level in DIRECT_CONCURRENCIES]
+        own = max(samples, key=lambda rate: rate.per_second)
         middle = issuer.stats()
         ours, wall, counts = refresher(
             deployed, issuer, args.connections, args.concurrency, args.processes
         )
         after = issuer.stats()
         once, events, broken = database_check(deployed, args.connections)
+    for level, sample in zip(DIRECT_CONCURRENCIES, samples, strict=True):
+        print(f"  provider, direct at concurrency {level:>2}: {sample.per_second:7.1f}/s")
     for rate in (own, ours):
         print(
             f"  {rate.name:<22} {rate.refreshes:6d} refreshes in {rate.seconds:6.2f} s = "
@@ -279,7 +288,7 @@ def bench_backend(db: str, issuer: Provider, args: argparse.Namespace) -> None:
         )
     print(f"  refresher wall time, with interpreter start-up: {wall:.2f} s; counts: {counts}")
     at_provider = {key: after[key] - middle[key] for key in after}
-    assert middle["refreshed"] - before["refreshed"] == args.direct
+    assert middle["refreshed"] - before["refreshed"] == args.direct * len(DIRECT_CONCURRENCIES)
     doubles = (
         at_provider["refreshed"] - at_provider["grants"] + at_provider["reused"] + events - once
     )
@@ -301,7 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--direct", type=int, default=3000, help="refreshes sent directly")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--processes", type=int, default=1, help="refresher processes")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args()
