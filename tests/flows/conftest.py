@@ -52,6 +52,21 @@ def follow_callback(callback_url: str, accept: str = "application/json") -> http
     return httpx.get(callback_url, headers={"Accept": accept}, timeout=30, follow_redirects=False)
 
 
+def assert_flow_failed(api: httpx.Client, tenant: Tenant, flow: StartedFlow, error: str) -> None:
+    """The callback answers 400 with ``error`` and complete-oauth reports the same failure."""
+    response = follow_callback(flow.callback_url)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"]["error"] == error
+    completed = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": flow.state},
+    ).json()
+    assert completed["connected"] is False and completed["connection"] is None
+    assert completed["error"]["code"] == error
+
+
 def connect(api: httpx.Client, tenant: Tenant, *, login: str = "alice") -> str:
     flow = authorize_and_consent(api, tenant, login=login)
     response = follow_callback(flow.callback_url)

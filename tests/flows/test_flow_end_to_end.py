@@ -8,7 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
-from tests.flows.conftest import authorize_and_consent, connect, follow_callback, start_flow
+from tests.flows.conftest import (
+    assert_flow_failed,
+    authorize_and_consent,
+    connect,
+    follow_callback,
+    start_flow,
+)
 from tests.support.db import event_types as events_of
 from tests.support.db import stored_tokens
 from tests.support.oidc import OidcProvider, token_request
@@ -165,17 +171,7 @@ def test_provider_refusal_is_reported_the_same_three_ways(
 ) -> None:
     flow = authorize_and_consent(api, tenant, deny=True)
     assert flow.query["error"] == "access_denied"
-    response = follow_callback(flow.callback_url)
-    assert response.status_code == 400
-    assert response.json()["error"]["details"]["error"] == "access_denied"
-    completed = api.post(
-        "/complete-oauth",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"state_token": flow.state},
-    ).json()
-    assert completed["connected"] is False and completed["connection"] is None
-    assert completed["error"]["code"] == "access_denied"
+    assert_flow_failed(api, tenant, flow, "access_denied")
 
     html_flow = authorize_and_consent(api, tenant, deny=True)
     page = follow_callback(html_flow.callback_url, accept="text/html")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
-from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.flows.conftest import assert_flow_failed, authorize_and_consent, follow_callback
 from tests.support.db import event_types
 from tests.support.envelope import is_envelope
 from tests.support.service import ServiceProcess
@@ -91,17 +91,7 @@ def test_extending_a_connection_with_another_account_fails_the_flow(
 ) -> None:
     first = connect_with(api, tenant, login="alice")
     flow = authorize_and_consent(api, tenant, login="bob", connection_id=first, scopes=["email"])
-    callback = follow_callback(flow.callback_url)
-    assert callback.status_code == 400
-    assert callback.json()["error"]["details"]["error"] == "account_mismatch"
-    completed = api.post(
-        "/complete-oauth",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"state_token": flow.state},
-    ).json()
-    assert completed["connected"] is False
-    assert completed["error"]["code"] == "account_mismatch"
+    assert_flow_failed(api, tenant, flow, "account_mismatch")
     # Nothing was connected for bob, and alice's connection kept its scopes.
     [only] = api.get("", params=tenant.org, headers=tenant.headers).json()
     assert only["id"] == first and only["scopes"] == ["openid"]
