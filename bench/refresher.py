@@ -18,7 +18,7 @@ and the database holds exactly one `connection.refreshed` event per connection, 
 needs_reauth.
 
 Run: .venv/bin/python bench/refresher.py [--connections 10000] [--direct 3000]
-     [--concurrency 32] [--processes 1] [--db sqlite|postgres|both]
+     [--concurrency 64] [--processes 1] [--db sqlite|postgres|both]
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--direct", type=int, default=3000, help="refreshes sent directly")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--processes", type=int, default=1, help="refresher processes")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args()
