@@ -6,7 +6,6 @@ User-facing wording lives here, once, for both the popup message and the ``?resu
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -15,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from personal_connectors.config import Settings, origin_of
 from personal_connectors.flows import binding
 from personal_connectors.flows.binding import MISMATCH, MISMATCH_TEXT
+from personal_connectors.flows.exceptions import SAFE_ERROR_CODE
 from personal_connectors.http.pages import render_page
 from personal_connectors.providers.catalog import Catalog
 
@@ -27,7 +27,6 @@ CONNECT_PATH = "/connect"
 SCRIPT_PATH = f"{CONNECT_PATH}/static/connect.js"
 RESULT_SCRIPT_PATH = f"{CONNECT_PATH}/static/result.js"
 
-_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 ERROR_TEXTS = {
     "access_denied": "Access was not granted, so nothing was connected.",
@@ -55,7 +54,7 @@ def success_text(connector_name: str | None) -> str:
 
 
 def safe_code(code: str | None) -> str:
-    return code if code and _SAFE_CODE.match(code) else "server_error"
+    return code if code and SAFE_ERROR_CODE.match(code) else "server_error"
 
 
 def result_message(

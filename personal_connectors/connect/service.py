@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connect.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
+from personal_connectors.connect.pages import CONNECT_PATH
 from personal_connectors.connect.repository import ConnectSessionRepository
 from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
 from personal_connectors.connections.service import ConnectionService
@@ -44,7 +45,6 @@ from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
 
 TOKEN_PREFIX = "cs_"
-CONNECT_PATH = "/connect"
 _MAX_TOKEN_LENGTH = 100
 # Expired sessions are kept a day (nothing secret in them), then purged on the next creation.
 _RETENTION = timedelta(days=1)

@@ -6,7 +6,8 @@ import re
 
 from personal_connectors.exceptions import APIError
 
-_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# An OAuth error code we may echo into a page or a URL; anything else is replaced.
+SAFE_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class AuthorizationFailed(APIError):
@@ -20,6 +21,6 @@ class FlowFailed(Exception):
     """The flow ended without a connection; ``code`` is an OAuth-style error code."""
 
     def __init__(self, code: str, description: str) -> None:
-        self.code = code if _SAFE_CODE.match(code) else "provider_error"
+        self.code = code if SAFE_ERROR_CODE.match(code) else "provider_error"
         self.description = description[:300]
         super().__init__(self.code)

@@ -134,10 +134,6 @@ class DuePolicy:
         last_refresh = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
         return and_(self._claimable(), self._can_refresh(), last_refresh < idle_since)
 
-    def condition(self) -> ColumnElement[bool]:
-        """Every due connection, of either kind."""
-        return or_(self.expiring(), self.idle())
-
 
 class RefresherRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -188,7 +184,3 @@ class RefresherRepository:
             return []
         statement = select(OAuthApp).where(OAuthApp.id.in_(sorted(app_ids)))
         return list((await self.session.scalars(statement)).all())
-
-    async def count_due(self, policy: DuePolicy) -> int:
-        statement = select(func.count()).select_from(Connection).where(policy.condition())
-        return int((await self.session.execute(statement)).scalar_one())

@@ -8,7 +8,7 @@ it with its compare-and-swap write, and a holder that died releases it by lettin
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +48,3 @@ async def release(session: AsyncSession, connection_id: str, owner: str) -> None
         .execution_options(synchronize_session=False)
     )
     await session.commit()
-
-
-def lease_expired(connection: Connection, now: datetime) -> bool:
-    return connection.refresh_lease_until is None or connection.refresh_lease_until < now

@@ -295,7 +295,17 @@ class Refresher:
         writer: TokenWriter,
     ) -> FreshToken:
         """Refresh ``connection`` (read under the lease ``owner`` holds) unless that is moot."""
-        stored = False
+        stored = handed_over = False
+
+        async def hand_over(write: TokenWrite) -> bool:
+            # Once a write is handed to the writer (a batch may still be pending, shielded from
+            # our cancellation), releasing the lease here would make its compare-and-swap fail
+            # and lose a refresh token the provider has already rotated. The write clears the
+            # lease when it lands; if it fails, the lease simply expires.
+            nonlocal handed_over
+            handed_over = True
+            return await writer(write)
+
         try:
             self._raise_if_unusable(connection)
             entry = self.runtime.catalog.get(connection.app_key)
@@ -303,12 +313,13 @@ class Refresher:
             if connection.version != seen or not (stale or force):
                 return self.current(connection)  # someone else refreshed, or nothing to do
             token = await self._refresh_at_provider(
-                session, connection, entry, owner, credentials, writer
+                session, connection, entry, owner, credentials, hand_over
             )
             stored = token.refreshed
             return token
         finally:
-            if not stored:  # a stored token's compare-and-swap write already cleared the lease
+            # A stored token's compare-and-swap write already cleared the lease.
+            if not stored and not handed_over:
                 await lease.release(session, connection.id, owner)
 
     def _raise_if_unusable(self, connection: Connection) -> None:

@@ -104,12 +104,3 @@ class WebhookRepository:
             .execution_options(synchronize_session=False)
         )
         return cast(CursorResult[Any], result).rowcount == 1
-
-    async def deliveries_of(self, endpoint_id: str, limit: int) -> Sequence[WebhookDelivery]:
-        statement = (
-            select(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint_id)
-            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-            .limit(limit)
-        )
-        return (await self.session.execute(statement)).scalars().all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,6 +26,10 @@ EVENT_TYPES = frozenset(item.value for item in EventType)
 
 def secret_aad(endpoint_id: str) -> bytes:
     return associated_data("webhook_endpoints", endpoint_id, "secret")
+
+
+def open_secret(sealer: Sealer, endpoint: WebhookEndpoint) -> str:
+    return sealer.open(endpoint.key_id, endpoint.secret_ct, secret_aad(endpoint.id))
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,19 @@ def check_url(url: str, settings: Settings) -> str:
     raise ValidationFailed.for_fields("The url must be https.", "url")
 
 
+# What inet_aton also reads as an address (``2130706433``, ``127.1``, ``0x7f.1``): not a name.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*\.?$")
+
+
 def _is_internal_address(host: str) -> bool:
-    if host == "localhost":
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False  # a name, not an address literal
+        # Shorthand numeric forms resolve to addresses too; refuse them rather than guess.
+        # Names are not resolved here (a name may still point inward: documented).
+        return _NUMERIC_HOST.match(host) is not None
     return not address.is_global
 
 
@@ -144,7 +155,7 @@ class WebhookService:
         return IssuedWebhook(endpoint, secret)
 
     def secret_of(self, endpoint: WebhookEndpoint) -> str:
-        return self.sealer.open(endpoint.key_id, endpoint.secret_ct, secret_aad(endpoint.id))
+        return open_secret(self.sealer, endpoint)
 
     def _seal_new_secret(self, endpoint: WebhookEndpoint) -> str:
         secret = generate_secret()

@@ -32,7 +32,7 @@ from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from personal_connectors.runtime import USER_AGENT, Runtime
 from personal_connectors.webhooks.repository import WebhookRepository
-from personal_connectors.webhooks.service import secret_aad
+from personal_connectors.webhooks.service import open_secret
 from personal_connectors.webhooks.signing import sign
 
 logger = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ class DeliveryWorker:
         if endpoint is None or not endpoint.is_active:
             return Attempt(error="endpoint removed", final=True)
         try:
-            secret = self.runtime.sealer.open(
-                endpoint.key_id, endpoint.secret_ct, secret_aad(endpoint.id)
-            )
+            secret = open_secret(self.runtime.sealer, endpoint)
         except (DecryptionError, KeyConfigurationError):
             logger.error("webhook %s: the endpoint's secret cannot be opened", delivery.id)
             return Attempt(error="secret unreadable", final=True)

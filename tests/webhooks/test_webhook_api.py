@@ -35,6 +35,9 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "https://169.254.169.254/latest/meta-data"}, "url"),
     ({"url": "https://10.0.0.5/hook"}, "url"),
     ({"url": "https://[fd00::1]/hook"}, "url"),
+    ({"url": "https://2130706433/hook"}, "url"),  # 127.0.0.1 written as one number
+    ({"url": "https://10.1/hook"}, "url"),  # inet_aton shorthand for 10.0.0.1
+    ({"url": "https://0x7f.1/hook"}, "url"),
     ({}, "url"),
     ({"url": GOOD_URL, "event_types": ["connection.nope"]}, "event_types"),
     ({"url": GOOD_URL, "event_types": []}, "event_types"),
