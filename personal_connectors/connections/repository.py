@@ -9,7 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.connections.events import EventType
-from personal_connectors.models import Connection, ConnectionEvent, new_id, utcnow
+from personal_connectors.models import (
+    Connection,
+    ConnectionEvent,
+    new_time_ordered_ids,
+    utcnow,
+)
 from personal_connectors.webhooks import outbox as webhook_outbox
 
 
@@ -94,7 +99,7 @@ def event_row(connection: Connection, event: EventType, **detail: Any) -> dict[s
     timed now, so that events keep the order they were recorded in (never a token in
     ``detail``). A bulk writer hands the rows to ``webhooks.outbox.enqueue_rows``."""
     return {
-        "id": new_id("evt"),
+        "id": new_time_ordered_ids("evt")[0],
         "connection_id": connection.id,
         "organization_id": connection.organization_id,
         "type": event,

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from personal_connectors.config import Settings
@@ -43,19 +44,24 @@ class KeyRing:
             if len(key) != KEY_BYTES:
                 raise KeyConfigurationError("every encryption key must be 32 bytes (AES-256)")
 
+    @cached_property
+    def ids(self) -> dict[str, bytes]:
+        """Each key by its id, computed once: ``by_id`` runs on every token decryption."""
+        return {key_id_of(key): key for key in self.keys}
+
     @property
     def current_id(self) -> str:
-        return key_id_of(self.keys[0])
+        return next(iter(self.ids))
 
     @property
     def current(self) -> bytes:
         return self.keys[0]
 
     def by_id(self, key_id: str) -> bytes:
-        for key in self.keys:
-            if key_id_of(key) == key_id:
-                return key
-        raise KeyConfigurationError(f"no configured encryption key has id {key_id}")
+        key = self.ids.get(key_id)
+        if key is None:
+            raise KeyConfigurationError(f"no configured encryption key has id {key_id}")
+        return key
 
 
 def parse_keys(text: str) -> KeyRing:

@@ -161,9 +161,18 @@ def presented_key_hash(presented: str | None) -> str:
     return hashing.digest(presented)
 
 
-def principal_of(presented: str | None, key: APIKey | None) -> Principal:
-    """The caller an API key row stands for, or the error its state calls for."""
-    if presented is None or key is None or not hashing.matches(presented, key.key_hash):
+def principal_of(
+    presented: str | None, key: APIKey | None, presented_digest: str | None = None
+) -> Principal:
+    """The caller an API key row stands for, or the error its state calls for.
+
+    ``presented_digest``: the presented key's ``presented_key_hash``, when the caller has it
+    already (the token path looked the key up by it), so it is not computed twice."""
+    if presented is None or key is None:
+        raise InvalidAPIKey("The API key is not valid.")
+    if presented_digest is None:
+        presented_digest = hashing.digest(presented)
+    if not hashing.same_digest(presented_digest, key.key_hash):
         raise InvalidAPIKey("The API key is not valid.")
     if key.status == APIKeyStatus.DEACTIVATED:
         raise APIKeyDeactivated("The API key was deactivated.")

@@ -1,6 +1,6 @@
 """Every table of the service; importing this module registers them all on ``Base.metadata``."""
 
-from personal_connectors.models.base import Base, new_id, new_ids, utcnow
+from personal_connectors.models.base import Base, new_id, new_time_ordered_ids, utcnow
 from personal_connectors.models.connect_session import ConnectSession
 from personal_connectors.models.connection import Connection, ConnectionEvent, ConnectionStatus
 from personal_connectors.models.flow import Flow, FlowCompletion, FlowGrant, FlowStatus
@@ -36,6 +36,6 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "new_id",
-    "new_ids",
+    "new_time_ordered_ids",
     "utcnow",
 ]

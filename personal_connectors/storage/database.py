@@ -40,6 +40,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url, connect_args={"timeout": 30}, hide_parameters=True, pool_size=20, max_overflow=20
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     return create_async_engine(
         url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True

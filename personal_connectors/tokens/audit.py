@@ -37,7 +37,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.connections.events import EventType
-from personal_connectors.models import ConnectionEvent, new_ids, utcnow
+from personal_connectors.models import ConnectionEvent, new_time_ordered_ids, utcnow
 from personal_connectors.webhooks import outbox as webhook_outbox
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class TokenAudit:
             async with sessions() as session:
                 for start in range(0, len(batch), self.batch_size):
                     events = batch[start : start + self.batch_size]
-                    ids = new_ids("evt", len(events))
+                    ids = new_time_ordered_ids("evt", len(events))
                     rows = [event.as_row(id_) for event, id_ in zip(events, ids, strict=True)]
                     await session.execute(_INSERT, rows)
                     await webhook_outbox.enqueue_rows(session, rows)

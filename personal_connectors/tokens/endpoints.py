@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.routing import APIRoute
@@ -48,10 +49,12 @@ class TokenRoute(APIRoute):
         declared = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            query = request.query_params
+            # Parsed as Starlette's ``request.query_params`` parses it (the last value of a
+            # repeated name wins there too), without building its multi-dict.
+            query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), True))
             if len(
                 request.path_params["connection_id"]
-            ) > CONNECTION_ID_MAX_LENGTH or not _SHORT_PATH_QUERY.issuperset(query.keys()):
+            ) > CONNECTION_ID_MAX_LENGTH or not _SHORT_PATH_QUERY.issuperset(query):
                 return await declared(request)
             # What FastAPI would pass: the same dependency, the declared default of force_refresh.
             organization_id = await requested_organization(

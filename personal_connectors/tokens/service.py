@@ -54,7 +54,7 @@ class TokenService:
         key_hash = presented_key_hash(presented_key)
         repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
         found = await repository.lookup(key_hash, organization_id, connection_id)
-        principal = principal_of(presented_key, found.key if found else None)
+        principal = principal_of(presented_key, found.key if found else None, key_hash)
         role = found.role if found is not None and len(organization_id) <= 64 else None
         access = access_of(principal, organization_id, role)
         connection = found.connection if found is not None and len(connection_id) <= 64 else None
