@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # (no stubs; used through its documented API)
-from sqlalchemy import Select, event
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy import event
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -40,6 +33,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url, connect_args={"timeout": 30}, hide_parameters=True, pool_size=20, max_overflow=20
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # Bulk inserts (the audit trail's batches) as multi-row INSERTs: sqlite3's executemany
+        # steps once per row, releasing Python's global lock each time, which the serving
+        # thread then has to win back.
         engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     return create_async_engine(
@@ -70,215 +66,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-class PreparedRead:
-    """A Core select compiled once for one dialect, to run straight on the DB-API driver.
-
-    SQLAlchemy's execution layer (a session or connection, an execution context, a result
-    object) costs several times the read itself on the token hot path: measured per lookup,
-    SQLite 45 µs through a Core connection against 12 µs on the driver, PostgreSQL 240 µs
-    through the asyncio adapter against 50 µs on asyncpg. What is kept from SQLAlchemy is
-    everything that decides the answer: the SQL text its compiler writes for the dialect, and the
-    result processing of the column types (``UTCDateTime``'s time zone, JSON, booleans), applied
-    through the types' own processors. The parameters are plain strings, which need no bind
-    processing on either driver.
-    """
-
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.bind_names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        processors = (
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        )
-        # Only the columns that have one (a few of twenty on the token path).
-        self.processors = tuple(
-            (index, process) for index, process in enumerate(processors) if process is not None
-        )
-
-    def arguments(self, parameters: Mapping[str, str]) -> list[str]:
-        return [parameters[name] for name in self.bind_names]
-
-    def row(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        processed = list(values)
-        for index, process in self.processors:
-            if processed[index] is not None:
-                processed[index] = process(processed[index])
-        return tuple(processed)
-
-
-class HotReader(ABC):
-    """Runs one prepared single-row read for the token hot path (``create_hot_reader``)."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self._prepared: dict[int, tuple[Select[Any], PreparedRead]] = {}
-
-    def prepare(self, statement: Select[Any]) -> PreparedRead:
-        """``statement``'s compiled form, built on first use (statements are module constants;
-        the select is kept with it so its id is never reused)."""
-        cached = self._prepared.get(id(statement))
-        if cached is None:
-            cached = (statement, PreparedRead(statement, self.dialect))
-            self._prepared[id(statement)] = cached
-        return cached[1]
-
-    @abstractmethod
-    async def fetch_one(
-        self, statement: Select[Any], parameters: Mapping[str, str]
-    ) -> tuple[Any, ...] | None:
-        """The first row of ``statement`` (processed as SQLAlchemy would), or None."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-
-class SQLiteHotReader(HotReader):
-    """A read-only ``sqlite3`` connection used on the event loop's thread.
-
-    aiosqlite runs every call on a thread of its own, so a query costs four or five hand-offs
-    between that thread and the loop, several times the CPU of the query itself (a primary-key
-    read from SQLite's page cache takes tens of microseconds). On the loop's thread the read
-    blocks it only that long: in WAL mode a reader never waits for a writer, and the short busy
-    timeout bounds the rare wait on a checkpoint.
-
-    Each thread keeps its connection rather than taking one from the pool per read (a pool
-    checkout and return, with its rollback, cost more than the read). Outside a transaction
-    every SELECT reads the latest committed state and holds no snapshot between reads.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine.dialect)
-        self.engine = engine
-        self._held = threading.local()
-        self._connections: list[Any] = []  # every thread's, closed by close()
-
-    def _connection(self) -> Any:
-        connection = getattr(self._held, "connection", None)
-        if connection is None:
-            connection = self.engine.raw_connection()  # with _blocking_reader_pragmas applied
-            self._held.connection = connection
-            self._connections.append(connection)
-        return connection
-
-    async def fetch_one(
-        self, statement: Select[Any], parameters: Mapping[str, str]
-    ) -> tuple[Any, ...] | None:
-        prepared = self.prepare(statement)
-        cursor = self._connection().cursor()
-        try:
-            cursor.execute(prepared.sql, prepared.arguments(parameters))
-            values = cursor.fetchone()
-        finally:
-            cursor.close()
-        return None if values is None else prepared.row(values)
-
-    async def close(self) -> None:
-        for connection in self._connections:
-            connection.close()  # back to the pool, which dispose() then closes
-        self._connections.clear()
-        self._held = threading.local()
-        self.engine.dispose()
-
-
-class PostgresHotReader(HotReader):
-    """An asyncpg pool of its own, opened on first use (it belongs to the serving loop).
-
-    - One statement, no transaction: one round trip instead of three (BEGIN, SELECT, ROLLBACK).
-    - No ping on checkout (SQLAlchemy's ``pool_pre_ping`` is a round trip of its own on every
-      read) and no reset on release (asyncpg's default ``RESET ALL`` and friends, another
-      round trip): the read changes no session state. A connection the server closed is found
-      by the read itself, which is then tried once more on a fresh connection: a read-only
-      statement can be repeated safely.
-    - asyncpg prepares the statement once per connection and keeps it (its statement cache).
-    - ``pool_size`` connections: sized to the expected concurrency, since a request waiting for
-      a connection waits for someone else's round trip.
-    """
-
-    def __init__(self, url: str, pool_size: int) -> None:
-        dialect = make_url(url).set(drivername="postgresql+asyncpg").get_dialect()()
-        super().__init__(dialect)
-        # Its asyncpg codec hooks are untyped.
-        self.asyncpg_dialect: Any = dialect
-        _, options = dialect.create_connect_args(make_url(url))
-        # SQLAlchemy's names for asyncpg's statement cache options, if the URL sets them.
-        if "prepared_statement_cache_size" in options:
-            options["statement_cache_size"] = options.pop("prepared_statement_cache_size")
-        options.pop("prepared_statement_name_func", None)
-        self.options: dict[str, Any] = dict(options)
-        self.pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
-
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        min_size=1,
-                        max_size=self.pool_size,
-                        init=self._decode_like_sqlalchemy,
-                        reset=_keep_session,
-                        **self.options,
-                    )
-        return self._pool
-
-    async def _decode_like_sqlalchemy(self, connection: asyncpg.Connection) -> None:
-        """JSON is decoded by asyncpg codecs SQLAlchemy's dialect installs on its own connections
-        (its JSON types then have no result processor): the dialect's hooks install them here."""
-        adapted = SimpleNamespace(_connection=connection)  # what the hooks read the driver from
-        await self.asyncpg_dialect.setup_asyncpg_json_codec(adapted)
-        await self.asyncpg_dialect.setup_asyncpg_jsonb_codec(adapted)
-
-    async def fetch_one(
-        self, statement: Select[Any], parameters: Mapping[str, str]
-    ) -> tuple[Any, ...] | None:
-        prepared = self.prepare(statement)
-        arguments = prepared.arguments(parameters)
-        pool = self._pool or await self._get_pool()
-        try:
-            record = await pool.fetchrow(prepared.sql, *arguments)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-            record = await pool.fetchrow(prepared.sql, *arguments)  # once, on a new connection
-        return None if record is None else prepared.row(record)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-
-
-async def _keep_session(_connection: asyncpg.Connection) -> None:
-    """Nothing to reset: the hot reader only runs single SELECTs outside transactions."""
-
-
-def create_hot_reader(settings: Settings) -> HotReader | None:
-    """The reader of the token hot path's single statement, tuned per backend (see the classes).
-
-    None for an in-memory SQLite database (a second connection would see another, empty one).
-    """
-    url = settings.sqlalchemy_url
-    if not is_sqlite(url):
-        return PostgresHotReader(url, settings.hot_read_pool_size)
-    if make_url(url).database in (None, "", ":memory:"):
-        return None
-    engine = create_sync_engine(
-        url.replace("sqlite+aiosqlite://", "sqlite://", 1),
-        connect_args={"check_same_thread": False},
-        hide_parameters=True,
-        pool_size=2,
-        max_overflow=2,
-    )
-    event.listen(engine, "connect", _blocking_reader_pragmas)
-    return SQLiteHotReader(engine)
-
-
-def _blocking_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()  # (WAL is the database's mode, set by the main engine)
-    cursor.execute("PRAGMA busy_timeout=1000")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
 
 
 @asynccontextmanager

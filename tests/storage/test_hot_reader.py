@@ -1,0 +1,153 @@
+"""The token path's reader on PostgreSQL: reads asked for together share one round trip, and
+each gets exactly the row it would have got alone; a failed round trip fails every read in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from personal_connectors.identity.service import presented_key_hash
+from personal_connectors.runtime import Runtime
+from personal_connectors.storage.hot_reader import HotRead, PostgresHotReader
+from personal_connectors.tokens.repository import _LOOKUP
+from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
+from tests.support.service import ServiceProcess
+
+# Only PostgreSQL has a round trip to share; the SQLite reader runs each read on its own.
+pytestmark = pytest.mark.parametrize("service", ["postgres"], indirect=True)
+
+
+def imported_connections(
+    service: ServiceProcess, tenant: Tenant, count: int, tmp_path: Path
+) -> list[str]:
+    """``count`` connections of the tenant's user, through the operator's import command."""
+    lines = tmp_path / f"{tenant.user_id}.jsonl"
+    lines.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "user_id": tenant.user_id,
+                    "app_key": PROVIDER_KEY,
+                    "account_id": f"account-{number}",
+                    "access_token": f"at-{os.urandom(8).hex()}",
+                    "expires_at": "2030-01-01T00:00:00Z",
+                }
+            )
+            + "\n"
+            for number in range(count)
+        )
+    )
+    service.cli("connections", "import", str(lines), "--org", tenant.organization_id)
+    listed = json.loads(
+        service.cli("connections", "list", "--org", tenant.organization_id, "--json").stdout
+    )
+    assert len(listed) == count
+    return [row["id"] for row in listed]
+
+
+def lookups(service: ServiceProcess, tmp_path: Path) -> list[dict[str, str]]:
+    """Reads that find everything, and each way a read finds less: another user's connection,
+    an unknown connection, an organization the key's user is not in, an unknown key."""
+    mine, theirs = make_tenant(service), make_tenant(service)
+    my_connections = imported_connections(service, mine, 6, tmp_path)
+    their_connection = imported_connections(service, theirs, 1, tmp_path)[0]
+    key = presented_key_hash(mine.api_key)
+
+    def read(key_hash: str, organization_id: str, connection_id: str) -> dict[str, str]:
+        return {
+            "key_hash": key_hash,
+            "organization_id": organization_id,
+            "connection_id": connection_id,
+        }
+
+    return [
+        *(read(key, mine.organization_id, each) for each in my_connections),
+        read(key, mine.organization_id, their_connection),
+        read(key, mine.organization_id, "conn_unknown"),
+        read(key, theirs.organization_id, my_connections[0]),
+        read(presented_key_hash("ak_" + "x" * 40), mine.organization_id, my_connections[1]),
+        read(presented_key_hash(theirs.api_key), theirs.organization_id, their_connection),
+    ]
+
+
+def in_runtime(service: ServiceProcess, work: Callable[[PostgresHotReader], Awaitable[Any]]) -> Any:
+    async def main(_session: Any, runtime: Runtime) -> Any:
+        assert isinstance(runtime.hot_reader, PostgresHotReader)
+        return await work(runtime.hot_reader)
+
+    return service.run_db(main)
+
+
+def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own_row(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    reads = lookups(service, tmp_path)
+    alone = HotRead(_LOOKUP.one)  # the same read, never combined
+
+    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any], list[str]]:
+        expected = [await reader.fetch_one(alone, parameters) for parameters in reads]
+        statements: list[str] = []
+        query = reader._query
+
+        async def counted(method: str, sql: str, arguments: Any) -> Any:
+            statements.append(sql)
+            return await query(method, sql, arguments)
+
+        reader._query = counted  # type: ignore[method-assign]
+        together = await asyncio.gather(*(reader.fetch_one(_LOOKUP, each) for each in reads))
+        return expected, list(together), statements
+
+    expected, together, statements = in_runtime(service, work)
+    assert together == expected
+    assert len(statements) == 1 and "unnest" in statements[0]
+    # The reads found what each case should: rows for the tenant's own connections, a key row
+    # with no connection or no membership for the others, nothing for an unknown key.
+    found = [row is not None and row[6] is not None for row in together]  # row[6]: connection id
+    assert found == [True] * 6 + [False, False, False, False, True]
+    assert together[9] is None
+    assert together[8] is not None and together[8][5] is None  # no role: not a member
+
+
+def test_a_failed_round_trip_fails_every_read_that_shared_it(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    reads = lookups(service, tmp_path)
+
+    async def work(reader: PostgresHotReader) -> list[Any]:
+        async def broken(method: str, sql: str, arguments: Any) -> Any:
+            raise ConnectionResetError("the database went away")
+
+        reader._query = broken  # type: ignore[method-assign]
+        return list(
+            await asyncio.gather(
+                *(reader.fetch_one(_LOOKUP, each) for each in reads), return_exceptions=True
+            )
+        )
+
+    outcomes = in_runtime(service, work)
+    assert len(outcomes) == len(reads)
+    assert all(isinstance(outcome, ConnectionResetError) for outcome in outcomes)
+
+
+def test_a_read_cancelled_while_it_waits_leaves_the_others_answered(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    reads = lookups(service, tmp_path)
+
+    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any]]:
+        expected = [await reader.fetch_one(HotRead(_LOOKUP.one), each) for each in reads]
+        tasks = [asyncio.ensure_future(reader.fetch_one(_LOOKUP, each)) for each in reads]
+        await asyncio.sleep(0)  # every read has joined the batch
+        tasks[0].cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        return expected, list(outcomes)
+
+    expected, outcomes = in_runtime(service, work)
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert outcomes[1:] == expected[1:]
