@@ -162,6 +162,12 @@ async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]])
     through ``record``: call it with the inserted rows' values before committing them, and their
     deliveries join the same transaction. Costs one query when no endpoint subscribes (the
     common case for ``token_issued``, which is opt-in). Returns the deliveries added."""
+    if not rows:
+        return 0
+    organizations = {row["organization_id"] for row in rows}
+    subscriptions = _by_organization((await session.execute(_endpoints_of(organizations))).all())
+    if not subscriptions:
+        return 0  # (checked before building an event per row: batches run to hundreds of rows)
     events = [
         RecordedEvent(
             row["id"],
@@ -172,11 +178,8 @@ async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]])
             row["created_at"],
         )
         for row in rows
+        if row["organization_id"] in subscriptions
     ]
-    if not events:
-        return 0
-    organizations = {e.organization_id for e in events}
-    subscriptions = _by_organization((await session.execute(_endpoints_of(organizations))).all())
     wanted = [(e, ids) for e in events if (ids := _subscribers(subscriptions, e))]
     if not wanted:
         return 0
