@@ -8,6 +8,7 @@ provider's refresh margin (or a forced refresh) goes through the ``Refresher``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +41,11 @@ class TokenService:
         the caller holds none (the token route, whose lookup has its own short session)."""
         self.session = session
         self.runtime = runtime
-        self.refresher = Refresher(runtime)
+
+    @cached_property
+    def refresher(self) -> Refresher:
+        # Built when first needed: the token route's authorization step never needs one.
+        return Refresher(self.runtime)
 
     async def authorize(
         self, presented_key: str | None, organization_id: str, connection_id: str

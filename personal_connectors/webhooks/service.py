@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +59,8 @@ def check_url(url: str, settings: Settings) -> str:
     loopback_allowed = settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS
     if _is_internal_address(host) and not loopback_allowed:
         # The worker posts from inside the deployment: an admin must not aim it at the metadata
-        # service or the database host (SSRF). Host names are not resolved here.
+        # service or the database host (SSRF). Names are resolved at each delivery instead
+        # (refused_destination).
         raise ValidationFailed.for_fields(
             "The url must not point at a private, loopback or link-local address.", "url"
         )
@@ -82,6 +85,43 @@ def _is_internal_address(host: str) -> bool:
         # Names are not resolved here (a name may still point inward: documented).
         return _NUMERIC_HOST.match(host) is not None
     return not address.is_global
+
+
+# ``loop.getaddrinfo``'s shape: (family, type, proto, canonname, sockaddr) per address.
+Resolver = Callable[[str, int], Awaitable[Sequence[tuple[Any, ...]]]]
+
+
+async def refused_destination(url: str, settings: Settings, resolve: Resolver) -> str | None:
+    """Why the worker must not send to ``url`` now (None: it may).
+
+    ``check_url`` refuses internal address *literals* at registration, without a lookup (a
+    name's answer can change). Right before each attempt the worker resolves the name and
+    refuses it when any address it has is private, loopback or link-local: an admin could
+    otherwise register a name that points inside the deployment, or repoint one later. The
+    HTTP client then resolves the name again when it connects, so an answer that changes
+    between the two lookups (DNS rebinding with a zero TTL) is not caught; a name that does
+    not resolve is left to fail the attempt as a connection error.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS:
+        return None
+    with suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None  # a literal: checked at registration, and what the client connects to
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = await resolve(host, port)
+    except OSError:
+        return None
+    for *_, sockaddr in addresses:
+        try:
+            internal = not ipaddress.ip_address(sockaddr[0]).is_global
+        except ValueError:  # a scoped IPv6 address (fe80::1%eth0): link-local
+            internal = True
+        if internal:
+            return "the host resolves to a private, loopback or link-local address"
+    return None
 
 
 def check_event_types(event_types: list[str] | None) -> list[str] | None:

@@ -7,10 +7,11 @@ with a lease (``WebhookRepository.claim_due``), so a delivery goes out once per 
 one whose worker died is retried when its lease runs out.
 
 An attempt succeeds on any 2xx answer. Anything else (another status, a redirect, a timeout,
-a refused connection) is retried after the next delay of ``CONNECTORS_WEBHOOK_RETRY_SCHEDULE``
-plus up to 10% jitter, until the schedule is used up; then the delivery is ``failed``. Only the
-status code and the error's class are kept, never a response body, and the endpoint's URL is
-never logged (receivers sometimes put a credential in it).
+a refused connection, a host name that resolves to an internal address) is retried after the
+next delay of ``CONNECTORS_WEBHOOK_RETRY_SCHEDULE`` plus up to 10% jitter, until the schedule
+is used up; then the delivery is ``failed``. Only the status code and the error's class are
+kept, never a response body, and the endpoint's URL is never logged (receivers sometimes put a
+credential in it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +34,7 @@ from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from personal_connectors.runtime import USER_AGENT, Runtime
 from personal_connectors.webhooks.repository import WebhookRepository
-from personal_connectors.webhooks.service import open_secret
+from personal_connectors.webhooks.service import open_secret, refused_destination
 from personal_connectors.webhooks.signing import sign
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ class DeliveryWorker:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
+
+    async def resolve(self, host: str, port: int) -> Sequence[tuple[Any, ...]]:
+        """The addresses ``host`` has now, as the HTTP client's connection would look them up."""
+        return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
     @property
     def max_attempts(self) -> int:
@@ -139,6 +145,13 @@ class DeliveryWorker:
         except (DecryptionError, KeyConfigurationError):
             logger.error("webhook %s: the endpoint's secret cannot be opened", delivery.id)
             return Attempt(error="secret unreadable", final=True)
+        refusal = await refused_destination(endpoint.url, self.settings, self.resolve)
+        if refusal is not None:
+            logger.warning(
+                "webhook %s to endpoint %s refused: %s", delivery.id, endpoint.id, refusal
+            )
+            # Not final: the name may be repointed outward; each retry checks again.
+            return Attempt(error="destination refused")
         body = body_of(delivery.payload)
         headers = sign(secret, delivery.id, utcnow(), body).as_dict()
         try:
