@@ -31,7 +31,7 @@ from personal_connectors.flows import binding
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
-from personal_connectors.http.pages import render_page
+from personal_connectors.http.pages import render_page, wants_json
 from personal_connectors.models import utcnow
 
 api_router = APIRouter(tags=["Connect page"])
@@ -192,10 +192,6 @@ async def _presented_csrf(request: Request) -> str | None:
     return None
 
 
-def _wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "")
-
-
 @page_router.post("/connect/connections/{connection_id}/disconnect")
 async def disconnect(
     request: Request,
@@ -213,12 +209,12 @@ async def disconnect(
             raise CrossSiteRequest("The CSRF token is missing or wrong.")
         await service.disconnect(active, connection_id)
     except APIError as exc:
-        if _wants_json(request):
+        if wants_json(request):
             return error_response(exc, request_id_of(request.scope))
         if isinstance(exc, ConnectSessionInvalid):
             return pages.session_error_page(from_link=False)
         return pages.error_page("Not disconnected", exc.message, status_code=exc.status)
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse({"disconnected": True, "connection_id": connection_id})
     return RedirectResponse(f"{pages.CONNECT_PATH}?result=disconnected", status_code=303)
 

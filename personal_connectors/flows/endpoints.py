@@ -24,7 +24,7 @@ from personal_connectors.flows.service import CallbackOutcome, CallbackParams, F
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
-from personal_connectors.http.pages import render_page
+from personal_connectors.http.pages import render_page, wants_json
 
 router = APIRouter(tags=["OAuth flow"])
 
@@ -46,11 +46,6 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
 )
 async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
 
 
 def _with_query(url: str, extra: dict[str, str]) -> str:
@@ -86,7 +81,7 @@ async def callback(
     error_description: QueryText = None,
     iss: QueryText = None,
 ) -> Response:
-    wants_json = _wants_json(request)
+    answer_json = wants_json(request)
     try:
         outcome = await service.handle_callback(
             CallbackParams(
@@ -100,7 +95,7 @@ async def callback(
             request.cookies,
         )
     except InvalidStateToken as exc:
-        if wants_json:
+        if answer_json:
             return error_response(exc, request_id_of(request.scope))
         if state is None or binding.flow_cookies(request.cookies):
             # A browser-bound flow (the connect page's popup) or a state-less provider's answer
@@ -118,7 +113,7 @@ async def callback(
     flow = outcome.flow
     if outcome.error is not None and outcome.error.code == binding.MISMATCH:
         # Another browser's flow: explain it, and never redirect to the flow's return_url.
-        if wants_json:
+        if answer_json:
             return error_response(_failure(outcome.error), request_id_of(request.scope))
         return connect_pages.mismatch_page()
     if flow.connect_session_id is not None:
@@ -135,7 +130,7 @@ async def callback(
             extra["pending"] = "complete-oauth"
         # 303 so the browser follows with GET and never re-posts anything (RFC 9700 §4.12).
         return RedirectResponse(_with_query(flow.return_url, extra), status_code=303)
-    if wants_json:
+    if answer_json:
         if outcome.error is not None:
             return error_response(_failure(outcome.error), request_id_of(request.scope))
         data = CallbackData(

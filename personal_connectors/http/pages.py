@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -28,3 +29,10 @@ def render_page(template: str, *, status_code: int = 200, **context: Any) -> HTM
         "X-Content-Type-Options": "nosniff",
     }
     return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def wants_json(request: Request) -> bool:
+    """A script asking for data (``Accept: application/json``) rather than a browser navigating
+    (whose ``Accept`` lists ``text/html``): the routes that serve both answer each its way."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept

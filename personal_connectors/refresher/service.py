@@ -194,14 +194,22 @@ class BackgroundRefresher:
 
     async def _refresh(self, item: Claimed, claimed_at: float) -> None:
         slots = self._slots.setdefault(item.app_key, Semaphore(self.provider_concurrency))
+        started = False
         try:
             async with slots:
+                started = True
                 if self._stop.is_set() or time.monotonic() - claimed_at > self.start_within:
                     # Stopping, or too old a lease to start on: hand it back for the next claim.
                     await self._release(item)
                     return
                 outcome = await self._outcome(item)
             self.stats.outcomes[outcome] += 1
+        except asyncio.CancelledError:
+            if not started:
+                # Cancelled (by the shutdown drain) while waiting for its provider's slot:
+                # nothing was sent, so the row goes back now instead of when its lease expires.
+                await asyncio.shield(self._release(item))
+            raise
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 

@@ -8,6 +8,8 @@ refreshes in flight finish and hands the rest back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -16,8 +18,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
-from personal_connectors.models import utcnow
+from personal_connectors.models import Connection, utcnow
+from personal_connectors.refresher.repository import Claimed
+from personal_connectors.refresher.service import BackgroundRefresher
+from personal_connectors.tokens import lease
 from personal_connectors.tokens.refresh import TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
 from tests.support.db import event_types, stored_tokens, update_connection
@@ -105,6 +111,33 @@ def test_a_batch_stores_only_the_writes_whose_row_is_as_their_refresh_read_it(
     got = states(service, ids)
     assert [got[cid].status_reason for cid in ids] == ["batched", None, None, "batched"]
     assert [got[cid].lease_owner for cid in ids] == [None, "ours", "theirs", None]
+
+
+def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_lease_back(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """The shutdown drain cancels what is still waiting for a provider slot: nothing was sent
+    for it, so its row is released at once rather than when the lease expires."""
+    [cid] = connect_accounts(api, tenant, 1)
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        refresher = BackgroundRefresher(runtime, provider_concurrency=1)
+        connection = await session.get(Connection, cid)
+        assert await lease.try_acquire(session, cid, refresher.owner, 60)
+        refresher._slots[connection.app_key] = asyncio.Semaphore(0)  # every slot taken
+        waiting = asyncio.ensure_future(refresher._refresh(Claimed(connection), time.monotonic()))
+        await asyncio.sleep(0.05)
+        leased = (await session.execute(select(Connection.refresh_lease_owner))).all()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await session.rollback()  # a fresh read
+        after = await session.get(Connection, cid, populate_existing=True)
+        return leased, after.refresh_lease_owner, waiting.cancelled()
+
+    leased, owner_after, cancelled = service.run_db(work)
+    assert cancelled and owner_after is None
+    assert any(owner is not None for (owner,) in leased)  # it held the lease while it waited
 
 
 def test_org_scopes_a_pass_to_one_organization(
