@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from personal_connectors.apps.schemas import OAuthAppIn, OAuthAppList, OAuthAppOut
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
 from personal_connectors.models import OAuthApp
 
 router = APIRouter(tags=["OAuth apps"])
@@ -41,11 +41,10 @@ def _out(app: OAuthApp, redirect_uri: str) -> OAuthAppOut:
 async def set_app(
     app_key: AppKey,
     body: OAuthAppIn,
-    access: OrgAccessDep,
+    access: AdminAccessDep,
     service: ServiceDep,
     runtime: RuntimeDep,
 ) -> OAuthAppOut:
-    access.require_admin()
     app = await service.configure(
         access.organization_id,
         app_key,
@@ -57,14 +56,14 @@ async def set_app(
 
 
 @router.get("/apps", response_model=OAuthAppList, summary="List the OAuth apps in effect")
-async def list_apps(access: OrgAccessDep, service: ServiceDep, runtime: RuntimeDep) -> OAuthAppList:
-    access.require_admin()
+async def list_apps(
+    access: AdminAccessDep, service: ServiceDep, runtime: RuntimeDep
+) -> OAuthAppList:
     apps = await service.visible_to(access.organization_id)
     return OAuthAppList(data=[_out(app, runtime.settings.redirect_uri) for app in apps])
 
 
 @router.delete("/apps/{app_key}", status_code=204, summary="Remove the organization's OAuth app")
-async def delete_app(app_key: AppKey, access: OrgAccessDep, service: ServiceDep) -> Response:
-    access.require_admin()
+async def delete_app(app_key: AppKey, access: AdminAccessDep, service: ServiceDep) -> Response:
     await service.delete(access.organization_id, app_key)
     return Response(status_code=204)

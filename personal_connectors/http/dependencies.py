@@ -87,4 +87,14 @@ async def org_access(
 
 
 OrgAccessDep = Annotated[OrgAccess, Depends(org_access)]
+
+
+async def admin_access(access: OrgAccessDep) -> OrgAccess:
+    """An organization admin's or owner's access (403 for members), for the routes that change
+    or reveal the organization's settings (OAuth apps, webhook endpoints)."""
+    access.require_admin()
+    return access
+
+
+AdminAccessDep = Annotated[OrgAccess, Depends(admin_access)]
 OptionalOrgAccessDep = Annotated[OrgAccess | None, Depends(optional_org_access)]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
 from personal_connectors.webhooks.schemas import (
     WebhookIn,
     WebhookList,
@@ -38,9 +38,8 @@ def _with_secret(issued: IssuedWebhook) -> WebhookWithSecretOut:
     summary="Add a webhook endpoint (its signing secret is shown only in this answer)",
 )
 async def create_webhook(
-    body: WebhookIn, access: OrgAccessDep, service: ServiceDep
+    body: WebhookIn, access: AdminAccessDep, service: ServiceDep
 ) -> WebhookWithSecretOut:
-    access.require_admin()
     issued = await service.create(
         access.organization_id,
         body.url,
@@ -51,8 +50,7 @@ async def create_webhook(
 
 
 @router.get("/webhooks", response_model=WebhookList, summary="List the webhook endpoints")
-async def list_webhooks(access: OrgAccessDep, service: ServiceDep) -> WebhookList:
-    access.require_admin()
+async def list_webhooks(access: AdminAccessDep, service: ServiceDep) -> WebhookList:
     endpoints = await service.list_for(access.organization_id)
     return WebhookList(data=[WebhookOut.of(endpoint) for endpoint in endpoints])
 
@@ -63,9 +61,8 @@ async def list_webhooks(access: OrgAccessDep, service: ServiceDep) -> WebhookLis
     summary="Remove a webhook endpoint and its pending deliveries",
 )
 async def delete_webhook(
-    endpoint_id: EndpointId, access: OrgAccessDep, service: ServiceDep
+    endpoint_id: EndpointId, access: AdminAccessDep, service: ServiceDep
 ) -> Response:
-    access.require_admin()
     await service.delete(access.organization_id, endpoint_id)
     return Response(status_code=204)
 
@@ -76,7 +73,6 @@ async def delete_webhook(
     summary="Replace the signing secret (the new one is shown only in this answer)",
 )
 async def rotate_webhook_secret(
-    endpoint_id: EndpointId, access: OrgAccessDep, service: ServiceDep
+    endpoint_id: EndpointId, access: AdminAccessDep, service: ServiceDep
 ) -> WebhookWithSecretOut:
-    access.require_admin()
     return _with_secret(await service.rotate_secret(access.organization_id, endpoint_id))
