@@ -16,7 +16,7 @@ router = APIRouter(tags=["OAuth apps"])
 AppKey = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> OAuthAppService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> OAuthAppService:
     return OAuthAppService(session, runtime.sealer, runtime.catalog)
 
 

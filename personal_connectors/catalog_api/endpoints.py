@@ -15,7 +15,7 @@ from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, Sess
 router = APIRouter(tags=["Catalog"])
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> CatalogService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> CatalogService:
     return CatalogService(session, runtime)
 
 

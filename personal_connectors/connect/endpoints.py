@@ -43,7 +43,7 @@ _STATIC = {"connect.js", "result.js"}
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectService:
     return ConnectService(session, runtime)
 
 

@@ -41,11 +41,11 @@ by_tool_router = APIRouter(tags=["Connections"])
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectionService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectionService:
     return ConnectionService(session, runtime)
 
 
-def get_checker(runtime: RuntimeDep, session: SessionDep) -> ConnectionChecker:
+async def get_checker(runtime: RuntimeDep, session: SessionDep) -> ConnectionChecker:
     return ConnectionChecker(session, runtime)
 
 

@@ -31,7 +31,7 @@ router = APIRouter(tags=["OAuth flow"])
 QueryText = Annotated[str | None, Query(max_length=4096)]
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> FlowService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> FlowService:
     return FlowService(session, runtime)
 
 

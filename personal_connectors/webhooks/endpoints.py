@@ -20,7 +20,7 @@ router = APIRouter(tags=["Webhooks"])
 EndpointId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def get_service(runtime: RuntimeDep, session: SessionDep) -> WebhookService:
+async def get_service(runtime: RuntimeDep, session: SessionDep) -> WebhookService:
     return WebhookService(session, runtime.sealer, runtime.settings)
 
 
