@@ -209,17 +209,23 @@ def test_rotation_moves_every_secret_to_the_new_key(
 
         # A service that knows only the new key serves everything.
         only_b.start()
-        with httpx.Client(base_url=only_b.api, headers=tenant.headers, timeout=30) as api:
-            listed = {c["account_id"]: c["id"] for c in api.get("", params=tenant.org).json()}
-            issued = api.post(f"/{listed['acct-1']}/token", params=tenant.org)
-            assert issued.status_code == 200, issued.text
-            assert issued.json()["access_token"] == lines[0]["access_token"]
-            completed = api.post(
-                "/complete-oauth", params=tenant.org, json={"state_token": held_state}
-            )
-            assert completed.status_code == 200 and completed.json()["connected"] is True
-            started = api.post("/authorize", params=tenant.org, json={"connector_type": "github"})
-            assert started.status_code == 200, started.text  # the org app's secret opened
+        try:
+            with httpx.Client(base_url=only_b.api, headers=tenant.headers, timeout=30) as api:
+                listed = {c["account_id"]: c["id"] for c in api.get("", params=tenant.org).json()}
+                issued = api.post(f"/{listed['acct-1']}/token", params=tenant.org)
+                assert issued.status_code == 200, issued.text
+                assert issued.json()["access_token"] == lines[0]["access_token"]
+                completed = api.post(
+                    "/complete-oauth", params=tenant.org, json={"state_token": held_state}
+                )
+                assert completed.status_code == 200 and completed.json()["connected"] is True
+                started = api.post(
+                    "/authorize", params=tenant.org, json={"connector_type": "github"}
+                )
+                assert started.status_code == 200, started.text  # the org app's secret opened
+
+        finally:
+            only_b.stop()  # (it is not the fixture's process: stop it here)
 
 
 def test_a_row_rewritten_between_read_and_update_is_left_alone(
