@@ -3,7 +3,8 @@
 Every token handed out is an audit event, but writing one row per request would make the
 busiest endpoint a writer: a transaction, a commit and (on SQLite) the single write lock per
 call. Instead the endpoint only appends to an in-memory queue, and one background task per
-process inserts what accumulated every second (or as soon as a batch is full) in one statement.
+process inserts what accumulated every second (or as soon as 5,000 are queued) in one
+transaction, 500 rows to a statement.
 
 Trade-offs, on purpose:
 
@@ -43,7 +44,13 @@ from personal_connectors.webhooks import outbox as webhook_outbox
 logger = logging.getLogger(__name__)
 
 QUEUE_CAPACITY = 20_000  # several seconds of a single worker's peak token rate
-BATCH_SIZE = 500  # rows per INSERT, and the queue length that triggers a write early
+BATCH_SIZE = 500  # rows per INSERT statement
+# The queue length that triggers a write before the second is up. A flush is one transaction
+# however many statements it takes, and SQLite writes every index page a transaction touched
+# to its log once at commit: a second's worth of rows in one commit shares more pages than
+# five commits of 500 (the connection index is keyed at random). Measured on SQLite at about
+# 2,800 tokens a second: 394-413 → 365-367 µs of server CPU a token request.
+FLUSH_AT = 5_000
 FLUSH_SECONDS = 1.0
 SHUTDOWN_SECONDS = 10.0  # how long a graceful shutdown waits for the last write
 
@@ -82,10 +89,12 @@ class TokenAudit:
         *,
         capacity: int = QUEUE_CAPACITY,
         batch_size: int = BATCH_SIZE,
+        flush_at: int = FLUSH_AT,
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.capacity = capacity
         self.batch_size = batch_size
+        self.flush_at = flush_at
         self.flush_seconds = flush_seconds
         self.dropped = 0  # since the process started
         self._pending: list[IssuedToken] = []
@@ -108,7 +117,7 @@ class TokenAudit:
         self._pending.append(
             IssuedToken(connection_id, organization_id, api_key_id, refreshed, utcnow())
         )
-        if len(self._pending) == self.batch_size:
+        if len(self._pending) == self.flush_at:
             self._wake.set()
 
     async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -118,7 +127,6 @@ class TokenAudit:
         room) for the next attempt, and the error is logged by type only.
         """
         batch, self._pending = self._pending, []
-        written = 0
         try:
             async with sessions() as session:
                 for start in range(0, len(batch), self.batch_size):
@@ -127,21 +135,21 @@ class TokenAudit:
                     rows = [event.as_row(id_) for event, id_ in zip(events, ids, strict=True)]
                     await session.execute(_INSERT, rows)
                     await webhook_outbox.enqueue_rows(session, rows)
-                    await session.commit()
-                    written += len(rows)
+                await session.commit()  # one transaction: all of the batch or none of it
         except Exception as exc:
-            unwritten = batch[written:]
             room = max(0, self.capacity - len(self._pending))
-            kept = unwritten[:room]
-            self._pending[:0] = kept
-            lost = len(unwritten) - len(kept)
+            self._pending[:0] = batch[:room]
+            lost = len(batch) - min(room, len(batch))
             self.dropped += lost
             self._unreported_drops += lost
             logger.warning(
                 "could not write %d token-issued audit events (%s); will retry",
-                len(unwritten),
+                len(batch),
                 type(exc).__name__,
             )
+            written = 0
+        else:
+            written = len(batch)
         self._report_drops()
         return written
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import ConnectionEvent, WebhookDelivery
 from personal_connectors.tokens.audit import TokenAudit
+from personal_connectors.webhooks import outbox as webhook_outbox
 from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
@@ -165,3 +166,44 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(
     assert (queued, dropped, written, left) == (5, 3, 5, 0)
     assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 5
     assert any("dropped 3 events" in record.getMessage() for record in caplog.records)
+
+
+def test_a_flush_is_one_transaction_kept_whole_for_the_next_attempt_when_it_fails(
+    service: ServiceProcess, tenant: Tenant
+) -> None:
+    """Five statements of two rows each: the fourth fails, so none of the ten is stored, all
+    ten wait for the next flush, and that one stores each exactly once."""
+    connection_id = f"conn_{os.urandom(16).hex()}"
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        audit = TokenAudit(batch_size=2, flush_seconds=3600)
+        for _ in range(10):
+            audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
+        enqueue_rows = webhook_outbox.enqueue_rows
+        calls = 0
+
+        async def failing_on_the_fourth(session, rows):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 4:
+                raise ConnectionResetError("the database went away")
+            return await enqueue_rows(session, rows)
+
+        webhook_outbox.enqueue_rows = failing_on_the_fourth
+        try:
+            failed = await audit.flush(runtime.sessions)
+        finally:
+            webhook_outbox.enqueue_rows = enqueue_rows
+        async with runtime.sessions() as reading:
+            stored = await reading.scalar(
+                select(func.count())
+                .select_from(ConnectionEvent)
+                .where(ConnectionEvent.connection_id == connection_id)
+            )
+        waiting = audit.pending
+        written = await audit.flush(runtime.sessions)
+        return failed, stored, waiting, written, audit.pending, audit.dropped
+
+    failed, stored, waiting, written, left, dropped = service.run_db(work)
+    assert (failed, stored, waiting, written, left, dropped) == (0, 0, 10, 10, 0, 0)
+    assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 10
