@@ -53,10 +53,6 @@ class KeyRing:
     def current_id(self) -> str:
         return next(iter(self.ids))
 
-    @property
-    def current(self) -> bytes:
-        return self.keys[0]
-
     def by_id(self, key_id: str) -> bytes:
         key = self.ids.get(key_id)
         if key is None:

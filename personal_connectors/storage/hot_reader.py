@@ -169,6 +169,9 @@ class SQLiteHotReader(HotReader):
         self.engine.dispose()
 
 
+# What a lost or refused connection raises (a read is then tried once more, on a new one).
+_CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
 _Waiting = tuple[Mapping[str, str], "asyncio.Future[tuple[Any, ...] | None]"]
 
 
@@ -261,13 +264,33 @@ class PostgresHotReader(HotReader):
             for waiter in waiters:
                 waiter.cancel()
             raise
-        except Exception as exc:  # every request of the batch fails as its own read would have
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, _CONNECTION_ERRORS):
+                # The database is unreachable (already retried once): each read would fail.
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                return
+            # Anything else may be one request's parameters (a value PostgreSQL refuses): each
+            # read alone, so that one caller's bad request never fails another's.
+            await asyncio.gather(
+                *(self._answer_alone(read, parameters, waiter) for parameters, waiter in batch)
+            )
             return
         for waiter, row in zip(waiters, rows, strict=True):
             if not waiter.done():  # (a request cancelled while it waited)
+                waiter.set_result(row)
+
+    async def _answer_alone(
+        self, read: HotRead, parameters: Mapping[str, str], waiter: asyncio.Future[Any]
+    ) -> None:
+        try:
+            row = await self._fetch_alone(read.one, parameters)
+        except Exception as exc:
+            if not waiter.done():
+                waiter.set_exception(exc)
+        else:
+            if not waiter.done():
                 waiter.set_result(row)
 
     async def _fetch_alone(
@@ -292,7 +315,7 @@ class PostgresHotReader(HotReader):
         pool = self._pool or await self._get_pool()
         try:
             return await getattr(pool, method)(sql, *arguments)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+        except _CONNECTION_ERRORS:
             # Once more, on a new connection: a read can be repeated safely.
             return await getattr(pool, method)(sql, *arguments)
 

@@ -129,19 +129,17 @@ class TokenAudit:
         batch, self._pending = self._pending, []
         try:
             async with sessions() as session:
-                for start in range(0, len(batch), self.batch_size):
-                    events = batch[start : start + self.batch_size]
-                    ids = new_time_ordered_ids("evt", len(events))
-                    rows = [event.as_row(id_) for event, id_ in zip(events, ids, strict=True)]
-                    await session.execute(_INSERT, rows)
-                    await webhook_outbox.enqueue_rows(session, rows)
+                ids = new_time_ordered_ids("evt", len(batch))
+                rows = [event.as_row(id_) for event, id_ in zip(batch, ids, strict=True)]
+                for start in range(0, len(rows), self.batch_size):
+                    await session.execute(_INSERT, rows[start : start + self.batch_size])
+                await webhook_outbox.enqueue_rows(session, rows)  # one endpoint query a flush
                 await session.commit()  # one transaction: all of the batch or none of it
+        except asyncio.CancelledError:
+            self._put_back(batch)  # (a shutdown that ran out of time: counted, not silent)
+            raise
         except Exception as exc:
-            room = max(0, self.capacity - len(self._pending))
-            self._pending[:0] = batch[:room]
-            lost = len(batch) - min(room, len(batch))
-            self.dropped += lost
-            self._unreported_drops += lost
+            self._put_back(batch)
             logger.warning(
                 "could not write %d token-issued audit events (%s); will retry",
                 len(batch),
@@ -152,6 +150,14 @@ class TokenAudit:
             written = len(batch)
         self._report_drops()
         return written
+
+    def _put_back(self, batch: list[IssuedToken]) -> None:
+        """Return an unwritten batch to the front of the queue, as far as there is room."""
+        room = max(0, self.capacity - len(self._pending))
+        self._pending[:0] = batch[:room]
+        lost = len(batch) - min(room, len(batch))
+        self.dropped += lost
+        self._unreported_drops += lost
 
     def _report_drops(self) -> None:
         if self._unreported_drops:

@@ -82,7 +82,7 @@ def _is_internal_address(host: str) -> bool:
         address = ipaddress.ip_address(host)
     except ValueError:
         # Shorthand numeric forms resolve to addresses too; refuse them rather than guess.
-        # Names are not resolved here (a name may still point inward: documented).
+        # Names are not resolved here but before each delivery (refused_destination).
         return _NUMERIC_HOST.match(host) is not None
     return not address.is_global
 
@@ -112,6 +112,8 @@ async def refused_destination(url: str, settings: Settings, resolve: Resolver) -
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = await resolve(host, port)
+    except UnicodeError:  # a label the resolver cannot encode (over 63 characters): no address
+        return "the host name cannot be resolved"
     except OSError:
         return None
     for *_, sockaddr in addresses:
@@ -193,9 +195,6 @@ class WebhookService:
         endpoint.updated_at = utcnow()
         await self.session.commit()
         return IssuedWebhook(endpoint, secret)
-
-    def secret_of(self, endpoint: WebhookEndpoint) -> str:
-        return open_secret(self.sealer, endpoint)
 
     def _seal_new_secret(self, endpoint: WebhookEndpoint) -> str:
         secret = generate_secret()

@@ -52,6 +52,6 @@ def test_keys_are_parsed_from_base64_and_checked() -> None:
     ring = parse_keys(
         f"{base64.b64encode(raw).decode()}, {base64.urlsafe_b64encode(key()).decode()}"
     )
-    assert ring.current == raw and len(ring.keys) == 2
+    assert ring.by_id(ring.current_id) == raw and len(ring.keys) == 2
     with pytest.raises(KeyConfigurationError, match="#1"):
         parse_keys(base64.b64encode(b"short").decode())

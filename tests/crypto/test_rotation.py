@@ -31,7 +31,7 @@ from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.providers.identity import AccountIdentity
 from personal_connectors.storage.migrations import upgrade
 from personal_connectors.tokens.vault import TokenVault
-from personal_connectors.webhooks.service import WebhookService
+from personal_connectors.webhooks.service import WebhookService, open_secret
 from tests.conftest import CLIENT_SECRET, PROVIDER_KEY, make_tenant
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -181,9 +181,9 @@ def test_rotation_moves_every_secret_to_the_new_key(
             )
             held = await FlowRepository(session).by_state_hash(state_hash(held_state))
             grant, identity = FlowService(session, runtime)._held_grant(held)
-            hooks = WebhookService(session, runtime.sealer, runtime.settings)
             webhook_secrets = [
-                hooks.secret_of(e) for e in (await session.scalars(select(WebhookEndpoint)))
+                open_secret(runtime.sealer, e)
+                for e in (await session.scalars(select(WebhookEndpoint)))
             ]
             return (
                 key_ids,
@@ -301,7 +301,7 @@ def test_generate_prints_a_usable_new_key() -> None:
     second = runner.invoke(app, ["keys", "generate"])
     assert first.exit_code == 0 and second.exit_code == 0
     key = json.loads(first.stdout)["key"]
-    assert len(parse_keys(key).current) == 32
+    assert len(parse_keys(key).keys[0]) == 32
     assert second.stdout.strip() != key and len(parse_keys(second.stdout.strip()).keys) == 1
     assert "keys rotate" in second.stderr  # the how-to goes to stderr, the key alone to stdout
     assert KeyRing((base64.b64decode(key),)).current_id == key_id(key)

@@ -151,3 +151,24 @@ def test_a_read_cancelled_while_it_waits_leaves_the_others_answered(
     expected, outcomes = in_runtime(service, work)
     assert isinstance(outcomes[0], asyncio.CancelledError)
     assert outcomes[1:] == expected[1:]
+
+
+def test_a_batch_refused_for_another_reason_answers_each_read_alone(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A statement PostgreSQL refuses for one request's values must not fail the others: the
+    batch falls back to one read per request, each answered as it would have been alone."""
+    reads = lookups(service, tmp_path)
+
+    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any]]:
+        expected = [await reader.fetch_one(HotRead(_LOOKUP.one), each) for each in reads]
+
+        async def refused(*_: Any) -> Any:
+            raise ValueError("a value the statement cannot take")
+
+        reader._fetch_many = refused  # type: ignore[method-assign]
+        together = await asyncio.gather(*(reader.fetch_one(_LOOKUP, each) for each in reads))
+        return expected, list(together)
+
+    expected, together = in_runtime(service, work)
+    assert together == expected

@@ -4,6 +4,8 @@ the service is stopped gracefully are written before it exits; a full queue drop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +20,6 @@ from sqlalchemy import func, select
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import ConnectionEvent, WebhookDelivery
 from personal_connectors.tokens.audit import TokenAudit
-from personal_connectors.webhooks import outbox as webhook_outbox
 from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
@@ -171,29 +172,32 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(
 def test_a_flush_is_one_transaction_kept_whole_for_the_next_attempt_when_it_fails(
     service: ServiceProcess, tenant: Tenant
 ) -> None:
-    """Five statements of two rows each: the fourth fails, so none of the ten is stored, all
-    ten wait for the next flush, and that one stores each exactly once."""
+    """Five statements of two rows each: the fourth fails, so none of the ten is stored (not
+    even the three statements before it), all ten wait for the next flush, and that one stores
+    each exactly once."""
     connection_id = f"conn_{os.urandom(16).hex()}"
 
     async def work(session, runtime):  # type: ignore[no-untyped-def]
         audit = TokenAudit(batch_size=2, flush_seconds=3600)
         for _ in range(10):
             audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
-        enqueue_rows = webhook_outbox.enqueue_rows
         calls = 0
 
-        async def failing_on_the_fourth(session, rows):  # type: ignore[no-untyped-def]
-            nonlocal calls
-            calls += 1
-            if calls == 4:
-                raise ConnectionResetError("the database went away")
-            return await enqueue_rows(session, rows)
+        def failing_on_the_fourth_statement():  # type: ignore[no-untyped-def]
+            failing = runtime.sessions()
+            execute = failing.execute
 
-        webhook_outbox.enqueue_rows = failing_on_the_fourth
-        try:
-            failed = await audit.flush(runtime.sessions)
-        finally:
-            webhook_outbox.enqueue_rows = enqueue_rows
+            async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+                nonlocal calls
+                calls += 1
+                if calls == 4:
+                    raise ConnectionResetError("the database went away")
+                return await execute(*args, **kwargs)
+
+            failing.execute = counted
+            return failing
+
+        failed = await audit.flush(failing_on_the_fourth_statement)
         async with runtime.sessions() as reading:
             stored = await reading.scalar(
                 select(func.count())
@@ -207,3 +211,36 @@ def test_a_flush_is_one_transaction_kept_whole_for_the_next_attempt_when_it_fail
     failed, stored, waiting, written, left, dropped = service.run_db(work)
     assert (failed, stored, waiting, written, left, dropped) == (0, 0, 10, 10, 0, 0)
     assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 10
+
+
+def test_a_flush_cancelled_midway_puts_its_batch_back(
+    service: ServiceProcess, tenant: Tenant
+) -> None:
+    """A shutdown that runs out of time cancels the flush: its rows go back to the queue (for
+    the last flush, or to be counted as lost), never silently away."""
+    connection_id = f"conn_{os.urandom(16).hex()}"
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        audit = TokenAudit(flush_seconds=3600)
+        for _ in range(3):
+            audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
+        entered = asyncio.Event()
+
+        def stalling():  # type: ignore[no-untyped-def]
+            stalled = runtime.sessions()
+
+            async def execute(*args, **kwargs):  # type: ignore[no-untyped-def]
+                entered.set()
+                await asyncio.Event().wait()  # a database that never answers
+
+            stalled.execute = execute
+            return stalled
+
+        flushing = asyncio.ensure_future(audit.flush(stalling))
+        await entered.wait()
+        flushing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flushing
+        return audit.pending, audit.dropped
+
+    assert service.run_db(work) == (3, 0)

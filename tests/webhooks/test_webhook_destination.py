@@ -74,6 +74,14 @@ def test_a_name_that_does_not_resolve_is_left_to_fail_as_a_connection_error() ->
     assert refusal("https://nowhere.invalid/in", unresolvable) is None
 
 
+def test_a_name_the_resolver_cannot_encode_is_refused_instead_of_breaking_the_round() -> None:
+    async def real(host: str, port: int) -> Sequence[tuple[Any, ...]]:
+        return await asyncio.get_running_loop().getaddrinfo(host, port)
+
+    # A label over 63 characters: getaddrinfo raises UnicodeError, not OSError.
+    assert refusal(f"https://{'a' * 64}.example.com/in", real) is not None
+
+
 def test_the_worker_does_not_send_to_a_refused_destination_and_retries_later(
     service: ServiceProcess,
 ) -> None:
