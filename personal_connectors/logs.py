@@ -16,8 +16,8 @@ _PATTERNS = [
     # Connect-session tokens, flow launch tokens and browser-binding secrets (connect/, flows/).
     (re.compile(r"\b(cs|lt|fb)_[A-Za-z0-9_\-]{8,}"), r"\1_[REDACTED]"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"), "whsec_[REDACTED]"),  # webhook signing secrets
-    # Credentials in a URL's user-info part (scheme://user:password@host).
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1[REDACTED]@"),
+    # A URL's user-info part (scheme://user:password@host, or a bare token: scheme://TOKEN@host).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@"), r"\1[REDACTED]@"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-=]+"), r"\1 [REDACTED]"),
     (
         re.compile(

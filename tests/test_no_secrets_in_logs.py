@@ -63,7 +63,9 @@ def test_the_redaction_filter_catches_accidents() -> None:
 def test_webhook_secrets_and_url_credentials_are_redacted() -> None:
     line = redact(
         "endpoint https://hook-user:hunter2pass@hooks.example.test/in "
+        "or https://ghp_bareToken1234@hooks.example.test/in "
         "signed with whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     )
     assert "hunter2pass" not in line and "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in line
+    assert "ghp_bareToken1234" not in line
     assert "hooks.example.test/in" in line  # the rest of the line stays readable

@@ -30,8 +30,11 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.crypto.aead import DecryptionError
+from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import APIError
 from personal_connectors.models import utcnow
+from personal_connectors.oauth.client import ClientCredentials
 from personal_connectors.refresher.repository import Claimed, DuePolicy, RefresherRepository
 from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.runtime import Runtime
@@ -189,8 +192,25 @@ class BackgroundRefresher:
             apps = await repository.apps({c.app_id for c in claimed if c.app_id})
             await session.commit()
         service = OAuthAppService(session, self.runtime.sealer, self.runtime.catalog)
-        credentials = {app.id: service.credentials(app) for app in apps}
-        return [item.with_credentials(credentials.get(item.app_id or "")) for item in claimed]
+        credentials: dict[str, ClientCredentials] = {}
+        for app in apps:
+            try:
+                credentials[app.id] = service.credentials(app)
+            except (DecryptionError, KeyConfigurationError):
+                # A missing or wrong encryption key is the operator's to fix; it must neither
+                # stall the rest of the claim nor mark that app's connections needs_reauth.
+                logger.error("OAuth app %s: its client secret cannot be opened", app.id)
+        unreadable = {app.id for app in apps} - credentials.keys()
+        ready: list[Claimed] = []
+        for item in claimed:
+            if item.app_id in unreadable:
+                self._resting[item.id] = (
+                    time.monotonic() + self.runtime.settings.refresher_interval_seconds
+                )
+                await self._release(item)
+            else:
+                ready.append(item.with_credentials(credentials.get(item.app_id or "")))
+        return ready
 
     async def _refresh(self, item: Claimed, claimed_at: float) -> None:
         slots = self._slots.setdefault(item.app_key, Semaphore(self.provider_concurrency))

@@ -296,15 +296,22 @@ class Refresher:
     ) -> FreshToken:
         """Refresh ``connection`` (read under the lease ``owner`` holds) unless that is moot."""
         stored = handed_over = False
+        connection_id = connection.id  # (a rollback below expires the instance)
 
         async def hand_over(write: TokenWrite) -> bool:
             # Once a write is handed to the writer (a batch may still be pending, shielded from
             # our cancellation), releasing the lease here would make its compare-and-swap fail
             # and lose a refresh token the provider has already rotated. The write clears the
-            # lease when it lands; if it fails, the lease simply expires.
+            # lease when it lands. A write that failed outright leaves nothing pending: the
+            # lease is released at once rather than left to expire under waiting callers.
             nonlocal handed_over
             handed_over = True
-            return await writer(write)
+            try:
+                return await writer(write)
+            except Exception:
+                handed_over = False
+                await session.rollback()  # the failed write may have been on this session
+                raise
 
         try:
             self._raise_if_unusable(connection)
@@ -320,7 +327,7 @@ class Refresher:
         finally:
             # A stored token's compare-and-swap write already cleared the lease.
             if not stored and not handed_over:
-                await lease.release(session, connection.id, owner)
+                await lease.release(session, connection_id, owner)
 
     def _raise_if_unusable(self, connection: Connection) -> None:
         if connection.status == ConnectionStatus.NEEDS_REAUTH:

@@ -20,13 +20,14 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.models import Connection, utcnow
 from personal_connectors.refresher.repository import Claimed
 from personal_connectors.refresher.service import BackgroundRefresher
 from personal_connectors.tokens import lease
-from personal_connectors.tokens.refresh import TokenWrite, write_tokens
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
-from tests.support.db import event_types, stored_tokens, update_connection
+from personal_connectors.tokens.refresh import Refresher, TokenWrite, write_tokens
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
+from tests.support.db import event_types, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider, free_port, token_request
 from tests.support.service import ServiceProcess
@@ -138,6 +139,64 @@ def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_leas
     leased, owner_after, cancelled = service.run_db(work)
     assert cancelled and owner_after is None
     assert any(owner is not None for (owner,) in leased)  # it held the lease while it waited
+
+
+def test_a_refresh_whose_write_fails_releases_its_lease_at_once(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """A caller's refresh writes in its own transaction; when that write fails outright there is
+    no batch left that could still land, so the lease goes back at once instead of keeping
+    every other caller waiting until it expires."""
+    [cid] = connect_accounts(api, tenant, 1)
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        owner = lease.new_owner()
+        assert await lease.try_acquire(session, cid, owner, 60)
+        connection = await session.get(Connection, cid)
+
+        async def credentials(app_id):  # type: ignore[no-untyped-def]
+            apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+            resolved = await apps.by_id(app_id)
+            return resolved.credentials if resolved is not None else None
+
+        async def failing_write(write):  # type: ignore[no-untyped-def]
+            raise ConnectionResetError("the database went away")
+
+        with contextlib.suppress(ConnectionResetError):
+            await Refresher(runtime)._lead(
+                session, connection, connection.version, True, owner, credentials, failing_write
+            )
+        await session.rollback()
+        return (await session.get(Connection, cid, populate_existing=True)).refresh_lease_owner
+
+    assert service.run_db(work) is None
+
+
+def test_an_app_whose_secret_cannot_be_opened_is_skipped_and_its_rows_handed_back(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """An encryption key the operator removed must not stall the rest of a claim, nor turn the
+    app's connections into needs_reauth: its rows are released and rest until the next pass."""
+    [cid] = connect_accounts(api, tenant, 1)
+    set_expiry(service, cid, 30)  # due
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+        app = await apps.configure(
+            tenant.organization_id, PROVIDER_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+        )
+        app.key_id = "0" * 16  # sealed under a key no longer configured
+        connection = await session.get(Connection, cid)
+        connection.oauth_app_id = app.id
+        await session.commit()
+        refresher = BackgroundRefresher(runtime, organization_id=tenant.organization_id)
+        ready = await refresher._claim(10, set())
+        await session.rollback()
+        after = await session.get(Connection, cid, populate_existing=True)
+        return ready, after.refresh_lease_owner, after.status, cid in refresher._resting
+
+    ready, owner, status, resting = service.run_db(work)
+    assert ready == [] and owner is None and status == "active" and resting
 
 
 def test_org_scopes_a_pass_to_one_organization(
