@@ -14,7 +14,7 @@ query the endpoints with the session's own connection and transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -157,29 +157,19 @@ def _enqueue_staged(session: Session, _context: UOWTransaction, _instances: obje
             session.add_all(_deliveries(recorded, connection, endpoint_ids))
 
 
-async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
-    """The outbox for writers that bulk-insert event rows (``tokens.audit``) instead of going
-    through ``record``: call it with the inserted rows' values before committing them, and their
-    deliveries join the same transaction. Costs one query when no endpoint subscribes (the
-    common case for ``token_issued``, which is opt-in). Returns the deliveries added."""
-    if not rows:
-        return 0
-    organizations = {row["organization_id"] for row in rows}
-    subscriptions = _by_organization((await session.execute(_endpoints_of(organizations))).all())
-    if not subscriptions:
-        return 0  # (checked before building an event per row: batches run to hundreds of rows)
-    events = [
-        RecordedEvent(
-            row["id"],
-            row["connection_id"],
-            row["organization_id"],
-            row["type"],
-            row["detail"],
-            row["created_at"],
-        )
-        for row in rows
-        if row["organization_id"] in subscriptions
-    ]
+async def subscriptions_of(session: AsyncSession, organizations: set[str]) -> Subscriptions:
+    """The active endpoints of ``organizations`` and the types each wants (one query); empty
+    when none has any, the common case, so that a bulk writer can skip ``enqueue_recorded``."""
+    return _by_organization((await session.execute(_endpoints_of(organizations))).all())
+
+
+async def enqueue_recorded(
+    session: AsyncSession, subscriptions: Subscriptions, events: Iterable[RecordedEvent]
+) -> int:
+    """The outbox for writers that bulk-insert event rows instead of going through ``record``:
+    call it with the inserted events before committing them, and the deliveries they owe under
+    ``subscriptions`` (``subscriptions_of`` their organizations) join the same transaction.
+    Returns the deliveries added."""
     wanted = [(e, ids) for e in events if (ids := _subscribers(subscriptions, e))]
     if not wanted:
         return 0
@@ -195,3 +185,26 @@ async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]])
     ]
     session.add_all(added)
     return len(added)
+
+
+async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
+    """``enqueue_recorded`` for the inserted rows' values (``tokens.refresh``'s batch writer).
+    Costs one query when no endpoint subscribes."""
+    if not rows:
+        return 0
+    subscriptions = await subscriptions_of(session, {row["organization_id"] for row in rows})
+    if not subscriptions:
+        return 0  # (checked before building an event per row)
+    events = (
+        RecordedEvent(
+            row["id"],
+            row["connection_id"],
+            row["organization_id"],
+            row["type"],
+            row["detail"],
+            row["created_at"],
+        )
+        for row in rows
+        if row["organization_id"] in subscriptions
+    )
+    return await enqueue_recorded(session, subscriptions, events)

@@ -87,6 +87,33 @@ def owed_deliveries(service: ServiceProcess, tenant: Tenant) -> int:
     return int(service.run_db(work))
 
 
+class _SeenInserts:
+    """A session's connection whose statements on the driver (the audit's inserts) go past
+    ``seen`` first, which may fail or stall them."""
+
+    def __init__(self, connection: Any, seen: Any) -> None:
+        self._connection = connection
+        self._seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def exec_driver_sql(self, *args: Any, **kwargs: Any) -> Any:
+        if asyncio.iscoroutine(seeing := self._seen(*args, **kwargs)):
+            await seeing
+        return await self._connection.exec_driver_sql(*args, **kwargs)
+
+
+def with_inserts_seen_by(session: Any, seen: Any) -> Any:
+    connection = session.connection
+
+    async def seen_connection(*args: Any, **kwargs: Any) -> Any:
+        return _SeenInserts(await connection(*args, **kwargs), seen)
+
+    session.connection = seen_connection
+    return session
+
+
 def test_every_token_handed_out_is_audited_without_the_token(
     api: httpx.Client, tenant: Tenant, other_tenant: Tenant, service: ServiceProcess
 ) -> None:
@@ -183,19 +210,14 @@ def test_a_flush_is_one_transaction_kept_whole_for_the_next_attempt_when_it_fail
             audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
         calls = 0
 
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 4:
+                raise ConnectionResetError("the database went away")
+
         def failing_on_the_fourth_statement():  # type: ignore[no-untyped-def]
-            failing = runtime.sessions()
-            execute = failing.execute
-
-            async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-                nonlocal calls
-                calls += 1
-                if calls == 4:
-                    raise ConnectionResetError("the database went away")
-                return await execute(*args, **kwargs)
-
-            failing.execute = counted
-            return failing
+            return with_inserts_seen_by(runtime.sessions(), counted)
 
         failed = await audit.flush(failing_on_the_fourth_statement)
         async with runtime.sessions() as reading:
@@ -226,15 +248,12 @@ def test_a_flush_cancelled_midway_puts_its_batch_back(
             audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
         entered = asyncio.Event()
 
+        async def never_answering(*args, **kwargs):  # type: ignore[no-untyped-def]
+            entered.set()
+            await asyncio.Event().wait()  # a database that never answers
+
         def stalling():  # type: ignore[no-untyped-def]
-            stalled = runtime.sessions()
-
-            async def execute(*args, **kwargs):  # type: ignore[no-untyped-def]
-                entered.set()
-                await asyncio.Event().wait()  # a database that never answers
-
-            stalled.execute = execute
-            return stalled
+            return with_inserts_seen_by(runtime.sessions(), never_answering)
 
         flushing = asyncio.ensure_future(audit.flush(stalling))
         await entered.wait()

@@ -1,0 +1,127 @@
+"""Many rows into one table as multi-row INSERT statements, run straight on the driver.
+
+SQLAlchemy's executemany converts every value of every row through its column's type on the
+calling thread, which for the token-issued audit (a row per token handed out) is the event loop
+that also serves the token route. Measured on SQLite, per row of the audit's six columns:
+12 µs of loop CPU through ``session.execute(insert(table), rows)``, 4 µs this way. What is kept
+from SQLAlchemy is what decides the stored values: the SQL its compiler writes for the dialect
+(one text per row count, compiled once) and each column's conversion to the driver's form
+(``driver_form``). What is skipped is the per-value machinery in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Column, Table, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from personal_connectors.models.base import UTCDateTime
+
+ROWS_PER_STATEMENT = 500  # 3,000 parameters for six columns, far below either backend's limit
+
+Row = tuple[Any, ...]
+
+
+class BulkInsert:
+    """INSERTs of ``columns`` of ``table`` (given in the table's order, which is the order of
+    each row's values), at most ``rows_per_statement`` rows a statement."""
+
+    def __init__(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        *,
+        rows_per_statement: int = ROWS_PER_STATEMENT,
+    ) -> None:
+        in_table_order = [column.name for column in table.columns if column.name in columns]
+        if list(columns) != in_table_order:
+            raise ValueError(f"columns must be {in_table_order}, in the table's order")
+        self.table = table
+        self.columns = tuple(columns)
+        self.rows_per_statement = rows_per_statement
+        self._texts: dict[tuple[str, int], str] = {}
+        self._forms: dict[tuple[str, str], Callable[[Any], Any]] = {}
+
+    def sql(self, dialect: Dialect, rows: int) -> str:
+        """The statement inserting ``rows`` rows, as ``dialect``'s compiler writes it."""
+        text = self._texts.get((dialect.name, rows))
+        if text is None:
+            placeholders = [dict.fromkeys(self.columns)] * rows
+            text = str(insert(self.table).values(placeholders).compile(dialect=dialect))
+            self._texts[(dialect.name, rows)] = text
+        return text
+
+    def driver_form(self, column: str, dialect: Dialect) -> Callable[[Any], Any]:
+        """What turns a value of ``column`` into what ``dialect``'s driver is given (see
+        ``driver_form``), built once per dialect."""
+        form = self._forms.get((dialect.name, column))
+        if form is None:
+            form = self._forms[(dialect.name, column)] = driver_form(self.table.c[column], dialect)
+        return form
+
+    async def execute(self, connection: AsyncConnection, rows: Sequence[Row]) -> None:
+        """Insert ``rows``, each its values in ``columns`` order, already in the driver's form,
+        within ``connection``'s transaction."""
+        for start, count in statement_sizes(len(rows), self.rows_per_statement):
+            values = tuple(value for row in rows[start : start + count] for value in row)
+            await connection.exec_driver_sql(self.sql(connection.dialect, count), values)
+
+
+def statement_sizes(total: int, largest: int) -> Iterator[tuple[int, int]]:
+    """(first row, row count) of each statement for ``total`` rows: as many of ``largest`` as
+    fit, then the rest in decreasing powers of two. A batch of any size thus takes texts of a
+    dozen row counts at most, each compiled once, instead of compiling one per remainder (the
+    compiler's work grows with the rows); it costs at most nine more statements a batch."""
+    start = 0
+    while total - start >= largest:
+        yield start, largest
+        start += largest
+    size = 1 << max(largest.bit_length() - 1, 0)
+    while start < total:
+        while size > total - start:
+            size >>= 1
+        yield start, size
+        start += size
+
+
+def driver_form(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """The conversion SQLAlchemy's bind processing applies to a value of ``column`` on
+    ``dialect`` (the identity where it applies none).
+
+    One shortcut: SQLite stores a ``UTCDateTime`` as text in SQLAlchemy's storage format, which
+    is exactly what ``datetime.isoformat`` writes for the naive UTC time, ten times faster than
+    the processor's ``%`` formatting (3.2 µs a value, a quarter of an audit row's loop CPU). It is
+    used only when it agrees with the processor on sample values, so a change of the format in
+    SQLAlchemy falls back to the processor instead of storing something else.
+    """
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return _unchanged
+    if (
+        isinstance(column.type, UTCDateTime)
+        and dialect.name == "sqlite"
+        and all(_sqlite_utc_text(value) == process(value) for value in _SAMPLE_TIMES)
+    ):
+        return _sqlite_utc_text
+    return process
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _sqlite_utc_text(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored")  # as UTCDateTime refuses them
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SAMPLE_TIMES = (
+    datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=UTC),  # whole seconds: the format keeps ".000000"
+    datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 6, 1, 7, 30, 0, 12, tzinfo=timezone(timedelta(hours=-5))),  # converted to UTC
+)
