@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from personal_connectors.logs import redact
+from personal_connectors.logs import _PATTERNS, MARKERS, redact
 from personal_connectors.models import Connection
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import CLIENT_SECRET, Tenant
@@ -69,3 +69,39 @@ def test_webhook_secrets_and_url_credentials_are_redacted() -> None:
     assert "hunter2pass" not in line and "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in line
     assert "ghp_bareToken1234" not in line
     assert "hooks.example.test/in" in line  # the rest of the line stays readable
+
+
+# Minimal texts that each redaction pattern matches, in the letter cases the patterns accept.
+ONE_SECRET_EACH = [
+    "key ak_ABCDEFGH12",
+    "flow state_abcdefgh-1",
+    "session cs_abcdefgh_1",
+    "launch lt_abcdefgh",
+    "binding fb_ABCDEFGH",
+    "signed whsec_abcd+/=efgh",
+    "to HTTPS://user@host/in",
+    "to git+ssh://TOKEN@host",
+    "header BEARER abc.def",
+    "header basic dXNlcjpwYXNz",
+    "query TOKEN=abc",
+    'body {"Refresh_Token" : "abc"}',
+    "form code:xyz",
+]
+
+
+def test_the_quick_check_lets_no_pattern_match_through() -> None:
+    """``redact`` skips its scans when a text holds none of ``MARKERS``: every pattern has a
+    sample here, and each sample comes out exactly as the seven scans alone would leave it."""
+
+    def scanned(text: str) -> str:
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    for pattern, _ in _PATTERNS:
+        assert any(pattern.search(sample) for sample in ONE_SECRET_EACH), pattern.pattern
+    for sample in ONE_SECRET_EACH:
+        assert redact(sample) == scanned(sample) != sample
+    access_line = "POST /v1/personal-connectors/conn_0a1b/token 200 0.3ms req_9f8e"
+    assert not any(marker in access_line.lower() for marker in MARKERS)
+    assert redact(access_line) == access_line

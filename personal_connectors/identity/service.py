@@ -18,6 +18,7 @@ from personal_connectors.exceptions import (
     OrganizationAccessDenied,
 )
 from personal_connectors.identity.exceptions import IdentityError
+from personal_connectors.identity.records import KeyLike
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import (
     APIKey,
@@ -162,7 +163,7 @@ def presented_key_hash(presented: str | None) -> str:
 
 
 def principal_of(
-    presented: str | None, key: APIKey | None, presented_digest: str | None = None
+    presented: str | None, key: KeyLike | None, presented_digest: str | None = None
 ) -> Principal:
     """The caller an API key row stands for, or the error its state calls for.
 

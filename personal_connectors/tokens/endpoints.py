@@ -60,7 +60,9 @@ class TokenRoute(APIRoute):
             organization_id = await requested_organization(
                 query.get("organization_id"), query.get("organizationId")
             )
-            token = await issue(request, await token_request(request, organization_id), False)
+            service = TokenService(None, await get_runtime(request))
+            caller = await authorized(service, request, organization_id)
+            token = await service.issue(caller, force_refresh=False)
             # TokenOut is what the declared handler validates and encodes the same way.
             return Response(token.model_dump_json(), media_type="application/json")
 
@@ -70,15 +72,21 @@ class TokenRoute(APIRoute):
 async def token_request(
     request: Request, organization_id: RequestedOrganizationDep
 ) -> TokenRequest:
-    runtime = await get_runtime(request)  # called, not injected: each dependency costs
+    # The runtime called for, not injected: each dependency costs.
+    return await authorized(
+        TokenService(None, await get_runtime(request)), request, organization_id
+    )
+
+
+async def authorized(
+    service: TokenService, request: Request, organization_id: str | None
+) -> TokenRequest:
     presented = presented_api_key(request)
     if organization_id is None:
-        async with runtime.sessions() as session:
+        async with service.runtime.sessions() as session:
             await IdentityService(session).authenticate(presented)  # a 401 comes first
         raise missing_organization()
-    return await TokenService(None, runtime).authorize(
-        presented, organization_id, request.path_params["connection_id"]
-    )
+    return await service.authorize(presented, organization_id, request.path_params["connection_id"])
 
 
 async def issue(request: Request, caller: TokenRequest, force_refresh: bool) -> TokenOut:

@@ -59,6 +59,7 @@ from personal_connectors.tokens.exceptions import (
     RefreshContended,
     TokenUnavailable,
 )
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.vault import TokenVault
 from personal_connectors.webhooks import outbox as webhook_outbox
 
@@ -188,7 +189,7 @@ def _compare_and_swap(columns: tuple[str, ...]) -> Update:
     )
 
 
-def needs_refresh(connection: Connection, entry: ProviderEntry | None, now: datetime) -> bool:
+def needs_refresh(connection: ConnectionLike, entry: ProviderEntry | None, now: datetime) -> bool:
     if connection.expires_at is None:
         return False  # a token that does not expire (GitHub OAuth apps) is always current
     margin = entry.refresh_margin if entry is not None else 300
@@ -202,7 +203,7 @@ class Refresher:
         self.runtime = runtime
         self.vault = TokenVault(runtime.sealer)
 
-    def current(self, connection: Connection) -> FreshToken:
+    def current(self, connection: ConnectionLike) -> FreshToken:
         token = self.vault.access_token(connection)
         if token is None:
             raise ReauthorizationRequired("The connection holds no access token.")
@@ -210,7 +211,7 @@ class Refresher:
             token, connection.token_type, connection.expires_at, list(connection.scopes or [])
         )
 
-    async def refresh(self, connection: Connection, *, force: bool = False) -> FreshToken:
+    async def refresh(self, connection: ConnectionLike, *, force: bool = False) -> FreshToken:
         """A token newer than ``connection``'s version, or the current one if still fresh."""
         seen_version = connection.version
         token: FreshToken = await self.runtime.refresh_flights.run(

@@ -10,21 +10,21 @@ NULLs, so every refusal stays as precise as the separate checks made it.
 It reads columns, not entities: loading ``APIKey`` and ``Connection`` through the ORM (identity
 map, every column of both rows, a session to open and close) cost about three times the read
 (measured on SQLite: 125 µs against 45 µs for the column select, 12 µs on the driver through
-the runtime's ``HotReader``). The columns the token path uses are put on transient, detached
-model instances, so the identity and token rules (``principal_of``, ``needs_refresh``,
-``TokenVault``) apply to them unchanged.
+the runtime's ``HotReader``). The columns the token path uses come back as the plain records of
+``tokens.records``, which the identity and token rules take as they take model instances.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, TableValuedAlias, and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
+from personal_connectors.identity.records import KeyRecord
 from personal_connectors.models import APIKey, Connection, Membership
 from personal_connectors.storage.hot_reader import (
     PARAMETER_SET_POSITION,
@@ -32,45 +32,24 @@ from personal_connectors.storage.hot_reader import (
     HotReader,
     parameter_sets,
 )
+from personal_connectors.tokens.records import ConnectionRecord
 
 
 @dataclass(frozen=True)
 class TokenLookup:
-    """What one query found for a key hash, an organization and a connection id.
+    """What one query found for a key hash, an organization and a connection id."""
 
-    ``key`` and ``connection`` hold only the columns of ``KEY_COLUMNS`` and
-    ``CONNECTION_COLUMNS`` (others read as None): read-only views, never added to a session.
-    """
-
-    key: APIKey
+    key: KeyRecord
     role: str | None  # the key's user's role in the organization; None: not a member
-    connection: Connection | None  # the user's live connection there; None: not theirs/unknown
+    connection: ConnectionRecord | None  # the user's live connection; None: not theirs/unknown
 
 
-# What principal_of checks on a key.
-KEY_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
-    APIKey.id,
-    APIKey.user_id,
-    APIKey.key_hash,
-    APIKey.status,
-    APIKey.expires_at,
+# The records' fields, in their order, are the columns read.
+KEY_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
+    getattr(APIKey, name) for name in KeyRecord._fields
 )
-# What TokenService.issue, needs_refresh, Refresher.current/refresh and TokenVault read.
-CONNECTION_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
-    Connection.id,
-    Connection.organization_id,
-    Connection.user_id,
-    Connection.app_key,
-    Connection.status,
-    Connection.status_reason,
-    Connection.is_active,
-    Connection.scopes,
-    Connection.provider_metadata,
-    Connection.token_type,
-    Connection.key_id,
-    Connection.access_token_ct,
-    Connection.expires_at,
-    Connection.version,
+CONNECTION_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
+    getattr(Connection, name) for name in ConnectionRecord._fields
 )
 
 
@@ -121,21 +100,6 @@ _LOOKUP = HotRead(
     many=_lookup_each(_SETS),
 )
 
-_Model = TypeVar("_Model", APIKey, Connection)
-
-
-def _detached(
-    model: type[_Model], columns: tuple[InstrumentedAttribute[Any], ...], values: tuple[Any, ...]
-) -> _Model:
-    """A transient ``model`` instance holding ``values``, without the ORM's attribute events.
-
-    Set in the instance's ``__dict__`` the way the ORM's own loading does (about 1 µs; the
-    constructor's instrumented assignments cost 11 µs for a connection's fourteen columns).
-    """
-    instance: _Model = model.__mapper__.class_manager.new_instance()
-    instance.__dict__.update(zip((column.key for column in columns), values, strict=True))
-    return instance
-
 
 class TokenRepository:
     """Runs the lookup on the runtime's ``HotReader`` (``storage.hot_reader.create_hot_reader``)
@@ -167,12 +131,11 @@ class TokenRepository:
         if row is None:
             return None
         keys = len(KEY_COLUMNS)
-        key = _detached(APIKey, KEY_COLUMNS, row[:keys])
-        role: str | None = row[keys]
         connection_values = row[keys + 1 :]
-        connection = (
+        return TokenLookup(
+            KeyRecord(*row[:keys]),
+            row[keys],
             None
             if connection_values[0] is None  # the outer join found no connection
-            else _detached(Connection, CONNECTION_COLUMNS, connection_values)
+            else ConnectionRecord(*connection_values),
         )
-        return TokenLookup(key, role, connection)

@@ -8,7 +8,6 @@ provider's refresh margin (or a forced refresh) goes through the ``Refresher``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +21,7 @@ from personal_connectors.identity.service import (
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ReauthorizationRequired
+from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
 from personal_connectors.tokens.refresh import FreshToken, Refresher, needs_refresh
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
@@ -32,7 +32,7 @@ class TokenRequest:
     """An authorized caller and the connection they asked for (None: not theirs, or unknown)."""
 
     access: OrgAccess
-    connection: Connection | None
+    connection: ConnectionRecord | None
 
 
 class TokenService:
@@ -41,11 +41,6 @@ class TokenService:
         the caller holds none (the token route, whose lookup has its own short session)."""
         self.session = session
         self.runtime = runtime
-
-    @cached_property
-    def refresher(self) -> Refresher:
-        # Built when first needed: the token route's authorization step never needs one.
-        return Refresher(self.runtime)
 
     async def authorize(
         self, presented_key: str | None, organization_id: str, connection_id: str
@@ -89,7 +84,7 @@ class TokenService:
             provider_metadata=connection.provider_metadata or {},
         )
 
-    async def fresh_token(self, connection: Connection, *, force: bool = False) -> FreshToken:
+    async def fresh_token(self, connection: ConnectionLike, *, force: bool = False) -> FreshToken:
         if connection.status == ConnectionStatus.NEEDS_REAUTH:
             raise ReauthorizationRequired(
                 connection.status_reason or "The provider rejected the refresh token."
@@ -100,8 +95,8 @@ class TokenService:
             # hold a pooled connection the refresher itself needs.
             if self.session is not None:
                 await self.session.commit()
-            return await self.refresher.refresh(connection, force=force)
-        return self.refresher.current(connection)
+            return await Refresher(self.runtime).refresh(connection, force=force)
+        return Refresher(self.runtime).current(connection)
 
     async def valid_access_token(self, connection: Connection) -> str | None:
         """An access token for ``connection`` that is valid now (refreshed first if needed)."""

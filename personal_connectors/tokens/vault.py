@@ -12,6 +12,7 @@ from typing import Any
 from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.models import Connection
 from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.tokens.records import ConnectionLike
 
 TABLE = "connections"
 
@@ -48,7 +49,7 @@ class TokenVault:
         for column, value in self.sealed(connection, grant).items():
             setattr(connection, column, value)
 
-    def access_token(self, connection: Connection) -> str | None:
+    def access_token(self, connection: ConnectionLike) -> str | None:
         if connection.access_token_ct is None:
             return None
         return self.sealer.open(
