@@ -83,6 +83,10 @@ ONE_SECRET_EACH = [
     "to git+ssh://TOKEN@host",
     "header BEARER abc.def",
     "header basic dXNlcjpwYXNz",
+    # Letters a case-blind pattern takes for "s" and "i" (long s, dotless i).
+    "header ba\u017fic dXNlcjpwYXNz",
+    "header bas\u0131c dXNlcjpwYXNz",
+    "header BAS\u0130C dXNlcjpwYXNz",  # dotted capital I: lower-cased it is two characters
     "query TOKEN=abc",
     'body {"Refresh_Token" : "abc"}',
     "form code:xyz",
@@ -90,8 +94,9 @@ ONE_SECRET_EACH = [
 
 
 def test_the_quick_check_lets_no_pattern_match_through() -> None:
-    """``redact`` skips its scans when a text holds none of ``MARKERS``: every pattern has a
-    sample here, and each sample comes out exactly as the seven scans alone would leave it."""
+    """``redact`` skips its scans when an ASCII text holds none of ``MARKERS``: every pattern
+    has a sample here, and each sample comes out exactly as the seven scans alone would leave
+    it."""
 
     def scanned(text: str) -> str:
         for pattern, replacement in _PATTERNS:

@@ -158,7 +158,8 @@ class RefresherRepository:
         if skip_ids:
             chosen = chosen.where(Connection.id.not_in(sorted(skip_ids)))
         # By expires_at alone: the index's order (SQLite adds its rowid, not our id), so the
-        # scan stops after `limit` rows; NULLs (never expiring) are excluded or last anyway.
+        # scan stops after `limit` rows. NULLs (never expiring) cannot be `expiring`; among
+        # `idle` rows, all equally due, they come last on PostgreSQL and first on SQLite.
         chosen = (
             chosen.order_by(Connection.expires_at.asc())
             .limit(limit)

@@ -33,9 +33,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url, connect_args={"timeout": 30}, hide_parameters=True, pool_size=20, max_overflow=20
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        # Bulk inserts (the audit trail's batches) as multi-row INSERTs: sqlite3's executemany
-        # steps once per row, releasing Python's global lock each time, which the serving
-        # thread then has to win back.
+        # Core executemany inserts (a refresh batch's events) as multi-row INSERTs: sqlite3's
+        # executemany steps once per row, releasing Python's global lock each time, which the
+        # serving thread then has to win back. (The token-issued audit goes through
+        # storage.bulk_insert.)
         engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     return create_async_engine(

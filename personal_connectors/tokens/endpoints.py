@@ -2,7 +2,7 @@
 
 It is the service's hot path, so it does not use the generic ``OrgAccessDep`` (one query for
 the key, one for the membership) and ``SessionDep`` (a session held for the whole request):
-``token_request`` reads key, membership and connection in one query (``TokenRepository``),
+``authorized`` reads key, membership and connection in one query (``TokenRepository``),
 so that authentication and membership are still checked before the request's own parameters
 are validated, exactly as on every other route.
 

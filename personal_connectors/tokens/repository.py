@@ -51,6 +51,8 @@ KEY_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
 CONNECTION_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
     getattr(Connection, name) for name in ConnectionRecord._fields
 )
+# The connection's id among its columns: NULL when the outer join found no connection.
+_CONNECTION_ID = ConnectionRecord._fields.index("id")
 
 
 def _lookup(
@@ -136,6 +138,6 @@ class TokenRepository:
             KeyRecord(*row[:keys]),
             row[keys],
             None
-            if connection_values[0] is None  # the outer join found no connection
+            if connection_values[_CONNECTION_ID] is None
             else ConnectionRecord(*connection_values),
         )

@@ -48,6 +48,21 @@ def test_columns_must_be_given_in_the_tables_order() -> None:
         BulkInsert(EVENTS, ("connection_id", "id"))
 
 
+def test_a_statement_holds_one_to_the_drivers_limit_of_parameters() -> None:
+    for rows in (0, 32_700 // len(COLUMNS) + 1):
+        with pytest.raises(ValueError, match="parameters"):
+            BulkInsert(EVENTS, COLUMNS, rows_per_statement=rows)
+
+
+def test_a_column_left_to_its_python_default_is_refused() -> None:
+    """Left out, ``created_at`` (default ``utcnow``) would add a parameter of its own to each
+    row, and the rows' values would no longer line up with the statement's."""
+    without_time = BulkInsert(EVENTS, COLUMNS[:-1])
+    with pytest.raises(ValueError, match="not the parameters"):
+        without_time.sql(sqlite.dialect(), 2)
+    assert "?, ?, ?, ?, ?, ?), (" in BulkInsert(EVENTS, COLUMNS).sql(sqlite.dialect(), 2)
+
+
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.asyncpg.dialect()])
 def test_each_value_takes_the_form_sqlalchemys_bind_processing_gives_it(dialect: Any) -> None:
     randomly = random.Random(7)

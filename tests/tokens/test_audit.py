@@ -263,3 +263,41 @@ def test_a_flush_cancelled_midway_puts_its_batch_back(
         return audit.pending, audit.dropped
 
     assert service.run_db(work) == (3, 0)
+
+
+def test_a_flush_cancelled_after_its_commit_is_not_written_twice(
+    service: ServiceProcess, tenant: Tenant
+) -> None:
+    """Cancelled while its session closes, after the commit: the rows are stored, so they are
+    not put back (the last flush would store them again under new ids)."""
+    connection_id = f"conn_{os.urandom(16).hex()}"
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        audit = TokenAudit(flush_seconds=3600)
+        for _ in range(3):
+            audit.record(connection_id, tenant.organization_id, tenant.api_key_id, refreshed=False)
+        closing, closed = asyncio.Event(), asyncio.Event()
+
+        def slow_to_close():  # type: ignore[no-untyped-def]
+            slow = runtime.sessions()
+            close = slow.close
+
+            async def close_after_a_while():  # type: ignore[no-untyped-def]
+                closing.set()
+                await closed.wait()
+                await close()
+
+            slow.close = close_after_a_while
+            return slow
+
+        flushing = asyncio.ensure_future(audit.flush(slow_to_close))
+        await closing.wait()
+        flushing.cancel()
+        await asyncio.sleep(0)
+        closed.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flushing
+        return audit.pending, audit.dropped
+
+    assert service.run_db(work) == (0, 0)
+    assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 3
