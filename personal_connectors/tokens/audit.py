@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import Dialect, Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import ConnectionEvent, new_time_ordered_ids, utcnow
@@ -141,7 +141,11 @@ class TokenAudit:
             async with sessions() as session:
                 ids = new_time_ordered_ids("evt", len(batch))
                 connection = await session.connection()
-                await self._insert.execute(connection, self._rows(connection, batch, ids))
+                await self._insert.execute(
+                    connection,
+                    list(zip(batch, ids, strict=True)),
+                    self._row_maker(connection.dialect),
+                )
                 await self._enqueue_deliveries(session, batch, ids)
                 await session.commit()  # one transaction: all of the batch or none of it
                 committed = True
@@ -165,30 +169,29 @@ class TokenAudit:
         self._report_drops()
         return written
 
-    def _rows(
-        self, connection: AsyncConnection, batch: list[IssuedToken], ids: list[str]
-    ) -> list[Row]:
-        """The batch's rows in the driver's form, in ``_COLUMNS`` order."""
-        time_of = self._insert.driver_form("created_at", connection.dialect)
-        detail_of = self._insert.driver_form("detail", connection.dialect)
+    def _row_maker(self, dialect: Dialect) -> Callable[[tuple[IssuedToken, str]], Row]:
+        """What turns an event and its id into its row, in the driver's form, in ``_COLUMNS``
+        order."""
+        time_of = self._insert.driver_form("created_at", dialect)
+        detail_of = self._insert.driver_form("detail", dialect)
         # A detail is one of two per API key: each is converted (serialized) once a flush.
         details: dict[tuple[str, bool], Any] = {}
-        rows: list[Row] = []
-        for event, event_id in zip(batch, ids, strict=True):
+
+        def row_of(item: tuple[IssuedToken, str]) -> Row:
+            event, event_id = item
             detail = details.get((event.api_key_id, event.refreshed))
             if detail is None:
                 detail = details[(event.api_key_id, event.refreshed)] = detail_of(event.detail)
-            rows.append(
-                (
-                    event_id,
-                    event.connection_id,
-                    event.organization_id,
-                    _TYPE,
-                    detail,
-                    time_of(event.at),
-                )
+            return (
+                event_id,
+                event.connection_id,
+                event.organization_id,
+                _TYPE,
+                detail,
+                time_of(event.at),
             )
-        return rows
+
+        return row_of
 
     @staticmethod
     async def _enqueue_deliveries(

@@ -96,11 +96,11 @@ def stored_by(service: ServiceProcess, write: str, rows: list[dict[str, Any]]) -
         if write == "bulk":
             bulk = BulkInsert(EVENTS, COLUMNS, rows_per_statement=7)
             forms = [bulk.driver_form(name, connection.dialect) for name in COLUMNS]
-            values = [
-                tuple(form(row[name]) for form, name in zip(forms, COLUMNS, strict=True))
-                for row in rows
-            ]
-            await bulk.execute(connection, values)
+
+            def row_of(row: dict[str, Any]) -> tuple[Any, ...]:
+                return tuple(form(row[name]) for form, name in zip(forms, COLUMNS, strict=True))
+
+            await bulk.execute(connection, rows, row_of)
         else:
             await connection.execute(insert(EVENTS), rows)
         await session.commit()
