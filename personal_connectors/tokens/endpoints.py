@@ -110,7 +110,9 @@ async def issue_token(
 def install_token_route(app: FastAPI) -> None:
     """Add the token route to ``app``'s own router, where routing finds it without the layer an
     included router adds (FastAPI matches an included router twice: once to choose it, once
-    inside it). Call it before including the other routers: routes are tried in order."""
+    inside it), and first of its routes: they are tried in order, and FastAPI has added its
+    documentation routes (``/openapi.json``, ``/docs``, …) by then; no other path is two
+    segments under the API prefix ending in ``/token``, so it shadows nothing."""
     app.router.add_api_route(
         f"{API_PREFIX}/{{connection_id}}/token",
         issue_token,
@@ -120,3 +122,4 @@ def install_token_route(app: FastAPI) -> None:
         tags=["Tokens"],
         route_class_override=TokenRoute,
     )
+    app.router.routes.insert(0, app.router.routes.pop())

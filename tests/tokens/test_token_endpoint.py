@@ -3,8 +3,13 @@ refresh token turned into needs_reauth, and the refresh token never returned."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 
+from personal_connectors.app import create_app
+from personal_connectors.config import API_PREFIX, Settings
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import connect
 from tests.support.db import (
@@ -125,3 +130,13 @@ def test_foreign_and_unknown_connections_are_not_found(
     connection_id = connect(api, tenant)
     assert token(api, other_tenant, connection_id).status_code == 404
     assert token(api, tenant, "conn_" + "0" * 32).status_code == 404
+
+
+def test_routing_tries_the_token_route_before_any_other() -> None:
+    """The hot path's route is the first the router tries (FastAPI's documentation routes are
+    there before it is installed), and it is still documented."""
+    app = create_app(Settings(data_dir=Path(tempfile.mkdtemp())))
+    path = f"{API_PREFIX}/{{connection_id}}/token"
+    assert getattr(app.router.routes[0], "path", None) == path
+    assert {"/openapi.json", "/docs"} <= {getattr(r, "path", None) for r in app.router.routes}
+    assert "post" in app.openapi()["paths"][path]
