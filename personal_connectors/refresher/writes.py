@@ -59,13 +59,20 @@ class BatchedTokenWriter:
     async def _commit_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            won: list[bool] | None = None  # set once write_tokens has committed
             try:
                 async with self.sessions() as session:
                     won = await write_tokens(session, [write for write, _ in batch])
             except Exception:
-                logger.exception("a batch of %d refreshed tokens failed; writing each", len(batch))
-                await self._commit_one_by_one(batch)
-                continue
+                if won is None:
+                    logger.exception(
+                        "a batch of %d refreshed tokens failed; writing each", len(batch)
+                    )
+                    await self._commit_one_by_one(batch)
+                    continue
+                # Only closing the session failed: the batch is stored, and writing it again
+                # would only find every row changed (each counted as a lost compare-and-swap).
+                logger.warning("closing the session of a committed batch failed", exc_info=True)
             for (_, done), result in zip(batch, won, strict=True):
                 if not done.done():
                     done.set_result(result)
@@ -74,12 +81,12 @@ class BatchedTokenWriter:
         self, batch: list[tuple[TokenWrite, asyncio.Future[bool]]]
     ) -> None:
         for write, done in batch:
+            stored: list[bool] | None = None  # set once write_tokens has committed
             try:
                 async with self.sessions() as session:
-                    (result,) = await write_tokens(session, [write])
+                    stored = await write_tokens(session, [write])
             except Exception as exc:
-                if not done.done():
+                if stored is None and not done.done():
                     done.set_exception(exc)
-            else:
-                if not done.done():
-                    done.set_result(result)
+            if stored is not None and not done.done():
+                done.set_result(stored[0])

@@ -24,6 +24,7 @@ from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.models import Connection, utcnow
 from personal_connectors.refresher.repository import Claimed
 from personal_connectors.refresher.service import BackgroundRefresher
+from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.tokens import lease
 from personal_connectors.tokens.refresh import Refresher, TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
@@ -112,6 +113,36 @@ def test_a_batch_stores_only_the_writes_whose_row_is_as_their_refresh_read_it(
     got = states(service, ids)
     assert [got[cid].status_reason for cid in ids] == ["batched", None, None, "batched"]
     assert [got[cid].lease_owner for cid in ids] == [None, "ours", "theirs", None]
+
+
+def test_a_batch_whose_session_fails_to_close_after_the_commit_still_counts_as_stored(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """Closing the session fails after the batch committed: the writes are reported as won,
+    not written again (which would find every row changed and count each as lost)."""
+    ids = connect_accounts(api, tenant, 2)
+    for cid in ids:
+        update_connection(service, cid, refresh_lease_owner="ours")
+    values = {"version": 2, "refresh_lease_owner": None, "status_reason": "batched"}
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        def failing_to_close():  # type: ignore[no-untyped-def]
+            closing = runtime.sessions()
+            close = closing.close
+
+            async def close_then_fail() -> None:
+                await close()
+                raise ConnectionResetError("the database went away")
+
+            closing.close = close_then_fail
+            return closing
+
+        writer = BatchedTokenWriter(failing_to_close)
+        return await asyncio.gather(*(writer(TokenWrite(c, 1, "ours", values, [])) for c in ids))
+
+    assert service.run_db(work) == [True, True]
+    got = states(service, ids)
+    assert [got[cid].status_reason for cid in ids] == ["batched", "batched"]
 
 
 def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_lease_back(
