@@ -73,9 +73,27 @@ class BatchedTokenWriter:
                 # Only closing the session failed: the batch is stored, and writing it again
                 # would only find every row changed (each counted as a lost compare-and-swap).
                 logger.warning("closing the session of a committed batch failed", exc_info=True)
-            for (_, done), result in zip(batch, won, strict=True):
-                if not done.done():
-                    done.set_result(result)
+            except BaseException:
+                # Cancelled (the loop is being torn down): no refresh may wait forever.
+                self._settle(batch, won)
+                self._settle(self._waiting, None)
+                self._waiting = []
+                raise
+            self._settle(batch, won)
+
+    @staticmethod
+    def _settle(
+        writes: list[tuple[TokenWrite, asyncio.Future[bool]]], won: list[bool] | None
+    ) -> None:
+        """Answer each write's waiter: whether it won, or (``won`` None: the writing stopped
+        before it was known) an error."""
+        for index, (_, done) in enumerate(writes):
+            if done.done():
+                continue
+            if won is not None:
+                done.set_result(won[index])
+            else:
+                done.set_exception(RuntimeError("the write was interrupted; it may be stored"))
 
     async def _commit_one_by_one(
         self, batch: list[tuple[TokenWrite, asyncio.Future[bool]]]
@@ -88,5 +106,7 @@ class BatchedTokenWriter:
             except Exception as exc:
                 if stored is None and not done.done():
                     done.set_exception(exc)
+                elif stored is not None:
+                    logger.warning("closing the session of a committed write failed", exc_info=True)
             if stored is not None and not done.done():
                 done.set_result(stored[0])

@@ -23,7 +23,7 @@ from personal_connectors.models.base import UTCDateTime
 
 ROWS_PER_STATEMENT = 500
 # Parameters a statement may hold: SQLAlchemy's own cap for multi-row inserts on both drivers
-# (SQLite has allowed 32,766 since 3.32; PostgreSQL's protocol allows 65,535).
+# (SQLite has allowed 32,766 since 3.32; asyncpg allows 32,767).
 MAX_PARAMETERS = 32_700
 
 Row = tuple[Any, ...]
@@ -49,7 +49,7 @@ class BulkInsert:
         self.table = table
         self.columns = tuple(columns)
         self.rows_per_statement = rows_per_statement
-        self._texts: dict[tuple[str, str, int], str] = {}
+        self._texts: dict[tuple[str, str, str, int], str] = {}
         self._forms: dict[tuple[str, str, str], Callable[[Any], Any]] = {}
 
     def sql(self, dialect: Dialect, rows: int) -> str:
@@ -58,7 +58,7 @@ class BulkInsert:
         Its parameters must be exactly the rows' values in order: a column left out that has a
         Python-side default would add one of its own to each row, so that is refused here.
         """
-        key = (dialect.name, dialect.driver, rows)
+        key = (dialect.name, dialect.driver, dialect.paramstyle, rows)
         text = self._texts.get(key)
         if text is None:
             placeholders = [dict.fromkeys(self.columns)] * rows

@@ -155,6 +155,9 @@ class TokenAudit:
             raise
         except Exception as exc:
             if committed:  # closing the session failed after the commit: the rows are stored
+                logger.warning(
+                    "closing the session of a written audit batch failed (%s)", type(exc).__name__
+                )
                 self._report_drops()
                 return len(batch)
             self._put_back(batch)

@@ -122,4 +122,6 @@ def install_token_route(app: FastAPI) -> None:
         tags=["Tokens"],
         route_class_override=TokenRoute,
     )
-    app.router.routes.insert(0, app.router.routes.pop())
+    route = app.router.routes.pop()
+    assert isinstance(route, APIRoute) and route.endpoint is issue_token
+    app.router.routes.insert(0, route)

@@ -145,6 +145,49 @@ def test_a_batch_whose_session_fails_to_close_after_the_commit_still_counts_as_s
     assert [got[cid].status_reason for cid in ids] == ["batched", "batched"]
 
 
+def test_a_batch_writer_cancelled_midway_answers_every_waiting_refresh(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """Its task cancelled while the session closes after the commit (the loop torn down): the
+    refreshes in that batch learn that they won, and the one still queued gets an error, so
+    none waits forever."""
+    ids = connect_accounts(api, tenant, 3)
+    for cid in ids:
+        update_connection(service, cid, refresh_lease_owner="ours")
+    values = {"version": 2, "refresh_lease_owner": None, "status_reason": "batched"}
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        closing = asyncio.Event()
+
+        def slow_to_close():  # type: ignore[no-untyped-def]
+            slow = runtime.sessions()
+            close = slow.close
+
+            async def close_slowly() -> None:
+                closing.set()
+                await asyncio.sleep(0.2)
+                await close()
+
+            slow.close = close_slowly
+            return slow
+
+        writer = BatchedTokenWriter(slow_to_close)
+        first = [
+            asyncio.ensure_future(writer(TokenWrite(c, 1, "ours", values, []))) for c in ids[:2]
+        ]
+        await closing.wait()
+        queued = asyncio.ensure_future(writer(TokenWrite(ids[2], 1, "ours", values, [])))
+        await asyncio.sleep(0)
+        for task in writer._tasks:
+            task.cancel()
+        answers = await asyncio.wait_for(
+            asyncio.gather(*first, queued, return_exceptions=True), timeout=10
+        )
+        return [a if isinstance(a, bool) else type(a).__name__ for a in answers]
+
+    assert service.run_db(work) == [True, True, "RuntimeError"]
+
+
 def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_lease_back(
     api: httpx.Client, tenant: Tenant, service: ServiceProcess
 ) -> None:
