@@ -35,12 +35,14 @@ _PATTERNS = [
 # the check well under 1). Only ASCII: a case-blind pattern also matches some other letters
 # (U+017F for "s", U+0131 for "i") that lower-casing leaves alone.
 # ``tests/test_no_secrets_in_logs.py`` holds the list to the patterns.
-MARKERS = ("ak_", "state_", "cs_", "lt_", "fb_", "whsec_", "bearer", "basic", "@", "=", ":")
+MARKERS = ("ak_", "state_", "cs_", "lt_", "fb_", "whsec_", "bearer", "basic", "=", ":")
 
 
 def redact(text: str) -> str:
-    if text.isascii() and not any(marker in text.lower() for marker in MARKERS):
-        return text
+    if text.isascii():
+        lowered = text.lower()
+        if not any(marker in lowered for marker in MARKERS):
+            return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -78,7 +78,7 @@ ONE_SECRET_EACH = [
     "session cs_abcdefgh_1",
     "launch lt_abcdefgh",
     "binding fb_ABCDEFGH",
-    "signed whsec_abcd+/=efgh",
+    "signed whsec_abcd+/efgh",
     "to HTTPS://user@host/in",
     "to git+ssh://TOKEN@host",
     "header BEARER abc.def",

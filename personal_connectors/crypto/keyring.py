@@ -46,7 +46,7 @@ class KeyRing:
 
     @cached_property
     def ids(self) -> dict[str, bytes]:
-        """Each key by its id, computed once: ``by_id`` runs on every token decryption."""
+        """Each key by its id, computed once (an id is a hash of its key)."""
         return {key_id_of(key): key for key in self.keys}
 
     @property

@@ -138,7 +138,7 @@ class IdentityService:
 
     async def authenticate(self, presented: str | None) -> Principal:
         key_hash = presented_key_hash(presented)
-        return principal_of(presented, await self.repository.get_api_key_by_hash(key_hash))
+        return principal_of(key_hash, await self.repository.get_api_key_by_hash(key_hash))
 
     async def organization_access(self, principal: Principal, organization_id: str) -> OrgAccess:
         """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2)."""
@@ -162,18 +162,10 @@ def presented_key_hash(presented: str | None) -> str:
     return hashing.digest(presented)
 
 
-def principal_of(
-    presented: str | None, key: KeyLike | None, presented_digest: str | None = None
-) -> Principal:
-    """The caller an API key row stands for, or the error its state calls for.
-
-    ``presented_digest``: the presented key's ``presented_key_hash``, when the caller has it
-    already (the token path looked the key up by it), so it is not computed twice."""
-    if presented is None or key is None:
-        raise InvalidAPIKey("The API key is not valid.")
-    if presented_digest is None:
-        presented_digest = hashing.digest(presented)
-    if not hashing.same_digest(presented_digest, key.key_hash):
+def principal_of(key_hash: str, key: KeyLike | None) -> Principal:
+    """The caller an API key row stands for, or the error its state calls for: ``key`` is the
+    row found by ``key_hash``, the presented key's ``presented_key_hash``."""
+    if key is None or not hashing.same_digest(key_hash, key.key_hash):
         raise InvalidAPIKey("The API key is not valid.")
     if key.status == APIKeyStatus.DEACTIVATED:
         raise APIKeyDeactivated("The API key was deactivated.")

@@ -64,17 +64,13 @@ class BatchedTokenWriter:
                 async with self.sessions() as session:
                     won = await write_tokens(session, [write for write, _ in batch])
             except Exception:
-                if won is None:
-                    logger.exception(
-                        "a batch of %d refreshed tokens failed; writing each", len(batch)
-                    )
-                    await self._commit_one_by_one(batch)
-                    continue
-                # Only closing the session failed: the batch is stored, and writing it again
-                # would only find every row changed (each counted as a lost compare-and-swap).
-                logger.warning("closing the session of a committed batch failed", exc_info=True)
+                logger.exception("a batch of %d refreshed tokens failed; writing each", len(batch))
+                await self._commit_one_by_one(batch)
+                continue
             except BaseException:
-                # Cancelled (the loop is being torn down): no refresh may wait forever.
+                # Cancelled (the loop is being torn down), possibly while the session closed
+                # after the commit (SQLAlchemy finishes the close, then re-raises): no refresh
+                # may wait forever.
                 self._settle(batch, won)
                 self._settle(self._waiting, None)
                 self._waiting = []
@@ -99,14 +95,12 @@ class BatchedTokenWriter:
         self, batch: list[tuple[TokenWrite, asyncio.Future[bool]]]
     ) -> None:
         for write, done in batch:
-            stored: list[bool] | None = None  # set once write_tokens has committed
             try:
                 async with self.sessions() as session:
-                    stored = await write_tokens(session, [write])
+                    (result,) = await write_tokens(session, [write])
             except Exception as exc:
-                if stored is None and not done.done():
+                if not done.done():
                     done.set_exception(exc)
-                elif stored is not None:
-                    logger.warning("closing the session of a committed write failed", exc_info=True)
-            if stored is not None and not done.done():
-                done.set_result(stored[0])
+            else:
+                if not done.done():
+                    done.set_result(result)

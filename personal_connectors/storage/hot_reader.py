@@ -99,16 +99,14 @@ class HotReader(ABC):
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self._prepared: dict[int, tuple[Select[Any], PreparedRead]] = {}
+        self._prepared: dict[Select[Any], PreparedRead] = {}  # by identity: module constants
 
     def prepare(self, statement: Select[Any]) -> PreparedRead:
-        """``statement``'s compiled form, built on first use (statements are module constants;
-        the select is kept with it so its id is never reused)."""
-        cached = self._prepared.get(id(statement))
-        if cached is None:
-            cached = (statement, PreparedRead(statement, self.dialect))
-            self._prepared[id(statement)] = cached
-        return cached[1]
+        """``statement``'s compiled form, built on first use."""
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = PreparedRead(statement, self.dialect)
+        return prepared
 
     @abstractmethod
     async def fetch_one(
@@ -256,9 +254,10 @@ class PostgresHotReader(HotReader):
     async def _run_batch(self, read: HotRead, batch: list[_Waiting]) -> None:
         waiters = [waiter for _, waiter in batch]
         try:
-            if len(batch) == 1 or read.many is None:
+            if len(batch) == 1:
                 rows = [await self._fetch_alone(read.one, batch[0][0])]
             else:
+                assert read.many is not None  # (fetch_one batches only reads that have one)
                 rows = await self._fetch_many(read.many, [parameters for parameters, _ in batch])
         except asyncio.CancelledError:
             for waiter in waiters:

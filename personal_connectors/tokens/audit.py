@@ -40,14 +40,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.connections.events import EventType
 from personal_connectors.models import ConnectionEvent, new_time_ordered_ids, utcnow
-from personal_connectors.storage.bulk_insert import BulkInsert, Row
+from personal_connectors.storage.bulk_insert import ROWS_PER_STATEMENT, BulkInsert, Row
 from personal_connectors.webhooks import outbox as webhook_outbox
 from personal_connectors.webhooks.outbox import RecordedEvent
 
 logger = logging.getLogger(__name__)
 
 QUEUE_CAPACITY = 20_000  # several seconds of a single worker's peak token rate
-BATCH_SIZE = 500  # rows per INSERT statement
 # The queue length that triggers a write before the second is up. A flush is one transaction
 # however many statements it takes, and SQLite writes every index page a transaction touched
 # to its log once at commit: a second's worth of rows in one commit shares more pages than
@@ -90,7 +89,7 @@ class TokenAudit:
         self,
         *,
         capacity: int = QUEUE_CAPACITY,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int = ROWS_PER_STATEMENT,
         flush_at: int = FLUSH_AT,
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
@@ -146,7 +145,12 @@ class TokenAudit:
                     list(zip(batch, ids, strict=True)),
                     self._row_maker(connection.dialect),
                 )
-                await self._enqueue_deliveries(session, batch, ids)
+                # The deliveries owed to endpoints that opted in to this type.
+                await webhook_outbox.enqueue_recorded(
+                    session,
+                    {event.organization_id for event in batch},
+                    (event.recorded(id_) for event, id_ in zip(batch, ids, strict=True)),
+                )
                 await session.commit()  # one transaction: all of the batch or none of it
                 committed = True
         except asyncio.CancelledError:
@@ -154,12 +158,6 @@ class TokenAudit:
                 self._put_back(batch)  # (a shutdown that ran out of time: counted, not silent)
             raise
         except Exception as exc:
-            if committed:  # closing the session failed after the commit: the rows are stored
-                logger.warning(
-                    "closing the session of a written audit batch failed (%s)", type(exc).__name__
-                )
-                self._report_drops()
-                return len(batch)
             self._put_back(batch)
             logger.warning(
                 "could not write %d token-issued audit events (%s); will retry",
@@ -195,25 +193,6 @@ class TokenAudit:
             )
 
         return row_of
-
-    @staticmethod
-    async def _enqueue_deliveries(
-        session: AsyncSession, batch: list[IssuedToken], ids: list[str]
-    ) -> None:
-        """The deliveries owed to endpoints that opted in to this type: one endpoint query a
-        flush, and an event built per row only for an organization that has such endpoints."""
-        organizations = {event.organization_id for event in batch}
-        subscriptions = await webhook_outbox.subscriptions_of(session, organizations)
-        if subscriptions:
-            await webhook_outbox.enqueue_recorded(
-                session,
-                subscriptions,
-                (
-                    event.recorded(event_id)
-                    for event, event_id in zip(batch, ids, strict=True)
-                    if event.organization_id in subscriptions
-                ),
-            )
 
     def _put_back(self, batch: list[IssuedToken]) -> None:
         """Return an unwritten batch to the front of the queue, as far as there is room."""

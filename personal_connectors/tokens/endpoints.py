@@ -2,7 +2,8 @@
 
 It is the service's hot path, so it does not use the generic ``OrgAccessDep`` (one query for
 the key, one for the membership) and ``SessionDep`` (a session held for the whole request):
-``authorized`` reads key, membership and connection in one query (``TokenRepository``),
+``authorized`` (the short path's and ``token_request``'s) reads key, membership and
+connection in one query (``TokenRepository``),
 so that authentication and membership are still checked before the request's own parameters
 are validated, exactly as on every other route.
 
@@ -89,12 +90,6 @@ async def authorized(
     return await service.authorize(presented, organization_id, request.path_params["connection_id"])
 
 
-async def issue(request: Request, caller: TokenRequest, force_refresh: bool) -> TokenOut:
-    return await TokenService(None, await get_runtime(request)).issue(
-        caller, force_refresh=force_refresh
-    )
-
-
 async def issue_token(
     # Declared for validation and the OpenAPI document; token_request has already used it.
     connection_id: Annotated[str, Path(min_length=1, max_length=CONNECTION_ID_MAX_LENGTH)],
@@ -104,7 +99,9 @@ async def issue_token(
         bool, Query(description="Refresh even if the token is current.")
     ] = False,
 ) -> TokenOut:
-    return await issue(request, caller, force_refresh)
+    return await TokenService(None, await get_runtime(request)).issue(
+        caller, force_refresh=force_refresh
+    )
 
 
 def install_token_route(app: FastAPI) -> None:

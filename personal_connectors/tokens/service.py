@@ -54,7 +54,7 @@ class TokenService:
         key_hash = presented_key_hash(presented_key)
         repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
         found = await repository.lookup(key_hash, organization_id, connection_id)
-        principal = principal_of(presented_key, found.key if found else None, key_hash)
+        principal = principal_of(key_hash, found.key if found else None)
         role = found.role if found is not None and len(organization_id) <= 64 else None
         access = access_of(principal, organization_id, role)
         connection = found.connection if found is not None and len(connection_id) <= 64 else None
@@ -90,13 +90,14 @@ class TokenService:
                 connection.status_reason or "The provider rejected the refresh token."
             )
         entry = self.runtime.catalog.get(connection.app_key)
+        refresher = Refresher(self.runtime)
         if force or needs_refresh(connection, entry, utcnow()):
             # End the read transaction first: a caller waiting on another's refresh must not
             # hold a pooled connection the refresher itself needs.
             if self.session is not None:
                 await self.session.commit()
-            return await Refresher(self.runtime).refresh(connection, force=force)
-        return Refresher(self.runtime).current(connection)
+            return await refresher.refresh(connection, force=force)
+        return refresher.current(connection)
 
     async def valid_access_token(self, connection: Connection) -> str | None:
         """An access token for ``connection`` that is valid now (refreshed first if needed)."""

@@ -157,19 +157,20 @@ def _enqueue_staged(session: Session, _context: UOWTransaction, _instances: obje
             session.add_all(_deliveries(recorded, connection, endpoint_ids))
 
 
-async def subscriptions_of(session: AsyncSession, organizations: set[str]) -> Subscriptions:
-    """The active endpoints of ``organizations`` and the types each wants (one query); empty
-    when none has any, the common case, so that a bulk writer can skip ``enqueue_recorded``."""
-    return _by_organization((await session.execute(_endpoints_of(organizations))).all())
-
-
 async def enqueue_recorded(
-    session: AsyncSession, subscriptions: Subscriptions, events: Iterable[RecordedEvent]
+    session: AsyncSession, organizations: set[str], events: Iterable[RecordedEvent]
 ) -> int:
     """The outbox for writers that bulk-insert event rows instead of going through ``record``:
-    call it with the inserted events before committing them, and the deliveries they owe under
-    ``subscriptions`` (``subscriptions_of`` their organizations) join the same transaction.
-    Returns the deliveries added."""
+    call it with the inserted events (of ``organizations``) before committing them, and the
+    deliveries they owe join the same transaction. Returns the deliveries added.
+
+    One query when no endpoint of ``organizations`` is active, the common case: ``events`` is
+    then never iterated, so a lazy one costs nothing (batches run to thousands of rows)."""
+    if not organizations:
+        return 0
+    subscriptions = _by_organization((await session.execute(_endpoints_of(organizations))).all())
+    if not subscriptions:
+        return 0
     wanted = [(e, ids) for e in events if (ids := _subscribers(subscriptions, e))]
     if not wanted:
         return 0
@@ -188,23 +189,7 @@ async def enqueue_recorded(
 
 
 async def enqueue_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
-    """``enqueue_recorded`` for the inserted rows' values (``tokens.refresh``'s batch writer).
-    Costs one query when no endpoint subscribes."""
-    if not rows:
-        return 0
-    subscriptions = await subscriptions_of(session, {row["organization_id"] for row in rows})
-    if not subscriptions:
-        return 0  # (checked before building an event per row)
-    events = (
-        RecordedEvent(
-            row["id"],
-            row["connection_id"],
-            row["organization_id"],
-            row["type"],
-            row["detail"],
-            row["created_at"],
-        )
-        for row in rows
-        if row["organization_id"] in subscriptions
-    )
-    return await enqueue_recorded(session, subscriptions, events)
+    """``enqueue_recorded`` for inserted rows' values (``connections.repository.event_row``'s,
+    which ``tokens.refresh``'s batch writer inserts)."""
+    organizations = {row["organization_id"] for row in rows}
+    return await enqueue_recorded(session, organizations, (RecordedEvent(**row) for row in rows))

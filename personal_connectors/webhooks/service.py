@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,7 +55,7 @@ def check_url(url: str, settings: Settings) -> str:
         raise ValidationFailed.for_fields(
             "The url needs a host, and neither credentials nor a fragment.", "url"
         )
-    loopback_allowed = settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS
+    loopback_allowed = _loopback_allowed(host, settings)
     if _is_internal_address(host) and not loopback_allowed:
         # The worker posts from inside the deployment: an admin must not aim it at the metadata
         # service or the database host (SSRF). Names are resolved at each delivery instead
@@ -73,6 +72,11 @@ def check_url(url: str, settings: Settings) -> str:
 
 # What inet_aton also reads as an address (``2130706433``, ``127.1``, ``0x7f.1``): not a name.
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*\.?$")
+
+
+def _loopback_allowed(host: str, settings: Settings) -> bool:
+    """Plain http to this machine, for development (``CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK``)."""
+    return settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS
 
 
 def _is_internal_address(host: str) -> bool:
@@ -95,20 +99,24 @@ async def refused_destination(url: str, settings: Settings, resolve: Resolver) -
     """Why the worker must not send to ``url`` now (None: it may).
 
     ``check_url`` refuses internal address *literals* at registration, without a lookup (a
-    name's answer can change). Right before each attempt the worker resolves the name and
-    refuses it when any address it has is private, loopback or link-local: an admin could
-    otherwise register a name that points inside the deployment, or repoint one later. The
-    HTTP client then resolves the name again when it connects, so an answer that changes
-    between the two lookups (DNS rebinding with a zero TTL) is not caught; a name that does
-    not resolve is left to fail the attempt as a connection error.
+    name's answer can change); a literal is judged again here, without a lookup either (the
+    development flag may have been turned off since). Right before each attempt the worker
+    resolves a name and refuses it when any address it has is private, loopback or
+    link-local: an admin could otherwise register a name that points inside the deployment, or
+    repoint one later. The HTTP client then resolves the name again when it connects, so an
+    answer that changes between the two lookups (DNS rebinding with a zero TTL) is not caught;
+    a name that does not resolve is left to fail the attempt as a connection error.
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS:
+    if _loopback_allowed(host, settings):
         return None
-    with suppress(ValueError):
-        ipaddress.ip_address(host)
-        return None  # a literal: checked at registration, and what the client connects to
+    if _is_address_literal(host):  # what the client connects to as it is
+        return (
+            "the host is a private, loopback or link-local address"
+            if _is_internal_address(host)
+            else None
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = await resolve(host, port)
@@ -116,14 +124,17 @@ async def refused_destination(url: str, settings: Settings, resolve: Resolver) -
         return "the host name cannot be resolved"
     except OSError:
         return None
-    for *_, sockaddr in addresses:
-        try:
-            internal = not ipaddress.ip_address(sockaddr[0]).is_global
-        except ValueError:  # a scoped IPv6 address (fe80::1%eth0): link-local
-            internal = True
-        if internal:
-            return "the host resolves to a private, loopback or link-local address"
+    if any(_is_internal_address(sockaddr[0]) for *_, sockaddr in addresses):
+        return "the host resolves to a private, loopback or link-local address"
     return None
+
+
+def _is_address_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _NUMERIC_HOST.match(host) is not None
+    return True
 
 
 def check_event_types(event_types: list[str] | None) -> list[str] | None:

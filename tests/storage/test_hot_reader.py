@@ -119,20 +119,27 @@ def test_a_failed_round_trip_fails_every_read_that_shared_it(
 ) -> None:
     reads = lookups(service, tmp_path)
 
-    async def work(reader: PostgresHotReader) -> list[Any]:
+    async def work(reader: PostgresHotReader) -> tuple[list[Any], int]:
+        calls = 0
+
         async def broken(method: str, sql: str, arguments: Any) -> Any:
+            nonlocal calls
+            calls += 1
             raise ConnectionResetError("the database went away")
 
         reader._query = broken  # type: ignore[method-assign]
-        return list(
-            await asyncio.gather(
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
                 *(reader.fetch_one(_LOOKUP, each) for each in reads), return_exceptions=True
-            )
+            ),
+            timeout=10,
         )
+        return list(outcomes), calls
 
-    outcomes = in_runtime(service, work)
+    outcomes, calls = in_runtime(service, work)
     assert len(outcomes) == len(reads)
     assert all(isinstance(outcome, ConnectionResetError) for outcome in outcomes)
+    assert calls == 1  # an unreachable database is not asked again once per read
 
 
 def test_a_read_cancelled_while_it_waits_leaves_the_others_answered(
@@ -145,7 +152,7 @@ def test_a_read_cancelled_while_it_waits_leaves_the_others_answered(
         tasks = [asyncio.ensure_future(reader.fetch_one(_LOOKUP, each)) for each in reads]
         await asyncio.sleep(0)  # every read has joined the batch
         tasks[0].cancel()
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
         return expected, list(outcomes)
 
     expected, outcomes = in_runtime(service, work)
@@ -160,7 +167,7 @@ def test_a_batch_refused_for_another_reason_answers_each_read_alone(
     batch falls back to one read per request, each answered as it would have been alone."""
     reads = lookups(service, tmp_path)
 
-    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any]]:
+    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any], list[Any]]:
         expected = [await reader.fetch_one(HotRead(_LOOKUP.one), each) for each in reads]
 
         async def refused(*_: Any) -> Any:
@@ -168,7 +175,21 @@ def test_a_batch_refused_for_another_reason_answers_each_read_alone(
 
         reader._fetch_many = refused  # type: ignore[method-assign]
         together = await asyncio.gather(*(reader.fetch_one(_LOOKUP, each) for each in reads))
-        return expected, list(together)
+        # Alone, one read fails (its own values refused) and only its caller sees it.
+        fetch_alone = reader._fetch_alone
 
-    expected, together = in_runtime(service, work)
+        async def refusing_the_third(statement: Any, parameters: Any) -> Any:
+            if parameters is reads[2]:
+                raise ValueError("a value the statement cannot take")
+            return await fetch_alone(statement, parameters)
+
+        reader._fetch_alone = refusing_the_third  # type: ignore[method-assign]
+        isolated = await asyncio.gather(
+            *(reader.fetch_one(_LOOKUP, each) for each in reads), return_exceptions=True
+        )
+        return expected, list(together), list(isolated)
+
+    expected, together, isolated = in_runtime(service, work)
     assert together == expected
+    assert isinstance(isolated[2], ValueError)
+    assert isolated[:2] + isolated[3:] == expected[:2] + expected[3:]

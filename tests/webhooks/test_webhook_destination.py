@@ -63,9 +63,15 @@ def test_a_name_with_only_public_addresses_may_be_sent_to() -> None:
 
 
 def test_literals_and_the_loopback_dev_flag_need_no_lookup() -> None:
+    """A literal is judged as it is, again at each attempt: one registered under the loopback
+    development flag is refused once the flag is off."""
     resolve = resolving_to("10.0.0.7")
-    assert refusal("https://93.184.216.34/in", resolve) is None  # checked at registration
+    assert refusal("https://93.184.216.34/in", resolve) is None
     assert refusal("http://localhost:8080/in", resolve, loopback_dev_flag=True) is None
+    assert refusal("http://127.0.0.1:8080/in", resolve, loopback_dev_flag=True) is None
+    assert refusal("http://127.0.0.1:8080/in", resolve) is not None
+    assert refusal("https://[fd00::5]/in", resolve) is not None
+    assert refusal("https://2130706433/in", resolve) is not None  # 127.0.0.1 in shorthand
     assert resolve.asked == []
     assert refusal("https://localhost.example.com/in", resolve) is not None
 
