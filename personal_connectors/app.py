@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from personal_connectors.apps.endpoints import router as apps_router
-from personal_connectors.catalog_api.endpoints import router as catalog_router
+from personal_connectors.available.endpoints import router as catalog_router
 from personal_connectors.config import API_PREFIX, Settings
-from personal_connectors.connect.endpoints import api_router as connect_api_router
-from personal_connectors.connect.endpoints import page_router as connect_page_router
+from personal_connectors.connect_page.endpoints import api_router as connect_api_router
+from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
 from personal_connectors.flows.endpoints import router as flows_router

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from personal_connectors.apps.endpoints import AppKey
-from personal_connectors.catalog_api.service import require_entry
+from personal_connectors.available.service import require_entry
 from personal_connectors.connections.checks import ConnectionChecker, health_of
 from personal_connectors.connections.schemas import (
     ActiveIn,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from personal_connectors.connect import pages as connect_pages
+from personal_connectors.connect_page import pages as connect_pages
 from personal_connectors.exceptions import InvalidStateToken
 from personal_connectors.flows import binding
 from personal_connectors.flows.exceptions import AuthorizationFailed, FlowFailed

@@ -9,7 +9,7 @@ import httpx
 from personal_connectors.flows.binding import LAUNCH_PATH, MISMATCH
 from personal_connectors.models import FlowStatus
 from tests.conftest import STATELESS_KEY, Tenant
-from tests.connect.conftest import (
+from tests.connect_page.conftest import (
     browser,
     connect_via_page,
     connection_ids,

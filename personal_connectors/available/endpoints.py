@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from personal_connectors.apps.endpoints import AppKey
-from personal_connectors.catalog_api.schemas import ConnectorList, ConnectorOut
-from personal_connectors.catalog_api.service import CatalogService
+from personal_connectors.available.schemas import ConnectorList, ConnectorOut
+from personal_connectors.available.service import CatalogService
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 
 router = APIRouter(tags=["Catalog"])

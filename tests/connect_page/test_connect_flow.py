@@ -10,7 +10,7 @@ import httpx
 from personal_connectors.flows.binding import MISMATCH
 from personal_connectors.models import Flow, FlowStatus, utcnow
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PROVIDER_KEY, Tenant
-from tests.connect.conftest import (
+from tests.connect_page.conftest import (
     browser,
     code_verifier,
     connect_via_page,

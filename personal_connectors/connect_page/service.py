@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.connect.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
-from personal_connectors.connect.pages import CONNECT_PATH
-from personal_connectors.connect.repository import ConnectSessionRepository
-from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
+from personal_connectors.connect_page.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
+from personal_connectors.connect_page.pages import CONNECT_PATH
+from personal_connectors.connect_page.repository import ConnectSessionRepository
+from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import APIError, ValidationFailed

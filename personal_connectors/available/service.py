@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.catalog_api.schemas import ConnectorOut
+from personal_connectors.available.schemas import ConnectorOut
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.exceptions import ResourceNotFound
 from personal_connectors.identity.service import OrgAccess

@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from personal_connectors.config import Settings, origin_of
-from personal_connectors.connect import pages
-from personal_connectors.connect.exceptions import (
+from personal_connectors.connect_page import pages
+from personal_connectors.connect_page.exceptions import (
     ConnectorNotAllowed,
     ConnectSessionInvalid,
     CrossSiteRequest,
 )
-from personal_connectors.connect.schemas import ConnectSessionIn, ConnectSessionOut
-from personal_connectors.connect.service import (
+from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
+from personal_connectors.connect_page.service import (
     ActiveSession,
     ConnectService,
     csrf_matches,

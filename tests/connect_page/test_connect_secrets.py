@@ -6,7 +6,7 @@ import httpx
 
 from personal_connectors.logs import redact
 from tests.conftest import STATELESS_KEY, Tenant
-from tests.connect.conftest import browser, connect_via_page, create_session, open_page
+from tests.connect_page.conftest import browser, connect_via_page, create_session, open_page
 from tests.flows.conftest import start_flow
 from tests.support.service import ServiceProcess
 

@@ -19,7 +19,7 @@ from personal_connectors.models import (
     utcnow,
 )
 from tests.conftest import FAULTY_KEY, PROVIDER_KEY, RETURN_ORIGIN, STATELESS_KEY, Tenant
-from tests.connect.conftest import (
+from tests.connect_page.conftest import (
     browser,
     connections_on,
     connectors_on,

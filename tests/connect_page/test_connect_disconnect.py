@@ -7,7 +7,7 @@ import httpx
 
 from personal_connectors.models import Connection, ConnectionStatus
 from tests.conftest import STATELESS_KEY, Tenant
-from tests.connect.conftest import (
+from tests.connect_page.conftest import (
     browser,
     connection_ids,
     connections_on,

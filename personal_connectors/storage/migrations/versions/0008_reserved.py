@@ -1,0 +1,20 @@
+"""reserved for the launch URL and connect page binding
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

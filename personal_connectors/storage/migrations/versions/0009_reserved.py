@@ -1,0 +1,20 @@
+"""reserved for the security bounds (pending-flow indexes, admin-set parameters)
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
