@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from token_path import Deployment, deployment, free_port, process_cpu_seconds
 
 from personal_connectors.config import Settings
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, ConnectionEvent, ConnectionStatus
 from personal_connectors.storage.database import open_database
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from personal_connectors.apps.endpoints import router as apps_router
 from personal_connectors.available.endpoints import router as catalog_router
 from personal_connectors.config import API_PREFIX, Settings
+from personal_connectors.connect_page.callback import router as callback_router
 from personal_connectors.connect_page.endpoints import api_router as connect_api_router
 from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
     app.include_router(flows_router, prefix=API_PREFIX)
+    app.include_router(callback_router, prefix=API_PREFIX)
     app.include_router(connect_api_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
     app.include_router(catalog_router, prefix=API_PREFIX)

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from personal_connectors.config import Settings
 from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
+from personal_connectors.events.audit import TokenAudit
 from personal_connectors.oauth.client import shared_provider_transport
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
+from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.hot_reader import HotReader, create_hot_reader
-from personal_connectors.tokens.audit import TokenAudit
-from personal_connectors.tokens.single_flight import SingleFlight
 
 USER_AGENT = "personal-connectors/0.1"
 

@@ -8,19 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.available.schemas import ConnectorOut
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.exceptions import ResourceNotFound
 from personal_connectors.identity.service import OrgAccess
-from personal_connectors.providers.catalog import Catalog
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
-
-
-def require_entry(catalog: Catalog, tool_key: str) -> ProviderEntry:
-    """The catalog entry, or the 404 every ``{tool_key}`` path answers for an unknown one."""
-    entry = catalog.get(tool_key)
-    if entry is None:
-        raise ResourceNotFound(f"No connector named {tool_key}.")
-    return entry
 
 
 class CatalogService:
@@ -33,7 +23,7 @@ class CatalogService:
         return await self._describe(access, list(self.catalog))
 
     async def get_for(self, access: OrgAccess, tool_key: str) -> ConnectorOut:
-        entry = require_entry(self.catalog, tool_key)
+        entry = self.catalog.require(tool_key)
         [connector] = await self._describe(access, [entry], app_key=tool_key)
         return connector
 

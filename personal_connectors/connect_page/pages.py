@@ -163,7 +163,7 @@ def notice(
     return {"error": not message["connected"], "text": message["message"], "message": message}
 
 
-# --- the callback's answers for connect-page flows (hooks in flows/endpoints.py) ----------------
+# --- the callback's answers for connect-page flows (connect_page/callback.py) -------------------
 
 
 def flow_result_page(outcome: CallbackOutcome, runtime: Runtime) -> HTMLResponse:

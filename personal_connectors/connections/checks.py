@@ -23,6 +23,7 @@ from datetime import datetime
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.apps.gateway import endpoints_for
 from personal_connectors.connections.schemas import HealthStatus
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.exceptions import APIError
@@ -30,9 +31,8 @@ from personal_connectors.identity.service import OrgAccess
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.errors import ProviderFailure
+from personal_connectors.oauth.identity import read_identity
 from personal_connectors.providers.answers import says_not_ok
-from personal_connectors.providers.gateway import endpoints_for
-from personal_connectors.providers.identity import read_identity
 from personal_connectors.providers.schema import ProviderEntry, TestRequest
 from personal_connectors.providers.templating import fill, token_headers
 from personal_connectors.runtime import Runtime

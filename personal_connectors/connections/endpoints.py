@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from personal_connectors.apps.endpoints import AppKey
-from personal_connectors.available.service import require_entry
 from personal_connectors.connections.checks import ConnectionChecker, health_of
 from personal_connectors.connections.schemas import (
     ActiveIn,
@@ -61,7 +60,7 @@ CheckerDep = Annotated[ConnectionChecker, Depends(get_checker)]
 async def list_tool_connections(
     tool_key: AppKey, access: OrgAccessDep, service: ServiceDep, runtime: RuntimeDep
 ) -> ToolConnectionsOut:
-    entry = require_entry(runtime.catalog, tool_key)
+    entry = runtime.catalog.require(tool_key)
     connections = await service.list_for(access, app_key=tool_key)
     return ToolConnectionsOut(
         tool_key=tool_key,

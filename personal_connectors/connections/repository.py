@@ -1,21 +1,13 @@
-"""Database access for connections and their audit trail."""
+"""Database access for connections (their audit trail is ``events.repository``'s)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.connections.events import EventType
-from personal_connectors.models import (
-    Connection,
-    ConnectionEvent,
-    new_time_ordered_ids,
-    utcnow,
-)
-from personal_connectors.webhooks import outbox as webhook_outbox
+from personal_connectors.models import Connection
 
 
 class ConnectionRepository:
@@ -83,26 +75,3 @@ class ConnectionRepository:
 
     def add(self, connection: Connection) -> None:
         self.session.add(connection)
-
-    def record(self, connection: Connection, event: EventType, **detail: Any) -> None:
-        """Add an audit event to the current transaction (never with a token in ``detail``).
-
-        Its webhook deliveries join the same transaction when it flushes (webhooks.outbox).
-        """
-        row = ConnectionEvent(**event_row(connection, event, **detail))
-        self.session.add(row)
-        webhook_outbox.stage(self.session, row, connection)
-
-
-def event_row(connection: Connection, event: EventType, **detail: Any) -> dict[str, Any]:
-    """An audit event's column values, for ``record`` or a bulk insert (``tokens.refresh``);
-    timed now, so that events keep the order they were recorded in (never a token in
-    ``detail``). A bulk writer hands the rows to ``webhooks.outbox.enqueue_rows``."""
-    return {
-        "id": new_time_ordered_ids("evt")[0],
-        "connection_id": connection.id,
-        "organization_id": connection.organization_id,
-        "type": event,
-        "detail": detail,
-        "created_at": utcnow(),
-    }

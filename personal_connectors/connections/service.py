@@ -9,17 +9,18 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.apps.gateway import client_for
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.connections.events import EventType
-from personal_connectors.connections.exceptions import ConnectionNotFound
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.connections.revocation import revoke_grant
+from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.types import EventType
 from personal_connectors.identity.service import OrgAccess, Principal
 from personal_connectors.models import Connection, ConnectionStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
-from personal_connectors.providers.gateway import client_for
-from personal_connectors.providers.identity import AccountIdentity
+from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.exceptions import ConnectionNotFound
 from personal_connectors.tokens.vault import TokenVault
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class ConnectionService:
         self.runtime = runtime
         self.repository = ConnectionRepository(session)
         self.vault = TokenVault(runtime.sealer)
+        self.events = EventRepository(session)
 
     async def save_authorization(
         self,
@@ -51,7 +53,7 @@ class ConnectionService:
             existing = await self.repository.find_live_account(
                 organization_id, user_id, app_key, identity.account_id
             )
-            connection, created = self.stage_authorization(
+            connection, created = await self.stage_authorization(
                 existing,
                 organization_id=organization_id,
                 user_id=user_id,
@@ -71,7 +73,7 @@ class ConnectionService:
                     raise
         raise AssertionError("unreachable")
 
-    def stage_authorization(
+    async def stage_authorization(
         self,
         existing: Connection | None,
         *,
@@ -86,11 +88,11 @@ class ConnectionService:
     ) -> tuple[Connection, bool]:
         """Write an authorization onto ``existing`` (this account's live connection) or a new one.
 
-        Only stages the change in the session: ``save_authorization`` commits one at a time, the
-        importer looks many accounts up at once and commits in batches, and both get the same
-        rules for what a re-authorization overwrites. The tokens are sealed before any field
-        changes, so a failure there (an old refresh token no configured key opens) leaves
-        ``existing`` untouched. Returns the connection and whether it is new.
+        Only stages the change and its event in the session: ``save_authorization`` commits one
+        at a time, the importer looks many accounts up at once and commits in batches, and both
+        get the same rules for what a re-authorization overwrites. The tokens are sealed before
+        any field changes, so a failure there (an old refresh token no configured key opens)
+        leaves ``existing`` untouched. Returns the connection and whether it is new.
         """
         created = existing is None
         connection = existing or Connection(
@@ -116,7 +118,7 @@ class ConnectionService:
         connection.status = ConnectionStatus.ACTIVE
         connection.status_reason = None
         connection.last_sync_at = utcnow()
-        self.repository.record(
+        await self.events.record(
             connection,
             EventType.CREATED if created else EventType.REAUTHORIZED,
             scopes=connection.scopes,
@@ -153,7 +155,7 @@ class ConnectionService:
         connection = await self.get_in(access, connection_id)
         if connection.is_active != is_active:
             connection.is_active = is_active
-            self.repository.record(
+            await self.events.record(
                 connection, EventType.ENABLED if is_active else EventType.DISABLED
             )
             await self.session.commit()
@@ -189,7 +191,7 @@ class ConnectionService:
         connection.is_active = False
         connection.deleted_at = utcnow()
         connection.version += 1
-        self.repository.record(connection, EventType.DELETED)
+        await self.events.record(connection, EventType.DELETED)
         await self.session.commit()
 
     async def _revoke(self, connection: Connection) -> None:
@@ -197,7 +199,7 @@ class ConnectionService:
         apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
         resolved = await apps.by_id(connection.oauth_app_id)
         if entry is None or resolved is None:
-            self.repository.record(
+            await self.events.record(
                 connection, EventType.REVOCATION_FAILED, reason="provider or OAuth app removed"
             )
             return
@@ -208,7 +210,7 @@ class ConnectionService:
                 self.runtime, entry, connection.integration_params, resolved.credentials
             )
         except Exception as exc:  # the disconnect must never be blocked by the provider
-            self.repository.record(
+            await self.events.record(
                 connection, EventType.REVOCATION_FAILED, reason=type(exc).__name__
             )
             return
@@ -221,7 +223,7 @@ class ConnectionService:
             metadata=connection.provider_metadata or {},
         )
         revoked = any(outcome.revoked for outcome in outcomes)
-        self.repository.record(
+        await self.events.record(
             connection,
             EventType.REVOKED if revoked else EventType.REVOCATION_FAILED,
             outcomes=[outcome.as_detail() for outcome in outcomes],

@@ -1,20 +1,103 @@
-"""Reading the audit trail: every event row, whoever wrote it (``ConnectionRepository.record``,
-the batched token-issued writer), newest first."""
+"""Database access for the audit trail (``connection_events``) and the webhook deliveries each
+event owes (``events.outbox``), which are added in the event's transaction, where it is recorded.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import ConnectionEvent
+from personal_connectors.events import outbox
+from personal_connectors.events.outbox import RecordedEvent, Subscriptions
+from personal_connectors.events.types import EventType
+from personal_connectors.models import (
+    Connection,
+    ConnectionEvent,
+    WebhookEndpoint,
+    new_time_ordered_ids,
+    utcnow,
+)
+
+
+def event_row(connection: Connection, event: EventType, **detail: Any) -> dict[str, Any]:
+    """An audit event's column values, for ``record`` or a bulk insert (``tokens.refresh``);
+    timed now, so that events keep the order they were recorded in (never a token in
+    ``detail``). A bulk writer hands the rows to ``EventRepository.enqueue_rows``."""
+    return {
+        "id": new_time_ordered_ids("evt")[0],
+        "connection_id": connection.id,
+        "organization_id": connection.organization_id,
+        "type": event,
+        "detail": detail,
+        "created_at": utcnow(),
+    }
 
 
 class EventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def record(self, connection: Connection, event: EventType, **detail: Any) -> None:
+        """Add an audit event, and the webhook deliveries it owes, to the current transaction
+        (never with a token in ``detail``)."""
+        row = ConnectionEvent(**event_row(connection, event, **detail))
+        self.session.add(row)
+        recorded = RecordedEvent.of(row)
+        subscriptions = await self._subscriptions({connection.organization_id})
+        if endpoint_ids := outbox.subscribers(subscriptions, recorded):
+            self.session.add_all(outbox.deliveries(recorded, connection, endpoint_ids))
+
+    async def enqueue(self, organizations: set[str], events: Iterable[RecordedEvent]) -> int:
+        """The outbox for writers that bulk-insert event rows instead of calling ``record``:
+        call it with the inserted events (of ``organizations``) before committing them, and the
+        deliveries they owe join the same transaction. Returns the deliveries added.
+
+        One query when no endpoint of ``organizations`` is active, the common case: ``events``
+        is then never iterated, so a lazy one costs nothing (batches run to thousands of rows).
+        """
+        if not organizations:
+            return 0
+        subscriptions = await self._subscriptions(organizations)
+        if not subscriptions:
+            return 0
+        wanted = [(e, ids) for e in events if (ids := outbox.subscribers(subscriptions, e))]
+        if not wanted:
+            return 0
+        found = await self.session.execute(
+            select(Connection).where(Connection.id.in_({e.connection_id for e, _ in wanted}))
+        )
+        connections = {connection.id: connection for connection in found.scalars()}
+        added = [
+            delivery
+            for recorded, endpoint_ids in wanted
+            if (connection := connections.get(recorded.connection_id)) is not None
+            for delivery in outbox.deliveries(recorded, connection, endpoint_ids)
+        ]
+        self.session.add_all(added)
+        return len(added)
+
+    async def enqueue_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """``enqueue`` for inserted rows' values (``event_row``'s)."""
+        organizations = {row["organization_id"] for row in rows}
+        return await self.enqueue(organizations, (RecordedEvent(**row) for row in rows))
+
+    async def _subscriptions(self, organizations: set[str]) -> Subscriptions:
+        statement = (
+            select(WebhookEndpoint.id, WebhookEndpoint.organization_id, WebhookEndpoint.event_types)
+            .where(
+                WebhookEndpoint.organization_id.in_(organizations),
+                WebhookEndpoint.is_active.is_(True),
+            )
+            # Nothing pending needs writing first: the endpoints are not what this transaction
+            # changes.
+            .execution_options(autoflush=False)
+        )
+        rows = (await self.session.execute(statement)).tuples()
+        return outbox.by_organization(rows)
 
     async def newest(
         self,
@@ -25,6 +108,7 @@ class EventRepository:
         since: datetime | None = None,
         limit: int = 50,
     ) -> Sequence[ConnectionEvent]:
+        """Every event row, whoever wrote it, newest first."""
         statement = select(ConnectionEvent)
         if organization_id is not None:
             statement = statement.where(ConnectionEvent.organization_id == organization_id)

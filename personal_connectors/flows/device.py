@@ -17,19 +17,16 @@ import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from personal_connectors.apps.gateway import provider_call
 from personal_connectors.crypto.aead import associated_data
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.flows.exceptions import FlowFailed
+from personal_connectors.flows.steps import FlowSteps
 from personal_connectors.models import Flow, FlowGrant, FlowStatus, utcnow
 from personal_connectors.oauth import rfc8628
 from personal_connectors.oauth.client import OAuthClient, TokenGrant
 from personal_connectors.oauth.errors import ProviderRejected, ProviderUnreachable
-from personal_connectors.providers.gateway import provider_call
-
-if TYPE_CHECKING:
-    from personal_connectors.flows.service import FlowService
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +51,9 @@ class DevicePrompt:
 
 
 class DeviceFlows:
-    """Start and poll device flows; the steps shared with redirect flows are ``FlowService``'s."""
+    """Start and poll device flows; the steps shared with redirect flows are ``FlowSteps``."""
 
-    def __init__(self, flows: FlowService) -> None:
+    def __init__(self, flows: FlowSteps) -> None:
         self.flows = flows
         self.sealer = flows.runtime.sealer
 
@@ -103,14 +100,14 @@ class DeviceFlows:
             return flow.poll_interval
         try:
             try:
-                entry, client = await self.flows._client(flow)
+                entry, client = await self.flows.client(flow)
             except FlowFailed as failure:
                 if failure.code != "temporarily_unavailable":
                     raise
                 raise StillPending(failure.code) from None  # metadata down: the code still holds
             assert flow.device_code_ct is not None
             device_code = self.sealer.open(flow.key_id, flow.device_code_ct, self._aad(flow))
-            grant, identity = await self.flows._obtain(
+            grant, identity = await self.flows.obtain(
                 flow, entry, client, self._token(client, device_code, flow.scopes)
             )
         except StillPending as pending:
@@ -123,7 +120,7 @@ class DeviceFlows:
             await self._fail(flow, FlowFailed("server_error", "The connection could not be saved."))
             raise
         flow.device_code_ct = None
-        await self.flows._connect(flow, grant, identity)
+        await self.flows.connect(flow, grant, identity)
         return None
 
     def _token(
@@ -154,7 +151,7 @@ class DeviceFlows:
 
     async def _fail(self, flow: Flow, failure: FlowFailed) -> None:
         flow.device_code_ct = None
-        await self.flows._fail(flow, failure)
+        await self.flows.fail(flow, failure)
 
     @staticmethod
     def _aad(flow: Flow) -> bytes:

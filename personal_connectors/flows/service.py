@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.apps.gateway import client_for, provider_call
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
-from personal_connectors.crypto.aead import associated_data
 from personal_connectors.exceptions import (
-    APIError,
     InvalidStateToken,
     ProviderError,
     ValidationFailed,
@@ -29,10 +25,10 @@ from personal_connectors.flows import binding
 from personal_connectors.flows.binding import BrowserBinding
 from personal_connectors.flows.device import DeviceFlows
 from personal_connectors.flows.exceptions import FlowFailed
-from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
+from personal_connectors.flows.steps import FlowSteps, flow_aad
 from personal_connectors.identity.service import OrgAccess
 from personal_connectors.models import (
     Connection,
@@ -44,13 +40,9 @@ from personal_connectors.models import (
     utcnow,
 )
 from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_verifier
-from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
+from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
-from personal_connectors.providers.gateway import client_for, provider_call
-from personal_connectors.providers.identity import AccountIdentity, read_identity
-from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.providers.templating import validate_integration_params
-from personal_connectors.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +84,8 @@ def _merge_scopes(*groups: list[str] | None) -> list[str]:
     return merged
 
 
-def _aad(flow_id: str, field: str) -> bytes:
-    return associated_data("flows", flow_id, field)
-
-
-class FlowService:
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
-        self.session = session
-        self.runtime = runtime
-        self.repository = FlowRepository(session)
-        self.apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+class FlowService(FlowSteps):
+    """Redirect and device flows: start, callback, complete-oauth."""
 
     # --- POST /authorize -------------------------------------------------------------------
 
@@ -156,7 +140,7 @@ class FlowService:
             authorization_url = prompt.authorization_url
         if verifier is not None:
             flow.code_verifier_ct = self.runtime.sealer.seal(
-                verifier, _aad(flow.id, "code_verifier")
+                verifier, flow_aad(flow.id, "code_verifier")
             )
         if browser is not None:
             flow.binding_hash = browser.digest
@@ -246,19 +230,19 @@ class FlowService:
             binding.check(flow, self.runtime.catalog, cookies)
             connection_id = await self._finish_callback(flow, params)
         except FlowFailed as failure:
-            await self._fail(flow, failure)
+            await self.fail(flow, failure)
             return CallbackOutcome(flow, None, None, failure)
         except Exception:
             # Never leave a claimed flow hanging in "exchanging": it would answer "not yet" forever.
             await self.session.rollback()
-            await self._fail(flow, FlowFailed("server_error", "The connection could not be saved."))
+            await self.fail(flow, FlowFailed("server_error", "The connection could not be saved."))
             raise
         return CallbackOutcome(flow, connection_id, "active" if connection_id else None, None)
 
     async def _finish_callback(self, flow: Flow, params: CallbackParams) -> str | None:
         if params.error:
             raise FlowFailed(params.error, params.error_description or "The provider refused.")
-        entry, client = await self._client(flow)
+        entry, client = await self.client(flow)
         try:
             check_issuer(
                 params.iss, client.endpoints.issuer, client.endpoints.iss_parameter_supported
@@ -273,9 +257,9 @@ class FlowService:
         verifier = None
         if flow.code_verifier_ct is not None:
             verifier = self.runtime.sealer.open(
-                flow.key_id, flow.code_verifier_ct, _aad(flow.id, "code_verifier")
+                flow.key_id, flow.code_verifier_ct, flow_aad(flow.id, "code_verifier")
             )
-        grant, identity = await self._obtain(
+        grant, identity = await self.obtain(
             flow,
             entry,
             client,
@@ -287,73 +271,7 @@ class FlowService:
         if flow.completion == FlowCompletion.EXPLICIT:
             await self._hold_grant(flow, grant, identity)
             return None
-        return await self._connect(flow, grant, identity)
-
-    async def _client(self, flow: Flow) -> tuple[ProviderEntry, OAuthClient]:
-        entry = self.runtime.catalog.get(flow.app_key)
-        resolved = await self.apps.by_id(flow.oauth_app_id)
-        if entry is None or resolved is None:
-            raise FlowFailed("server_error", "The connector is no longer configured.")
-        try:
-            return entry, await client_for(
-                self.runtime, entry, flow.integration_params, resolved.credentials
-            )
-        except APIError:  # the metadata document could not be fetched or was refused
-            raise FlowFailed(
-                "temporarily_unavailable", "The provider could not be reached."
-            ) from None
-
-    async def _obtain(
-        self,
-        flow: Flow,
-        entry: ProviderEntry,
-        client: OAuthClient,
-        token_request: Awaitable[TokenGrant],
-    ) -> tuple[TokenGrant, AccountIdentity]:
-        """Any grant's token request (code exchange, device polling), then the identity call.
-
-        Provider failures end the flow; a flow that extends a connection must bring back
-        that connection's account, never silently connect another one.
-        """
-        try:
-            grant = await token_request
-            identity = await read_identity(entry, client.endpoints, grant, self.runtime.http)
-        except ProviderRejected as exc:
-            raise FlowFailed(
-                exc.error, exc.description or "The provider refused the code."
-            ) from None
-        except ProviderUnreachable:
-            raise FlowFailed(
-                "temporarily_unavailable", "The provider could not be reached."
-            ) from None
-        except ProviderFailure as exc:
-            raise FlowFailed("provider_error", str(exc)) from None
-        if flow.extends_connection_id is not None:
-            extended = await self.session.get(Connection, flow.extends_connection_id)
-            if extended is None or extended.account_id != identity.account_id:
-                raise FlowFailed(
-                    "account_mismatch",
-                    "Another account consented than the one of the connection to extend.",
-                )
-        return grant, identity
-
-    async def _connect(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> str:
-        connection, _ = await ConnectionService(self.session, self.runtime).save_authorization(
-            organization_id=flow.organization_id,
-            user_id=flow.user_id,
-            app_key=flow.app_key,
-            oauth_app_id=flow.oauth_app_id,
-            integration_params=flow.integration_params,
-            identity=identity,
-            grant=grant,
-        )
-        flow.status = FlowStatus.COMPLETED
-        flow.connection_id = connection.id
-        flow.grant_ct = None
-        flow.code_verifier_ct = None
-        flow.finished_at = utcnow()
-        await self.session.commit()
-        return connection.id
+        return await self.connect(flow, grant, identity)
 
     async def _hold_grant(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> None:
         """Explicit completion: keep the grant sealed in the flow until complete-oauth."""
@@ -366,7 +284,7 @@ class FlowService:
             "identity": [identity.account_id, identity.email, identity.name],
             "metadata": grant.metadata,
         }
-        flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), _aad(flow.id, "grant"))
+        flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), flow_aad(flow.id, "grant"))
         flow.key_id = self.runtime.sealer.key_id  # the key may have rotated since /authorize
         flow.code_verifier_ct = None
         flow.status = FlowStatus.AUTHORIZED
@@ -376,7 +294,7 @@ class FlowService:
     def _held_grant(self, flow: Flow) -> tuple[TokenGrant, AccountIdentity]:
         assert flow.grant_ct is not None
         held: dict[str, Any] = json.loads(
-            self.runtime.sealer.open(flow.key_id, flow.grant_ct, _aad(flow.id, "grant"))
+            self.runtime.sealer.open(flow.key_id, flow.grant_ct, flow_aad(flow.id, "grant"))
         )
         account_id, email, name = held["identity"]
         expires_at = datetime.fromisoformat(held["expires_at"]) if held["expires_at"] else None
@@ -389,14 +307,6 @@ class FlowService:
             metadata=held.get("metadata") or {},
         )
         return grant, AccountIdentity(account_id, email, name)
-
-    async def _fail(self, flow: Flow, failure: FlowFailed) -> None:
-        flow.status = FlowStatus.FAILED
-        flow.error_code = failure.code
-        flow.error_description = failure.description
-        flow.code_verifier_ct = None
-        flow.finished_at = utcnow()
-        await self.session.commit()
 
     # --- POST /complete-oauth --------------------------------------------------------------
 
@@ -415,7 +325,7 @@ class FlowService:
             flow, FlowStatus.AUTHORIZED, FlowStatus.EXCHANGING
         ):
             grant, identity = self._held_grant(flow)
-            await self._connect(flow, grant, identity)
+            await self.connect(flow, grant, identity)
         retry_after = None
         device = flow.grant_type == FlowGrant.DEVICE_CODE
         if device and flow.status == FlowStatus.PENDING:

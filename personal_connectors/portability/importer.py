@@ -30,10 +30,10 @@ from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import Connection, Membership
 from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.portability.envelope import is_sealed_file, open_sealed
 from personal_connectors.portability.errors import EnvelopeError, PortabilityError
 from personal_connectors.portability.schemas import ConnectionRecord, ImportContext, describe
-from personal_connectors.providers.identity import AccountIdentity
 from personal_connectors.runtime import Runtime
 
 BATCH_SIZE = 500
@@ -243,7 +243,7 @@ class ConnectionImporter:
         for item in valid:
             record = item.record
             try:
-                connection, is_new = self.connections.stage_authorization(
+                connection, is_new = await self.connections.stage_authorization(
                     live.get(item.key),
                     organization_id=self.organization_id,
                     user_id=record.user_id,

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from personal_connectors.exceptions import ResourceNotFound
 from personal_connectors.providers.schema import ProviderEntry, providers_file_schema
 
 BUILTIN_CATALOG = Path(__file__).with_name("builtin.yaml")
@@ -77,6 +78,13 @@ class Catalog:
 
     def get(self, key: str) -> ProviderEntry | None:
         return self.entries.get(key)
+
+    def require(self, key: str) -> ProviderEntry:
+        """The entry, or the 404 every ``{tool_key}`` path answers for an unknown one."""
+        entry = self.entries.get(key)
+        if entry is None:
+            raise ResourceNotFound(f"No connector named {key}.")
+        return entry
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from personal_connectors.exceptions import APIError, Conflict, ProviderUnavailable
+from personal_connectors.exceptions import (
+    APIError,
+    Conflict,
+    ProviderUnavailable,
+    ResourceNotFound,
+)
 
 
 class ReauthorizationRequired(APIError):
@@ -21,3 +26,10 @@ class TokenUnavailable(ProviderUnavailable):
 
 class RefreshContended(ProviderUnavailable):
     """Another worker holds the refresh lease for longer than we are willing to wait."""
+
+
+class ConnectionNotFound(ResourceNotFound):
+    """Foreign, deleted and unknown connections look the same: never a hint that one exists."""
+
+    def __init__(self) -> None:
+        super().__init__("No such connection.")

@@ -38,9 +38,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from personal_connectors.apps.gateway import client_for
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.connections.events import EventType
-from personal_connectors.connections.repository import ConnectionRepository, event_row
+from personal_connectors.events.repository import EventRepository, event_row
+from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ProviderError
 from personal_connectors.models import Connection, ConnectionEvent, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
@@ -50,7 +51,6 @@ from personal_connectors.oauth.errors import (
     ProviderRejected,
     ProviderUnreachable,
 )
-from personal_connectors.providers.gateway import client_for
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens import lease
@@ -61,7 +61,6 @@ from personal_connectors.tokens.exceptions import (
 )
 from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.vault import TokenVault
-from personal_connectors.webhooks import outbox as webhook_outbox
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> l
     Each row is written only over the version its refresh read and only under its lease, so a
     write that lost (possible only once a lease expired mid-refresh) changes nothing; the events
     of the writes that won are inserted with them, and their webhook deliveries join the same
-    transaction (``webhooks.outbox.enqueue_rows``). Core statements built once: no unit of work
+    transaction (``EventRepository.enqueue_rows``). Core statements built once: no unit of work
     is needed, and the ORM's per-statement overhead was a tenth of a background refresh's CPU.
     """
     if not writes:
@@ -136,7 +135,7 @@ async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> l
     events = [row for write, won in zip(writes, stored, strict=True) if won for row in write.events]
     if events:
         await connection.execute(insert(_EVENTS), events)
-        await webhook_outbox.enqueue_rows(session, events)
+        await EventRepository(session).enqueue_rows(events)
     await session.commit()
     return stored
 
@@ -425,7 +424,7 @@ class Refresher:
         ]
         connection.refresh_failures += 1
         connection.updated_at = utcnow()
-        ConnectionRepository(session).record(
+        await EventRepository(session).record(
             connection, EventType.REFRESH_FAILED, error=failure.error, terminal=True
         )
         await session.commit()
@@ -437,7 +436,7 @@ class Refresher:
         """The provider is down or confused: keep the status, serve what is still valid."""
         session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.refresh_failures += 1
-        ConnectionRepository(session).record(
+        await EventRepository(session).record(
             connection, EventType.REFRESH_FAILED, error=type(failure).__name__, terminal=False
         )
         await session.commit()
@@ -460,7 +459,7 @@ class Refresher:
         session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.status = ConnectionStatus.NEEDS_REAUTH
         connection.status_reason = "The access token expired and there is no refresh token."
-        ConnectionRepository(session).record(
+        await EventRepository(session).record(
             connection, EventType.REFRESH_FAILED, error="no_refresh_token", terminal=True
         )
         await session.commit()

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.connections.exceptions import ConnectionNotFound
 from personal_connectors.identity.service import (
     OrgAccess,
     access_of,
@@ -20,7 +19,11 @@ from personal_connectors.identity.service import (
 )
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.runtime import Runtime
-from personal_connectors.tokens.exceptions import ConnectionDisabled, ReauthorizationRequired
+from personal_connectors.tokens.exceptions import (
+    ConnectionDisabled,
+    ConnectionNotFound,
+    ReauthorizationRequired,
+)
 from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
 from personal_connectors.tokens.refresh import FreshToken, Refresher, needs_refresh
 from personal_connectors.tokens.repository import TokenRepository

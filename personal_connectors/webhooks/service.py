@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import Settings
-from personal_connectors.connections.events import EventType
 from personal_connectors.crypto.aead import Sealer, associated_data
+from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import WebhookEndpoint, new_id, utcnow
 from personal_connectors.webhooks.exceptions import TooManyWebhooks, WebhookNotFound

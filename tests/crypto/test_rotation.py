@@ -27,8 +27,8 @@ from personal_connectors.flows.state import state_hash
 from personal_connectors.keys.rotation import SEALED_TABLES, KeyRotator, Outcome
 from personal_connectors.models import Connection, OAuthApp, WebhookEndpoint
 from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.portability.importer import ConnectionImporter
-from personal_connectors.providers.identity import AccountIdentity
 from personal_connectors.storage.migrations import upgrade
 from personal_connectors.tokens.vault import TokenVault
 from personal_connectors.webhooks.service import WebhookService, open_secret

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.cli.main import app
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ConnectorNotConfigured
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Connection, ConnectionEvent

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.types import EventType
 from personal_connectors.models import Base, Connection, ConnectionEvent, utcnow
 from personal_connectors.tokens.vault import TokenVault
 from tests.support.service import ServiceProcess

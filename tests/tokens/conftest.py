@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, ConnectionEvent, utcnow
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback

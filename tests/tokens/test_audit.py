@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.audit import TokenAudit
+from personal_connectors.events.types import EventType
 from personal_connectors.models import ConnectionEvent, WebhookDelivery
-from personal_connectors.tokens.audit import TokenAudit
 from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
@@ -189,7 +189,7 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(
         written = await audit.flush(runtime.sessions)
         return queued, dropped, written, audit.pending
 
-    with caplog.at_level(logging.WARNING, logger="personal_connectors.tokens.audit"):
+    with caplog.at_level(logging.WARNING, logger="personal_connectors.events.audit"):
         queued, dropped, written, left = service.run_db(work)
     assert (queued, dropped, written, left) == (5, 3, 5, 0)
     assert event_types(service, connection_id, with_token_issued=True) == [ISSUED] * 5

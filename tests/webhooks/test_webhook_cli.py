@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from personal_connectors.connections.events import EventType
-from personal_connectors.connections.repository import ConnectionRepository
+from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, new_id
 from tests.conftest import Tenant
 from tests.support.service import ServiceProcess
@@ -71,9 +71,9 @@ def test_events_list_is_newest_first_and_filters(tenant: Tenant, service: Servic
             key_id=runtime.sealer.key_id,
         )
         session.add(connection)
-        events = ConnectionRepository(session)
+        events = EventRepository(session)
         for event in (EventType.CREATED, EventType.DISABLED, EventType.TOKEN_ISSUED):
-            events.record(connection, event)
+            await events.record(connection, event)
             await session.commit()
         return connection.id
 

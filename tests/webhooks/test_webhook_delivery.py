@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.types import EventType
 from personal_connectors.models import DeliveryStatus
 from tests.conftest import CLIENT_SECRET, PROVIDER_KEY, Tenant
 from tests.flows.conftest import connect

@@ -17,13 +17,12 @@ import pytest
 from sqlalchemy import insert
 from standardwebhooks.webhooks import Webhook
 
-from personal_connectors.connections.events import EventType
-from personal_connectors.connections.repository import ConnectionRepository
+from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.types import EventType
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Connection, ConnectionEvent, DeliveryStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.tokens.vault import TokenVault
-from personal_connectors.webhooks.outbox import enqueue_rows
 from personal_connectors.webhooks.service import WebhookService
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -90,23 +89,23 @@ def seed(proc: ServiceProcess, receiver: WebhookReceiver) -> tuple[str, dict[str
         )
         grant = TokenGrant(ACCESS_TOKEN, REFRESH_TOKEN, "Bearer", None, ["repo"])
         TokenVault(runtime.sealer).store(connection, grant)
-        events = ConnectionRepository(session)
+        events = EventRepository(session)
         session.add(connection)
-        events.record(connection, EventType.CREATED, scopes=["repo"])
+        await events.record(connection, EventType.CREATED, scopes=["repo"])
         await session.commit()
         # Rolled back: neither the event nor a delivery for it may remain.
-        events.record(connection, EventType.REVOKED)
+        await events.record(connection, EventType.REVOKED)
         await session.rollback()
         await session.refresh(connection)  # the rollback expired it
         for index in range(TOGGLES):
             connection.is_active = index % 2 == 1
-            events.record(
+            await events.record(
                 connection, EventType.ENABLED if connection.is_active else EventType.DISABLED
             )
             await session.commit()
-        events.record(connection, EventType.TOKEN_ISSUED, count=1)
+        await events.record(connection, EventType.TOKEN_ISSUED, count=1)
         await session.commit()
-        # A bulk writer (tokens.audit) inserts rows itself and hands them to the outbox.
+        # A bulk writer (events.audit) inserts rows itself and hands them to the outbox.
         bulk = {
             "id": new_id("evt"),
             "connection_id": connection.id,
@@ -116,7 +115,7 @@ def seed(proc: ServiceProcess, receiver: WebhookReceiver) -> tuple[str, dict[str
             "created_at": utcnow(),
         }
         await session.execute(insert(ConnectionEvent), [bulk])
-        assert await enqueue_rows(session, [bulk]) == 1
+        assert await events.enqueue_rows([bulk]) == 1
         await session.commit()
         return org_id, secrets, connection.id
 

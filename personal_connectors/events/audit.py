@@ -38,11 +38,11 @@ from typing import Any, cast
 from sqlalchemy import Dialect, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from personal_connectors.connections.events import EventType
+from personal_connectors.events.outbox import RecordedEvent
+from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.types import EventType
 from personal_connectors.models import ConnectionEvent, new_time_ordered_ids, utcnow
 from personal_connectors.storage.bulk_insert import ROWS_PER_STATEMENT, BulkInsert, Row
-from personal_connectors.webhooks import outbox as webhook_outbox
-from personal_connectors.webhooks.outbox import RecordedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class TokenAudit:
                     self._row_maker(connection.dialect),
                 )
                 # The deliveries owed to endpoints that opted in to this type.
-                await webhook_outbox.enqueue_recorded(
-                    session,
+                await EventRepository(session).enqueue(
                     {event.organization_id for event in batch},
                     (event.recorded(id_) for event, id_ in zip(batch, ids, strict=True)),
                 )

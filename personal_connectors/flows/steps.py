@@ -1,0 +1,111 @@
+"""The steps every grant's flow shares (redirect and device): the provider client of a flow,
+the token request and identity call, saving the connection, and ending a flow that failed.
+
+``FlowService`` (redirect flows, complete-oauth) and ``DeviceFlows`` both build on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.apps.gateway import client_for
+from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.connections.service import ConnectionService
+from personal_connectors.crypto.aead import associated_data
+from personal_connectors.exceptions import APIError
+from personal_connectors.flows.exceptions import FlowFailed
+from personal_connectors.flows.repository import FlowRepository
+from personal_connectors.models import Connection, Flow, FlowStatus, utcnow
+from personal_connectors.oauth.client import OAuthClient, TokenGrant
+from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
+from personal_connectors.oauth.identity import AccountIdentity, read_identity
+from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.runtime import Runtime
+
+
+def flow_aad(flow_id: str, field: str) -> bytes:
+    return associated_data("flows", flow_id, field)
+
+
+class FlowSteps:
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.repository = FlowRepository(session)
+        self.apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+
+    async def client(self, flow: Flow) -> tuple[ProviderEntry, OAuthClient]:
+        entry = self.runtime.catalog.get(flow.app_key)
+        resolved = await self.apps.by_id(flow.oauth_app_id)
+        if entry is None or resolved is None:
+            raise FlowFailed("server_error", "The connector is no longer configured.")
+        try:
+            return entry, await client_for(
+                self.runtime, entry, flow.integration_params, resolved.credentials
+            )
+        except APIError:  # the metadata document could not be fetched or was refused
+            raise FlowFailed(
+                "temporarily_unavailable", "The provider could not be reached."
+            ) from None
+
+    async def obtain(
+        self,
+        flow: Flow,
+        entry: ProviderEntry,
+        client: OAuthClient,
+        token_request: Awaitable[TokenGrant],
+    ) -> tuple[TokenGrant, AccountIdentity]:
+        """Any grant's token request (code exchange, device polling), then the identity call.
+
+        Provider failures end the flow; a flow that extends a connection must bring back
+        that connection's account, never silently connect another one.
+        """
+        try:
+            grant = await token_request
+            identity = await read_identity(entry, client.endpoints, grant, self.runtime.http)
+        except ProviderRejected as exc:
+            raise FlowFailed(
+                exc.error, exc.description or "The provider refused the code."
+            ) from None
+        except ProviderUnreachable:
+            raise FlowFailed(
+                "temporarily_unavailable", "The provider could not be reached."
+            ) from None
+        except ProviderFailure as exc:
+            raise FlowFailed("provider_error", str(exc)) from None
+        if flow.extends_connection_id is not None:
+            extended = await self.session.get(Connection, flow.extends_connection_id)
+            if extended is None or extended.account_id != identity.account_id:
+                raise FlowFailed(
+                    "account_mismatch",
+                    "Another account consented than the one of the connection to extend.",
+                )
+        return grant, identity
+
+    async def connect(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> str:
+        connection, _ = await ConnectionService(self.session, self.runtime).save_authorization(
+            organization_id=flow.organization_id,
+            user_id=flow.user_id,
+            app_key=flow.app_key,
+            oauth_app_id=flow.oauth_app_id,
+            integration_params=flow.integration_params,
+            identity=identity,
+            grant=grant,
+        )
+        flow.status = FlowStatus.COMPLETED
+        flow.connection_id = connection.id
+        flow.grant_ct = None
+        flow.code_verifier_ct = None
+        flow.finished_at = utcnow()
+        await self.session.commit()
+        return connection.id
+
+    async def fail(self, flow: Flow, failure: FlowFailed) -> None:
+        flow.status = FlowStatus.FAILED
+        flow.error_code = failure.code
+        flow.error_description = failure.description
+        flow.code_verifier_ct = None
+        flow.finished_at = utcnow()
+        await self.session.commit()
