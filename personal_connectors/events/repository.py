@@ -96,7 +96,7 @@ class EventRepository:
             # changes.
             .execution_options(autoflush=False)
         )
-        rows = (await self.session.execute(statement)).tuples()
+        rows = (await self.session.execute(statement)).all()
         return outbox.by_organization(rows)
 
     async def newest(
