@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     refresh_retry_seconds: float = Field(default=8.0, gt=0, le=60)
     refresh_lease_seconds: float = Field(default=60.0, ge=1, le=600)
-    # How often the batched token-issued audit writer inserts what it queued (tokens/audit.py).
+    # How often the batched token-issued audit writer inserts what it queued (events/audit.py).
     token_audit_flush_seconds: float = Field(default=1.0, gt=0, le=3600)
-    # PostgreSQL connections of the token hot path's reader (storage.hot_reader.PostgresHotReader):
+    # PostgreSQL connections of the token hot path's reader (storage.driver.PostgresReader):
     # about the number of token requests one worker serves at once.
     hot_read_pool_size: int = Field(default=32, ge=1, le=256)
     # The background refresher (refresher/): `connectors refresher`, or inside `serve` when on.

@@ -21,7 +21,7 @@ from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
-from personal_connectors.storage.hot_reader import HotReader, create_hot_reader
+from personal_connectors.storage.driver import HotReader, create_hot_reader
 
 USER_AGENT = "personal-connectors/0.1"
 
@@ -39,7 +39,7 @@ class Runtime:
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
-    # The token hot path's read (storage.hot_reader.create_hot_reader says how and why).
+    # The token hot path's read on the driver (storage.driver, tokens.repository).
     hot_reader: HotReader | None = None
     # The keep-alive pool of OAuth calls to providers (oauth.client.shared_provider_transport).
     provider_transport: httpx.AsyncBaseTransport | None = None

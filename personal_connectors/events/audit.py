@@ -1,62 +1,45 @@
 """The ``connection.token_issued`` audit trail, written in batches off the hot path.
 
-Every token handed out is an audit event, but writing one row per request would make the
-busiest endpoint a writer: a transaction, a commit and (on SQLite) the single write lock per
-call. Instead the endpoint only appends to an in-memory queue, and one background task per
-process inserts what accumulated every second (or as soon as 5,000 are queued) in one
-transaction, 500 rows to a statement.
-
-Trade-offs, on purpose:
-
-* A full queue drops the newest events and counts them (logged as a warning) rather than slow
-  the hot path down or grow without bound; the queue holds many seconds of traffic, so it only
-  fills when the database has stopped taking writes for that long.
-* Events still queued when the process dies without a graceful shutdown (SIGKILL, a crash) are
-  lost; a graceful shutdown (SIGTERM) flushes them. At most about one second of events is at
-  risk.
-* Event rows are bulk-inserted rather than added through ``ConnectionRepository.record``
-  (no connection object is at hand); ``webhooks.outbox.enqueue_recorded`` adds, in the same
-  transaction, the deliveries owed to the endpoints that opted in to this type.
-* The insert runs straight on the driver (``storage.bulk_insert``), not through the ORM or a
-  Core executemany: the writer shares the event loop with the token route, and their per-value
-  work was most of the write's loop CPU (measured per row on SQLite: 21 µs ORM, 12 µs Core,
-  5.4 µs on the driver, all of a flush's loop work included).
-
-The rows hold identifiers and a flag, never a token.
+Every token handed out is an audit event, but a row per request would make the busiest endpoint
+a writer. The endpoint only appends to an in-memory queue; one background task per process
+inserts what accumulated every second (or as soon as ``FLUSH_AT`` are queued) in one
+transaction (``EventRepository.insert_many``), with the webhook deliveries owed to endpoints
+that opted in to this type. A full queue drops the newest events and counts them rather than
+slow the hot path; events queued when the process dies without a graceful shutdown are lost
+(about a second's worth). The rows hold identifiers and a flag, never a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Dialect, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.events.outbox import RecordedEvent
-from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.repository import (
+    ROWS_PER_STATEMENT,
+    EventRepository,
+    EventValues,
+)
 from personal_connectors.events.types import EventType
-from personal_connectors.models import ConnectionEvent, new_time_ordered_ids, utcnow
-from personal_connectors.storage.bulk_insert import ROWS_PER_STATEMENT, BulkInsert, Row
+from personal_connectors.models import new_time_ordered_ids, utcnow
 
 logger = logging.getLogger(__name__)
 
 QUEUE_CAPACITY = 20_000  # several seconds of a single worker's peak token rate
-# The queue length that triggers a write before the second is up. A flush is one transaction
-# however many statements it takes, and SQLite writes every index page a transaction touched
-# to its log once at commit: a second's worth of rows in one commit shares more pages than
-# five commits of 500 (the connection index is keyed at random). Measured on SQLite at about
-# 2,800 tokens a second: 394-413 → 365-367 µs of server CPU a token request.
+# The queue length that triggers a write before the second is up: large, since SQLite writes
+# each index page a transaction touched once at commit, so fewer, larger commits write less.
 FLUSH_AT = 5_000
 FLUSH_SECONDS = 1.0
 SHUTDOWN_SECONDS = 10.0  # how long a graceful shutdown waits for the last write
 
-_COLUMNS = ("id", "connection_id", "organization_id", "type", "detail", "created_at")
 _TYPE = EventType.TOKEN_ISSUED.value
 
 
@@ -78,6 +61,17 @@ class IssuedToken:
         )
 
 
+def _rows(batch: list[IssuedToken], ids: list[str]) -> Iterator[EventValues]:
+    """The batch's rows for ``EventRepository.insert_many``, made as it takes them."""
+    # A detail is one of two per API key: each is serialized once a flush.
+    details: dict[tuple[str, bool], str] = {}
+    for event, event_id in zip(batch, ids, strict=True):
+        detail = details.get((event.api_key_id, event.refreshed))
+        if detail is None:
+            detail = details[(event.api_key_id, event.refreshed)] = json.dumps(event.detail)
+        yield event_id, event.connection_id, event.organization_id, _TYPE, detail, event.at
+
+
 class TokenAudit:
     """A bounded queue of issued-token events and the task that writes them (one per process).
 
@@ -94,9 +88,7 @@ class TokenAudit:
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.capacity = capacity
-        self._insert = BulkInsert(
-            cast(Table, ConnectionEvent.__table__), _COLUMNS, rows_per_statement=batch_size
-        )
+        self.batch_size = batch_size  # rows a statement
         self.flush_at = flush_at
         self.flush_seconds = flush_seconds
         self.dropped = 0  # since the process started
@@ -139,14 +131,12 @@ class TokenAudit:
         try:
             async with sessions() as session:
                 ids = new_time_ordered_ids("evt", len(batch))
-                connection = await session.connection()
-                await self._insert.execute(
-                    connection,
-                    list(zip(batch, ids, strict=True)),
-                    self._row_maker(connection.dialect),
+                events = EventRepository(session)
+                await events.insert_many(
+                    len(batch), _rows(batch, ids), rows_per_statement=self.batch_size
                 )
                 # The deliveries owed to endpoints that opted in to this type.
-                await EventRepository(session).enqueue(
+                await events.enqueue(
                     {event.organization_id for event in batch},
                     (event.recorded(id_) for event, id_ in zip(batch, ids, strict=True)),
                 )
@@ -168,30 +158,6 @@ class TokenAudit:
             written = len(batch)
         self._report_drops()
         return written
-
-    def _row_maker(self, dialect: Dialect) -> Callable[[tuple[IssuedToken, str]], Row]:
-        """What turns an event and its id into its row, in the driver's form, in ``_COLUMNS``
-        order."""
-        time_of = self._insert.driver_form("created_at", dialect)
-        detail_of = self._insert.driver_form("detail", dialect)
-        # A detail is one of two per API key: each is converted (serialized) once a flush.
-        details: dict[tuple[str, bool], Any] = {}
-
-        def row_of(item: tuple[IssuedToken, str]) -> Row:
-            event, event_id = item
-            detail = details.get((event.api_key_id, event.refreshed))
-            if detail is None:
-                detail = details[(event.api_key_id, event.refreshed)] = detail_of(event.detail)
-            return (
-                event_id,
-                event.connection_id,
-                event.organization_id,
-                _TYPE,
-                detail,
-                time_of(event.at),
-            )
-
-        return row_of
 
     def _put_back(self, batch: list[IssuedToken]) -> None:
         """Return an unwritten batch to the front of the queue, as far as there is room."""

@@ -36,7 +36,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # Core executemany inserts (a refresh batch's events) as multi-row INSERTs: sqlite3's
         # executemany steps once per row, releasing Python's global lock each time, which the
         # serving thread then has to win back. (The token-issued audit goes through
-        # storage.bulk_insert.)
+        # events.repository.insert_many.)
         engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     return create_async_engine(

@@ -1,37 +1,25 @@
-"""Database access for the token hot path: the caller, their membership and the connection in
-one round trip.
+"""Database access for the token hot path: the caller's key, their membership and the
+connection, in one statement.
 
-Every tool call of the platform asks for a token first, so this read is the service's busiest
-query. Authenticating the key, checking the membership and finding the connection separately
-costs three round trips (and, on SQLite, a dozen hand-offs to the driver's thread); outer joins
-from the key row answer all three at once, and a missing membership or connection comes back as
-NULLs, so every refusal stays as precise as the separate checks made it.
-
-It reads columns, not entities: loading ``APIKey`` and ``Connection`` through the ORM (identity
-map, every column of both rows, a session to open and close) cost about three times the read
-(measured on SQLite: 125 µs against 45 µs for the column select, 12 µs on the driver through
-the runtime's ``HotReader``). The columns the token path uses come back as the plain records of
-``tokens.records``, which the identity and token rules take as they take model instances.
+Every tool call asks for a token first, so this is the service's busiest read. Outer joins from
+the key row answer the three checks at once; a missing membership or connection comes back as
+NULLs, so every refusal stays as precise as separate checks would make it. The statement is
+plain SQL run on the driver (``storage.driver``), its columns converted here as the models'
+column types would: SQLAlchemy's execution layer and ORM instances cost several times the read
+itself on this path (bench/RESULTS.md). The rows come back as the records of ``tokens.records``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TableValuedAlias, and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import InstrumentedAttribute
 
 from personal_connectors.identity.records import KeyRecord
-from personal_connectors.models import APIKey, Connection, Membership
-from personal_connectors.storage.hot_reader import (
-    PARAMETER_SET_POSITION,
-    HotRead,
-    HotReader,
-    parameter_sets,
-)
+from personal_connectors.storage.driver import HotReader, PostgresReader, SQLiteReader
 from personal_connectors.tokens.records import ConnectionRecord
 
 
@@ -44,68 +32,93 @@ class TokenLookup:
     connection: ConnectionRecord | None  # the user's live connection; None: not theirs/unknown
 
 
-# The records' fields, in their order, are the columns read.
-KEY_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
-    getattr(APIKey, name) for name in KeyRecord._fields
-)
-CONNECTION_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
-    getattr(Connection, name) for name in ConnectionRecord._fields
-)
-# The connection's id among its columns: NULL when the outer join found no connection.
-_CONNECTION_ID = ConnectionRecord._fields.index("id")
-
-
-def _lookup(
-    key_hash: ColumnElement[str],
-    organization_id: ColumnElement[str],
-    connection_id: ColumnElement[str],
-) -> Select[Any]:
+def _lookup_sql(key_hash: str, organization_id: str, connection_id: str) -> str:
+    """The lookup with the given SQL expressions (placeholders or columns, constants only) for
+    its three values."""
+    columns = ", ".join(
+        [f"api_keys.{name}" for name in KeyRecord._fields]
+        + ["memberships.role"]
+        + [f"connections.{name} AS connection_{name}" for name in ConnectionRecord._fields]
+    )
     return (
-        select(*KEY_COLUMNS, Membership.role, *CONNECTION_COLUMNS)
-        .select_from(APIKey)
-        .outerjoin(
-            Membership,
-            and_(
-                Membership.user_id == APIKey.user_id,
-                Membership.organization_id == organization_id,
-            ),
-        )
-        .outerjoin(
-            Connection,
-            and_(
-                Connection.id == connection_id,
-                Connection.user_id == APIKey.user_id,
-                Connection.organization_id == organization_id,
-                Connection.deleted_at.is_(None),
-            ),
-        )
-        .where(APIKey.key_hash == key_hash)
+        f"SELECT {columns} FROM api_keys"  # noqa: S608
+        " LEFT OUTER JOIN memberships ON memberships.user_id = api_keys.user_id"
+        f" AND memberships.organization_id = {organization_id}"
+        f" LEFT OUTER JOIN connections ON connections.id = {connection_id}"
+        " AND connections.user_id = api_keys.user_id"
+        f" AND connections.organization_id = {organization_id}"
+        " AND connections.deleted_at IS NULL"
+        f" WHERE api_keys.key_hash = {key_hash}"
     )
 
 
-def _lookup_each(sets: TableValuedAlias) -> Select[Any]:
-    """``_lookup`` for every parameter set of ``sets``, the position of the set first.
-
-    LATERAL runs the lookup once per set with that set's values, so each is planned as the
-    single lookup is (primary-key and unique-index probes); a plain join of the sets to the
-    tables let the planner probe connections by user and filter, a scan of all of a user's
-    connections per set."""
-    found = _lookup(sets.c.key_hash, sets.c.organization_id, sets.c.connection_id).lateral("found")
-    return select(sets.c[PARAMETER_SET_POSITION], *found.c).select_from(sets.join(found, true()))
-
-
-_SETS = parameter_sets("key_hash", "organization_id", "connection_id")
-# Built once: constructing these selects and computing their cache keys cost more CPU than
-# running them (about 0.2 ms a request, measured); the hot reader compiles them once per dialect.
-_LOOKUP = HotRead(
-    one=_lookup(bindparam("key_hash"), bindparam("organization_id"), bindparam("connection_id")),
-    many=_lookup_each(_SETS),
+SQLITE_LOOKUP = _lookup_sql(":key_hash", ":organization_id", ":connection_id")
+POSTGRES_LOOKUP = _lookup_sql("$1", "$2", "$3")
+# The lookup for many parameter sets at once, each row led by its set's position. LATERAL runs
+# it once per set, planned as the single lookup is (primary-key and unique-index probes).
+POSTGRES_LOOKUPS = (
+    "SELECT sets.position, found.* FROM unnest($1::text[], $2::text[], $3::text[])"  # noqa: S608
+    " WITH ORDINALITY AS sets(key_hash, organization_id, connection_id, position)"
+    " CROSS JOIN LATERAL ("
+    + _lookup_sql("sets.key_hash", "sets.organization_id", "sets.connection_id")
+    + ") AS found"
 )
 
 
+def _utc(value: datetime | str | None) -> datetime | None:
+    """As ``models.base.UTCDateTime`` reads it: SQLite stores naive UTC text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+# Per column of a record, the conversion of the driver's value (None: none needed).
+_KEY_FORMS = tuple({"expires_at": _utc}.get(name) for name in KeyRecord._fields)
+_CONNECTION_FORMS = tuple(
+    {
+        "is_active": bool,
+        "scopes": _json,
+        "provider_metadata": _json,
+        "access_token_ct": _bytes,
+        "expires_at": _utc,
+    }.get(name)
+    for name in ConnectionRecord._fields
+)
+
+
+def _converted(forms: tuple[Any, ...], values: tuple[Any, ...]) -> list[Any]:
+    return [
+        value if form is None or value is None else form(value)
+        for form, value in zip(forms, values, strict=True)
+    ]
+
+
+def _found(row: tuple[Any, ...]) -> TokenLookup:
+    keys = len(KeyRecord._fields)
+    key = KeyRecord(*_converted(_KEY_FORMS, row[:keys]))
+    connection = row[keys + 1 :]
+    return TokenLookup(
+        key,
+        row[keys],
+        None
+        if connection[0] is None
+        else ConnectionRecord(*_converted(_CONNECTION_FORMS, connection)),
+    )
+
+
 class TokenRepository:
-    """Runs the lookup on the runtime's ``HotReader`` (``storage.hot_reader.create_hot_reader``)
-    or, without one (an in-memory SQLite database), on a short session of its own."""
+    """Runs the lookup on the runtime's reader (``storage.driver.create_hot_reader``) or,
+    without one (an in-memory SQLite database), on a short session of its own."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], reader: HotReader | None
@@ -118,26 +131,21 @@ class TokenRepository:
     ) -> TokenLookup | None:
         """None when no key has that hash. The connection must belong to the key's user, in the
         organization, and not be deleted: the same rule as ``ConnectionRepository.get_owned``."""
-        parameters: Mapping[str, str] = {
-            "key_hash": key_hash,
-            "organization_id": organization_id,
-            "connection_id": connection_id,
-        }
         row: tuple[Any, ...] | None
-        if self.reader is not None:
-            row = await self.reader.fetch_one(_LOOKUP, parameters)
+        if isinstance(self.reader, PostgresReader):
+            arguments = (key_hash, organization_id, connection_id)
+            row = await self.reader.fetch_row(POSTGRES_LOOKUP, POSTGRES_LOOKUPS, arguments)
         else:
-            async with self.sessions() as session:
-                found = (await session.execute(_LOOKUP.one, parameters)).one_or_none()
-            row = None if found is None else tuple(found)
-        if row is None:
-            return None
-        keys = len(KEY_COLUMNS)
-        connection_values = row[keys + 1 :]
-        return TokenLookup(
-            KeyRecord(*row[:keys]),
-            row[keys],
-            None
-            if connection_values[_CONNECTION_ID] is None
-            else ConnectionRecord(*connection_values),
-        )
+            parameters = {
+                "key_hash": key_hash,
+                "organization_id": organization_id,
+                "connection_id": connection_id,
+            }
+            if isinstance(self.reader, SQLiteReader):
+                row = self.reader.fetch_row(SQLITE_LOOKUP, parameters)
+            else:
+                async with self.sessions() as session:
+                    connection = await session.connection()
+                    found = await connection.exec_driver_sql(SQLITE_LOOKUP, parameters)
+                    row = found.first()
+        return None if row is None else _found(tuple(row))

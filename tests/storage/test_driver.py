@@ -1,5 +1,6 @@
-"""The token path's reader on PostgreSQL: reads asked for together share one round trip, and
-each gets exactly the row it would have got alone; a failed round trip fails every read in it."""
+"""The token path's reader on PostgreSQL (with the token lookup's statements): reads asked for
+together share one round trip, and each gets exactly the row it would have got alone; a failed
+round trip fails every read in it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 from personal_connectors.identity.service import presented_key_hash
 from personal_connectors.runtime import Runtime
-from personal_connectors.storage.hot_reader import HotRead, PostgresHotReader
-from personal_connectors.tokens.repository import _LOOKUP
+from personal_connectors.storage.driver import PostgresReader
+from personal_connectors.tokens.repository import POSTGRES_LOOKUP, POSTGRES_LOOKUPS
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
 from tests.support.service import ServiceProcess
 
@@ -51,7 +52,10 @@ def imported_connections(
     return [row["id"] for row in listed]
 
 
-def lookups(service: ServiceProcess, tmp_path: Path) -> list[dict[str, str]]:
+Arguments = tuple[str, str, str]
+
+
+def lookups(service: ServiceProcess, tmp_path: Path) -> list[Arguments]:
     """Reads that find everything, and each way a read finds less: another user's connection,
     an unknown connection, an organization the key's user is not in, an unknown key."""
     mine, theirs = make_tenant(service), make_tenant(service)
@@ -59,12 +63,8 @@ def lookups(service: ServiceProcess, tmp_path: Path) -> list[dict[str, str]]:
     their_connection = imported_connections(service, theirs, 1, tmp_path)[0]
     key = presented_key_hash(mine.api_key)
 
-    def read(key_hash: str, organization_id: str, connection_id: str) -> dict[str, str]:
-        return {
-            "key_hash": key_hash,
-            "organization_id": organization_id,
-            "connection_id": connection_id,
-        }
+    def read(key_hash: str, organization_id: str, connection_id: str) -> Arguments:
+        return (key_hash, organization_id, connection_id)
 
     return [
         *(read(key, mine.organization_id, each) for each in my_connections),
@@ -76,31 +76,34 @@ def lookups(service: ServiceProcess, tmp_path: Path) -> list[dict[str, str]]:
     ]
 
 
-def in_runtime(service: ServiceProcess, work: Callable[[PostgresHotReader], Awaitable[Any]]) -> Any:
+def in_runtime(service: ServiceProcess, work: Callable[[PostgresReader], Awaitable[Any]]) -> Any:
     async def main(_session: Any, runtime: Runtime) -> Any:
-        assert isinstance(runtime.hot_reader, PostgresHotReader)
+        assert isinstance(runtime.hot_reader, PostgresReader)
         return await work(runtime.hot_reader)
 
     return service.run_db(main)
+
+
+def fetch(reader: PostgresReader, arguments: Arguments) -> Any:
+    return reader.fetch_row(POSTGRES_LOOKUP, POSTGRES_LOOKUPS, arguments)
 
 
 def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own_row(
     service: ServiceProcess, tmp_path: Path
 ) -> None:
     reads = lookups(service, tmp_path)
-    alone = HotRead(_LOOKUP.one)  # the same read, never combined
 
-    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any], list[str]]:
-        expected = [await reader.fetch_one(alone, parameters) for parameters in reads]
+    async def work(reader: PostgresReader) -> tuple[list[Any], list[Any], list[str]]:
+        expected = [await reader.fetch_alone(POSTGRES_LOOKUP, each) for each in reads]
         statements: list[str] = []
-        query = reader._query
+        query = reader.query
 
         async def counted(method: str, sql: str, arguments: Any) -> Any:
             statements.append(sql)
             return await query(method, sql, arguments)
 
-        reader._query = counted  # type: ignore[method-assign]
-        together = await asyncio.gather(*(reader.fetch_one(_LOOKUP, each) for each in reads))
+        reader.query = counted  # type: ignore[method-assign]
+        together = await asyncio.gather(*(fetch(reader, each) for each in reads))
         return expected, list(together), statements
 
     expected, together, statements = in_runtime(service, work)
@@ -119,7 +122,7 @@ def test_a_failed_round_trip_fails_every_read_that_shared_it(
 ) -> None:
     reads = lookups(service, tmp_path)
 
-    async def work(reader: PostgresHotReader) -> tuple[list[Any], int]:
+    async def work(reader: PostgresReader) -> tuple[list[Any], int]:
         calls = 0
 
         async def broken(method: str, sql: str, arguments: Any) -> Any:
@@ -127,11 +130,9 @@ def test_a_failed_round_trip_fails_every_read_that_shared_it(
             calls += 1
             raise ConnectionResetError("the database went away")
 
-        reader._query = broken  # type: ignore[method-assign]
+        reader.query = broken  # type: ignore[method-assign]
         outcomes = await asyncio.wait_for(
-            asyncio.gather(
-                *(reader.fetch_one(_LOOKUP, each) for each in reads), return_exceptions=True
-            ),
+            asyncio.gather(*(fetch(reader, each) for each in reads), return_exceptions=True),
             timeout=10,
         )
         return list(outcomes), calls
@@ -147,9 +148,9 @@ def test_a_read_cancelled_while_it_waits_leaves_the_others_answered(
 ) -> None:
     reads = lookups(service, tmp_path)
 
-    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any]]:
-        expected = [await reader.fetch_one(HotRead(_LOOKUP.one), each) for each in reads]
-        tasks = [asyncio.ensure_future(reader.fetch_one(_LOOKUP, each)) for each in reads]
+    async def work(reader: PostgresReader) -> tuple[list[Any], list[Any]]:
+        expected = [await reader.fetch_alone(POSTGRES_LOOKUP, each) for each in reads]
+        tasks = [asyncio.ensure_future(fetch(reader, each)) for each in reads]
         await asyncio.sleep(0)  # every read has joined the batch
         tasks[0].cancel()
         outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
@@ -167,25 +168,29 @@ def test_a_batch_refused_for_another_reason_answers_each_read_alone(
     batch falls back to one read per request, each answered as it would have been alone."""
     reads = lookups(service, tmp_path)
 
-    async def work(reader: PostgresHotReader) -> tuple[list[Any], list[Any], list[Any]]:
-        expected = [await reader.fetch_one(HotRead(_LOOKUP.one), each) for each in reads]
+    async def work(reader: PostgresReader) -> tuple[list[Any], list[Any], list[Any]]:
+        expected = [await reader.fetch_alone(POSTGRES_LOOKUP, each) for each in reads]
 
-        async def refused(*_: Any) -> Any:
-            raise ValueError("a value the statement cannot take")
+        query = reader.query
 
-        reader._fetch_many = refused  # type: ignore[method-assign]
-        together = await asyncio.gather(*(reader.fetch_one(_LOOKUP, each) for each in reads))
-        # Alone, one read fails (its own values refused) and only its caller sees it.
-        fetch_alone = reader._fetch_alone
-
-        async def refusing_the_third(statement: Any, parameters: Any) -> Any:
-            if parameters is reads[2]:
+        async def refusing_many(method: str, sql: str, arguments: Any) -> Any:
+            if sql == POSTGRES_LOOKUPS:
                 raise ValueError("a value the statement cannot take")
-            return await fetch_alone(statement, parameters)
+            return await query(method, sql, arguments)
 
-        reader._fetch_alone = refusing_the_third  # type: ignore[method-assign]
+        reader.query = refusing_many  # type: ignore[method-assign]
+        together = await asyncio.gather(*(fetch(reader, each) for each in reads))
+        # Alone, one read fails (its own values refused) and only its caller sees it.
+        fetch_alone = reader.fetch_alone
+
+        async def refusing_the_third(statement: Any, arguments: Any) -> Any:
+            if arguments == reads[2]:
+                raise ValueError("a value the statement cannot take")
+            return await fetch_alone(statement, arguments)
+
+        reader.fetch_alone = refusing_the_third  # type: ignore[method-assign]
         isolated = await asyncio.gather(
-            *(reader.fetch_one(_LOOKUP, each) for each in reads), return_exceptions=True
+            *(fetch(reader, each) for each in reads), return_exceptions=True
         )
         return expected, list(together), list(isolated)
 

@@ -1,8 +1,10 @@
-"""Bulk inserts on the driver store exactly what SQLAlchemy's own insert stores, on both
-backends; a batch of any size is cut into statements of a few fixed sizes."""
+"""Event rows inserted as plain SQL on the driver (the token-issued audit's writes) store
+exactly what SQLAlchemy's own insert stores, on both backends; a batch of any size is cut into
+statements of a few fixed sizes."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,61 +12,30 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
+from personal_connectors.events.repository import EventRepository, sqlite_time, statement_sizes
 from personal_connectors.models import ConnectionEvent, new_time_ordered_ids
-from personal_connectors.storage.bulk_insert import BulkInsert, driver_form, statement_sizes
 from tests.support.service import ServiceProcess
 
 EVENTS = cast(Table, ConnectionEvent.__table__)
-COLUMNS = ("id", "connection_id", "organization_id", "type", "detail", "created_at")
 
 
 def test_a_batch_is_full_statements_then_decreasing_powers_of_two() -> None:
-    assert list(statement_sizes(1234, 500)) == [
-        (0, 500),
-        (500, 500),
-        (1000, 128),
-        (1128, 64),
-        (1192, 32),
-        (1224, 8),
-        (1232, 2),
-    ]
+    assert list(statement_sizes(1234, 500)) == [500, 500, 128, 64, 32, 8, 2]
     assert list(statement_sizes(0, 500)) == []
-    assert list(statement_sizes(3, 2)) == [(0, 2), (2, 1)]
+    assert list(statement_sizes(3, 2)) == [2, 1]
     sizes_used: set[int] = set()
     for total in range(1, 2001):
         pieces = list(statement_sizes(total, 500))
-        starts = [start for start, _ in pieces]
-        assert starts == [sum(count for _, count in pieces[:i]) for i in range(len(pieces))]
-        assert sum(count for _, count in pieces) == total
-        sizes_used |= {count for _, count in pieces}
+        assert sum(pieces) == total
+        sizes_used |= set(pieces)
     # Every batch size from 1 to 2,000 used ten statement texts in all.
     assert sizes_used == {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}
 
 
-def test_columns_must_be_given_in_the_tables_order() -> None:
-    with pytest.raises(ValueError, match="table's order"):
-        BulkInsert(EVENTS, ("connection_id", "id"))
-
-
-def test_a_statement_holds_one_to_the_drivers_limit_of_parameters() -> None:
-    for rows in (0, 32_700 // len(COLUMNS) + 1):
-        with pytest.raises(ValueError, match="parameters"):
-            BulkInsert(EVENTS, COLUMNS, rows_per_statement=rows)
-
-
-def test_a_column_left_to_its_python_default_is_refused() -> None:
-    """Left out, ``created_at`` (default ``utcnow``) would add a parameter of its own to each
-    row, and the rows' values would no longer line up with the statement's."""
-    without_time = BulkInsert(EVENTS, COLUMNS[:-1])
-    with pytest.raises(ValueError, match="not the parameters"):
-        without_time.sql(sqlite.dialect(), 2)
-    assert "?, ?, ?, ?, ?, ?), (" in BulkInsert(EVENTS, COLUMNS).sql(sqlite.dialect(), 2)
-
-
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.asyncpg.dialect()])
-def test_each_value_takes_the_form_sqlalchemys_bind_processing_gives_it(dialect: Any) -> None:
+def test_a_time_is_stored_on_sqlite_as_sqlalchemy_stores_it() -> None:
+    """The text must be SQLAlchemy's exactly: SQLite compares stored times as text."""
     randomly = random.Random(7)
     zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
     times = [
@@ -74,35 +45,34 @@ def test_each_value_takes_the_form_sqlalchemys_bind_processing_gives_it(dialect:
     ]
     times += [each.replace(microsecond=0) for each in times[:50]]
     times = [each.astimezone(randomly.choice(zones)) for each in times]
-    for name, values in {
-        "created_at": times,
-        "detail": [{"api_key_id": "key_1", "refreshed": True}, {}, {"n": [1, "x"]}],
-        "type": ["connection.token_issued"],
-    }.items():
-        column = EVENTS.c[name]
-        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-        converted = driver_form(column, dialect)
-        for value in values:
-            assert converted(value) == (processor(value) if processor else value)
+    dialect = sqlite.dialect()
+    processor = EVENTS.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    for value in times:
+        assert sqlite_time(value) == processor(value)
     with pytest.raises(ValueError, match="naive"):
-        driver_form(EVENTS.c.created_at, dialect)(datetime(2026, 1, 1))
+        sqlite_time(datetime(2026, 1, 1))
 
 
 def stored_by(service: ServiceProcess, write: str, rows: list[dict[str, Any]]) -> list[Any]:
     """Insert ``rows`` with ``write`` ("bulk" or "core") and read them back through the ORM."""
 
     async def work(session, runtime):  # type: ignore[no-untyped-def]
-        connection = await session.connection()
         if write == "bulk":
-            bulk = BulkInsert(EVENTS, COLUMNS, rows_per_statement=7)
-            forms = [bulk.driver_form(name, connection.dialect) for name in COLUMNS]
-
-            def row_of(row: dict[str, Any]) -> tuple[Any, ...]:
-                return tuple(form(row[name]) for form, name in zip(forms, COLUMNS, strict=True))
-
-            await bulk.execute(connection, rows, row_of)
+            values = (
+                (
+                    r["id"],
+                    r["connection_id"],
+                    r["organization_id"],
+                    r["type"],
+                    json.dumps(r["detail"]),
+                    r["created_at"],
+                )
+                for r in rows
+            )
+            await EventRepository(session).insert_many(len(rows), values, rows_per_statement=7)
         else:
-            await connection.execute(insert(EVENTS), rows)
+            await (await session.connection()).execute(insert(EVENTS), rows)
         await session.commit()
         found = await session.execute(
             select(ConnectionEvent)
