@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +22,7 @@ from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.logs import configure_logging
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
-from personal_connectors.tokens.endpoints import install_token_route
+from personal_connectors.tokens.endpoints import add_token_route
 from personal_connectors.webhooks.endpoints import router as webhooks_router
 from personal_connectors.webhooks.worker import running_worker
 
@@ -32,23 +31,6 @@ DESCRIPTION = """A self-hostable OAuth 2.0 connection broker.
 Users connect personal accounts through OAuth; the service keeps the tokens encrypted, refreshes
 them, revokes them on disconnect and hands valid access tokens to the platform's tools.
 Authenticate with `X-API-Key: ak_…` or `Authorization: Bearer ak_…`."""
-
-
-def settle_garbage_collector() -> None:
-    """Keep what start-up built out of the garbage collector's full passes.
-
-    Everything loaded by then (modules, the ORM's and FastAPI's metadata, the catalog) lives as
-    long as the process, yet every full collection walked all of it: under load that was a
-    pause of tens of milliseconds every few seconds and about a quarter of the token path's
-    CPU on PostgreSQL (measured: p99 118 ms → 31 ms, 399 → 304 µs a request with the
-    collector off). ``gc.freeze`` moves it to the permanent generation; the collector still
-    runs, over what requests allocate, and less often: a token request allocates hundreds of
-    objects, so the default 700 allocations triggered a young collection every few requests
-    (10,000: 319 → 297 µs a request on PostgreSQL, p99 30 → 25 ms).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -64,7 +46,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         auditing = app.state.runtime.token_audit.running(app.state.runtime.sessions)
         try:
             async with auditing, refreshing, running_worker(app.state.runtime):
-                settle_garbage_collector()
                 yield
         finally:
             if owned:
@@ -81,10 +62,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
-    # The token route first: it is the hot path and routing tries the routes in order (for
-    # any other path it costs one failed regex match). No other path is two segments ending
-    # in `/token`, so there is nothing for it to shadow.
-    install_token_route(app)
+    # The token route first: it is the hot path and routing tries the routes in order. No other
+    # path is two segments ending in `/token`, so there is nothing for it to shadow.
+    add_token_route(app)
     app.include_router(health_router)
     app.include_router(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.

@@ -69,7 +69,7 @@ def serve(
         highlight=False,
     )
     uvicorn.run(
-        "personal_connectors.app:create_app",
+        "personal_connectors.cli.serving:create_served_app",
         factory=True,
         host=host,
         port=port,

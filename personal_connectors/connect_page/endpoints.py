@@ -32,7 +32,7 @@ from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
 from personal_connectors.http.pages import render_page, wants_json
-from personal_connectors.models import utcnow
+from personal_connectors.models import ID_MAX_LENGTH, utcnow
 
 api_router = APIRouter(tags=["Connect page"])
 page_router = APIRouter(include_in_schema=False)
@@ -197,7 +197,7 @@ async def disconnect(
     request: Request,
     service: ServiceDep,
     runtime: RuntimeDep,
-    connection_id: Annotated[str, Path(min_length=1, max_length=64)],
+    connection_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)],
 ) -> Response:
     """Same-origin (the Origin header must be this service's) plus the session's CSRF token:
     a cookie alone, which any site's form would carry along, is never enough."""

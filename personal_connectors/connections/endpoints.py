@@ -33,11 +33,12 @@ from personal_connectors.http.dependencies import (
     RuntimeDep,
     SessionDep,
 )
+from personal_connectors.models import ID_MAX_LENGTH
 
 router = APIRouter(tags=["Connections"])
 by_tool_router = APIRouter(tags=["Connections"])
 
-ConnectionId = Annotated[str, Path(min_length=1, max_length=64)]
+ConnectionId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 
 
 async def get_service(runtime: RuntimeDep, session: SessionDep) -> ConnectionService:

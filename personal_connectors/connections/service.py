@@ -16,7 +16,7 @@ from personal_connectors.connections.revocation import revoke_grant
 from personal_connectors.events.repository import EventRepository
 from personal_connectors.events.types import EventType
 from personal_connectors.identity.service import OrgAccess, Principal
-from personal_connectors.models import Connection, ConnectionStatus, new_id, utcnow
+from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.runtime import Runtime
@@ -137,7 +137,7 @@ class ConnectionService:
         self, principal: Principal, connection_id: str, organization_id: str | None = None
     ) -> Connection:
         connection = None
-        if len(connection_id) <= 64:
+        if len(connection_id) <= ID_MAX_LENGTH:
             connection = await self.repository.get_owned(
                 connection_id, principal.user_id, organization_id
             )

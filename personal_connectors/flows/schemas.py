@@ -9,6 +9,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.http.schemas import RequestBody
+from personal_connectors.models import ID_MAX_LENGTH
 
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
@@ -35,7 +36,7 @@ class AuthorizeIn(RequestBody):
     connection_id: str | None = Field(
         default=None,
         min_length=1,
-        max_length=64,
+        max_length=ID_MAX_LENGTH,
         description="Extend this connection (incremental authorization): its scopes are asked "
         "again along with the new ones, and the same account must consent.",
     )

@@ -21,6 +21,7 @@ from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.identity.records import KeyLike
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import (
+    ID_MAX_LENGTH,
     APIKey,
     APIKeyStatus,
     Membership,
@@ -143,7 +144,7 @@ class IdentityService:
     async def organization_access(self, principal: Principal, organization_id: str) -> OrgAccess:
         """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2)."""
         membership: Membership | None = None
-        if len(organization_id) <= 64:
+        if len(organization_id) <= ID_MAX_LENGTH:
             membership = await self.repository.get_membership(organization_id, principal.user_id)
         return access_of(principal, organization_id, membership.role if membership else None)
 

@@ -1,6 +1,12 @@
 """Every table of the service; importing this module registers them all on ``Base.metadata``."""
 
-from personal_connectors.models.base import Base, new_id, new_time_ordered_ids, utcnow
+from personal_connectors.models.base import (
+    ID_MAX_LENGTH,
+    Base,
+    new_id,
+    new_time_ordered_ids,
+    utcnow,
+)
 from personal_connectors.models.connect_session import ConnectSession
 from personal_connectors.models.connection import Connection, ConnectionEvent, ConnectionStatus
 from personal_connectors.models.flow import Flow, FlowCompletion, FlowGrant, FlowStatus
@@ -16,6 +22,7 @@ from personal_connectors.models.oauth_app import OAuthApp
 from personal_connectors.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "ID_MAX_LENGTH",
     "APIKey",
     "APIKeyStatus",
     "Base",

@@ -49,6 +49,11 @@ def new_time_ordered_ids(prefix: str, count: int = 1) -> list[str]:
     )
 
 
+# The longest id a request may name, in a path, a query or a body: longer ones are refused (or
+# found to name nothing) before any query.
+ID_MAX_LENGTH = 64
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
 

@@ -17,7 +17,7 @@ from personal_connectors.identity.service import (
     presented_key_hash,
     principal_of,
 )
-from personal_connectors.models import Connection, ConnectionStatus, utcnow
+from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, utcnow
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import (
     ConnectionDisabled,
@@ -58,9 +58,11 @@ class TokenService:
         repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
         found = await repository.lookup(key_hash, organization_id, connection_id)
         principal = principal_of(key_hash, found.key if found else None)
-        role = found.role if found is not None and len(organization_id) <= 64 else None
+        role = found.role if found is not None and len(organization_id) <= ID_MAX_LENGTH else None
         access = access_of(principal, organization_id, role)
-        connection = found.connection if found is not None and len(connection_id) <= 64 else None
+        connection = (
+            found.connection if found is not None and len(connection_id) <= ID_MAX_LENGTH else None
+        )
         return TokenRequest(access, connection)
 
     async def issue(self, request: TokenRequest, *, force_refresh: bool) -> TokenOut:

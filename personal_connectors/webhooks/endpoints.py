@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 
 from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
+from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.webhooks.schemas import (
     WebhookIn,
     WebhookList,
@@ -17,7 +18,7 @@ from personal_connectors.webhooks.service import IssuedWebhook, WebhookService
 
 router = APIRouter(tags=["Webhooks"])
 
-EndpointId = Annotated[str, Path(min_length=1, max_length=64)]
+EndpointId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 
 
 async def get_service(runtime: RuntimeDep, session: SessionDep) -> WebhookService:
