@@ -1,9 +1,11 @@
-"""What ``connectors serve`` runs in each worker process: the app, then the garbage collector
-settled for a long-running server."""
+"""What ``connectors serve`` runs in each worker process: the app, with the garbage collector
+settled for a long-running server once the app has started."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -11,9 +13,9 @@ from personal_connectors.app import create_app
 
 
 def settle_garbage_collector() -> None:
-    """Keep what start-up built (modules, the ORM's and FastAPI's metadata) out of the
-    collector's full passes, which otherwise walk all of it every few seconds under load, and
-    collect the young generation less often: a request allocates hundreds of objects.
+    """Keep what start-up built (modules, the ORM's and FastAPI's metadata, the runtime) out of
+    the collector's full passes, which otherwise walk all of it every few seconds under load,
+    and collect the young generation less often: a request allocates hundreds of objects.
     bench/RESULTS.md has the figures."""
     gc.collect()
     gc.freeze()
@@ -22,5 +24,13 @@ def settle_garbage_collector() -> None:
 
 def create_served_app() -> FastAPI:
     app = create_app()
-    settle_garbage_collector()
+    starting = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with starting(app):  # (the app's lifespan keeps its state on app.state)
+            settle_garbage_collector()
+            yield
+
+    app.router.lifespan_context = lifespan
     return app

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
@@ -26,6 +25,7 @@ from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import APIError, ValidationFailed
 from personal_connectors.flows.binding import BrowserBinding, new_binding
+from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn
 from personal_connectors.flows.service import FlowService
@@ -37,7 +37,6 @@ from personal_connectors.models import (
     Connection,
     ConnectionStatus,
     ConnectSession,
-    Flow,
     new_id,
     utcnow,
 )
@@ -242,10 +241,9 @@ class ConnectService:
             active.access, AuthorizeIn(connector_type=connector_key), browser=binding
         )
         digest = state_hash(started.state)
-        flow_id = (
-            await self.session.execute(select(Flow.id).where(Flow.state_hash == digest))
-        ).scalar_one()
-        return StartedConnect(started.authorization_url, flow_id, binding)
+        flow = await FlowRepository(self.session).by_state_hash(digest) if digest else None
+        assert flow is not None  # (just started)
+        return StartedConnect(started.authorization_url, flow.id, binding)
 
     async def disconnect(self, active: ActiveSession, connection_id: str) -> None:
         connections = ConnectionService(self.session, self.runtime)

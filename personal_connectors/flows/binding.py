@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi.responses import Response
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import API_PREFIX, Settings
 from personal_connectors.crypto import hashing
 from personal_connectors.crypto.aead import associated_data
 from personal_connectors.flows.exceptions import FlowFailed
+from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.models import Flow, FlowStatus, utcnow
 from personal_connectors.providers.catalog import Catalog
 from personal_connectors.runtime import Runtime
@@ -144,15 +144,9 @@ async def find_stateless(
     keys = stateless_keys(catalog)
     if not bound or not keys:
         return None
-    statement = select(Flow).where(
-        Flow.id.in_(list(bound)),
-        Flow.status == FlowStatus.PENDING,
-        Flow.expires_at > utcnow(),
-        Flow.app_key.in_(keys),
-    )
     candidates = [
         flow
-        for flow in (await session.execute(statement)).scalars().all()
+        for flow in await FlowRepository(session).pending_of(list(bound), list(keys))
         if flow.binding_hash is not None and hashing.matches(bound[flow.id], flow.binding_hash)
     ]
     return candidates[0] if len(candidates) == 1 else None
@@ -186,9 +180,8 @@ async def launch(session: AsyncSession, runtime: Runtime, token: str | None) -> 
     if not token or not token.startswith(LAUNCH_PREFIX) or len(token) > _MAX_SECRET_LENGTH:
         return None
     digest = hashing.digest(token)
-    flow = (
-        await session.execute(select(Flow).where(Flow.launch_hash == digest))
-    ).scalar_one_or_none()
+    flows = FlowRepository(session)
+    flow = await flows.by_launch_hash(digest)
     if (
         flow is None
         or flow.status != FlowStatus.PENDING
@@ -199,13 +192,6 @@ async def launch(session: AsyncSession, runtime: Runtime, token: str | None) -> 
     provider_url = runtime.sealer.open(flow.key_id, flow.launch_url_ct, _launch_aad(flow.id))
     binding = new_binding()
     # One browser only: the conditional update lets exactly one opener bind the flow.
-    result = await session.execute(
-        update(Flow)
-        .where(Flow.id == flow.id, Flow.launch_hash == digest, Flow.status == FlowStatus.PENDING)
-        .values(launch_hash=None, launch_url_ct=None, binding_hash=binding.digest)
-        .execution_options(synchronize_session=False)
-    )
-    await session.commit()
-    if getattr(result, "rowcount", 0) != 1:
+    if not await flows.bind_launched(flow, digest, binding.digest):
         return None
     return Launch(flow.id, binding.secret, provider_url)

@@ -1,9 +1,11 @@
 """The token route: what the platform's tools call before every provider API request.
 
 The service's hot path, so it reads key, membership and connection in one query
-(``TokenService.authorize``) instead of the generic ``OrgAccessDep`` and ``SessionDep``. That
-runs as a dependency, so authentication and membership are checked before the request's own
-parameters are validated, as on every other route.
+(``TokenService.authorize``) instead of the generic ``OrgAccessDep`` and ``SessionDep``; on the
+declared route that runs as a dependency, so authentication and membership are checked before
+the request's own parameters are validated, as on every other route. The common request (no
+``force_refresh``, no other parameter) takes the HTTP layer's shortcut (``http.direct``) with
+the same functions in the same order.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from personal_connectors.config import API_PREFIX
 from personal_connectors.http.dependencies import (
     RequestedOrganizationDep,
     RuntimeDep,
+    get_runtime,
     missing_organization,
     presented_api_key,
 )
+from personal_connectors.http.direct import add_direct_route
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.tokens.schemas import TokenOut
@@ -34,6 +38,12 @@ TokenServiceDep = Annotated[TokenService, Depends(token_service)]
 
 async def token_request(
     request: Request, service: TokenServiceDep, organization_id: RequestedOrganizationDep
+) -> TokenRequest:
+    return await authorized(service, request, organization_id)
+
+
+async def authorized(
+    service: TokenService, request: Request, organization_id: str | None
 ) -> TokenRequest:
     presented = presented_api_key(request)
     if organization_id is None:
@@ -57,13 +67,36 @@ async def issue_token(
     return Response(token.model_dump_json(), media_type="application/json")
 
 
+# The query parameters the shortcut answers for; any other goes to the declared route.
+_PLAIN_QUERY = frozenset({"organization_id", "organizationId"})
+
+
+async def plain_token_request(request: Request) -> Response | None:
+    """The shortcut's answer to a request with nothing to validate but what ``authorized``
+    checks (the declared route's dependencies, the ``force_refresh`` default); None for any
+    other request."""
+    query = request.query_params
+    if len(request.path_params["connection_id"]) > ID_MAX_LENGTH or not _PLAIN_QUERY.issuperset(
+        query.keys()
+    ):
+        return None
+    organization_id = query.get("organization_id") or query.get("organizationId")
+    service = TokenService(None, await get_runtime(request))
+    token = await service.issue(
+        await authorized(service, request, organization_id), force_refresh=False
+    )
+    return Response(token.model_dump_json(), media_type="application/json")
+
+
 def add_token_route(app: FastAPI) -> None:
     """On the application's own router rather than an included one, which routing would match
     twice (once to choose the router, once inside it): this is the busiest route."""
-    app.add_api_route(
+    add_direct_route(
+        app,
         f"{API_PREFIX}/{{connection_id}}/token",
-        issue_token,
-        methods=["POST"],
+        "POST",
+        plain_token_request,
+        endpoint=issue_token,
         response_model=TokenOut,
         summary="A valid access token for a connection (refreshed first when due)",
         tags=["Tokens"],

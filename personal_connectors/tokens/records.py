@@ -1,14 +1,10 @@
 """What the token path reads of a connection: a plain record.
 
 ``POST /{id}/token`` reads the caller's key (``identity.records``) and the connection in one
-statement (``tokens.repository``) on every call. Held in
-ORM instances built outside a session, the columns cost more to hold than to read: the
-instance's ORM state, created and later garbage-collected, and SQLAlchemy's instrumentation on
-each of the twenty-odd attribute reads the path makes (measured: about 10 µs of a token
-request's 220 in-process). A named tuple is the row as the driver returned it, with names.
-
-The rules applied to it (``needs_refresh``, ``TokenVault``, ``Refresher``) read the same names
-from an ORM instance just as well: they take either (``ConnectionLike``).
+statement (``tokens.repository``) on every call; a named tuple holds the row for less than an
+ORM instance built outside a session would cost. The rules applied to it (``needs_refresh``,
+``TokenVault``, ``Refresher``) read the same names from a model instance just as well
+(``ConnectionLike``).
 """
 
 from __future__ import annotations
