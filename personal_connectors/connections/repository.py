@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection
@@ -72,6 +72,36 @@ class ConnectionRepository:
             .scalars()
             .all()
         )
+
+    async def live_of_accounts(
+        self, organization_id: str, account_ids: set[str]
+    ) -> Sequence[Connection]:
+        """The organization's live connections of any of ``account_ids`` (whatever provider)."""
+        statement = select(Connection).where(
+            Connection.organization_id == organization_id,
+            Connection.account_id.in_(sorted(account_ids)),
+            Connection.deleted_at.is_(None),
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def count_live(self, organization_id: str) -> int:
+        statement = (
+            select(func.count())
+            .select_from(Connection)
+            .where(Connection.organization_id == organization_id, Connection.deleted_at.is_(None))
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def stream_live(self, organization_id: str, rows: int) -> AsyncIterator[Connection]:
+        """The organization's live connections, oldest first, fetched ``rows`` at a time."""
+        statement = (
+            select(Connection)
+            .where(Connection.organization_id == organization_id, Connection.deleted_at.is_(None))
+            .order_by(Connection.created_at, Connection.id)
+            .execution_options(yield_per=rows)
+        )
+        async for connection in await self.session.stream_scalars(statement):
+            yield connection
 
     def add(self, connection: Connection) -> None:
         self.session.add(connection)

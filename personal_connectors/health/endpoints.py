@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from personal_connectors.exceptions import ServiceUnavailable
 from personal_connectors.http.dependencies import RuntimeDep
+from personal_connectors.storage.database import ping
 
 router = APIRouter(tags=["Operations"])
 
@@ -20,8 +20,7 @@ async def livez() -> JSONResponse:
 @router.get("/readyz", summary="Readiness: the database answers")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     try:
-        async with runtime.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await ping(runtime.engine)
     except Exception:
         raise ServiceUnavailable("The database does not answer.") from None
     return JSONResponse({"status": "ok"})

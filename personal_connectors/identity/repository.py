@@ -36,5 +36,13 @@ class IdentityRepository:
     async def get_api_key(self, key_id: str) -> APIKey | None:
         return await self.session.get(APIKey, key_id)
 
+    async def members_among(self, organization_id: str, user_ids: set[str]) -> set[str]:
+        """Which of ``user_ids`` are members of the organization."""
+        statement = select(Membership.user_id).where(
+            Membership.organization_id == organization_id,
+            Membership.user_id.in_(sorted(user_ids)),
+        )
+        return set((await self.session.execute(statement)).scalars())
+
     def add(self, *rows: Organization | User | Membership | APIKey) -> None:
         self.session.add_all(rows)

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Table, func, select, update
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.crypto.aead import DecryptionError, Sealer, associated_data
 from personal_connectors.crypto.keyring import KeyConfigurationError
+from personal_connectors.keys.repository import SealedRowRepository
 from personal_connectors.models import Connection, Flow, OAuthApp, WebhookEndpoint
 
 DEFAULT_BATCH_SIZE = 200
@@ -131,32 +132,26 @@ class KeyRotator:
         self.session = session
         self.sealer = sealer
         self.batch_size = batch_size
-
-    def _on_old_key(self, table: SealedTable) -> ColumnElement[bool]:
-        return table.table.c.key_id != self.sealer.key_id
+        self.rows = SealedRowRepository(session)
 
     async def remaining(self) -> int:
         """Rows of every sealed table whose secrets are not on the newest key."""
         total = 0
         for table in SEALED_TABLES:
-            statement = select(func.count()).select_from(table.table).where(self._on_old_key(table))
-            total += int((await self.session.execute(statement)).scalar_one())
+            total += await self.rows.count_not_on(table.table, self.sealer.key_id)
         return total
 
     async def pending(
         self, table: SealedTable, *, after: str | None = None, limit: int | None = None
     ) -> list[PendingRow]:
         """The next rows on an old key, in primary-key order after ``after``."""
-        columns = table.table.c
-        statement = (
-            select(columns.id, columns.key_id, *(columns[c.column] for c in table.columns))
-            .where(self._on_old_key(table))
-            .order_by(columns.id)
-            .limit(limit or self.batch_size)
+        rows = await self.rows.not_on(
+            table.table,
+            self.sealer.key_id,
+            [c.column for c in table.columns],
+            after=after,
+            limit=limit or self.batch_size,
         )
-        if after is not None:
-            statement = statement.where(columns.id > after)
-        rows = (await self.session.execute(statement)).all()
         return [PendingRow(table, row[0], row[1], tuple(row[2:])) for row in rows]
 
     async def rotate_row(self, row: PendingRow) -> Outcome:
@@ -168,21 +163,14 @@ class KeyRotator:
             ]
         except (DecryptionError, KeyConfigurationError):
             return Outcome.UNREADABLE
-        columns = row.table.table.c
-        unchanged = [columns.id == row.id, columns.key_id == row.key_id]
-        unchanged += [
-            columns[c.column].is_not_distinct_from(blob)
-            for c, blob in zip(row.table.columns, row.ciphertexts, strict=True)
-        ]
-        values: dict[str, Any] = {"key_id": self.sealer.key_id}
-        values.update({c.column: blob for c, blob in zip(row.table.columns, resealed, strict=True)})
-        if "updated_at" in columns:
-            # Re-encryption changes nothing a user sees; keep the row's updated_at as it was.
-            values["updated_at"] = columns.updated_at
-        result = await self.session.execute(
-            update(row.table.table).where(*unchanged).values(values)
+        names = [c.column for c in row.table.columns]
+        won = await self.rows.reseal(
+            row.table.table,
+            row.id,
+            (row.key_id, dict(zip(names, row.ciphertexts, strict=True))),
+            (self.sealer.key_id, dict(zip(names, resealed, strict=True))),
         )
-        return Outcome.ROTATED if cast(CursorResult[Any], result).rowcount == 1 else Outcome.SKIPPED
+        return Outcome.ROTATED if won else Outcome.SKIPPED
 
     def _reseal(self, row: PendingRow, column: SealedColumn, blob: bytes) -> bytes:
         aad = associated_data(row.table.name, row.id, column.field)

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.identity.exceptions import IdentityError
@@ -37,25 +37,15 @@ class ConnectionExporter:
         self.session = session
         self.vault = TokenVault(runtime.sealer)
 
-    @staticmethod
-    def _live(organization_id: str) -> tuple[ColumnElement[bool], ...]:
-        return (Connection.organization_id == organization_id, Connection.deleted_at.is_(None))
-
     async def count(self, organization_id: str) -> int:
         """How many connections an export of the organization holds (for a progress bar)."""
         await self._require_organization(organization_id)
-        statement = select(func.count()).select_from(Connection).where(*self._live(organization_id))
-        return int((await self.session.execute(statement)).scalar_one())
+        return await ConnectionRepository(self.session).count_live(organization_id)
 
     async def records(self, organization_id: str) -> AsyncIterator[ConnectionRecord]:
         """The organization's live connections, oldest first, streamed from the database."""
-        statement = (
-            select(Connection)
-            .where(*self._live(organization_id))
-            .order_by(Connection.created_at, Connection.id)
-            .execution_options(yield_per=STREAM_ROWS)
-        )
-        async for connection in await self.session.stream_scalars(statement):
+        connections = ConnectionRepository(self.session)
+        async for connection in connections.stream_live(organization_id, STREAM_ROWS):
             yield self._record(connection)
 
     async def _require_organization(self, organization_id: str) -> None:

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import ConnectorNotConfigured
 from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.identity.repository import IdentityRepository
-from personal_connectors.models import Connection, Membership
+from personal_connectors.models import Connection
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.portability.envelope import is_sealed_file, open_sealed
@@ -275,19 +275,12 @@ class ConnectionImporter:
     async def _members(self, user_ids: set[str]) -> set[str]:
         if not user_ids:
             return set()
-        statement = select(Membership.user_id).where(
-            Membership.organization_id == self.organization_id,
-            Membership.user_id.in_(sorted(user_ids)),
-        )
-        return set((await self.session.execute(statement)).scalars())
+        return await IdentityRepository(self.session).members_among(self.organization_id, user_ids)
 
     async def _live_connections(self, keys: set[_AccountKey]) -> dict[_AccountKey, Connection]:
-        statement = select(Connection).where(
-            Connection.organization_id == self.organization_id,
-            Connection.account_id.in_(sorted({account_id for _, _, account_id in keys})),
-            Connection.deleted_at.is_(None),
+        found = await ConnectionRepository(self.session).live_of_accounts(
+            self.organization_id, {account_id for _, _, account_id in keys}
         )
-        found = (await self.session.execute(statement)).scalars()
         return {
             key: connection
             for connection in found
