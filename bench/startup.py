@@ -1,22 +1,37 @@
-"""Start-up benchmark: seconds from `connectors serve` to a 200 from /readyz on the embedded
-SQLite default, on a first start (database and key created) and on later starts.
+"""Start-up benchmark: `connectors --help`, and `connectors serve` until /readyz answers 200.
 
-Run: .venv/bin/python bench/startup.py [--runs 5]
+Both are timed next to a baseline measured in the same run, round by round (the order
+alternates each round, as the machine is shared and noisy): `python -c pass` (the
+interpreter alone) and, with `--compare REF`, the same commands on the code of a git
+revision (extracted to a temporary folder, bytecode compiled, run with this virtualenv).
+The serve figures are later starts on the embedded SQLite default; the first start, which
+creates the database, key and schema, is printed apart.
+
+Run: .venv/bin/python bench/startup.py [--runs 7] [--compare 49f7519]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
 
 import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+HELP_TARGET_S = 0.5
+READY_TARGET_S = 1.0
 
 
 def free_port() -> int:
@@ -25,14 +40,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def time_one_start(workdir: str) -> float:
-    port = free_port()
+def clean_env(code: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORS_")}
+    if code is not None:  # the revision's package shadows the installed one
+        env["PYTHONPATH"] = str(code)
+    return env
+
+
+def time_pass() -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def time_help(code: Path | None) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "personal_connectors", "--help"],
+        env=clean_env(code),
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def time_ready(workdir: Path, code: Path | None) -> float:
+    port = free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "personal_connectors", "serve", "--port", str(port)],
         cwd=workdir,
-        env=env,
+        env=clean_env(code),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -50,16 +88,61 @@ def time_one_start(workdir: str) -> float:
         process.wait(timeout=10)
 
 
+def extract_revision(revision: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "personal_connectors"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    compileall.compile_dir(into / "personal_connectors", quiet=1)
+    return into
+
+
+def report(name: str, figures: list[float], target: float | None = None) -> None:
+    median = statistics.median(figures)
+    verdict = "" if target is None else f"  (target < {target:.1f} s: {median < target})"
+    print(
+        f"  {name:<34} median {median:.3f} s  min {min(figures):.3f}  max {max(figures):.3f}"
+        f"{verdict}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
-    with tempfile.TemporaryDirectory() as workdir:
-        first = time_one_start(workdir)
-        later = [time_one_start(workdir) for _ in range(runs)]
-    print(f"first start (creates ./data, key, schema): {first:.3f} s")
-    median, worst = statistics.median(later), max(later)
-    print(f"later starts, {runs} runs: median {median:.3f} s, max {worst:.3f} s")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--compare", metavar="REF", help="also time this git revision's code")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        codes: dict[str, Path | None] = {"this tree": None}
+        if args.compare:
+            (root / "old").mkdir()
+            codes[args.compare] = extract_revision(args.compare, root / "old")
+        workdirs = {name: root / f"run-{index}" for index, name in enumerate(codes)}
+        first: dict[str, float] = {}
+        for name, code in codes.items():
+            workdirs[name].mkdir()
+            first[name] = time_ready(workdirs[name], code)
+
+        jobs: list[tuple[str, Callable[[], float]]] = [("python -c pass", time_pass)]
+        for name, code in codes.items():
+            jobs.append((f"connectors --help [{name}]", lambda c=code: time_help(c)))
+            jobs.append(
+                (f"serve → /readyz [{name}]", lambda n=name, c=code: time_ready(workdirs[n], c))
+            )
+        figures: dict[str, list[float]] = {label: [] for label, _ in jobs}
+        for round_ in range(args.runs):
+            for label, job in jobs if round_ % 2 == 0 else reversed(jobs):
+                figures[label].append(job())
+
+    print(f"{args.runs} rounds, order alternating; load average {os.getloadavg()[0]:.1f}")
+    for label, values in figures.items():
+        target = HELP_TARGET_S if "--help" in label else READY_TARGET_S
+        report(label, values, target if "[this tree]" in label else None)
+    for name, seconds in first.items():
+        print(f"  first start, creates data/, key, schema [{name}]: {seconds:.3f} s")
     print(f"python bytecode writing disabled: {sys.flags.dont_write_bytecode == 1}")
 
 
