@@ -53,10 +53,11 @@ def time_pass() -> float:
     return time.perf_counter() - started
 
 
-def time_help(code: Path | None) -> float:
+def time_help(workdir: Path, code: Path | None) -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "personal_connectors", "--help"],
+        cwd=workdir,  # not the checkout: `-m` puts the working folder first on sys.path
         env=clean_env(code),
         stdout=subprocess.DEVNULL,
         check=True,
@@ -128,7 +129,9 @@ def main() -> None:
 
         jobs: list[tuple[str, Callable[[], float]]] = [("python -c pass", time_pass)]
         for name, code in codes.items():
-            jobs.append((f"connectors --help [{name}]", lambda c=code: time_help(c)))
+            jobs.append(
+                (f"connectors --help [{name}]", lambda n=name, c=code: time_help(workdirs[n], c))
+            )
             jobs.append(
                 (f"serve → /readyz [{name}]", lambda n=name, c=code: time_ready(workdirs[n], c))
             )
