@@ -116,6 +116,7 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        ws="none",  # no WebSocket routes: spares loading a WebSocket implementation
     )
 
 
