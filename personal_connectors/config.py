@@ -1,15 +1,19 @@
-"""Service configuration, read once from the environment (and a `.env` file in the working folder).
+"""Service configuration, read from the environment and a `.env` file in the working folder.
 
-Every variable is prefixed with ``CONNECTORS_``; see SPEC §5 and the README for the full table.
+The server and every CLI command build the same ``Settings``, so a value written in `.env`
+(the providers file, the port, the public URL) is seen by both. Every variable is prefixed
+with ``CONNECTORS_``; docs/configuration.md lists them all.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 API_PREFIX = "/v1/personal-connectors"
@@ -35,6 +39,10 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     data_dir: Path = Path("data")
+    # Where `connectors serve` listens unless --host/--port say otherwise.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # The public URL providers send users back to; unset, the listening address (see below).
     base_url: str = "http://127.0.0.1:8080"
     encryption_keys: str | None = None
     providers_file: Path | None = None
@@ -68,6 +76,16 @@ class Settings(BaseSettings):
     # Seconds before each retry; attempts = retries + 1. Jitter adds up to 10% to each.
     webhook_retry_schedule: str = "5,30,120,600,3600,21600"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_base_url(cls, data: Any) -> Any:
+        """Without CONNECTORS_BASE_URL the public URL is the listening address itself."""
+        if isinstance(data, dict) and data.get("base_url") is None:
+            host = str(data.get("host") or cls.model_fields["host"].default)
+            port = data.get("port") or cls.model_fields["port"].default
+            return {**data, "base_url": f"http://{_url_host(host)}:{port}"}
+        return data
+
     @field_validator("base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -80,10 +98,15 @@ class Settings(BaseSettings):
         """True when running on the default SQLite file (nothing configured)."""
         return self.database_url is None
 
+    @property
+    def embedded_database(self) -> Path:
+        """The SQLite file used when no CONNECTORS_DATABASE_URL is set."""
+        return (self.data_dir / "connectors.db").resolve()
+
     @cached_property
     def sqlalchemy_url(self) -> str:
         """Translate the plain URL operators write into the async driver URL SQLAlchemy needs."""
-        url = self.database_url or f"sqlite:///{(self.data_dir / 'connectors.db').resolve()}"
+        url = self.database_url or f"sqlite:///{self.embedded_database}"
         for plain, driver in (
             ("postgresql://", "postgresql+asyncpg://"),
             ("postgres://", "postgresql+asyncpg://"),
@@ -123,6 +146,53 @@ class Settings(BaseSettings):
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:
         return tuple(float(item) for item in self.webhook_retry_schedule.split(",") if item.strip())
+
+
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (recognised, not bound)
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _url_host(host: str) -> str:
+    """The host as written in a URL: a wildcard becomes loopback, IPv6 gets brackets."""
+    if host in _WILDCARD_HOSTS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_mismatch(settings: Settings, host: str, port: int) -> str | None:
+    """Why the public URL cannot reach a server listening on ``host:port``, or None.
+
+    Only a base URL on this machine's loopback (or on the listening host itself) is judged:
+    a public name is usually a reverse proxy in front, whose port need not match.
+    """
+    parts = urlsplit(settings.base_url)
+    url_host = (parts.hostname or "").lower()
+    url_port = parts.port or (443 if parts.scheme == "https" else 80)
+    listening = host.lower().strip("[]")
+    if not (_is_loopback(url_host) or url_host == listening):
+        return None
+    reachable = (
+        listening in _WILDCARD_HOSTS
+        or listening == url_host
+        or (_is_loopback(listening) and _is_loopback(url_host))
+    )
+    if url_port == port and reachable:
+        return None
+    return (
+        f"CONNECTORS_BASE_URL is {settings.base_url} but the service listens on "
+        f"{_url_host(listening)}:{port}: providers would send users back to "
+        f"{settings.redirect_uri}. Set CONNECTORS_BASE_URL to the URL that reaches this "
+        "server (or leave it unset to use the listening address)."
+    )
 
 
 def get_settings() -> Settings:

@@ -27,7 +27,7 @@ from personal_connectors.portability.importer import (
 )
 from personal_connectors.runtime import Runtime
 
-connections = typer.Typer(help="Connected accounts.", no_args_is_help=True)
+connections = typer.Typer(no_args_is_help=True)
 
 DEFAULT_PASSPHRASE_ENV = "CONNECTORS_EXPORT_PASSPHRASE"
 

@@ -16,7 +16,7 @@ from personal_connectors.exceptions import APIError
 from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.providers.catalog import CatalogError
 from personal_connectors.runtime import Runtime
-from personal_connectors.storage.migrations import upgrade
+from personal_connectors.storage.migrations import sqlite_schema_is_current, upgrade
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ def load_settings() -> Settings:
 
 def prepare_database(settings: Settings) -> None:
     """The embedded default needs no set-up: create and migrate it on first use."""
-    if settings.is_embedded:
+    if settings.is_embedded and not sqlite_schema_is_current(settings.embedded_database):
         upgrade(settings)
 
 

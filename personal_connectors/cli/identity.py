@@ -13,9 +13,9 @@ from personal_connectors.identity.service import IdentityService, IssuedAPIKey
 from personal_connectors.models import APIKeyStatus, Organization, Role, User
 from personal_connectors.runtime import Runtime
 
-orgs = typer.Typer(help="Organizations.", no_args_is_help=True)
-users = typer.Typer(help="Users and their memberships.", no_args_is_help=True)
-api_keys = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+orgs = typer.Typer(no_args_is_help=True)
+users = typer.Typer(no_args_is_help=True)
+api_keys = typer.Typer(no_args_is_help=True)
 
 
 @orgs.command("create")

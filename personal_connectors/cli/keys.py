@@ -14,7 +14,7 @@ from personal_connectors.crypto.keyring import generate_key
 from personal_connectors.keys.rotation import DEFAULT_BATCH_SIZE, KeyRotator, RotationReport
 from personal_connectors.runtime import Runtime
 
-keys = typer.Typer(help="Encryption keys (CONNECTORS_ENCRYPTION_KEYS).", no_args_is_help=True)
+keys = typer.Typer(no_args_is_help=True)
 
 
 @keys.command("generate")

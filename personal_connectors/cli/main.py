@@ -1,4 +1,8 @@
-"""The ``connectors`` command: serve, migrate, and operator commands (SPEC §4)."""
+"""The ``connectors`` command: serve, migrate, and operator commands (SPEC §4).
+
+Only Typer is imported up front; each subcommand's module, and what it needs (the app, the
+database layer, Alembic), is imported when that subcommand runs.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,63 @@ import os
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from personal_connectors.cli.catalog import apps, providers
-from personal_connectors.cli.connections import connections
-from personal_connectors.cli.context import load_settings, prepare_database
-from personal_connectors.cli.identity import api_keys, orgs, users
-from personal_connectors.cli.keys import keys
-from personal_connectors.cli.output import console, fail
-from personal_connectors.cli.refresher import refresher
-from personal_connectors.cli.webhooks import events, webhooks
-from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
-from personal_connectors.logs import configure_logging
-from personal_connectors.providers.catalog import CatalogError, load_catalog
-from personal_connectors.storage.migrations import upgrade
+from personal_connectors.cli.lazy import LazyGroup, LazySubcommand
+
+
+class ConnectorsGroup(LazyGroup):
+    lazy = {
+        "orgs": LazySubcommand("personal_connectors.cli.identity:orgs", "Organizations."),
+        "users": LazySubcommand(
+            "personal_connectors.cli.identity:users", "Users and their memberships."
+        ),
+        "api-keys": LazySubcommand(
+            "personal_connectors.cli.identity:api_keys", "API keys (shown once, stored hashed)."
+        ),
+        "apps": LazySubcommand(
+            "personal_connectors.cli.apps:apps",
+            "OAuth apps (client id and secret registered at a provider).",
+        ),
+        "providers": LazySubcommand(
+            "personal_connectors.cli.providers:providers", "The provider catalog."
+        ),
+        "connections": LazySubcommand(
+            "personal_connectors.cli.connections:connections", "Connected accounts."
+        ),
+        "keys": LazySubcommand(
+            "personal_connectors.cli.keys:keys", "Encryption keys (CONNECTORS_ENCRYPTION_KEYS)."
+        ),
+        "webhooks": LazySubcommand(
+            "personal_connectors.cli.webhooks:webhooks",
+            "Organization webhook endpoints and their delivery.",
+        ),
+        "events": LazySubcommand(
+            "personal_connectors.cli.webhooks:events", "The audit trail of connections."
+        ),
+        "refresher": LazySubcommand(
+            "personal_connectors.cli.refresher:refresher",
+            "Refresh tokens before they expire, and idle refresh tokens daily.",
+        ),
+    }
+
 
 app = typer.Typer(
+    cls=ConnectorsGroup,
     help="Personal Connectors: a self-hostable OAuth connection broker.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(orgs, name="orgs")
-app.add_typer(users, name="users")
-app.add_typer(api_keys, name="api-keys")
-app.add_typer(apps, name="apps")
-app.add_typer(providers, name="providers")
-app.add_typer(connections, name="connections")
-app.add_typer(keys, name="keys")
-app.add_typer(webhooks, name="webhooks")
-app.add_typer(events, name="events")
-app.command("refresher")(refresher)
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Default: CONNECTORS_HOST (127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Default: CONNECTORS_PORT (8080)."),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
     with_refresher: Annotated[
         bool,
@@ -49,10 +74,21 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP service (the embedded default is created and migrated first)."""
+    import uvicorn
+
+    from personal_connectors.cli.context import load_settings, prepare_database
+    from personal_connectors.cli.output import console, errors, fail
+    from personal_connectors.config import base_url_mismatch
+    from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
+    from personal_connectors.logs import configure_logging
+    from personal_connectors.providers.catalog import CatalogError, load_catalog
+
     if with_refresher:
         # Workers build their settings from the environment; this reaches all of them.
         os.environ["CONNECTORS_REFRESHER_EMBEDDED"] = "true"
     settings = load_settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     configure_logging(settings.log_level)
     try:
         # Checked here, once, so workers never race to generate a key file.
@@ -61,6 +97,9 @@ def serve(
         prepare_database(settings)
     except (CatalogError, KeyConfigurationError) as exc:
         fail(str(exc))
+    mismatch = base_url_mismatch(settings, host, port)
+    if mismatch is not None:
+        errors.print(f"[yellow]warning:[/yellow] {mismatch}", highlight=False, soft_wrap=True)
     console.print(
         f"Personal Connectors on [bold]http://{host}:{port}[/bold] "
         f"(public URL {settings.base_url}, API docs at /docs)\n"
@@ -77,14 +116,18 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        ws="none",  # no WebSocket routes: spares loading a WebSocket implementation
     )
 
 
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (Alembic)."""
-    settings = load_settings()
-    upgrade(settings)
+    from personal_connectors.cli.context import load_settings
+    from personal_connectors.cli.output import console
+    from personal_connectors.storage.migrations import upgrade
+
+    upgrade(load_settings())
     console.print("Database schema is up to date.")
 
 

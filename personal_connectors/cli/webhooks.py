@@ -23,10 +23,8 @@ from personal_connectors.webhooks.schemas import WebhookOut
 from personal_connectors.webhooks.service import IssuedWebhook, WebhookService
 from personal_connectors.webhooks.worker import DeliveryWorker, Round
 
-webhooks = typer.Typer(
-    help="Organization webhook endpoints and their delivery.", no_args_is_help=True
-)
-events = typer.Typer(help="The audit trail of connections.", no_args_is_help=True)
+webhooks = typer.Typer(no_args_is_help=True)
+events = typer.Typer(no_args_is_help=True)
 
 OrgOption = Annotated[str, typer.Option("--org", help="The organization (org_…).")]
 

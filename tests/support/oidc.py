@@ -25,6 +25,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+# Node 22 when installed, else the one on PATH without the provider's version warning.
+NODE = Path(__file__).resolve().parents[2] / "scripts" / "node"
 START_TIMEOUT_S = 15.0
 STOP_GRACE_S = 5.0
 
@@ -155,7 +157,7 @@ class OidcProvider:
         config_path = workdir / f"oidc-provider-{port}.json"
         config_path.write_text(json.dumps(config))
         process = subprocess.Popen(
-            ["node", str(PROVIDER_DIR / "server.mjs"), str(config_path)],
+            [str(NODE), str(PROVIDER_DIR / "server.mjs"), str(config_path)],
             cwd=PROVIDER_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

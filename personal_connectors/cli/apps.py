@@ -1,0 +1,55 @@
+"""``connectors apps``: the OAuth apps (client id and secret) configured for the catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.apps.service import OAuthAppService
+from personal_connectors.cli.context import run_with_session
+from personal_connectors.cli.output import JsonOption, emit, fail
+from personal_connectors.identity.repository import IdentityRepository
+from personal_connectors.models import OAuthApp
+from personal_connectors.runtime import Runtime
+
+apps = typer.Typer(no_args_is_help=True)
+
+
+@apps.command("set")
+def set_app(
+    app_key: str,
+    client_id: Annotated[str, typer.Option("--client-id")],
+    client_secret: Annotated[str, typer.Option("--client-secret")],
+    org: Annotated[str | None, typer.Option("--org", help="Only for this organization.")] = None,
+    scopes: Annotated[
+        str | None, typer.Option("--scopes", help='Space-separated, e.g. "repo read:user".')
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Configure the OAuth app for a provider, service-wide or for one organization."""
+    scope_list = scopes.split() if scopes is not None else None
+
+    async def work(session: AsyncSession, runtime: Runtime) -> tuple[OAuthApp, str]:
+        if org is not None and await IdentityRepository(session).get_organization(org) is None:
+            fail(f"no organization {org}")
+        service = OAuthAppService(session, runtime.sealer, runtime.catalog)
+        app = await service.configure(
+            org, app_key, client_id=client_id, client_secret=client_secret, scopes=scope_list
+        )
+        return app, runtime.settings.redirect_uri
+
+    app, redirect_uri = run_with_session(work)
+    emit(
+        {
+            "app_key": app.app_key,
+            "client_id": app.client_id,
+            "organization_id": app.organization_id,
+            "scopes": app.scopes,
+            "redirect_uri": redirect_uri,
+        },
+        as_json,
+        f"Configured {app.app_key} ({'organization ' + org if org else 'service-wide'}).\n"
+        f"Register this redirect URI at the provider: {redirect_uri}",
+    )
