@@ -176,7 +176,6 @@ def service(
         "CONNECTORS_REFRESH_RETRY_SECONDS": "1",
         "CONNECTORS_REFRESH_LEASE_SECONDS": "10",
         # Webhooks to the tests' loopback receiver, retried on a short schedule (4 attempts).
-        "CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
         "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",
