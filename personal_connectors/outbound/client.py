@@ -28,7 +28,7 @@ from personal_connectors.outbound.transport import GuardedTransport
 # all of sys.path: most of a request's CPU. A None entry makes that import fail at once (Python's
 # import system), and httpcore then assumes asyncio, the only loop this service runs.
 if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 USER_AGENT = "personal-connectors/0.1"
 # Connections kept open across all destinations; a provider with more requests in flight
