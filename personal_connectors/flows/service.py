@@ -49,7 +49,7 @@ from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
 from personal_connectors.providers.gateway import client_for, provider_call
 from personal_connectors.providers.identity import AccountIdentity, read_identity
 from personal_connectors.providers.schema import ProviderEntry
-from personal_connectors.providers.templating import validate_integration_params
+from personal_connectors.providers.templating import connection_params
 from personal_connectors.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -114,10 +114,12 @@ class FlowService:
             raise ValidationFailed.for_fields(
                 f"Unknown connector type: {request.connector_type}.", "connector_type"
             )
-        params = validate_integration_params(entry, request.integration_params)
         if request.return_url is not None:
             check_return_url(request.return_url, self.runtime.settings)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
+        params = connection_params(
+            entry, request.integration_params, resolved.app.integration_params
+        )
         extends = await self._connection_to_extend(access, entry.key, request.connection_id)
         scopes = _merge_scopes(
             resolved.app.scopes if resolved.app.scopes is not None else entry.default_scopes,
