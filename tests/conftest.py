@@ -37,6 +37,9 @@ PROVIDER_KEY = "local-oidc"
 FAULTY_KEY = "faulty-oidc"
 # The local provider declared as one that drops `state` (like ClickUp): flows are browser-bound.
 STATELESS_KEY = "stateless-oidc"
+# Like the built-in generic `oidc` entry: where the issuer is (its port here) is an admin-set
+# integration param.
+TENANT_OIDC_KEY = "tenant-oidc"
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +109,12 @@ def write_providers_file(
             **local_provider_entry(oidc),
             "display_name": "Stateless OIDC",
             "returns_state": False,
+        },
+        TENANT_OIDC_KEY: {
+            **local_provider_entry(oidc),
+            "display_name": "Tenant OIDC",
+            "discovery_url": "http://127.0.0.1:{issuer_port}/.well-known/openid-configuration",
+            "integration_params": {"issuer_port": {"pattern": r"^[0-9]{1,5}$"}},
         },
         **(extra or {}),
     }
