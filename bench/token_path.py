@@ -102,6 +102,7 @@ def deployment(db: str) -> Iterator[Deployment]:
         env["CONNECTORS_DATA_DIR"] = str(workdir / "data")
         env["CONNECTORS_ENCRYPTION_KEYS"] = base64.b64encode(os.urandom(32)).decode()
         env["CONNECTORS_LOG_LEVEL"] = "INFO"
+        env["CONNECTORS_OUTBOUND_ALLOW_INTERNAL"] = "true"  # the benchmark provider is local
         database_url = None
         if db == "postgres":
             name = f"pc_bench_{uuid.uuid4().hex[:12]}"

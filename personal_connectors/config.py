@@ -68,8 +68,11 @@ class Settings(BaseSettings):
     refresher_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     refresher_concurrency: int = Field(default=16, ge=1, le=256)
     refresher_provider_concurrency: int = Field(default=8, ge=1, le=256)
-    # Webhooks (see webhooks/): plain http only to loopback, and only when allowed (development).
-    webhook_allow_http_loopback: bool = False
+    # Every outbound call (providers, discovery, revocation, webhooks) is https to public
+    # addresses only (outbound/guard.py); true allows plain http and loopback, private and
+    # link-local destinations too: development and tests, never production.
+    outbound_allow_internal: bool = False
+    # Webhooks (see webhooks/).
     webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

@@ -16,14 +16,12 @@ from personal_connectors.config import Settings
 from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.events.audit import TokenAudit
-from personal_connectors.oauth.client import shared_provider_transport
 from personal_connectors.oauth.rfc8414 import MetadataCache
+from personal_connectors.outbound.client import create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.driver import HotReader, create_hot_reader
-
-USER_AGENT = "personal-connectors/0.1"
 
 
 @dataclass
@@ -33,6 +31,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     sealer: Sealer
     catalog: Catalog
+    # Every outbound call of the process (outbound.client.create_client).
     http: httpx.AsyncClient
     metadata: MetadataCache = field(default_factory=MetadataCache)
     # In-flight refreshes of this process, keyed by connection id (see tokens.refresh).
@@ -41,8 +40,6 @@ class Runtime:
     token_audit: TokenAudit = field(default_factory=TokenAudit)
     # The token hot path's read on the driver (storage.driver, tokens.repository).
     hot_reader: HotReader | None = None
-    # The keep-alive pool of OAuth calls to providers (oauth.client.shared_provider_transport).
-    provider_transport: httpx.AsyncBaseTransport | None = None
 
     @classmethod
     def start(
@@ -56,21 +53,13 @@ class Runtime:
             sessions=create_sessionmaker(engine),
             sealer=Sealer(load_keyring(settings)),
             catalog=load_catalog(settings.providers_file),
-            http=httpx.AsyncClient(
-                timeout=settings.provider_timeout_seconds,
-                follow_redirects=False,
-                transport=transport,
-                headers={"User-Agent": USER_AGENT},
-            ),
+            http=create_client(settings, transport=transport),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
             hot_reader=create_hot_reader(settings),
-            provider_transport=shared_provider_transport(),
         )
 
     async def close(self) -> None:
         await self.http.aclose()
-        if self.provider_transport is not None:
-            await self.provider_transport.aclose()
         await self.engine.dispose()
         if self.hot_reader is not None:
             await self.hot_reader.close()

@@ -37,6 +37,9 @@ PROVIDER_KEY = "local-oidc"
 FAULTY_KEY = "faulty-oidc"
 # The local provider declared as one that drops `state` (like ClickUp): flows are browser-bound.
 STATELESS_KEY = "stateless-oidc"
+# Like the built-in generic `oidc` entry: where the issuer is (its port here) is an admin-set
+# integration param.
+TENANT_OIDC_KEY = "tenant-oidc"
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +110,12 @@ def write_providers_file(
             "display_name": "Stateless OIDC",
             "returns_state": False,
         },
+        TENANT_OIDC_KEY: {
+            **local_provider_entry(oidc),
+            "display_name": "Tenant OIDC",
+            "discovery_url": "http://127.0.0.1:{issuer_port}/.well-known/openid-configuration",
+            "integration_params": {"issuer_port": {"pattern": r"^[0-9]{1,5}$"}},
+        },
         **(extra or {}),
     }
     path.write_text(yaml.safe_dump(entries))
@@ -176,7 +185,6 @@ def service(
         "CONNECTORS_REFRESH_RETRY_SECONDS": "1",
         "CONNECTORS_REFRESH_LEASE_SECONDS": "10",
         # Webhooks to the tests' loopback receiver, retried on a short schedule (4 attempts).
-        "CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
         "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",

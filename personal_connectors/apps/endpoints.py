@@ -28,6 +28,7 @@ def _out(app: OAuthApp, redirect_uri: str) -> OAuthAppOut:
         app_key=app.app_key,
         client_id=app.client_id,
         scopes=app.scopes,
+        integration_params=app.integration_params or {},
         source="organization" if app.organization_id else "service",
         redirect_uri=redirect_uri,
         created_at=app.created_at,
@@ -51,6 +52,7 @@ async def set_app(
         client_id=body.client_id,
         client_secret=body.client_secret,
         scopes=body.scopes,
+        integration_params=body.integration_params,
     )
     return _out(app, runtime.settings.redirect_uri)
 

@@ -11,7 +11,12 @@ from contextlib import asynccontextmanager
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient
 from personal_connectors.oauth.endpoints import ProviderEndpoints, resolve_endpoints
-from personal_connectors.oauth.errors import ProviderFailure, ProviderRejected, ProviderUnreachable
+from personal_connectors.oauth.errors import (
+    DestinationNotAllowed,
+    ProviderFailure,
+    ProviderRejected,
+    ProviderUnreachable,
+)
 from personal_connectors.oauth.rfc8414 import DiscoveryError, MetadataUnavailable
 from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.runtime import Runtime
@@ -21,7 +26,13 @@ async def endpoints_for(
     runtime: Runtime, entry: ProviderEntry, params: Mapping[str, str]
 ) -> ProviderEndpoints:
     try:
-        return await resolve_endpoints(entry, params, runtime.http, runtime.metadata)
+        return await resolve_endpoints(
+            entry,
+            params,
+            runtime.http,
+            runtime.metadata,
+            allow_http=runtime.settings.outbound_allow_internal,
+        )
     except MetadataUnavailable:
         raise ProviderUnavailable(
             f"The {entry.display_name} metadata document could not be fetched.",
@@ -43,7 +54,7 @@ async def client_for(
         credentials,
         redirect_uri=runtime.settings.redirect_uri,
         timeout=runtime.settings.provider_timeout_seconds,
-        transport=runtime.provider_transport,
+        http=runtime.http,
     )
 
 
@@ -59,6 +70,8 @@ async def provider_call(request: str) -> AsyncIterator[None]:
         raise ProviderError(
             f"The provider refused the {request}: {exc.error}.", details={"error": exc.error}
         ) from None
+    except DestinationNotAllowed as exc:
+        raise ProviderError(f"The {request} was not sent: {exc}.") from None
     except ProviderUnreachable:
         raise ProviderUnavailable(
             f"The provider could not be reached for the {request}.",

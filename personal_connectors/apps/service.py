@@ -5,6 +5,7 @@ An organization's own app wins over the service-wide one for the same provider.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from personal_connectors.exceptions import (
 from personal_connectors.models import OAuthApp, new_id
 from personal_connectors.oauth.client import ClientCredentials
 from personal_connectors.providers.catalog import Catalog
+from personal_connectors.providers.templating import app_params
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,13 @@ class OAuthAppService:
         client_id: str,
         client_secret: str,
         scopes: list[str] | None = None,
+        integration_params: Mapping[str, object] | None = None,
     ) -> OAuthApp:
-        if app_key not in self.catalog:
+        """Set (replace) the app; ``integration_params``: values of the entry's admin params."""
+        entry = self.catalog.get(app_key)
+        if entry is None:
             raise ValidationFailed.for_fields(f"Unknown connector type: {app_key}.", "app_key")
+        params = app_params(entry, integration_params)
         app = await self.repository.get(organization_id, app_key)
         if app is None:
             app = OAuthApp(id=new_id("app"), organization_id=organization_id, app_key=app_key)
@@ -57,6 +63,7 @@ class OAuthAppService:
         app.client_secret_ct = self.sealer.seal(client_secret, _aad(app.id))
         app.key_id = self.sealer.key_id
         app.scopes = scopes
+        app.integration_params = params or None
         await self.session.commit()
         return app
 

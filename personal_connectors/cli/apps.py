@@ -26,17 +26,36 @@ def set_app(
     scopes: Annotated[
         str | None, typer.Option("--scopes", help='Space-separated, e.g. "repo read:user".')
     ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="An admin-set integration param as KEY=VALUE, e.g. "
+            "issuer_host=login.example.com (repeatable).",
+        ),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Configure the OAuth app for a provider, service-wide or for one organization."""
     scope_list = scopes.split() if scopes is not None else None
+    integration_params: dict[str, str] = {}
+    for item in params or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param wants KEY=VALUE, got {item!r}")
+        integration_params[key] = value
 
     async def work(session: AsyncSession, runtime: Runtime) -> tuple[OAuthApp, str]:
         if org is not None and await IdentityRepository(session).get_organization(org) is None:
             fail(f"no organization {org}")
         service = OAuthAppService(session, runtime.sealer, runtime.catalog)
         app = await service.configure(
-            org, app_key, client_id=client_id, client_secret=client_secret, scopes=scope_list
+            org,
+            app_key,
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=scope_list,
+            integration_params=integration_params,
         )
         return app, runtime.settings.redirect_uri
 
@@ -47,6 +66,7 @@ def set_app(
             "client_id": app.client_id,
             "organization_id": app.organization_id,
             "scopes": app.scopes,
+            "integration_params": app.integration_params or {},
             "redirect_uri": redirect_uri,
         },
         as_json,

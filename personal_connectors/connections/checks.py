@@ -32,6 +32,7 @@ from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.errors import ProviderFailure
 from personal_connectors.oauth.identity import read_identity
+from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.schema import ProviderEntry, TestRequest
 from personal_connectors.providers.templating import fill, token_headers
@@ -182,6 +183,11 @@ async def probe(
         async with asyncio.timeout(limit):
             await _call(runtime, entry, params, access_token)
         success, message = True, SUCCESS_MESSAGE
+    except DestinationRefused as exc:
+        success, message = (
+            False,
+            f"{entry.display_name}: not an allowed destination ({exc.reason}).",
+        )
     except (TimeoutError, httpx.TimeoutException):
         success, message = False, f"{entry.display_name} did not answer within {limit:g}s."
     except httpx.TransportError as exc:

@@ -17,6 +17,7 @@ import httpx
 
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient
 from personal_connectors.oauth.errors import ProviderFailure
+from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.schema import RevocationCall
 from personal_connectors.providers.templating import fill
@@ -131,6 +132,9 @@ async def revoke_grant(
             return [RevocationOutcome("grant", "none", False, "the provider offers no revocation")]
     except TimeoutError:
         return [RevocationOutcome("grant", "timeout", False, f"no answer within {time_limit:.0f}s")]
+    except DestinationRefused as exc:
+        reason = f"not an allowed destination ({exc.reason})"
+        return [RevocationOutcome("grant", "provider_call", False, reason)]
     except httpx.HTTPError as exc:
         return [RevocationOutcome("grant", "provider_call", False, type(exc).__name__)]
     except KeyError as exc:  # a metadata value this connection never received

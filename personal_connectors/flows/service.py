@@ -42,7 +42,7 @@ from personal_connectors.models import (
 from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_verifier
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
-from personal_connectors.providers.templating import validate_integration_params
+from personal_connectors.providers.templating import connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +98,12 @@ class FlowService(FlowSteps):
             raise ValidationFailed.for_fields(
                 f"Unknown connector type: {request.connector_type}.", "connector_type"
             )
-        params = validate_integration_params(entry, request.integration_params)
         if request.return_url is not None:
             check_return_url(request.return_url, self.runtime.settings)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
+        params = connection_params(
+            entry, request.integration_params, resolved.app.integration_params
+        )
         extends = await self._connection_to_extend(access, entry.key, request.connection_id)
         scopes = _merge_scopes(
             resolved.app.scopes if resolved.app.scopes is not None else entry.default_scopes,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,3 +40,5 @@ class OAuthApp(TimestampedMixin, Base):
     client_secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(32))
     scopes: Mapped[list[str] | None]
+    # Values of the entry's admin-set integration_params (providers.schema.IntegrationParam).
+    integration_params: Mapped[dict[str, Any] | None]

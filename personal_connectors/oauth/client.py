@@ -1,53 +1,52 @@
-"""The OAuth 2.0 client side of every provider conversation, done by Authlib.
+"""The OAuth 2.0 client side of every provider conversation, Authlib's primitives over one client.
 
-Authlib builds authorization URLs (with the RFC 7636 S256 challenge), exchanges codes, refreshes
-and revokes (RFC 7009) with the client authentication the catalog names. What this module adds is
-the catalog's quirks — nested or form-encoded token answers, missing ``expires_in`` — and the
-translation of failures into the three classes of ``oauth.errors``.
+Authlib builds the requests: authorization URLs with the RFC 7636 S256 challenge
+(``prepare_grant_uri``), token request bodies (``prepare_token_request``), RFC 7009 revocation
+bodies and the client authentication the catalog names (``ClientAuth``). They are sent through
+the process's shared, guarded ``httpx.AsyncClient`` (``outbound.client``). What this module adds
+is the catalog's quirks — nested or form-encoded token answers, missing ``expires_in`` — and
+the translation of failures into the classes of ``oauth.errors``.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.request
-import warnings
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.deprecate import AuthlibDeprecationWarning
-from authlib.integrations.base_client.errors import OAuthError
-
-# Authlib 1.9 prefers the `httpx2` fork and warns when it falls back to `httpx`, which this
-# service uses everywhere (one HTTP stack, one set of transports in tests). The fallback is
-# supported; the warning is noise until the project moves stacks deliberately.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.common.urls import add_params_to_qs
+from authlib.oauth2.auth import ClientAuth
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+from authlib.oauth2.rfc7009 import prepare_revoke_token_request
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from personal_connectors.models.base import utcnow
 from personal_connectors.oauth import rfc8628, rfc9126
 from personal_connectors.oauth.endpoints import ProviderEndpoints
 from personal_connectors.oauth.errors import (
+    DestinationNotAllowed,
     ProviderBadAnswer,
     ProviderRejected,
     ProviderUnreachable,
 )
-from personal_connectors.oauth.transport import KeepAliveTransport
+from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.paths import lookup, lookup_text
 from personal_connectors.providers.schema import ProviderEntry
 
-# The fields a token answer is normalised to before Authlib parses it.
+# The fields a token answer is normalised to before it is read.
 _TOKEN_FIELDS = ("access_token", "refresh_token", "expires_in", "scope", "token_type")
 # RFC 6750 bearer, RFC 9449 DPoP and the old MAC draft; anything else is a provider's label.
 _AUTH_SCHEMES = frozenset({"bearer", "dpop", "mac"})
+# RFC 6749 §4.1.3: token requests are form-encoded; answers are JSON (some providers: a form).
+_FORM_HEADERS = {
+    "Accept": "application/json",
+    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
+}
 
 
 def new_code_verifier() -> str:
@@ -111,79 +110,37 @@ class OAuthClient:
         *,
         redirect_uri: str,
         timeout: float,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient,
     ) -> None:
-        """``transport``: a keep-alive pool shared by calls (``shared_provider_transport``)."""
+        """``http``: the process's shared client (``Runtime.http``); never closed here."""
         self.entry = entry
         self.endpoints = endpoints
         self.credentials = credentials
         self.redirect_uri = redirect_uri
         self.timeout = timeout
-        self.transport = transport
-
-    def _session(self) -> AsyncOAuth2Client:
-        session = AsyncOAuth2Client(
-            verify=_tls_context(),
-            transport=self.transport,
-            client_id=self.credentials.client_id,
-            client_secret=self.credentials.client_secret,
-            token_endpoint_auth_method=self.entry.token_endpoint_auth_method,
-            revocation_endpoint_auth_method=self.entry.token_endpoint_auth_method,
-            redirect_uri=self.redirect_uri,
-            code_challenge_method="S256",
-            timeout=self.timeout,
-            follow_redirects=False,
+        self.http = http
+        self._auth = ClientAuth(
+            credentials.client_id, credentials.client_secret, entry.token_endpoint_auth_method
         )
-        session.register_compliance_hook("access_token_response", self._normalise)
-        session.register_compliance_hook("refresh_token_response", self._normalise)
-        return session
-
-    @asynccontextmanager
-    async def _opened(self) -> AsyncIterator[AsyncOAuth2Client]:
-        """An Authlib session for one call: its state (the last token) is never shared.
-
-        Over a shared transport it is left open: closing a client closes its transport, the pool
-        every other call uses (a session over one holds nothing else to release). Without one,
-        the session owns a pool and connection of its own and closes them.
-        """
-        session = self._session()
-        if self.transport is not None:
-            yield session
-            return
-        async with session:
-            yield session
-
-    def _normalise(self, response: httpx.Response) -> httpx.Response:
-        """Lift nested tokens to the top level and accept form-encoded answers."""
-        if response.status_code >= 500:
-            return response
-        try:
-            body = _decode_body(response)
-        except ValueError:
-            return response
-        if not isinstance(body, dict):
-            return response
-        paths = self.entry.token_response
-        if paths is not None and "error" not in body:
-            lifted = dict(body)
-            for name in _TOKEN_FIELDS:
-                value = lookup(body, getattr(paths, name))
-                if value is not None:
-                    lifted[name] = value
-            body = lifted
-        if "error" in body and not isinstance(body["error"], str):
-            body["error"] = json.dumps(body["error"])[:100]
-        return httpx.Response(response.status_code, json=body, request=response.request)
 
     def authorization_url(self, *, state: str, scopes: list[str], code_verifier: str | None) -> str:
-        session = self._session()
-        params = dict(self.entry.authorization_params)
+        params: dict[str, Any] = dict(self.entry.authorization_params)
         if scopes:
             params[self.entry.scope_param] = self.entry.join_scopes(scopes)
-        url, _ = session.create_authorization_url(
-            self.endpoints.authorization_url, state=state, code_verifier=code_verifier, **params
+        params.setdefault("redirect_uri", self.redirect_uri)
+        params.setdefault("scope", None)
+        if code_verifier:
+            params["code_challenge"] = create_s256_code_challenge(code_verifier)
+            params["code_challenge_method"] = "S256"
+        return str(
+            prepare_grant_uri(
+                self.endpoints.authorization_url,
+                client_id=self.credentials.client_id,
+                response_type="code",
+                state=state,
+                **params,
+            )
         )
-        return str(url)
 
     async def exchange_code(
         self, code: str, *, code_verifier: str | None, requested_scopes: list[str]
@@ -191,29 +148,20 @@ class OAuthClient:
         params: dict[str, Any] = {"code": code, **self.entry.token_params}
         if code_verifier:
             params["code_verifier"] = code_verifier
-        async with self._opened() as session:
-            token = await self._call(
-                session.fetch_token(
-                    self.endpoints.token_url,
-                    grant_type="authorization_code",
-                    redirect_uri=self.redirect_uri,
-                    **params,
-                )
-            )
+        body = prepare_token_request(
+            "authorization_code", "", redirect_uri=self.redirect_uri, **params
+        )
+        token = await self._post_authenticated(self.endpoints.token_url, body)
         return self._grant(token, requested_scopes)
 
     async def refresh(self, refresh_token: str, *, current_scopes: list[str]) -> TokenGrant:
-        async with self._opened() as session:
-            token = await self._call(
-                session.refresh_token(
-                    self.endpoints.refresh_url or self.endpoints.token_url,
-                    refresh_token=refresh_token,
-                    **self.entry.token_params,
-                )
-            )
+        body = prepare_token_request(
+            "refresh_token", "", refresh_token=refresh_token, **self.entry.token_params
+        )
+        url = self.endpoints.refresh_url or self.endpoints.token_url
         # No refresh token in the answer (a provider that does not rotate): the stored one stays,
         # by ``TokenVault.sealed``, the rule's one place.
-        return self._grant(token, current_scopes)
+        return self._grant(await self._post_authenticated(url, body), current_scopes)
 
     async def pushed_authorization_url(
         self, *, state: str, scopes: list[str], code_verifier: str | None
@@ -224,7 +172,9 @@ class OAuthClient:
             self.authorization_url(state=state, scopes=scopes, code_verifier=code_verifier),
             client_auth_method=self.entry.token_endpoint_auth_method,
         )
-        answer = await self._post_authenticated(self.endpoints.par_url, params)
+        answer = await self._post_authenticated(
+            self.endpoints.par_url, add_params_to_qs("", list(params.items()))
+        )
         pushed = rfc9126.parse_pushed_response(answer)
         return rfc9126.authorization_url(
             self.endpoints.authorization_url, self.credentials.client_id, pushed.request_uri
@@ -233,75 +183,79 @@ class OAuthClient:
     async def request_device_authorization(self, scopes: list[str]) -> rfc8628.DeviceAuthorization:
         """RFC 8628 §3.1, authenticated like a token request (the app is confidential)."""
         assert self.endpoints.device_authorization_url is not None
-        params = {"scope": self.entry.join_scopes(scopes)} if scopes else {}
-        answer = await self._post_authenticated(self.endpoints.device_authorization_url, params)
+        params = [("scope", self.entry.join_scopes(scopes))] if scopes else []
+        answer = await self._post_authenticated(
+            self.endpoints.device_authorization_url, add_params_to_qs("", params)
+        )
         return rfc8628.parse_device_authorization(answer)
 
     async def poll_device_token(
         self, device_code: str, *, requested_scopes: list[str]
     ) -> TokenGrant:
         """RFC 8628 §3.4. "Not yet" comes back as ``ProviderRejected`` (authorization_pending)."""
-        async with self._opened() as session:
-            token = await self._call(
-                session.fetch_token(
-                    self.endpoints.token_url,
-                    grant_type=rfc8628.DEVICE_CODE_GRANT_TYPE,
-                    device_code=device_code,
-                    **self.entry.token_params,
-                )
-            )
+        body = prepare_token_request(
+            rfc8628.DEVICE_CODE_GRANT_TYPE, "", device_code=device_code, **self.entry.token_params
+        )
+        token = await self._post_authenticated(self.endpoints.token_url, body)
         return self._grant(token, requested_scopes)
-
-    async def _post_authenticated(self, url: str, data: dict[str, str]) -> dict[str, Any]:
-        """A client-authenticated form POST to an endpoint that answers an OAuth JSON object.
-
-        Authlib's token-answer reading does the rest: 5xx raises, an ``error`` member becomes
-        ``OAuthError``, anything but a JSON object is refused — mapped by ``_call`` as always.
-        """
-
-        async def post() -> dict[str, Any]:
-            async with self._opened() as session:
-                response = await session.post(
-                    url,
-                    data=data,
-                    auth=session.client_auth(self.entry.token_endpoint_auth_method),
-                    headers={"Accept": "application/json"},
-                )
-                answer: dict[str, Any] = session.parse_response_token(response)
-                return answer
-
-        result: dict[str, Any] = await self._call(post())
-        return result
 
     async def revoke(self, token: str, token_type_hint: str) -> None:
         """RFC 7009. A 200 is not proof that a live token died (§2.2), only that it is gone."""
         if not self.endpoints.revocation_url:
             raise ProviderBadAnswer("the provider has no revocation endpoint")
-        async with self._opened() as session:
-            response = await self._call(
-                session.revoke_token(
-                    self.endpoints.revocation_url, token=token, token_type_hint=token_type_hint
-                )
-            )
+        body, headers = prepare_revoke_token_request(token, token_type_hint)
+        response = await self._send(self.endpoints.revocation_url, headers, body)
         if response.status_code >= 500:
             raise ProviderUnreachable(f"revocation answered {response.status_code}")
         if response.status_code >= 400:
             raise ProviderBadAnswer(f"revocation answered {response.status_code}")
 
-    async def _call(self, awaitable: Any) -> Any:
+    async def _post_authenticated(self, url: str, body: str) -> dict[str, Any]:
+        """A client-authenticated form POST to an endpoint that answers an OAuth JSON object."""
+        return self._answer(await self._send(url, dict(_FORM_HEADERS), body))
+
+    async def _send(self, url: str, headers: dict[str, str], body: str) -> httpx.Response:
+        url, headers, body = self._auth.prepare("POST", url, headers, body)
         try:
-            return await awaitable
-        except OAuthError as exc:
-            raise ProviderRejected(str(exc.error), exc.description) from None
-        except httpx.HTTPStatusError as exc:
-            status = exc.response.status_code
-            if status >= 500 or status == 429:
-                raise ProviderUnreachable(f"HTTP {status}", _retry_after(exc.response)) from None
-            raise ProviderBadAnswer(f"HTTP {status} without an OAuth error") from None
+            return await self.http.post(
+                url, content=body.encode(), headers=headers, timeout=self.timeout
+            )
+        except DestinationRefused as exc:
+            raise DestinationNotAllowed(exc.reason) from None
         except httpx.TransportError as exc:
             raise ProviderUnreachable(type(exc).__name__) from None
+
+    def _answer(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer as an object, nested tokens lifted; an OAuth ``error`` raised."""
+        status = response.status_code
+        if status >= 500:
+            raise ProviderUnreachable(f"HTTP {status}", _retry_after(response))
+        try:
+            body = _decode_body(response)
         except ValueError:
-            raise ProviderBadAnswer("the answer is not a JSON object") from None
+            body = None
+        if not isinstance(body, dict):
+            if status == 429:
+                raise ProviderUnreachable(f"HTTP {status}", _retry_after(response))
+            if status >= 400:
+                raise ProviderBadAnswer(f"HTTP {status} without an OAuth error")
+            raise ProviderBadAnswer("the answer is not a JSON object")
+        if "error" in body:
+            error = body["error"]
+            description = body.get("error_description")
+            raise ProviderRejected(
+                error if isinstance(error, str) else json.dumps(error)[:100],
+                None if description is None else str(description),
+            )
+        paths = self.entry.token_response
+        if paths is not None:
+            lifted = dict(body)
+            for name in _TOKEN_FIELDS:
+                value = lookup(body, getattr(paths, name))
+                if value is not None:
+                    lifted[name] = value
+            body = lifted
+        return body
 
     def _grant(self, token: Mapping[str, Any], requested_scopes: list[str]) -> TokenGrant:
         access_token = token.get("access_token")
@@ -345,30 +299,6 @@ def _auth_scheme(token_type: object) -> str:
     if isinstance(token_type, str) and token_type.lower() in _AUTH_SCHEMES:
         return token_type
     return "Bearer"
-
-
-@cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every provider call of the process.
-
-    Each session would otherwise build its own, reading the whole CA bundle again: about 60 ms
-    of CPU per refresh, more than the rest of the refresh together.
-    """
-    return httpx.create_ssl_context()
-
-
-def shared_provider_transport() -> httpx.AsyncBaseTransport | None:
-    """One keep-alive connection pool for every OAuth call of the process (``Runtime`` owns it).
-
-    A fresh client per call opens a TCP (and TLS) connection per token request, and httpx's
-    default pool costs as much CPU per request as the rest of a background refresh; this lean
-    one (``oauth.transport``) a third of it (bench/RESULTS.md). None when the environment names
-    proxies: httpx ignores its environment proxy settings for a client given a transport, so
-    calls then keep a client (and pool) of their own as before.
-    """
-    if urllib.request.getproxies():
-        return None
-    return KeepAliveTransport(ssl_context=_tls_context())
 
 
 def _split_scopes(text: str) -> list[str]:

@@ -37,8 +37,14 @@ async def resolve_endpoints(
     params: Mapping[str, str],
     http: httpx.AsyncClient,
     metadata: MetadataCache,
+    *,
+    allow_http: bool = False,
 ) -> ProviderEndpoints:
-    """Catalog fields win over discovered ones, so an operator can pin an endpoint."""
+    """Catalog fields win over discovered ones, so an operator can pin an endpoint.
+
+    ``allow_http``: discovered endpoints may be plain http (the operator's development setting);
+    otherwise a document naming one is refused (``DiscoveryError``).
+    """
     static = {
         "authorization_url": _filled(entry.authorization_url, params),
         "token_url": _filled(entry.token_url, params),
@@ -61,7 +67,9 @@ async def resolve_endpoints(
             issuer=issuer,
             refresh_url=static["refresh_url"],
         )
-    document = await metadata.get(http, fill(entry.discovery_url, params), issuer)
+    document = await metadata.get(
+        http, fill(entry.discovery_url, params), issuer, allow_http=allow_http
+    )
     return ProviderEndpoints(
         authorization_url=static["authorization_url"] or document["authorization_endpoint"],
         token_url=static["token_url"] or document["token_endpoint"],

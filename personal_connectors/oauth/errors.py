@@ -3,6 +3,7 @@
 - ``ProviderRejected``: the provider answered with an OAuth error (``invalid_grant``, …).
 - ``ProviderUnreachable``: timeouts, connection failures and 5xx; worth retrying later.
 - ``ProviderBadAnswer``: the provider answered, but not with anything usable.
+- ``DestinationNotAllowed``: the outbound guard refused the provider's address; not retried.
 """
 
 from __future__ import annotations
@@ -34,3 +35,10 @@ class ProviderUnreachable(ProviderFailure):
 
 class ProviderBadAnswer(ProviderFailure):
     pass
+
+
+class DestinationNotAllowed(ProviderFailure):
+    """The outbound guard refused the provider's address (not https, or an internal one)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the provider's address is not an allowed destination ({reason})")

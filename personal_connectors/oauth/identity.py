@@ -12,7 +12,12 @@ import httpx
 
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.endpoints import ProviderEndpoints
-from personal_connectors.oauth.errors import ProviderBadAnswer, ProviderUnreachable
+from personal_connectors.oauth.errors import (
+    DestinationNotAllowed,
+    ProviderBadAnswer,
+    ProviderUnreachable,
+)
+from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.paths import lookup_text
 from personal_connectors.providers.schema import IdentityMapping, ProviderEntry
 from personal_connectors.providers.templating import fill, token_headers
@@ -63,6 +68,8 @@ async def read_identity(
     url = fill(url, {"access_token": grant.access_token})
     try:
         response = await http.request(mapping.method, url, headers=headers, json=mapping.body)
+    except DestinationRefused as exc:
+        raise DestinationNotAllowed(exc.reason) from None
     except httpx.TransportError as exc:
         raise ProviderUnreachable(type(exc).__name__) from None
     if response.status_code >= 500:

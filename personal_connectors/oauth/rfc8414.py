@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from personal_connectors.outbound.guard import DestinationRefused
+
 OIDC_SUFFIX = "/.well-known/openid-configuration"
 OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 CACHE_SECONDS = 3600.0
@@ -42,8 +44,19 @@ def expected_issuer(discovery_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, issuer_path, "", ""))
 
 
+# The endpoints the service calls or sends a browser to: https unless the operator allows http.
+ENDPOINT_FIELDS = (
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "revocation_endpoint",
+    "device_authorization_endpoint",
+    "pushed_authorization_request_endpoint",
+)
+
+
 def verify_metadata(
-    discovery_url: str, document: Any, declared_issuer: str | None
+    discovery_url: str, document: Any, declared_issuer: str | None, *, allow_http: bool = False
 ) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise DiscoveryError("metadata document is not a JSON object")
@@ -55,6 +68,13 @@ def verify_metadata(
     for field in ("authorization_endpoint", "token_endpoint"):
         if not isinstance(document.get(field), str):
             raise DiscoveryError(f"metadata has no {field}")
+    for field in ENDPOINT_FIELDS:
+        value = document.get(field)
+        if value is None:
+            continue
+        scheme = urlsplit(value).scheme if isinstance(value, str) else ""
+        if scheme != "https" and not (allow_http and scheme == "http"):
+            raise DiscoveryError(f"metadata {field} is not an https URL")
     return document
 
 
@@ -66,7 +86,12 @@ class MetadataCache:
         self._documents: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def get(
-        self, http: httpx.AsyncClient, discovery_url: str, declared_issuer: str | None
+        self,
+        http: httpx.AsyncClient,
+        discovery_url: str,
+        declared_issuer: str | None,
+        *,
+        allow_http: bool = False,
     ) -> dict[str, Any]:
         cached = self._documents.get(discovery_url)
         now = time.monotonic()
@@ -76,10 +101,14 @@ class MetadataCache:
             response = await http.get(discovery_url, headers={"Accept": "application/json"})
             response.raise_for_status()
             document = response.json()
+        except DestinationRefused as exc:
+            raise DiscoveryError(
+                f"its address is not an allowed destination ({exc.reason})"
+            ) from None
         except (httpx.HTTPError, ValueError) as exc:
             raise MetadataUnavailable(
                 f"metadata could not be fetched ({type(exc).__name__})"
             ) from exc
-        verified = verify_metadata(discovery_url, document, declared_issuer)
+        verified = verify_metadata(discovery_url, document, declared_issuer, allow_http=allow_http)
         self._documents[discovery_url] = (now, verified)
         return verified

@@ -19,6 +19,10 @@ REVOCATION_VARIABLES = BUILTIN_VARIABLES | {"client_secret"}
 # Words that mark a value as a credential: never kept as provider metadata.
 SECRET_WORDS = ("token", "secret", "code", "password")
 PROVIDER_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# The authority of a URL template: where a variable there chooses whom the service talks to.
+_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+# ``{name}.fixed.domain``: a variable that is only the first label under a fixed domain.
+_LABEL_UNDER_DOMAIN = r"^\{%s\}(\.[A-Za-z0-9-]+){2,}(:[0-9]+)?$"
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -62,6 +66,15 @@ class IntegrationParam(StrictModel):
         default=None,
         description="Used when the caller gives no value (Microsoft's tenant: `common`); "
         "it must match the pattern like any other value.",
+    )
+    set_by: Literal["admin", "member"] | None = Field(
+        default=None,
+        description="Who chooses the value. `admin`: an owner or admin, on the organization's "
+        "OAuth app (`PUT /apps/{app_key}`), or the operator (this file's `default`); a member's "
+        "`POST /authorize` may not pass it. `member`: each connection's caller. Unset: `admin` "
+        "for a parameter used in the host of a URL (it chooses where the client secret goes), "
+        "`member` otherwise. A host parameter may be `member` only as the first label under "
+        "a fixed domain (`https://{shop}.myshopify.com`).",
     )
 
     @field_validator("pattern")
@@ -261,6 +274,28 @@ class ProviderEntry(StrictModel):
         return value
 
     @property
+    def host_params(self) -> frozenset[str]:
+        """Integration params used in the host (authority) of a URL the service calls."""
+        found: set[str] = set()
+        for _, text in self._templated_strings():
+            match = _AUTHORITY.match(text)
+            if match:
+                found.update(TEMPLATE_VARIABLE.findall(match.group(1)))
+        if self.revocation is not None and (match := _AUTHORITY.match(self.revocation.url)):
+            found.update(TEMPLATE_VARIABLE.findall(match.group(1)))
+        return frozenset(found) & frozenset(self.integration_params)
+
+    @property
+    def admin_params(self) -> frozenset[str]:
+        """The integration params only an owner, admin or the operator may set."""
+        hosts = self.host_params
+        return frozenset(
+            name
+            for name, spec in self.integration_params.items()
+            if spec.set_by == "admin" or (spec.set_by is None and name in hosts)
+        )
+
+    @property
     def metadata_names(self) -> frozenset[str]:
         return frozenset(self.token_metadata) | frozenset(self.callback_metadata)
 
@@ -293,6 +328,12 @@ class ProviderEntry(StrictModel):
                         f"{name} uses {{{variable}}}, so integration_params.{variable} must be "
                         "required or have a default"
                     )
+        for name in self.host_params:
+            if self.integration_params[name].set_by == "member" and not self._label_only(name):
+                raise ValueError(
+                    f"integration_params.{name} chooses a URL's host, so only an admin may set "
+                    "it (set_by: member is allowed only for {name}.fixed.domain hosts)"
+                )
         allowed = declared | REVOCATION_VARIABLES | self.metadata_names
         for name, text in self.revocation.templated_strings() if self.revocation else []:
             for variable in TEMPLATE_VARIABLE.findall(text):
@@ -302,6 +343,18 @@ class ProviderEntry(StrictModel):
                         "integration_param nor a kept metadata name"
                     )
         return self
+
+    def _label_only(self, name: str) -> bool:
+        """Every host ``name`` appears in is ``{name}`` as the first label of a fixed domain."""
+        urls = [text for _, text in self._templated_strings()]
+        if self.revocation is not None:
+            urls.append(self.revocation.url)
+        label = re.compile(_LABEL_UNDER_DOMAIN % re.escape(name))
+        for text in urls:
+            match = _AUTHORITY.match(text)
+            if match and f"{{{name}}}" in match.group(1) and not label.match(match.group(1)):
+                return False
+        return True
 
     def _templated_strings(self) -> list[tuple[str, str]]:
         found = [(name, getattr(self, name)) for name in URL_FIELDS if getattr(self, name)]

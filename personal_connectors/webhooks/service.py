@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,12 +14,12 @@ from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import WebhookEndpoint, new_id, utcnow
+from personal_connectors.outbound.addresses import parse_address, refusal
 from personal_connectors.webhooks.exceptions import TooManyWebhooks, WebhookNotFound
 from personal_connectors.webhooks.repository import WebhookRepository
 from personal_connectors.webhooks.signing import generate_secret
 
 MAX_ENDPOINTS_PER_ORGANIZATION = 20
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 EVENT_TYPES = frozenset(item.value for item in EventType)
 
 
@@ -40,10 +38,12 @@ class IssuedWebhook:
 
 
 def check_url(url: str, settings: Settings) -> str:
-    """https only (events describe users' accounts); plain http to loopback when allowed.
+    """https only (events describe users' accounts), to no internal address literal.
 
     Credentials and fragments are refused: the URL is listed back to every admin and logged
-    nowhere, so it must not carry a password, and a fragment never reaches the receiver.
+    nowhere, so it must not carry a password, and a fragment never reaches the receiver. A name
+    is not resolved here (its answer can change): the outbound guard judges the address each
+    delivery connects to. ``CONNECTORS_OUTBOUND_ALLOW_INTERNAL`` allows http and internal hosts.
     """
     try:
         parts = urlsplit(url.strip())
@@ -55,86 +55,33 @@ def check_url(url: str, settings: Settings) -> str:
         raise ValidationFailed.for_fields(
             "The url needs a host, and neither credentials nor a fragment.", "url"
         )
-    loopback_allowed = _loopback_allowed(host, settings)
-    if _is_internal_address(host) and not loopback_allowed:
+    if settings.outbound_allow_internal:
+        if parts.scheme in {"http", "https"}:
+            return parts.geturl()
+        raise ValidationFailed.for_fields("The url must be http(s).", "url")
+    reason = _literal_refusal(host)
+    if reason is not None:
         # The worker posts from inside the deployment: an admin must not aim it at the metadata
-        # service or the database host (SSRF). Names are resolved at each delivery instead
-        # (refused_destination).
+        # service or the database host (SSRF).
         raise ValidationFailed.for_fields(
-            "The url must not point at a private, loopback or link-local address.", "url"
+            f"The url must not point at an internal address ({reason}).", "url"
         )
-    if parts.scheme == "https":
-        return parts.geturl()
-    if parts.scheme == "http" and loopback_allowed:
-        return parts.geturl()
-    raise ValidationFailed.for_fields("The url must be https.", "url")
+    if parts.scheme != "https":
+        raise ValidationFailed.for_fields("The url must be https.", "url")
+    return parts.geturl()
 
 
 # What inet_aton also reads as an address (``2130706433``, ``127.1``, ``0x7f.1``): not a name.
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*\.?$")
 
 
-def _loopback_allowed(host: str, settings: Settings) -> bool:
-    """Plain http to this machine, for development (``CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK``)."""
-    return settings.webhook_allow_http_loopback and host in LOOPBACK_HOSTS
-
-
-def _is_internal_address(host: str) -> bool:
+def _literal_refusal(host: str) -> str | None:
     if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        # Shorthand numeric forms resolve to addresses too; refuse them rather than guess.
-        # Names are not resolved here but before each delivery (refused_destination).
-        return _NUMERIC_HOST.match(host) is not None
-    return not address.is_global
-
-
-# ``loop.getaddrinfo``'s shape: (family, type, proto, canonname, sockaddr) per address.
-Resolver = Callable[[str, int], Awaitable[Sequence[tuple[Any, ...]]]]
-
-
-async def refused_destination(url: str, settings: Settings, resolve: Resolver) -> str | None:
-    """Why the worker must not send to ``url`` now (None: it may).
-
-    ``check_url`` refuses internal address *literals* at registration, without a lookup (a
-    name's answer can change); a literal is judged again here, without a lookup either (the
-    development flag may have been turned off since). Right before each attempt the worker
-    resolves a name and refuses it when any address it has is private, loopback or
-    link-local: an admin could otherwise register a name that points inside the deployment, or
-    repoint one later. The HTTP client then resolves the name again when it connects, so an
-    answer that changes between the two lookups (DNS rebinding with a zero TTL) is not caught;
-    a name that does not resolve is left to fail the attempt as a connection error.
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if _loopback_allowed(host, settings):
-        return None
-    if _is_address_literal(host):  # what the client connects to as it is
-        return (
-            "the host is a private, loopback or link-local address"
-            if _is_internal_address(host)
-            else None
-        )
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        addresses = await resolve(host, port)
-    except UnicodeError:  # a label the resolver cannot encode (over 63 characters): no address
-        return "the host name cannot be resolved"
-    except OSError:
-        return None
-    if any(_is_internal_address(sockaddr[0]) for *_, sockaddr in addresses):
-        return "the host resolves to a private, loopback or link-local address"
-    return None
-
-
-def _is_address_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return _NUMERIC_HOST.match(host) is not None
-    return True
+        return "loopback"
+    address = parse_address(host)
+    if address is not None:
+        return refusal(address)
+    return "a numeric shorthand address" if _NUMERIC_HOST.match(host) else None
 
 
 def check_event_types(event_types: list[str] | None) -> list[str] | None:

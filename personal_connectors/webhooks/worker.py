@@ -6,12 +6,17 @@ apart. Any number of workers may run at once, in any number of processes: each c
 with a lease (``WebhookRepository.claim_due``), so a delivery goes out once per attempt, and
 one whose worker died is retried when its lease runs out.
 
+Deliveries go through the process's shared client (``Runtime.http``) and so its outbound guard:
+the receiver's name is resolved when the connection is made and the connection goes to an
+address judged public (``outbound.guard``), so neither a name that points inside the deployment
+nor one repointed between a check and the connection (DNS rebinding) is sent to.
+
 An attempt succeeds on any 2xx answer. Anything else (another status, a redirect, a timeout,
-a refused connection, a host name that resolves to an internal address) is retried after the
-next delay of ``CONNECTORS_WEBHOOK_RETRY_SCHEDULE`` plus up to 10% jitter, until the schedule
-is used up; then the delivery is ``failed``. Only the status code and the error's class are
-kept, never a response body, and the endpoint's URL is never logged (receivers sometimes put a
-credential in it).
+a refused connection, a destination the guard refuses) is retried after the next delay of
+``CONNECTORS_WEBHOOK_RETRY_SCHEDULE`` plus up to 10% jitter, until the schedule is used up;
+then the delivery is ``failed``. Only the status code and the error's class (or the guard's
+reason) are kept, never a response body, and the endpoint's URL is never logged (receivers
+sometimes put a credential in it).
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,9 +36,10 @@ import httpx
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
-from personal_connectors.runtime import USER_AGENT, Runtime
+from personal_connectors.outbound.guard import DestinationRefused
+from personal_connectors.runtime import Runtime
 from personal_connectors.webhooks.repository import WebhookRepository
-from personal_connectors.webhooks.service import open_secret, refused_destination
+from personal_connectors.webhooks.service import open_secret
 from personal_connectors.webhooks.signing import sign
 
 logger = logging.getLogger(__name__)
@@ -73,24 +78,16 @@ class DeliveryWorker:
         self.runtime = runtime
         self.settings = runtime.settings
         self.delays = self.settings.webhook_retry_delays
-        # Its own client: receivers get their own timeout, and no redirect is followed (a
-        # redirect would carry a signed body to a URL the organization never registered).
-        self.http = httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
-
-    async def resolve(self, host: str, port: int) -> Sequence[tuple[Any, ...]]:
-        """The addresses ``host`` has now, as the HTTP client's connection would look them up."""
-        return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # The shared client follows no redirect (one would carry a signed body to a URL the
+        # organization never registered); receivers get their own timeout, per call.
+        self.http = runtime.http
 
     @property
     def max_attempts(self) -> int:
         return len(self.delays) + 1
 
     async def close(self) -> None:
-        await self.http.aclose()
+        """Nothing of its own to release: the client is the runtime's."""
 
     async def deliver_due(self) -> Round:
         """One round: claim a batch, send it concurrently, record the outcomes."""
@@ -145,13 +142,6 @@ class DeliveryWorker:
         except (DecryptionError, KeyConfigurationError):
             logger.error("webhook %s: the endpoint's secret cannot be opened", delivery.id)
             return Attempt(error="secret unreadable", final=True)
-        refusal = await refused_destination(endpoint.url, self.settings, self.resolve)
-        if refusal is not None:
-            logger.warning(
-                "webhook %s to endpoint %s refused: %s", delivery.id, endpoint.id, refusal
-            )
-            # Not final: the name may be repointed outward; each retry checks again.
-            return Attempt(error="destination refused")
         body = body_of(delivery.payload)
         headers = sign(secret, delivery.id, utcnow(), body).as_dict()
         try:
@@ -159,7 +149,14 @@ class DeliveryWorker:
                 endpoint.url,
                 content=body.encode(),
                 headers={**headers, "Content-Type": "application/json"},
+                timeout=self.settings.webhook_timeout_seconds,
             )
+        except DestinationRefused as exc:
+            logger.warning(
+                "webhook %s to endpoint %s refused: %s", delivery.id, endpoint.id, exc.reason
+            )
+            # Not final: the name may be repointed outward; each retry checks again.
+            attempt = Attempt(error=f"destination refused: {exc.reason}"[:200])
         except httpx.HTTPError as exc:
             attempt = Attempt(error=type(exc).__name__)
         else:

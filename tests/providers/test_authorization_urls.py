@@ -41,13 +41,14 @@ async def build(entry: ProviderEntry, verifier: str | None) -> tuple[str, dict[s
     params = sample_params(entry)
     async with httpx.AsyncClient() as http:
         endpoints = await resolve_endpoints(entry, params, http, MetadataCache())
-    client = OAuthClient(
-        entry,
-        endpoints,
-        ClientCredentials(SAMPLE_CLIENT_ID, "sample-secret"),
-        redirect_uri=SAMPLE_REDIRECT,
-        timeout=5,
-    )
+        client = OAuthClient(
+            entry,
+            endpoints,
+            ClientCredentials(SAMPLE_CLIENT_ID, "sample-secret"),
+            redirect_uri=SAMPLE_REDIRECT,
+            timeout=5,
+            http=http,
+        )
     url = client.authorization_url(
         state=SAMPLE_STATE, scopes=list(entry.default_scopes), code_verifier=verifier
     )

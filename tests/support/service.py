@@ -60,6 +60,11 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # The tests' providers and receivers listen on http://127.0.0.1: the operator's
+        # development setting allows that; a test of the outbound guard passes "false".
+        self.env.setdefault("CONNECTORS_OUTBOUND_ALLOW_INTERNAL", "true")
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

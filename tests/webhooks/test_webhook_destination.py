@@ -1,126 +1,138 @@
-"""Host names of webhook URLs are resolved before every attempt: one that has a private,
-loopback or link-local address is not sent to (SSRF), and the attempt is kept for a retry."""
+"""Webhook destinations: internal address literals are refused when an endpoint is registered,
+and every delivery connects only to an address the outbound guard judged at that moment, through
+the worker's real resolution path (the operating system's resolver)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
 from personal_connectors.config import Settings
-from personal_connectors.models import WebhookDelivery, WebhookEndpoint
-from personal_connectors.runtime import Runtime
-from personal_connectors.webhooks.service import refused_destination, secret_aad
-from personal_connectors.webhooks.worker import DeliveryWorker
-from tests.support.service import ServiceProcess
+from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, new_id
+from personal_connectors.webhooks.service import check_url, secret_aad
+from tests.conftest import BACKENDS, make_tenant
+from tests.support.oidc import free_port
+from tests.support.service import (
+    TEST_ENCRYPTION_KEY,
+    ServiceProcess,
+    create_postgres_database,
+    drop_postgres_database,
+)
+from tests.webhooks.conftest import deliveries
+
+STRICT = Settings(_env_file=None)  # type: ignore[call-arg]
+DEVELOPMENT = Settings(_env_file=None, outbound_allow_internal=True)  # type: ignore[call-arg]
 
 
-def resolving_to(*addresses: str) -> Any:
-    """A resolver with ``loop.getaddrinfo``'s answer shape, and the names it was asked for."""
-    asked: list[tuple[str, int]] = []
-
-    async def resolve(host: str, port: int) -> Sequence[tuple[Any, ...]]:
-        asked.append((host, port))
-        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
-
-    resolve.asked = asked  # type: ignore[attr-defined]
-    return resolve
-
-
-async def unresolvable(host: str, port: int) -> Sequence[tuple[Any, ...]]:
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-def refusal(url: str, resolve: Any, *, loopback_dev_flag: bool = False) -> str | None:
-    settings = Settings(webhook_allow_http_loopback=loopback_dev_flag)
-    return asyncio.run(refused_destination(url, settings, resolve))
-
-
-def test_a_name_with_an_internal_address_is_refused() -> None:
-    for addresses in (
-        ("10.0.0.7",),
-        ("127.0.0.1",),
-        ("169.254.169.254",),  # the cloud metadata service
-        ("192.168.1.20",),
-        ("::1",),
-        ("fe80::1%eth0",),
-        ("fd00::5",),
-        ("93.184.216.34", "10.0.0.7"),  # one internal address among public ones is enough
-    ):
-        resolve = resolving_to(*addresses)
-        assert refusal("https://hooks.example.com/in", resolve) is not None, addresses
-        assert resolve.asked == [("hooks.example.com", 443)]
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/in",
+        "https://localhost/in",
+        "https://hooks.localhost/in",
+        "https://10.0.0.7/in",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/in",
+        "https://[::127.0.0.1]/in",
+        "https://[64:ff9b::a9fe:a9fe]/in",
+        "https://[2002:7f00:1::]/in",
+        "https://224.0.0.1/in",
+        "https://2130706433/in",  # 127.0.0.1 in shorthand
+        "https://0x7f.1/in",
+    ],
+)
+def test_internal_literals_are_refused_at_registration(url: str) -> None:
+    with pytest.raises(ValidationFailed, match="internal address"):
+        check_url(url, STRICT)
 
 
-def test_a_name_with_only_public_addresses_may_be_sent_to() -> None:
-    resolve = resolving_to("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946")
-    assert refusal("https://hooks.example.com:8443/in", resolve) is None
-    assert resolve.asked == [("hooks.example.com", 8443)]
+def test_only_https_unless_the_operator_allows_internal_destinations() -> None:
+    with pytest.raises(ValidationFailed, match="must be https"):
+        check_url("http://hooks.example.com/in", STRICT)
+    assert check_url("https://hooks.example.com/in", STRICT) == "https://hooks.example.com/in"
+    assert check_url("http://127.0.0.1:8080/in", DEVELOPMENT) == "http://127.0.0.1:8080/in"
 
 
-def test_literals_and_the_loopback_dev_flag_need_no_lookup() -> None:
-    """A literal is judged as it is, again at each attempt: one registered under the loopback
-    development flag is refused once the flag is off."""
-    resolve = resolving_to("10.0.0.7")
-    assert refusal("https://93.184.216.34/in", resolve) is None
-    assert refusal("http://localhost:8080/in", resolve, loopback_dev_flag=True) is None
-    assert refusal("http://127.0.0.1:8080/in", resolve, loopback_dev_flag=True) is None
-    assert refusal("http://127.0.0.1:8080/in", resolve) is not None
-    assert refusal("https://[fd00::5]/in", resolve) is not None
-    assert refusal("https://2130706433/in", resolve) is not None  # 127.0.0.1 in shorthand
-    assert resolve.asked == []
-    assert refusal("https://localhost.example.com/in", resolve) is not None
+@pytest.fixture(params=BACKENDS)
+def strict_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """A real ``connectors serve`` with its webhook worker and the operator setting off."""
+    port = free_port()
+    env = {
+        "CONNECTORS_DATA_DIR": str(tmp_path / "data"),
+        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
+        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        "CONNECTORS_OUTBOUND_ALLOW_INTERNAL": "false",
+        "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "30",
+        "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
+    }
+    database_url = None
+    if request.param == "postgres":
+        database_url = create_postgres_database()
+        env["CONNECTORS_DATABASE_URL"] = database_url
+        ServiceProcess(port, env, tmp_path / "service.log").cli("migrate")
+    service = ServiceProcess(port, env, tmp_path / "service.log").start()
+    yield service
+    service.stop()
+    if database_url:
+        drop_postgres_database(database_url)
 
 
-def test_a_name_that_does_not_resolve_is_left_to_fail_as_a_connection_error() -> None:
-    assert refusal("https://nowhere.invalid/in", unresolvable) is None
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP port on 127.0.0.1 that counts nothing but connection attempts (its backlog)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    yield server
+    server.close()
 
 
-def test_a_name_the_resolver_cannot_encode_is_refused_instead_of_breaking_the_round() -> None:
-    async def real(host: str, port: int) -> Sequence[tuple[Any, ...]]:
-        return await asyncio.get_running_loop().getaddrinfo(host, port)
-
-    # A label over 63 characters: getaddrinfo raises UnicodeError, not OSError.
-    assert refusal(f"https://{'a' * 64}.example.com/in", real) is not None
-
-
-def test_the_worker_does_not_send_to_a_refused_destination_and_retries_later(
-    service: ServiceProcess,
+def test_a_name_that_resolves_inward_is_never_connected_to(
+    strict_service: ServiceProcess, listener: socket.socket
 ) -> None:
-    sent: list[httpx.Request] = []
+    """``localhost`` is a name, judged by what the system resolver answers at delivery time (as
+    for a public name repointed inward after registration): the delivery fails with the reason,
+    and nothing ever connects to the port it names."""
+    tenant = make_tenant(strict_service)
+    port = listener.getsockname()[1]
 
-    async def work(_session: Any, runtime: Runtime) -> tuple[Any, Any]:
-        worker = DeliveryWorker(runtime)
-        await worker.http.aclose()
-        worker.http = httpx.AsyncClient(
-            transport=httpx.MockTransport(
-                lambda request: sent.append(request) or httpx.Response(200)
-            )
-        )
+    async def plant(session, runtime):  # type: ignore[no-untyped-def]
+        # Written directly: registration refuses this name, which is what a rename would dodge.
         endpoint = WebhookEndpoint(
-            id="whe_" + "0" * 32,
-            organization_id="org_" + "0" * 32,
-            url="https://hooks.example.com/in",
+            id=new_id("whe"),
+            organization_id=tenant.organization_id,
+            url=f"https://localhost:{port}/hook",
             is_active=True,
             key_id=runtime.sealer.key_id,
         )
         endpoint.secret_ct = runtime.sealer.seal("whsec_test", secret_aad(endpoint.id))
-        delivery = WebhookDelivery(
-            id="msg_" + "0" * 32, event_type="connection.created", payload={"type": "x"}, attempts=1
+        session.add(endpoint)
+        await session.flush()
+        session.add(
+            WebhookDelivery(
+                id=new_id("msg"),
+                endpoint_id=endpoint.id,
+                organization_id=tenant.organization_id,
+                event_id=new_id("evt"),
+                event_type="connection.created",
+                payload={"type": "connection.created"},
+            )
         )
-        try:
-            worker.resolve = resolving_to("10.0.0.7")  # type: ignore[method-assign]
-            refused = await worker._attempt(delivery, endpoint)
-            worker.resolve = resolving_to("93.184.216.34")  # type: ignore[method-assign]
-            allowed = await worker._attempt(delivery, endpoint)
-        finally:
-            await worker.close()
-        return refused, allowed
+        await session.commit()
 
-    refused, allowed = service.run_db(work)
-    assert refused.error == "destination refused" and not refused.final and not refused.ok
-    assert allowed.ok and len(sent) == 1  # only the attempt to the public address went out
+    strict_service.run_db(plant)
+    deadline = time.monotonic() + 30
+    while (row := deliveries(strict_service, tenant.organization_id)[0]).attempts == 0:
+        assert time.monotonic() < deadline, "the worker never attempted the delivery"
+        time.sleep(0.1)
+    assert row.status == DeliveryStatus.PENDING  # kept for a retry: the name may be repointed
+    assert row.last_error == "destination refused: it resolves to a loopback address"
+    assert row.last_status_code is None
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # no connection was ever made to the port
+    assert httpx.get(f"{strict_service.base_url}/readyz").status_code == 200

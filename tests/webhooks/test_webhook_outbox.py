@@ -46,7 +46,7 @@ def offline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceP
     env = {
         "CONNECTORS_DATA_DIR": str(tmp_path / "data"),
         "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
+        "CONNECTORS_OUTBOUND_ALLOW_INTERNAL": "true",
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5",
     }
     database_url = None

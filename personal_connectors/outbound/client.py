@@ -1,0 +1,97 @@
+"""The one outbound ``httpx.AsyncClient`` of a process, built from the settings.
+
+Every call to a provider, a discovery document, a revocation endpoint or a webhook receiver
+goes through it, so they share one connection pool (keep-alive), one TLS context (the CA
+bundle read once) and the guard. Timeouts are per call (``timeout=``); the client's default is
+the provider timeout. No redirect is followed, and no cookie is ever kept: the jar's policy
+accepts none, so nothing a provider sets reaches another provider or another user's call.
+Proxies named in the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) are honoured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import ssl
+import sys
+import urllib.request
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+
+from personal_connectors.config import Settings
+from personal_connectors.outbound.guard import OutboundPolicy
+from personal_connectors.outbound.transport import GuardedTransport
+
+# httpcore asks ``sniffio`` which event loop runs on every lock and semaphore operation. Where it
+# is not installed (anyio 4.16 no longer needs it), each ask is a failed import that searches
+# all of sys.path: most of a request's CPU. A None entry makes that import fail at once (Python's
+# import system), and httpcore then assumes asyncio, the only loop this service runs.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+USER_AGENT = "personal-connectors/0.1"
+# Connections kept open across all destinations; a provider with more requests in flight
+# waits for one (the pool timeout is the call's connect timeout).
+LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
+
+
+def no_cookies() -> CookieJar:
+    """A jar that accepts no cookie from any domain (httpx keeps a jar it is given as it is)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def create_client(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """``transport`` replaces the network (unit tests' ``httpx.MockTransport``)."""
+    policy = OutboundPolicy(allow_internal=settings.outbound_allow_internal)
+    ssl_context = httpx.create_ssl_context(trust_env=True)
+    if transport is None:
+        transport = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)
+        mounts = _environment_proxies(policy, ssl_context)
+    else:
+        mounts = {}
+    return httpx.AsyncClient(
+        transport=transport,
+        mounts=mounts,
+        timeout=settings.provider_timeout_seconds,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        cookies=no_cookies(),
+        trust_env=True,
+    )
+
+
+def _environment_proxies(
+    policy: OutboundPolicy, ssl_context: ssl.SSLContext
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """Mounts for the proxies the environment names, as httpx reads them for its own transport
+    (it ignores them for a client given a transport): ``NO_PROXY`` hosts go direct."""
+    found = urllib.request.getproxies()
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for scheme in ("http", "https", "all"):
+        if url := found.get(scheme):
+            proxy = httpx.Proxy(url if "://" in url else f"http://{url}")
+            mounts[f"{scheme}://"] = GuardedTransport(
+                policy, ssl_context=ssl_context, limits=LIMITS, proxy=proxy
+            )
+    if not mounts:
+        return {}
+    for host in (item.strip() for item in found.get("no", "").split(",")):
+        if host == "*":
+            return {}
+        if host:
+            mounts[_no_proxy_pattern(host)] = None  # None: the client's own transport
+    return mounts
+
+
+def _no_proxy_pattern(host: str) -> str:
+    """curl's NO_PROXY reading: a domain covers its subdomains, an address only itself."""
+    if "://" in host:
+        return host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"all://{host}" if host == "localhost" else f"all://*{host}"
+    return f"all://[{address}]" if address.version == 6 else f"all://{address}"
