@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     refresher_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     refresher_concurrency: int = Field(default=16, ge=1, le=256)
     refresher_provider_concurrency: int = Field(default=8, ge=1, le=256)
+    # The HTTP server (serving.py): how long a client may take to send a request's headers (from
+    # connecting, or from the first byte of the next request), how long an idle keep-alive
+    # connection stays open, how large a request's line and headers may be (431 beyond), and how
+    # many connections and requests one worker holds at once (503 beyond).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    http_max_concurrency: int = Field(default=1000, ge=1, le=100_000)
     # Webhooks (see webhooks/): plain http only to loopback, and only when allowed (development).
     webhook_allow_http_loopback: bool = False
     webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker

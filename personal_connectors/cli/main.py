@@ -19,6 +19,7 @@ from personal_connectors.cli.webhooks import events, webhooks
 from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
 from personal_connectors.logs import configure_logging
 from personal_connectors.providers.catalog import CatalogError, load_catalog
+from personal_connectors.serving import uvicorn_options
 from personal_connectors.storage.migrations import upgrade
 
 app = typer.Typer(
@@ -77,6 +78,7 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        **uvicorn_options(settings),
     )
 
 

@@ -21,7 +21,7 @@ from personal_connectors.config import Settings
 from personal_connectors.runtime import Runtime
 
 T = TypeVar("T")
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # the shared test machine can be slow to start a process
 TEST_ENCRYPTION_KEY = "dGVzdC1rZXktMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA="  # 32 bytes, tests only
 
 
