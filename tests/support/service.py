@@ -132,10 +132,13 @@ class ServiceProcess:
 
         return asyncio.run(main())
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``connectors ARGS`` with this service's environment (and ``env`` on top)."""
         return subprocess.run(
             [sys.executable, "-m", "personal_connectors", *args],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=60,
