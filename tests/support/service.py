@@ -32,16 +32,16 @@ def postgres_admin_url() -> str:
 def create_postgres_database(prefix: str = "pc_test") -> str:
     """A fresh, empty database for one test session; returns its plain URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    _psql("postgres", f'CREATE DATABASE "{name}"')
+    psql("postgres", f'CREATE DATABASE "{name}"')
     return f"{postgres_admin_url()}/{name}"
 
 
 def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    _psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _psql(database: str, sql: str) -> None:
+def psql(database: str, sql: str) -> None:
     subprocess.run(
         ["psql", f"{postgres_admin_url()}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql],
         check=True,
