@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import Settings
 from personal_connectors.runtime import Runtime
+from tests.support import outputs
 
 T = TypeVar("T")
 START_TIMEOUT_S = 60.0  # the shared test machine can be slow to start a process
@@ -77,6 +78,7 @@ class ServiceProcess:
         return Settings(_env_file=None, **scoped)  # type: ignore[call-arg]
 
     def start(self) -> ServiceProcess:
+        outputs.RECORD.watch(self.log_path, f"server log {self.log_path}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -136,11 +138,10 @@ class ServiceProcess:
         self, *args: str, check: bool = True, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """``connectors ARGS`` with this service's environment (and ``env`` on top)."""
-        return subprocess.run(
+        return outputs.run(
             [sys.executable, "-m", "personal_connectors", *args],
+            f"connectors {' '.join(args[:2])}",
             env={**os.environ, **self.env, **(env or {})},
-            capture_output=True,
-            text=True,
             timeout=60,
             check=check,
         )

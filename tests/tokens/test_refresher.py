@@ -31,6 +31,7 @@ from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, T
 from tests.support.db import event_types, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider, free_port, token_request
+from tests.support.outputs import RECORD
 from tests.support.service import ServiceProcess
 from tests.tokens.conftest import (
     TOKEN_PATH,
@@ -306,6 +307,8 @@ def test_two_refreshers_at_once_refresh_every_connection_exactly_once(
         subprocess.Popen(refresher_command(*args), env=env, stdout=subprocess.PIPE, text=True)
     )
     outputs = [process.communicate(timeout=120)[0] for process in processes]
+    for output in outputs:
+        RECORD.record("connectors refresher --once", output)
     assert [process.returncode for process in processes] == [0, 0], outputs
     proxy.set_mode("pass")
 
