@@ -63,11 +63,13 @@ def refresher_env(service: ServiceProcess, **overrides: str) -> dict[str, str]:
 
 
 def run_refresher_once(
-    service: ServiceProcess, *args: str, env: dict[str, str] | None = None
+    service: ServiceProcess, org: str, *args: str, env: dict[str, str] | None = None
 ) -> dict[str, int]:
-    """``connectors refresher --once --json`` as an operator (or cron) runs it; its counts."""
+    """``connectors refresher --once --json --org ORG`` as an operator (or cron) runs it; its
+    counts. Always scoped to the test's organization: the database is shared by the worker's
+    tests, and rows another test left due would change the counts."""
     result = outputs.run(
-        refresher_command("--once", "--json", *args),
+        refresher_command("--once", "--json", "--org", org, *args),
         "connectors refresher --once",
         env=env or refresher_env(service),
         timeout=120,

@@ -95,7 +95,9 @@ def test_kill_9_of_the_refresher_mid_refresh(
     proxy.set_mode(STALL)
     answered = proxy.forwarded(TOKEN_PATH)
     refresher = subprocess.Popen(
-        refresher_command("--concurrency", "4", "--provider-concurrency", "2"),
+        refresher_command(
+            "--concurrency", "4", "--provider-concurrency", "2", "--org", tenant.organization_id
+        ),
         env=refresher_env(service, **KILLED_ENV),
     )
     try:
@@ -110,7 +112,7 @@ def test_kill_9_of_the_refresher_mid_refresh(
 
     # Restart once the dead process's leases have expired.
     wait_for(lambda: held_leases(service, ids) == 0, what="lease expiry")
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
 
     # The restarted refresher already found the two whose rotation was lost, and refreshed
     # the four the dead one never sent.
