@@ -15,7 +15,7 @@ from tests.support.envelope import is_envelope
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
 
-HEADER_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 3.0
 KEEP_ALIVE_S = 1
 MAX_HEADER_BYTES = 8192
 MAX_CONCURRENCY = 4

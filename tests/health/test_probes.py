@@ -67,7 +67,7 @@ def postgres_url() -> Iterator[str]:
     drop_postgres_database(url)
 
 
-async def _execute(session, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+async def rename_table(session, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
     await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
     await session.commit()
 
@@ -82,12 +82,12 @@ def test_an_unexpected_exception_is_a_500_in_the_envelope_and_nothing_more(
         assert httpx.get(listing, headers=tenant.headers).status_code == 200
 
         # A table the listing reads is gone: a fault no handler anticipates.
-        service.run_db(lambda session, runtime: _execute(session, "connections", "gone"))
+        service.run_db(lambda session, runtime: rename_table(session, "connections", "gone"))
         try:
             crashed = httpx.get(listing, headers=tenant.headers)
             assert_clean_error(crashed, 500, "INTERNAL_ERROR", tenant.api_key, "gone")
         finally:
-            service.run_db(lambda session, runtime: _execute(session, "gone", "connections"))
+            service.run_db(lambda session, runtime: rename_table(session, "gone", "connections"))
         assert httpx.get(listing, headers=tenant.headers).status_code == 200
         logs = service.logs()
         assert crashed.headers["x-request-id"] in logs  # the crash is logged, by its trace id

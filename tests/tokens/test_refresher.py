@@ -353,7 +353,8 @@ def test_sigterm_lets_refreshes_in_flight_finish_and_hands_the_rest_back(
         # Two refreshes are at the provider; two more claimed connections wait for a slot.
         wait_for(lambda: proxy.count(TOKEN_PATH) - before >= 2, what="refreshes in flight")
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=20)
+        stdout, stderr = process.communicate(timeout=20)
+        RECORD.record("connectors refresher (SIGTERM)", stdout, stderr)
     finally:
         if process.poll() is None:
             process.kill()
