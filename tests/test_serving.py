@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +20,10 @@ MAX_HEADER_BYTES = 8192
 MAX_CONCURRENCY = 4
 
 
-@pytest.fixture
-def limited(service: ServiceProcess, tmp_path: Path) -> Iterator[ServiceProcess]:
+@pytest.fixture(scope="module")
+def limited(
+    service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     """A second server on the same database with small limits, so each is quick to reach."""
     env = {
         **service.env,
@@ -31,7 +32,8 @@ def limited(service: ServiceProcess, tmp_path: Path) -> Iterator[ServiceProcess]
         "CONNECTORS_HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "CONNECTORS_HTTP_MAX_CONCURRENCY": str(MAX_CONCURRENCY),
     }
-    process = ServiceProcess(free_port(), env, tmp_path / "service.log").start()
+    log = tmp_path_factory.mktemp("limited") / "service.log"
+    process = ServiceProcess(free_port(), env, log).start()
     yield process
     process.stop()
 
