@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     # addresses only (outbound/guard.py); true allows plain http and loopback, private and
     # link-local destinations too: development and tests, never production.
     outbound_allow_internal: bool = False
+    # The HTTP server (http/server.py): how long a client may take to send a request's headers (from
+    # connecting, or from the first byte of the next request), how long an idle keep-alive
+    # connection stays open, how large a request's line and headers may be (431 beyond), and how
+    # many connections and requests one worker holds at once (503 beyond).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    http_max_concurrency: int = Field(default=1000, ge=1, le=100_000)
     # Webhooks (see webhooks/).
     webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -18,6 +18,7 @@ import yaml
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
+from tests.support import outputs
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
@@ -40,6 +41,17 @@ STATELESS_KEY = "stateless-oidc"
 # Like the built-in generic `oidc` entry: where the issuer is (its port here) is an admin-set
 # integration param.
 TENANT_OIDC_KEY = "tenant-oidc"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_output() -> Iterator[None]:
+    """At the session's end (each xdist worker's): no secret issued during the session — codes,
+    PKCE verifiers, ID tokens, every access and refresh token, client secrets, API keys, webhook
+    secrets — in the output of any process the tests started (tests/support/outputs.py). Set up
+    before every other session fixture, it checks after they have all stopped."""
+    yield
+    leaks = outputs.RECORD.leaks()
+    assert not leaks, "secrets in process output:\n" + "\n".join(leaks)
 
 
 @pytest.fixture(scope="session")
@@ -236,6 +248,7 @@ def make_tenant(
             email or f"{os.urandom(6).hex()}@example.test", org.id, role=role
         )
         issued = await identities.create_api_key(user.id)
+        outputs.RECORD.add_secret(issued.plaintext, "api_key")
         return Tenant(org.id, user.id, issued.plaintext, issued.key.id)
 
     return service.run_db(work)

@@ -1,7 +1,14 @@
-"""No token, code, state, secret or API key reaches a log line — captured from a real run."""
+"""No token, code, state, secret or API key reaches a log line — captured from a real run.
+
+Beyond the flow below, every process's output in the session is scanned for every secret issued
+during it when the session ends (``no_secret_in_any_output`` in tests/conftest.py, with the
+record of tests/support/outputs.py); the tests here also check that record itself: that it holds
+what the provider issued, and finds a secret wherever it shows up.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -11,6 +18,7 @@ from personal_connectors.models import Connection
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import CLIENT_SECRET, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support.outputs import RECORD, SessionRecord
 from tests.support.service import ServiceProcess
 
 
@@ -42,6 +50,32 @@ def test_a_whole_flow_leaves_no_secret_in_the_logs(
     assert "/v1/personal-connectors/callback" in logs  # the access log did record the requests
     for secret in (tenant.api_key, flow.state, code, access_token, refresh_token, CLIENT_SECRET):
         assert secret and secret not in logs
+    # The session's record holds what the provider issued in this flow, so the scan at the
+    # session's end looks for it in every output.
+    issued = RECORD.all_secrets()
+    assert issued.get(code) == "code"
+    assert issued.get(access_token) == "access_token" and issued.get(refresh_token)
+    assert {"code_verifier", "id_token", "client_secret", "api_key"} <= set(issued.values())
+
+
+def test_the_session_scan_finds_a_secret_wherever_it_is_not_issued(tmp_path: Path) -> None:
+    record = SessionRecord()
+    token = "tok_" + "A1b2" * 8
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    record.add_secret(token, "refresh_token")
+    record.add_secret(jwt, "id_token")
+    log = tmp_path / "service.log"
+    log.write_text(f"INFO refreshed with {token}.\nDEBUG body={jwt}&x=1\n")
+    record.watch(log, "server log")
+    key = "ak_" + "k" * 40
+    record.record("connectors api-keys create", f'{{"key": "{key}"}}', issues=[key])
+    record.record("connectors api-keys list", f"| {key} |", "")
+    record.record("connectors refresher --once", '{"refreshed": 1}', "")
+    assert record.leaks() == [
+        "api_key (by its shape) in connectors api-keys list (output 2)",
+        "id_token in server log",
+        "refresh_token in server log",
+    ]
 
 
 def test_the_redaction_filter_catches_accidents() -> None:

@@ -80,6 +80,7 @@ def serve(
     from personal_connectors.cli.output import console, errors, fail
     from personal_connectors.config import base_url_mismatch
     from personal_connectors.crypto.keyring import KeyConfigurationError, load_keyring
+    from personal_connectors.http.server import uvicorn_options
     from personal_connectors.logs import configure_logging
     from personal_connectors.providers.catalog import CatalogError, load_catalog
 
@@ -117,6 +118,7 @@ def serve(
         access_log=False,
         server_header=False,
         ws="none",  # no WebSocket routes: spares loading a WebSocket implementation
+        **uvicorn_options(settings),
     )
 
 

@@ -108,7 +108,7 @@ def load_keyring(settings: Settings, *, create: bool | None = None) -> KeyRing:
 
 
 def _write_key_file(path: Path, key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data folder: private
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")

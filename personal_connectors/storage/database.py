@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +30,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(database), data_dir=settings.is_embedded)
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, hide_parameters=True, pool_size=20, max_overflow=20
         )
@@ -42,6 +44,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
     )
+
+
+def _private_sqlite_file(path: Path, *, data_dir: bool) -> None:
+    """The database holds sealed tokens and key digests: its folder is made 0700 and the file
+    0600 before SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files the database
+    file's mode). An existing file is narrowed to its owner too; an existing folder only when it
+    is the service's own data folder (a database elsewhere may sit in a shared one)."""
+    folder = path.parent
+    if data_dir and folder.is_dir():
+        _narrow(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    _narrow(path)
+
+
+def _narrow(path: Path) -> None:
+    """Take group and other bits off ``path`` when this user owns it (else it is not ours to
+    change, and SQLite reports whatever access it lacks)."""
+    status = path.stat()
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077 and status.st_uid == os.getuid():
+        path.chmod(mode & ~0o077)
 
 
 def create_unpinged_engine(engine: AsyncEngine, pool_size: int) -> AsyncEngine:

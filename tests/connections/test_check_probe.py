@@ -155,7 +155,7 @@ def test_an_unreachable_provider_is_a_failed_check(tmp_path: Path) -> None:
 
 def test_a_stalling_provider_is_cut_off_at_the_provider_timeout(tmp_path: Path) -> None:
     async def stall(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # never answers: only the timeout ends the wait
         return httpx.Response(200)
 
     outcome, _ = run_probe(tmp_path, entry(), stall, timeout=0.2)

@@ -28,6 +28,7 @@ from personal_connectors.portability.envelope import MAGIC
 from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
+from tests.support import outputs
 from tests.support.service import ServiceProcess
 
 PASSPHRASE_VAR = "PC_TEST_EXPORT_PASSPHRASE"
@@ -62,11 +63,10 @@ def cli(
     service: ServiceProcess, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The real `connectors` process, as an operator runs it."""
-    return subprocess.run(
+    return outputs.run(
         [sys.executable, "-m", "personal_connectors", *args],
+        f"connectors {' '.join(args[:2])}",
         env={**os.environ, **service.env, **(env or {})},
-        capture_output=True,
-        text=True,
         timeout=60,
     )
 

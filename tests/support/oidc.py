@@ -24,6 +24,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from tests.support import outputs
+
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 # Node 22 when installed, else the one on PATH without the provider's version warning.
 NODE = Path(__file__).resolve().parents[2] / "scripts" / "node"
@@ -154,6 +156,11 @@ class OidcProvider:
         if refresh_token_ttl is not None:
             config["refresh_token_ttl"] = refresh_token_ttl
         workdir.mkdir(parents=True, exist_ok=True)
+        # What it issues, for the session's scan of every output (tests/support/outputs.py).
+        config["issued_file"] = str(workdir / f"oidc-issued-{port}.jsonl")
+        outputs.RECORD.issued_file(Path(config["issued_file"]))
+        for client in clients:
+            outputs.RECORD.add_secret(client.get("client_secret"), "client_secret")
         config_path = workdir / f"oidc-provider-{port}.json"
         config_path.write_text(json.dumps(config))
         process = subprocess.Popen(

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import Settings
 from personal_connectors.runtime import Runtime
+from tests.support import outputs
 
 T = TypeVar("T")
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # the shared test machine can be slow to start a process
 TEST_ENCRYPTION_KEY = "dGVzdC1rZXktMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA="  # 32 bytes, tests only
 
 
@@ -32,16 +33,16 @@ def postgres_admin_url() -> str:
 def create_postgres_database(prefix: str = "pc_test") -> str:
     """A fresh, empty database for one test session; returns its plain URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    _psql("postgres", f'CREATE DATABASE "{name}"')
+    psql("postgres", f'CREATE DATABASE "{name}"')
     return f"{postgres_admin_url()}/{name}"
 
 
 def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    _psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _psql(database: str, sql: str) -> None:
+def psql(database: str, sql: str) -> None:
     subprocess.run(
         ["psql", f"{postgres_admin_url()}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql],
         check=True,
@@ -82,6 +83,7 @@ class ServiceProcess:
         return Settings(_env_file=None, **scoped)  # type: ignore[call-arg]
 
     def start(self) -> ServiceProcess:
+        outputs.RECORD.watch(self.log_path, f"server log {self.log_path}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -137,12 +139,14 @@ class ServiceProcess:
 
         return asyncio.run(main())
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``connectors ARGS`` with this service's environment (and ``env`` on top)."""
+        return outputs.run(
             [sys.executable, "-m", "personal_connectors", *args],
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
+            f"connectors {' '.join(args[:2])}",
+            env={**os.environ, **self.env, **(env or {})},
             timeout=60,
             check=check,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, ConnectionEvent, utcnow
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support import outputs
 from tests.support.fault_proxy import FaultProxy
 from tests.support.service import ServiceProcess
 
@@ -63,14 +63,15 @@ def refresher_env(service: ServiceProcess, **overrides: str) -> dict[str, str]:
 
 
 def run_refresher_once(
-    service: ServiceProcess, *args: str, env: dict[str, str] | None = None
+    service: ServiceProcess, org: str, *args: str, env: dict[str, str] | None = None
 ) -> dict[str, int]:
-    """``connectors refresher --once --json`` as an operator (or cron) runs it; its counts."""
-    result = subprocess.run(
-        refresher_command("--once", "--json", *args),
+    """``connectors refresher --once --json --org ORG`` as an operator (or cron) runs it; its
+    counts. Always scoped to the test's organization: the database is shared by the worker's
+    tests, and rows another test left due would change the counts."""
+    result = outputs.run(
+        refresher_command("--once", "--json", "--org", org, *args),
+        "connectors refresher --once",
         env=env or refresher_env(service),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]

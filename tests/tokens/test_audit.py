@@ -133,7 +133,11 @@ def test_every_token_handed_out_is_audited_without_the_token(
     secrets |= {forced.json()["access_token"], *filter(None, stored_tokens(service, connection_id))}
 
     assert wait_for_issued(service, connection_id, handed_out + 1) == handed_out + 1
-    time.sleep(1.5)  # one more writer period: nothing beyond what was handed out appears
+    # A last hand-out, queued after all of these: the writer keeps its queue's order, so once
+    # that one is written, anything these requests had queued beyond their rows would be too.
+    sentinel = connect(api, other_tenant)
+    assert token(api, other_tenant, sentinel).status_code == 200
+    assert wait_for_issued(service, sentinel, 1) == 1
     rows = issued_rows(service, connection_id)
     assert len(rows) == handed_out + 1
     assert {row["organization_id"] for row in rows} == {tenant.organization_id}
@@ -165,15 +169,18 @@ def test_queued_rows_are_written_on_graceful_shutdown(
         with httpx.Client(base_url=second.api, timeout=30) as client:
             for _ in range(7):
                 assert token(client, tenant, connection_id).status_code == 200
-        # Still queued: the hour has not passed and the queue is far from a batch.
-        time.sleep(0.5)
-        assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 0
+        # Still queued: the hour has not passed and the queue is far from a batch. A hand-out
+        # through the first server, written by its writer a period later, shows that a writer
+        # period has passed since.
+        assert token(api, tenant, connection_id).status_code == 200
+        assert wait_for_issued(service, connection_id, 1) == 1
+        assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 1
     finally:
         second.stop()  # SIGTERM, as an orchestrator stops it
     # Uvicorn re-raises the SIGTERM once its shutdown is complete: -15 is a graceful exit here.
     assert second.process is not None and second.process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in second.logs()
-    assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 7
+    assert event_types(service, connection_id, with_token_issued=True).count(ISSUED) == 1 + 7
 
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(

@@ -23,6 +23,7 @@ from personal_connectors.models import Connection, utcnow
 from tests.conftest import FAULTY_KEY, Tenant
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import free_port
+from tests.support.outputs import RECORD
 from tests.support.service import ServiceProcess
 from tests.tokens.conftest import (
     TOKEN_PATH,
@@ -88,15 +89,26 @@ def assert_none_silently_broken(
 
 
 def test_kill_9_of_the_refresher_mid_refresh(
-    api: httpx.Client, tenant: Tenant, service: ServiceProcess, proxy: FaultProxy
+    api: httpx.Client,
+    tenant: Tenant,
+    service: ServiceProcess,
+    proxy: FaultProxy,
+    tmp_path: Path,
 ) -> None:
     ids = connect_accounts(api, tenant, 6, connector_type=FAULTY_KEY)
     set_due(service, ids, 200)
     proxy.set_mode(STALL)
     answered = proxy.forwarded(TOKEN_PATH)
+    output = tmp_path / "refresher.log"
+    RECORD.watch(output, "killed refresher's output")
+    log = output.open("wb")
     refresher = subprocess.Popen(
-        refresher_command("--concurrency", "4", "--provider-concurrency", "2"),
+        refresher_command(
+            "--concurrency", "4", "--provider-concurrency", "2", "--org", tenant.organization_id
+        ),
         env=refresher_env(service, **KILLED_ENV),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         # Two refreshes answered by the provider (rotated there), two more claimed and waiting.
@@ -104,13 +116,14 @@ def test_kill_9_of_the_refresher_mid_refresh(
     finally:
         refresher.kill()  # SIGKILL: no finally, no lease released, no answer stored
         refresher.wait()
+        log.close()
     assert held_leases(service, ids) >= 2  # the two in flight, and any claimed after them
     assert all(state.version == 1 for state in states(service, ids).values())
     proxy.set_mode("pass")
 
     # Restart once the dead process's leases have expired.
     wait_for(lambda: held_leases(service, ids) == 0, what="lease expiry")
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
 
     # The restarted refresher already found the two whose rotation was lost, and refreshed
     # the four the dead one never sent.

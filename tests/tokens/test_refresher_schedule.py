@@ -26,7 +26,7 @@ def test_a_passing_fault_backs_off_then_the_refresh_recovers(
     proxy.set_mode("status:503")
     before = proxy.count(TOKEN_PATH)
 
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
 
     assert proxy.count(TOKEN_PATH) > before  # it tried (and retried inside its budget)
     row = connection_row(service, connection_id)
@@ -36,7 +36,7 @@ def test_a_passing_fault_backs_off_then_the_refresh_recovers(
 
     # Inside the backoff another run leaves the provider alone.
     tried = proxy.count(TOKEN_PATH)
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
     assert proxy.count(TOKEN_PATH) == tried
     assert connection_row(service, connection_id).refresh_failures == 1
 
@@ -45,9 +45,9 @@ def test_a_passing_fault_backs_off_then_the_refresh_recovers(
     proxy.set_mode("pass")
     failed_at = utcnow() - timedelta(seconds=FIRST_BACKOFF_SECONDS + 1)
     update_connection(service, connection_id, updated_at=failed_at)
-    counts = run_refresher_once(service)
+    counts = run_refresher_once(service, tenant.organization_id)
 
-    assert counts["refreshed"] >= 1
+    assert counts["refreshed"] == 1
     row = connection_row(service, connection_id)
     assert (row.status, row.refresh_failures, row.version) == ("active", 0, 2)
     assert stored_tokens(service, connection_id)[0] != tokens[0]
@@ -70,7 +70,7 @@ def test_disabled_waits_for_the_idle_refresh_and_expired_without_refresh_token_i
         service, still_valid, refresh_token_ct=None, expires_at=utcnow() + timedelta(seconds=200)
     )
 
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
 
     got = states(service, [disabled, expired, still_valid])
     # Nobody can use a disabled connection's token: no refresh for the window alone.
@@ -90,7 +90,7 @@ def test_disabled_waits_for_the_idle_refresh_and_expired_without_refresh_token_i
     # Idle for over a day, the disabled connection's grant is kept alive all the same.
     long_ago = utcnow() - timedelta(hours=25)
     update_connection(service, disabled, created_at=long_ago, last_refreshed_at=long_ago)
-    run_refresher_once(service)
+    run_refresher_once(service, tenant.organization_id)
     got = states(service, [disabled])
     assert (got[disabled].status, got[disabled].version, got[disabled].refreshed_events) == (
         "active",

@@ -25,6 +25,7 @@ from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.tokens.vault import TokenVault
 from personal_connectors.webhooks.service import WebhookService
 from tests.support.oidc import free_port
+from tests.support.outputs import RECORD
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
     ServiceProcess,
@@ -150,6 +151,8 @@ def test_outbox_filters_and_concurrent_workers_deliver_each_once(
             for _ in range(2)
         ]
         outputs = [worker.communicate(timeout=120) for worker in workers]
+        for output in outputs:
+            RECORD.record("connectors webhooks deliver", *output)
         assert all(worker.returncode == 0 for worker in workers), outputs
         for key in ("attempted", "delivered"):
             assert sum(json.loads(out)[key] for out, _ in outputs) == len(rows), outputs

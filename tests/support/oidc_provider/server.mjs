@@ -6,7 +6,7 @@
 // killed test run leaves no orphan.
 // Never logs tokens: only event names, error codes and descriptions go to stderr.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 
 import Provider from 'oidc-provider';
 
@@ -119,6 +119,28 @@ if (autoLogin) {
     });
     ctx.status = 303;
     ctx.redirect(returnTo);
+  });
+}
+
+// Every secret this provider hands out or is shown (codes, PKCE verifiers, access, refresh and
+// ID tokens, device codes), one JSON array a line, into the file the tests name: they then look
+// for each in the output of every process they started (tests/support/outputs.py).
+if (config.issued_file) {
+  const SECRET_PARAMS = ['code', 'code_verifier', 'refresh_token', 'device_code', 'token', 'client_secret'];
+  const SECRET_ANSWERS = ['access_token', 'refresh_token', 'id_token', 'device_code'];
+  provider.use(async (ctx, next) => {
+    await next();
+    const seen = [];
+    const params = ctx.oidc?.params ?? {};
+    for (const name of SECRET_PARAMS) if (typeof params[name] === 'string') seen.push([name, params[name]]);
+    const body = ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body) ? ctx.body : {};
+    for (const name of SECRET_ANSWERS) if (typeof body[name] === 'string') seen.push([name, body[name]]);
+    const location = ctx.response.get('location');
+    if (location && location.includes('code=')) {
+      const code = new URL(location, issuer).searchParams.get('code');
+      if (code) seen.push(['code', code]);
+    }
+    if (seen.length) appendFileSync(config.issued_file, `${JSON.stringify(seen)}\n`);
   });
 }
 
