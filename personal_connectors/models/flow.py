@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, id_column, utcnow
@@ -76,8 +76,9 @@ class Flow(Base):
     connect_session_id: Mapped[str | None] = mapped_column(String(40))
     # The connect page's handle for a popup attempt: its opener polls that attempt's state.
     connect_attempt: Mapped[str | None] = mapped_column(String(64))
-    # `require_verifier`: SHA-256 of the one-time verifier only the returning browser receives
-    # (with the return_url redirect); complete-oauth refuses the flow without it.
+    # `require_verifier`: complete-oauth needs the one-time verifier that only the returning
+    # browser receives (with the return_url redirect); its SHA-256 is kept once it is issued.
+    require_verifier: Mapped[bool] = mapped_column(default=False, server_default=false())
     verifier_hash: Mapped[str | None] = mapped_column(String(64))
     # Device authorization grant (RFC 8628, flows/device.py): the device code sealed like the
     # verifier, the polling interval the provider asked for (raised by slow_down), and the

@@ -22,6 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("flows") as batch_op:
+        batch_op.add_column(
+            sa.Column("require_verifier", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch_op.add_column(sa.Column("verifier_hash", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("connect_attempt", sa.String(length=64), nullable=True))
         batch_op.create_index(batch_op.f("ix_flows_created_at"), ["created_at"], unique=False)
@@ -55,3 +58,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_flows_created_at"))
         batch_op.drop_column("connect_attempt")
         batch_op.drop_column("verifier_hash")
+        batch_op.drop_column("require_verifier")
