@@ -18,6 +18,7 @@ from personal_connectors.flows.exceptions import (
     AuthorizationFailed,
     FlowFailed,
     failure_text,
+    page_code,
 )
 from personal_connectors.flows.return_url import with_query
 from personal_connectors.flows.schemas import (
@@ -134,7 +135,8 @@ def _result_message(outcome: CallbackOutcome, state: str) -> dict[str, object]:
         "connection_id": outcome.connection_id,
     }
     if outcome.error is not None:
-        message["error"] = outcome.error.code
+        # Only codes of the fixed vocabulary go into the page; others read `provider_error`.
+        message["error"] = page_code(outcome.error.code)
     return message
 
 

@@ -72,3 +72,8 @@ GENERIC_FAILURE_TEXT = "The account could not be connected. Please try again."
 
 def failure_text(code: str) -> str:
     return FAILURE_TEXTS.get(code, GENERIC_FAILURE_TEXT)
+
+
+def page_code(code: str) -> str:
+    """The code a page may carry: one of the fixed vocabulary, else ``provider_error``."""
+    return code if code in FAILURE_TEXTS else "provider_error"
