@@ -128,11 +128,14 @@ class FlowService:
             else None
         )
         if request.require_verifier and (
-            return_url is None or request.completion != FlowCompletion.EXPLICIT.value
+            return_url is None
+            or request.completion != FlowCompletion.EXPLICIT.value
+            or request.grant == FlowGrant.DEVICE_CODE.value
         ):
             raise ValidationFailed.for_fields(
-                "require_verifier needs completion: explicit and a return_url (the verifier "
-                "reaches the returning browser only through the return_url redirect).",
+                "require_verifier needs completion: explicit and a return_url, and a browser "
+                "flow (the verifier reaches the returning browser only through the return_url "
+                "redirect).",
                 "require_verifier",
             )
         now = utcnow()
@@ -289,7 +292,7 @@ class FlowService:
                 cookies,
                 org_requires_launch=await self.repository.requires_launch(flow.organization_id),
             )
-            connection_id = await self._finish_callback(flow, params)
+            connection_id, verifier = await self._finish_callback(flow, params)
         except FlowFailed as failure:
             await self._fail(flow, failure)
             return CallbackOutcome(flow, None, None, failure)
@@ -298,20 +301,15 @@ class FlowService:
             await self.session.rollback()
             await self._fail(flow, FlowFailed("server_error", "The connection could not be saved."))
             raise
-        verifier = None
-        if flow.require_verifier and flow.status == FlowStatus.AUTHORIZED:
-            verifier = await self._issue_verifier(flow)
         return CallbackOutcome(
             flow, connection_id, "active" if connection_id else None, None, verifier
         )
 
-    async def _issue_verifier(self, flow: Flow) -> str:
-        verifier = VERIFIER_PREFIX + hashing.random_token()
-        flow.verifier_hash = hashing.digest(verifier)
-        await self.session.commit()
-        return verifier
-
-    async def _finish_callback(self, flow: Flow, params: CallbackParams) -> str | None:
+    async def _finish_callback(
+        self, flow: Flow, params: CallbackParams
+    ) -> tuple[str | None, str | None]:
+        """(the connection's id, or None when explicit completion holds the grant; the
+        completion verifier when the flow requires one)."""
         if params.error:
             # The provider's error_description is kept for complete-oauth's caller only; result
             # pages show a fixed sentence per code (flows/exceptions.py).
@@ -343,9 +341,8 @@ class FlowService:
             {name: params.extra[name] for name in entry.callback_metadata if name in params.extra}
         )
         if flow.completion == FlowCompletion.EXPLICIT:
-            await self._hold_grant(flow, grant, identity)
-            return None
-        return await self._connect(flow, grant, identity)
+            return None, await self._hold_grant(flow, grant, identity)
+        return await self._connect(flow, grant, identity), None
 
     async def _client(self, flow: Flow) -> tuple[ProviderEntry, OAuthClient]:
         entry = self.runtime.catalog.get(flow.app_key)
@@ -413,8 +410,12 @@ class FlowService:
         await self.session.commit()
         return connection.id
 
-    async def _hold_grant(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> None:
-        """Explicit completion: keep the grant sealed in the flow until complete-oauth."""
+    async def _hold_grant(
+        self, flow: Flow, grant: TokenGrant, identity: AccountIdentity
+    ) -> str | None:
+        """Explicit completion: keep the grant sealed in the flow until complete-oauth. Returns
+        the one-time completion verifier of a flow that requires one (kept only hashed, and
+        stored in the same commit as the grant, so the two never exist apart)."""
         held = {
             "access_token": grant.access_token,
             "refresh_token": grant.refresh_token,
@@ -427,9 +428,12 @@ class FlowService:
         flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), _aad(flow.id, "grant"))
         flow.key_id = self.runtime.sealer.key_id  # the key may have rotated since /authorize
         flow.code_verifier_ct = None
+        verifier = VERIFIER_PREFIX + hashing.random_token() if flow.require_verifier else None
+        flow.verifier_hash = hashing.digest(verifier) if verifier is not None else None
         flow.status = FlowStatus.AUTHORIZED
         flow.finished_at = utcnow()
         await self.session.commit()
+        return verifier
 
     def _held_grant(self, flow: Flow) -> tuple[TokenGrant, AccountIdentity]:
         assert flow.grant_ct is not None

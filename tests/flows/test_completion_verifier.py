@@ -29,12 +29,18 @@ def _complete(api: httpx.Client, tenant: Tenant, state: str, **body: str) -> htt
     )
 
 
-def test_require_verifier_needs_explicit_completion_and_a_return_url(
+def test_require_verifier_needs_explicit_completion_a_return_url_and_a_browser(
     api: httpx.Client, tenant: Tenant
 ) -> None:
     for body in (
         {"require_verifier": True, "completion": "explicit"},
         {"require_verifier": True, "return_url": RETURN_URL},
+        {
+            "require_verifier": True,
+            "return_url": RETURN_URL,
+            "completion": "explicit",
+            "grant": "device_code",
+        },
     ):
         response = api.post(
             "/authorize",
