@@ -20,6 +20,7 @@ from personal_connectors.health.endpoints import router as health_router
 from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.logs import configure_logging
+from personal_connectors.organizations.endpoints import router as organization_router
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import add_token_route
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(callback_router, prefix=API_PREFIX)
     app.include_router(connect_api_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
+    app.include_router(organization_router, prefix=API_PREFIX)
     app.include_router(catalog_router, prefix=API_PREFIX)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import ada_url
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,16 +21,10 @@ API_PREFIX = "/v1/personal-connectors"
 
 
 def origin_of(url: str) -> str:
-    """The RFC 6454 origin of a URL, lower-cased scheme and host, default ports dropped."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in {("http", 80), ("https", 443)}:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
+    """The origin of a URL as browsers compute it (WHATWG URL, via ada): lower-cased scheme and
+    host, default ports dropped, IPv6 in brackets; ``null`` for a non-http(s) URL. Raises
+    ValueError for a URL a browser would not parse."""
+    return str(ada_url.URL(url).origin)
 
 
 class Settings(BaseSettings):
@@ -51,6 +46,9 @@ class Settings(BaseSettings):
     # Beyond SPEC §5: tuning knobs with safe defaults.
     log_level: str = "INFO"
     flow_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    # Per user: flows waiting for their callback, and connect sessions still valid (429 beyond).
+    max_pending_flows: int = Field(default=20, ge=1, le=10_000)
+    max_connect_sessions: int = Field(default=20, ge=1, le=10_000)
     provider_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     revocation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -103,6 +101,16 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("CONNECTORS_BASE_URL must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("allowed_return_origins")
+    @classmethod
+    def _check_return_origins(cls, value: str | None) -> str | None:
+        for item in (value or "").split(","):
+            if item.strip() and not item.strip().lower().startswith(("http://", "https://")):
+                raise ValueError("CONNECTORS_ALLOWED_RETURN_ORIGINS lists http(s) origins only")
+            if item.strip() and not ada_url.check_url(item.strip()):
+                raise ValueError(f"CONNECTORS_ALLOWED_RETURN_ORIGINS: {item.strip()!r} is no URL")
+        return value
 
     @property
     def is_embedded(self) -> bool:

@@ -20,7 +20,11 @@ from personal_connectors.connect_page.exceptions import (
     ConnectSessionInvalid,
     CrossSiteRequest,
 )
-from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
+from personal_connectors.connect_page.schemas import (
+    AttemptStateOut,
+    ConnectSessionIn,
+    ConnectSessionOut,
+)
 from personal_connectors.connect_page.service import (
     ActiveSession,
     ConnectService,
@@ -28,6 +32,8 @@ from personal_connectors.connect_page.service import (
 )
 from personal_connectors.exceptions import APIError, ConnectorNotConfigured
 from personal_connectors.flows import binding
+from personal_connectors.flows.exceptions import TooManyPendingFlows
+from personal_connectors.flows.return_url import allowed_return_url
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
@@ -65,27 +71,6 @@ async def create_connect_session(
     return await service.create(access, body)
 
 
-@api_router.get("/flows/launch", include_in_schema=False)
-async def launch_flow(runtime: RuntimeDep, session: SessionDep, t: QueryText = None) -> Response:
-    """A state-less provider's authorization URL as the API hands it out: binds the flow to
-    this browser (once), then sends it on to the provider."""
-    launched = await binding.launch(session, runtime, t)
-    if launched is None:
-        return render_page(
-            "callback.html",
-            status_code=400,
-            title="This link has expired",
-            text="This sign-in link is unknown, expired or was already opened. "
-            "Start again from the app.",
-            connected=False,
-            message=None,
-            origins=[],
-        )
-    response = RedirectResponse(launched.provider_url, status_code=302, headers=_NO_STORE)
-    binding.set_cookie(response, runtime.settings, launched.flow_id, launched.secret)
-    return response
-
-
 # --- the page ---------------------------------------------------------------------------------
 
 
@@ -118,14 +103,16 @@ async def connect_page(
     connector: QueryText = None,
 ) -> Response:
     if session is not None:
-        # Trade the link's token for a cookie and drop it from the address bar and history.
+        # A link opened from anywhere but this service's own pages (another site, a mail, a
+        # chat: Sec-Fetch-Site other than same-origin, or none sent) first says whose session
+        # it is and waits for a click here, so a link cannot plant someone else's session.
         try:
             active = await service.authenticate(session)
         except ConnectSessionInvalid:
             return pages.session_error_page(from_link=True)
-        response = RedirectResponse(pages.CONNECT_PATH, status_code=303, headers=_NO_STORE)
-        _set_session_cookie(response, runtime.settings, active)
-        return response
+        if request.headers.get("sec-fetch-site") != "same-origin":
+            return pages.session_confirm_page(await service.owner(active.record), session)
+        return _enter(active, runtime)
     try:
         active = await _active(request, service)
     except ConnectSessionInvalid:
@@ -135,9 +122,10 @@ async def connect_page(
         "connect.html",
         connectors=view.connectors,
         connections=view.connections,
+        owner=view.owner,
         csrf_token=active.csrf_token,
         app_origins=pages.app_origins(runtime.settings, active.record.return_url),
-        return_url=active.record.return_url,
+        return_url=allowed_return_url(active.record.return_url, runtime.settings),
         notice=pages.notice(result, error, connector, runtime.catalog),
         script=pages.SCRIPT_PATH,
     )
@@ -145,11 +133,74 @@ async def connect_page(
     return page
 
 
-def _start_error(code: str, connector_key: str, runtime: RuntimeDep) -> Response:
+def _enter(active: ActiveSession, runtime: RuntimeDep) -> Response:
+    """Trade the link's token for a cookie and drop it from the address bar and history."""
+    response = RedirectResponse(pages.CONNECT_PATH, status_code=303, headers=_NO_STORE)
+    _set_session_cookie(response, runtime.settings, active)
+    return response
+
+
+@page_router.post("/connect/session")
+async def confirm_session(request: Request, service: ServiceDep, runtime: RuntimeDep) -> Response:
+    """The interstitial's answer: Continue opens the page; "This is not me" ends the session."""
+    if not binding.same_origin(request.headers, runtime.settings):
+        return pages.error_page(
+            "Not opened",
+            "This connect link was not confirmed on this service's own page.",
+            status_code=403,
+        )
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    try:
+        active = await service.authenticate(fields.get("session", [""])[0])
+    except ConnectSessionInvalid:
+        return pages.session_error_page(from_link=True)
+    if fields.get("decision", [""])[0] == "refuse":
+        await service.end(active)
+        return pages.error_page(
+            "Nothing was connected",
+            "This connect link was declined and no longer works. You can close this window.",
+            status_code=200,
+        )
+    return _enter(active, runtime)
+
+
+@page_router.get("/connect/status", response_model=AttemptStateOut)
+async def attempt_status(
+    request: Request, service: ServiceDep, runtime: RuntimeDep, attempt: QueryText = None
+) -> Response:
+    """Where one of the page's popup attempts stands. The page asks this rather than trusting
+    ``popup.closed``: a provider's Cross-Origin-Opener-Policy makes a popup look closed to its
+    opener while the person is still signing in."""
+    if request.headers.get("sec-fetch-site") not in (None, "same-origin"):
+        return error_response(
+            CrossSiteRequest("Only the connect page asks for its attempts."),
+            request_id_of(request.scope),
+        )
+    try:
+        active = await _active(request, service)
+        state = await service.attempt_state(active, attempt)
+    except APIError as exc:
+        return error_response(exc, request_id_of(request.scope))
+    message = None
+    if state.state in {"connected", "failed"}:
+        message = pages.result_message(
+            connected=state.state == "connected",
+            connector=state.connector,
+            catalog=runtime.catalog,
+            connection_id=state.connection_id,
+            error=state.error,
+        )
+    answer = AttemptStateOut(state=state.state, connector=state.connector, result=message)
+    return JSONResponse(answer.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+
+
+def _start_error(
+    code: str, connector_key: str, runtime: RuntimeDep, attempt: str | None
+) -> Response:
     message = pages.result_message(
         connected=False, connector=connector_key, catalog=runtime.catalog, error=code
     )
-    return pages.result_page(message, status_code=400)
+    return pages.result_page(message, status_code=400, back=attempt is None)
 
 
 @page_router.get("/connect/start/{connector_key}")
@@ -158,24 +209,28 @@ async def start_connect(
     service: ServiceDep,
     runtime: RuntimeDep,
     connector_key: Annotated[str, Path(min_length=1, max_length=64)],
+    attempt: QueryText = None,
 ) -> Response:
-    """Opened in the popup (or the page itself): start a browser-bound flow, go to the provider."""
+    """Opened in the popup (or the page itself): start a browser-bound flow, go to the provider.
+    ``attempt``: the popup's handle, given by the page's script (a full-page start has none)."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
         # Another site cannot make this browser start flows for the session it holds.
-        return _start_error("cross_site", connector_key, runtime)
+        return _start_error("cross_site", connector_key, runtime, attempt)
     try:
         active = await _active(request, service)
     except ConnectSessionInvalid:
-        return _start_error("session_expired", connector_key, runtime)
+        return _start_error("session_expired", connector_key, runtime, attempt)
     try:
-        started = await service.start(active, connector_key)
+        started = await service.start(active, connector_key, attempt)
+    except TooManyPendingFlows:
+        return _start_error("too_many", connector_key, runtime, attempt)
     except ConnectorNotAllowed:
-        return _start_error("not_allowed", connector_key, runtime)
+        return _start_error("not_allowed", connector_key, runtime, attempt)
     except ConnectorNotConfigured:
-        return _start_error("not_configured", connector_key, runtime)
+        return _start_error("not_configured", connector_key, runtime, attempt)
     except APIError:  # e.g. the provider's metadata could not be fetched
-        return _start_error("temporarily_unavailable", connector_key, runtime)
+        return _start_error("temporarily_unavailable", connector_key, runtime, attempt)
     response = RedirectResponse(started.authorization_url, status_code=302, headers=_NO_STORE)
     binding.set_cookie(response, runtime.settings, started.flow_id, started.binding.secret)
     return response

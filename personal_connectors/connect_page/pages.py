@@ -6,6 +6,7 @@ User-facing wording lives here, once, for both the popup message and the ``?resu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -13,14 +14,32 @@ from fastapi.responses import HTMLResponse
 
 from personal_connectors.config import Settings, origin_of
 from personal_connectors.flows import binding
-from personal_connectors.flows.binding import MISMATCH, MISMATCH_TEXT
-from personal_connectors.flows.exceptions import SAFE_ERROR_CODE
+from personal_connectors.flows.exceptions import (
+    MISMATCH,
+    MISMATCH_TEXT,
+    SAFE_ERROR_CODE,
+    failure_text,
+)
 from personal_connectors.http.pages import render_page
 from personal_connectors.providers.catalog import Catalog
 
 if TYPE_CHECKING:
     from personal_connectors.flows.service import CallbackOutcome
     from personal_connectors.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose session it is, as the page and its interstitial say it."""
+
+    email: str
+    name: str | None
+    organization: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.email})" if self.name else self.email
+
 
 RESULT_TYPE = "personal-connectors:result"
 CONNECT_PATH = "/connect"
@@ -39,14 +58,14 @@ ERROR_TEXTS = {
     "not_allowed": "This link does not offer that service.",
     "cross_site": "The connection was not started from this page, so it was refused.",
     "temporarily_unavailable": "The service could not be reached. Please try again shortly.",
+    "too_many": "Too many sign-ins are waiting to be finished. Finish one, or wait a few "
+    "minutes, then try again.",
 }
 
 
-def error_text(code: str, connector_name: str | None = None) -> str:
-    if code in ERROR_TEXTS:
-        return ERROR_TEXTS[code]
-    subject = f"Connecting {connector_name}" if connector_name else "Connecting"
-    return f"{subject} failed ({code}). Please try again."
+def error_text(code: str) -> str:
+    """A fixed sentence per code: never text that came with the request or from the provider."""
+    return ERROR_TEXTS.get(code) or failure_text(code)
 
 
 def success_text(connector_name: str | None) -> str:
@@ -77,7 +96,7 @@ def result_message(
     else:
         code = safe_code(error)
         message["error"] = code
-        message["message"] = error_text(code, name)
+        message["message"] = error_text(code)
     return message
 
 
@@ -92,8 +111,8 @@ def back_url(message: dict[str, Any]) -> str:
 
 
 def result_page(message: dict[str, Any], *, status_code: int, back: bool = True) -> HTMLResponse:
-    """Posts ``message`` to a same-origin opener (the connect page) and closes; without one,
-    returns to the connect page (``back``) so the result is shown there."""
+    """Hands ``message`` to the connect page and closes when it is a popup; a full-page round
+    trip (``back``) returns to the connect page, which shows it."""
     title = "Account connected" if message["connected"] else "Not connected"
     data = {"message": message, "back": back_url(message) if back else None}
     return render_page(
@@ -179,7 +198,12 @@ def flow_result_page(outcome: CallbackOutcome, runtime: Runtime) -> HTMLResponse
         connection_id=outcome.connection_id,
         error=error,
     )
-    response = result_page(message, status_code=200 if outcome.connected else 400)
+    # A popup attempt (the page gave it a handle) never turns into a second connect page.
+    response = result_page(
+        message,
+        status_code=200 if outcome.connected else 400,
+        back=flow.connect_attempt is None,
+    )
     binding.clear_cookie(response, runtime.settings, flow.id)
     return response
 
@@ -191,6 +215,19 @@ def expired_page(catalog: Catalog, *, unmatched: bool = False) -> HTMLResponse:
     code = "unmatched" if unmatched else "expired"
     message = result_message(connected=False, connector=None, catalog=catalog, error=code)
     return result_page(message, status_code=400, back=False)
+
+
+def session_confirm_page(owner: Owner, session_token: str) -> HTMLResponse:
+    """The interstitial of a connect link opened from elsewhere: whose session, and a click."""
+    page = render_page(
+        "connect_confirm.html",
+        title="Manage connected accounts",
+        owner=owner,
+        session_token=session_token,
+        action=f"{CONNECT_PATH}/session",
+    )
+    page.headers["Referrer-Policy"] = "same-origin"  # the POST must carry our Origin
+    return page
 
 
 def mismatch_page() -> HTMLResponse:

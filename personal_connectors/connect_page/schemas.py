@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -34,3 +34,12 @@ class ConnectSessionOut(BaseModel):
     token: str = Field(description="`cs_…`: usable only on the connect page, shown once.")
     connect_url: str = Field(description="Open this in a popup or redirect the user to it.")
     expires_at: datetime
+
+
+class AttemptStateOut(BaseModel):
+    """``GET /connect/status``: where one popup attempt of the page stands."""
+
+    state: Literal["starting", "pending", "connected", "failed"]
+    connector: str | None
+    # For a finished attempt: the same message the result page posts to the connect page.
+    result: dict[str, Any] | None

@@ -10,20 +10,22 @@ leaked database row does not yield it.
 from __future__ import annotations
 
 import hmac
+import math
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connect_page.exceptions import ConnectorNotAllowed, ConnectSessionInvalid
-from personal_connectors.connect_page.pages import CONNECT_PATH
+from personal_connectors.connect_page.pages import CONNECT_PATH, Owner
 from personal_connectors.connect_page.repository import ConnectSessionRepository
 from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto import hashing
-from personal_connectors.exceptions import APIError, ValidationFailed
+from personal_connectors.exceptions import APIError, RateLimitExceeded, ValidationFailed
 from personal_connectors.flows.binding import BrowserBinding, new_binding
 from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
@@ -37,6 +39,7 @@ from personal_connectors.models import (
     Connection,
     ConnectionStatus,
     ConnectSession,
+    FlowStatus,
     new_id,
     utcnow,
 )
@@ -47,6 +50,8 @@ TOKEN_PREFIX = "cs_"
 _MAX_TOKEN_LENGTH = 100
 # Expired sessions are kept a day (nothing secret in them), then purged on the next creation.
 _RETENTION = timedelta(days=1)
+# The page's handle for one popup attempt: random, made by the page's script.
+ATTEMPT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,18 @@ class ConnectionView:
 class PageView:
     connectors: list[ConnectorView]
     connections: list[ConnectionView]
+    owner: Owner
+
+
+@dataclass(frozen=True)
+class AttemptState:
+    """What /connect/status says of one popup attempt: ``starting`` (no flow yet), ``pending``
+    (the person is at the provider), ``connected`` or ``failed``."""
+
+    state: str
+    connector: str | None = None
+    connection_id: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,10 +146,14 @@ class ConnectService:
 
     async def create(self, access: OrgAccess, request: ConnectSessionIn) -> ConnectSessionOut:
         allowed = self._check_connectors(request.allowed_connectors)
-        if request.return_url is not None:
+        return_url = (
             check_return_url(request.return_url, self.runtime.settings)
-        token = TOKEN_PREFIX + hashing.random_token()
+            if request.return_url is not None
+            else None
+        )
         now = utcnow()
+        await self._check_live_bound(access.user_id, now)
+        token = TOKEN_PREFIX + hashing.random_token()
         record = ConnectSession(
             id=new_id("csess"),
             token_hash=hashing.digest(token),
@@ -140,7 +161,7 @@ class ConnectService:
             user_id=access.user_id,
             api_key_id=access.principal.api_key_id,
             allowed_connectors=allowed,
-            return_url=request.return_url,
+            return_url=return_url,
             expires_at=now + timedelta(seconds=request.expires_in),
             created_at=now,
         )
@@ -152,6 +173,21 @@ class ConnectService:
             connect_url=f"{self.runtime.settings.base_url}{CONNECT_PATH}?"
             + urlencode({"session": token}),
             expires_at=record.expires_at,
+        )
+
+    async def _check_live_bound(self, user_id: str, now: datetime) -> None:
+        """At most ``max_connect_sessions`` valid sessions per user at once."""
+        limit = self.runtime.settings.max_connect_sessions
+        count, first_end = await self.repository.live_of_user(user_id, now)
+        if count < limit:
+            return
+        wait = max(1, math.ceil((first_end - now).total_seconds())) if first_end else 60
+        raise RateLimitExceeded(
+            f"This user already has {count} valid connect sessions (at most {limit}, "
+            "CONNECTORS_MAX_CONNECT_SESSIONS). Reuse one, or create sessions with a shorter "
+            "expires_in.",
+            headers={"Retry-After": str(wait)},
+            details={"limit": limit},
         )
 
     def _check_connectors(self, keys: list[str] | None) -> list[str] | None:
@@ -217,7 +253,30 @@ class ConnectService:
         return PageView(
             connectors=connectors,
             connections=[view for view in connections if active.allows(view.app_key)],
+            owner=await self.owner(active.record),
         )
+
+    async def owner(self, record: ConnectSession) -> Owner:
+        email, name, organization = await self.repository.owner_labels(record)
+        return Owner(email, name, organization)
+
+    async def end(self, active: ActiveSession) -> None:
+        """The person declined the session ("this is not me"): the link stops working."""
+        await self.repository.end(active.record, utcnow())
+
+    async def attempt_state(self, active: ActiveSession, attempt: str | None) -> AttemptState:
+        if attempt is None or not ATTEMPT_PATTERN.match(attempt):
+            raise ValidationFailed.for_fields("attempt must be the page's attempt id.", "attempt")
+        flow = await FlowRepository(self.session).by_attempt(active.record.id, attempt)
+        if flow is None:
+            return AttemptState("starting")
+        if flow.status == FlowStatus.COMPLETED:
+            return AttemptState("connected", flow.app_key, flow.connection_id)
+        if flow.status == FlowStatus.FAILED:
+            return AttemptState("failed", flow.app_key, error=flow.error_code or "server_error")
+        if flow.status == FlowStatus.PENDING and flow.expires_at <= utcnow():
+            return AttemptState("failed", flow.app_key, error="expired")
+        return AttemptState("pending", flow.app_key)
 
     def _connection_view(self, connection: Connection) -> ConnectionView:
         entry = self.runtime.catalog.get(connection.app_key)
@@ -231,12 +290,16 @@ class ConnectService:
             is_active=connection.is_active,
         )
 
-    async def start(self, active: ActiveSession, connector_key: str) -> StartedConnect:
+    async def start(
+        self, active: ActiveSession, connector_key: str, attempt: str | None = None
+    ) -> StartedConnect:
         """Start a browser-bound flow for this session's user (FlowService.start does the rest:
         the OAuth app, scopes, PKCE, the state)."""
         if not active.allows(connector_key) or self.runtime.catalog.get(connector_key) is None:
             raise ConnectorNotAllowed(f"The session does not offer {connector_key[:64]}.")
-        binding = new_binding(connect_session_id=active.record.id)
+        if attempt is not None and not ATTEMPT_PATTERN.match(attempt):
+            attempt = None
+        binding = new_binding(connect_session_id=active.record.id, attempt=attempt)
         started = await FlowService(self.session, self.runtime).start(
             active.access, AuthorizeIn(connector_type=connector_key), browser=binding
         )

@@ -43,7 +43,7 @@ async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep
 async def complete_oauth(
     body: CompleteIn, access: OrgAccessDep, service: ServiceDep
 ) -> JSONResponse:
-    answer = await service.complete(access, body.state_token)
+    answer = await service.complete(access, body.state_token, body.verifier)
     # `connection: null` is part of the documented shape; `error` appears only on failure.
     return JSONResponse(
         answer.model_dump(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import Flow, FlowStatus, utcnow
+from personal_connectors.models import Flow, FlowStatus, Organization, User
+
+# Old flows are purged a batch at a time on each /authorize, so one request never carries a
+# backlog (the ``created_at`` index finds the batch without scanning the table).
+PURGE_BATCH = 100
 
 
 class FlowRepository:
@@ -18,6 +21,31 @@ class FlowRepository:
     async def by_state_hash(self, digest: str) -> Flow | None:
         statement = select(Flow).where(Flow.state_hash == digest)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def by_launch_hash(self, digest: str) -> Flow | None:
+        statement = select(Flow).where(Flow.launch_hash == digest)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def by_attempt(self, connect_session_id: str, attempt: str) -> Flow | None:
+        statement = (
+            select(Flow)
+            .where(Flow.connect_session_id == connect_session_id, Flow.connect_attempt == attempt)
+            .order_by(Flow.created_at.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def bound_pending(
+        self, flow_ids: list[str], app_keys: list[str], now: datetime
+    ) -> list[Flow]:
+        """Pending, unexpired flows among ``flow_ids`` of the given providers."""
+        statement = select(Flow).where(
+            Flow.id.in_(flow_ids),
+            Flow.status == FlowStatus.PENDING,
+            Flow.expires_at > now,
+            Flow.app_key.in_(app_keys),
+        )
+        return list((await self.session.execute(statement)).scalars().all())
 
     async def claim(self, flow: Flow, from_status: str, to_status: str) -> bool:
         """Move the flow on only if nobody else did; True when this caller won."""
@@ -32,38 +60,52 @@ class FlowRepository:
         await self.session.refresh(flow)
         return won
 
-    async def pending_of(self, flow_ids: list[str], app_keys: list[str]) -> Sequence[Flow]:
-        """The pending, unexpired flows among ``flow_ids`` of the connectors ``app_keys``."""
-        statement = select(Flow).where(
-            Flow.id.in_(flow_ids),
-            Flow.status == FlowStatus.PENDING,
-            Flow.expires_at > utcnow(),
-            Flow.app_key.in_(app_keys),
-        )
-        return (await self.session.execute(statement)).scalars().all()
-
-    async def by_launch_hash(self, digest: str) -> Flow | None:
-        statement = select(Flow).where(Flow.launch_hash == digest)
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def bind_launched(self, flow: Flow, launch_hash: str, binding_hash: str) -> bool:
-        """Bind a pending flow to the browser that opened its launch URL, and commit; True for
-        the one opener whose conditional update won."""
+    async def bind_launched(self, flow_id: str, launch_digest: str, binding_digest: str) -> bool:
+        """Trade a launch token for a browser binding, once: True for the one caller that won."""
         result = await self.session.execute(
             update(Flow)
             .where(
-                Flow.id == flow.id,
-                Flow.launch_hash == launch_hash,
+                Flow.id == flow_id,
+                Flow.launch_hash == launch_digest,
                 Flow.status == FlowStatus.PENDING,
             )
-            .values(launch_hash=None, launch_url_ct=None, binding_hash=binding_hash)
+            .values(launch_hash=None, launch_url_ct=None, binding_hash=binding_digest)
             .execution_options(synchronize_session=False)
         )
         await self.session.commit()
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    async def pending_of_user(self, user_id: str, now: datetime) -> tuple[int, datetime | None]:
+        """How many of the user's flows wait for a callback, and when the first of them ends."""
+        statement = select(func.count(), func.min(Flow.expires_at)).where(
+            Flow.user_id == user_id, Flow.status == FlowStatus.PENDING, Flow.expires_at > now
+        )
+        count, first_end = (await self.session.execute(statement)).one()
+        return int(count), first_end
+
+    async def requires_launch(self, organization_id: str) -> bool:
+        statement = select(Organization.require_launched_flows).where(
+            Organization.id == organization_id
+        )
+        return bool((await self.session.execute(statement)).scalar_one_or_none())
+
+    async def owner_labels(self, flow: Flow) -> tuple[str, str | None, str]:
+        """The flow's user (email, name) and organization name, for the launch page."""
+        user = await self.session.get(User, flow.user_id)
+        organization = await self.session.get(Organization, flow.organization_id)
+        return (
+            user.email if user else "",
+            user.name if user else None,
+            organization.name if organization else "",
+        )
+
     def add(self, flow: Flow) -> None:
         self.session.add(flow)
 
     async def purge_created_before(self, cutoff: datetime) -> None:
-        await self.session.execute(delete(Flow).where(Flow.created_at < cutoff))
+        batch = select(Flow.id).where(Flow.created_at < cutoff).limit(PURGE_BATCH)
+        await self.session.execute(
+            delete(Flow)
+            .where(Flow.id.in_(batch.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )

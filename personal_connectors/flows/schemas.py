@@ -40,12 +40,25 @@ class AuthorizeIn(RequestBody):
         description="Extend this connection (incremental authorization): its scopes are asked "
         "again along with the new ones, and the same account must consent.",
     )
+    require_verifier: bool = Field(
+        default=False,
+        description="With `completion: explicit` and a `return_url`: the return_url redirect "
+        "carries a one-time `verifier`, and complete-oauth refuses the flow without it — so "
+        "only the browser that came back can finish the connection.",
+    )
 
 
 class AuthorizeOut(BaseModel):
     authorization_url: str = Field(
         description="Where the user consents: the provider's authorization URL, or for the "
         "device flow the verification URI (with the user code when the provider allows)."
+    )
+    launch_url: str | None = Field(
+        default=None,
+        description="Send the person here rather than to `authorization_url`: a one-time page "
+        "on this service that shows whose account the connection will join, binds the flow "
+        "to that browser (the callback refuses it in any other) and goes on to the provider. "
+        "Absent for the device flow.",
     )
     state: str
     state_token: str
@@ -61,6 +74,13 @@ class AuthorizeOut(BaseModel):
 
 class CompleteIn(RequestBody):
     state_token: str = Field(min_length=1, max_length=200)
+    verifier: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Required for a flow started with `require_verifier`: the `verifier` the "
+        "return_url redirect carried.",
+    )
 
 
 class FlowError(BaseModel):

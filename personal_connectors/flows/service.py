@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 from personal_connectors.apps.gateway import client_for, provider_call
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
     InvalidStateToken,
     ProviderError,
@@ -24,7 +26,7 @@ from personal_connectors.exceptions import (
 from personal_connectors.flows import binding
 from personal_connectors.flows.binding import BrowserBinding
 from personal_connectors.flows.device import DeviceFlows
-from personal_connectors.flows.exceptions import FlowFailed
+from personal_connectors.flows.exceptions import FlowFailed, TooManyPendingFlows
 from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
@@ -45,6 +47,9 @@ from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
 from personal_connectors.providers.templating import connection_params
 
 logger = logging.getLogger(__name__)
+
+VERIFIER_PREFIX = "cv_"
+_MAX_VERIFIER_LENGTH = 100
 
 # How long complete-oauth keeps answering for a finished flow (idempotence), after which the
 # flow row — and any token it still holds — is purged.
@@ -69,6 +74,8 @@ class CallbackOutcome:
     connection_id: str | None
     status: str | None
     error: FlowFailed | None
+    # `require_verifier`: the one-time verifier for complete-oauth, for the return_url only.
+    verifier: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -98,8 +105,24 @@ class FlowService(FlowSteps):
             raise ValidationFailed.for_fields(
                 f"Unknown connector type: {request.connector_type}.", "connector_type"
             )
-        if request.return_url is not None:
+        return_url = (
             check_return_url(request.return_url, self.runtime.settings)
+            if request.return_url is not None
+            else None
+        )
+        if request.require_verifier and (
+            return_url is None
+            or request.completion != FlowCompletion.EXPLICIT.value
+            or request.grant == FlowGrant.DEVICE_CODE.value
+        ):
+            raise ValidationFailed.for_fields(
+                "require_verifier needs completion: explicit and a return_url, and a browser "
+                "flow (the verifier reaches the returning browser only through the return_url "
+                "redirect).",
+                "require_verifier",
+            )
+        now = utcnow()
+        await self._check_pending_bound(access.user_id, now)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
         params = connection_params(
             entry, request.integration_params, resolved.app.integration_params
@@ -117,7 +140,6 @@ class FlowService(FlowSteps):
         authorization_url = (
             "" if device else await self._authorization_url(client, state, scopes, verifier)
         )
-        now = utcnow()
         flow = Flow(
             id=new_id("flow"),
             state_hash=state_hash(state),
@@ -128,8 +150,9 @@ class FlowService(FlowSteps):
             redirect_uri=self.runtime.settings.redirect_uri,
             scopes=scopes,
             integration_params=params,
-            return_url=request.return_url,
+            return_url=return_url,
             completion=request.completion,
+            require_verifier=request.require_verifier,
             status=FlowStatus.PENDING,
             key_id=self.runtime.sealer.key_id,
             expires_at=now + timedelta(seconds=self.runtime.settings.flow_ttl_seconds),
@@ -144,17 +167,22 @@ class FlowService(FlowSteps):
             flow.code_verifier_ct = self.runtime.sealer.seal(
                 verifier, flow_aad(flow.id, "code_verifier")
             )
+        launch_url = None
         if browser is not None:
             flow.binding_hash = browser.digest
             flow.connect_session_id = browser.connect_session_id
-        elif not entry.returns_state and prompt is None:
-            # No state comes back: only a browser-bound flow can be recognised at the callback.
-            authorization_url = binding.prepare_launch(flow, self.runtime, authorization_url)
+            flow.connect_attempt = browser.attempt
+        elif prompt is None:
+            launch_url = binding.prepare_launch(flow, self.runtime, authorization_url)
+            if not entry.returns_state:
+                # No state comes back: only a browser-bound flow is recognised at the callback.
+                authorization_url = launch_url
         self.repository.add(flow)
         await self.repository.purge_created_before(now - FLOW_RETENTION)
         await self.session.commit()
         return AuthorizeOut(
             authorization_url=authorization_url,
+            launch_url=launch_url,
             state=state,
             state_token=state,
             expires_at=flow.expires_at,
@@ -162,6 +190,21 @@ class FlowService(FlowSteps):
             verification_uri=prompt.verification_uri if prompt else None,
             verification_uri_complete=prompt.verification_uri_complete if prompt else None,
             interval=prompt.interval if prompt else None,
+        )
+
+    async def _check_pending_bound(self, user_id: str, now: datetime) -> None:
+        """At most ``max_pending_flows`` flows of one user wait for their callback at once."""
+        limit = self.runtime.settings.max_pending_flows
+        count, first_end = await self.repository.pending_of_user(user_id, now)
+        if count < limit:
+            return
+        wait = max(1, math.ceil((first_end - now).total_seconds())) if first_end else 60
+        raise TooManyPendingFlows(
+            f"This user already has {count} sign-ins waiting for the provider (at most {limit}, "
+            "CONNECTORS_MAX_PENDING_FLOWS). Finish or abandon one; each expires after "
+            f"{self.runtime.settings.flow_ttl_seconds} s.",
+            headers={"Retry-After": str(wait)},
+            details={"limit": limit},
         )
 
     async def _authorization_url(
@@ -229,8 +272,13 @@ class FlowService(FlowSteps):
             raise InvalidStateToken()
         try:
             # Before anything else: a foreign browser's callback never reaches the token endpoint.
-            binding.check(flow, self.runtime.catalog, cookies)
-            connection_id = await self._finish_callback(flow, params)
+            binding.check(
+                flow,
+                self.runtime.catalog,
+                cookies,
+                org_requires_launch=await self.repository.requires_launch(flow.organization_id),
+            )
+            connection_id, verifier = await self._finish_callback(flow, params)
         except FlowFailed as failure:
             await self.fail(flow, failure)
             return CallbackOutcome(flow, None, None, failure)
@@ -239,10 +287,18 @@ class FlowService(FlowSteps):
             await self.session.rollback()
             await self.fail(flow, FlowFailed("server_error", "The connection could not be saved."))
             raise
-        return CallbackOutcome(flow, connection_id, "active" if connection_id else None, None)
+        return CallbackOutcome(
+            flow, connection_id, "active" if connection_id else None, None, verifier
+        )
 
-    async def _finish_callback(self, flow: Flow, params: CallbackParams) -> str | None:
+    async def _finish_callback(
+        self, flow: Flow, params: CallbackParams
+    ) -> tuple[str | None, str | None]:
+        """(the connection's id, or None when explicit completion holds the grant; the
+        completion verifier when the flow requires one)."""
         if params.error:
+            # The provider's error_description is kept for complete-oauth's caller only; result
+            # pages show a fixed sentence per code (flows/exceptions.py).
             raise FlowFailed(params.error, params.error_description or "The provider refused.")
         entry, client = await self.client(flow)
         try:
@@ -271,12 +327,15 @@ class FlowService(FlowSteps):
             {name: params.extra[name] for name in entry.callback_metadata if name in params.extra}
         )
         if flow.completion == FlowCompletion.EXPLICIT:
-            await self._hold_grant(flow, grant, identity)
-            return None
-        return await self.connect(flow, grant, identity)
+            return None, await self._hold_grant(flow, grant, identity)
+        return await self.connect(flow, grant, identity), None
 
-    async def _hold_grant(self, flow: Flow, grant: TokenGrant, identity: AccountIdentity) -> None:
-        """Explicit completion: keep the grant sealed in the flow until complete-oauth."""
+    async def _hold_grant(
+        self, flow: Flow, grant: TokenGrant, identity: AccountIdentity
+    ) -> str | None:
+        """Explicit completion: keep the grant sealed in the flow until complete-oauth. Returns
+        the one-time completion verifier of a flow that requires one (kept only hashed, and
+        stored in the same commit as the grant, so the two never exist apart)."""
         held = {
             "access_token": grant.access_token,
             "refresh_token": grant.refresh_token,
@@ -289,9 +348,12 @@ class FlowService(FlowSteps):
         flow.grant_ct = self.runtime.sealer.seal(json.dumps(held), flow_aad(flow.id, "grant"))
         flow.key_id = self.runtime.sealer.key_id  # the key may have rotated since /authorize
         flow.code_verifier_ct = None
+        verifier = VERIFIER_PREFIX + hashing.random_token() if flow.require_verifier else None
+        flow.verifier_hash = hashing.digest(verifier) if verifier is not None else None
         flow.status = FlowStatus.AUTHORIZED
         flow.finished_at = utcnow()
         await self.session.commit()
+        return verifier
 
     def _held_grant(self, flow: Flow) -> tuple[TokenGrant, AccountIdentity]:
         assert flow.grant_ct is not None
@@ -312,7 +374,9 @@ class FlowService(FlowSteps):
 
     # --- POST /complete-oauth --------------------------------------------------------------
 
-    async def complete(self, access: OrgAccess, state_token: str) -> CompleteOut:
+    async def complete(
+        self, access: OrgAccess, state_token: str, verifier: str | None = None
+    ) -> CompleteOut:
         digest = state_hash(state_token)
         flow = await self.repository.by_state_hash(digest) if digest else None
         now = utcnow()
@@ -323,6 +387,8 @@ class FlowService(FlowSteps):
             or flow.created_at + FLOW_RETENTION <= now
         ):
             raise InvalidStateToken()
+        if flow.require_verifier and flow.status in (FlowStatus.AUTHORIZED, FlowStatus.COMPLETED):
+            _check_verifier(flow, verifier)
         if flow.status == FlowStatus.AUTHORIZED and await self.repository.claim(
             flow, FlowStatus.AUTHORIZED, FlowStatus.EXCHANGING
         ):
@@ -360,4 +426,21 @@ class FlowService(FlowSteps):
                 id=flow.connection_id or "", app_key=flow.app_key, status=status
             ),
             message="OAuth flow completed successfully",
+        )
+
+
+def _check_verifier(flow: Flow, presented: str | None) -> None:
+    """A flow started with ``require_verifier`` completes only with the verifier its return_url
+    redirect carried (checked on every call, so a repeated call gets the same answer)."""
+    if (
+        presented is None
+        or not presented.startswith(VERIFIER_PREFIX)
+        or len(presented) > _MAX_VERIFIER_LENGTH
+        or flow.verifier_hash is None
+        or not hashing.matches(presented, flow.verifier_hash)
+    ):
+        raise ValidationFailed.for_fields(
+            "This flow was started with require_verifier: send the `verifier` that the "
+            "return_url redirect carried to the browser that came back.",
+            "verifier",
         )

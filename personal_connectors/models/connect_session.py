@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, id_column, utcnow
@@ -13,6 +13,8 @@ from personal_connectors.models.base import Base, id_column, utcnow
 
 class ConnectSession(Base):
     __tablename__ = "connect_sessions"
+    # The per-user bound on live connect sessions counts through this index.
+    __table_args__ = (Index("ix_connect_sessions_user", "user_id", "expires_at"),)
 
     id: Mapped[str] = id_column()
     # SHA-256 of the `cs_…` token: the token is shown once and only ever recognised.

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, id_column, utcnow
@@ -34,6 +34,12 @@ class FlowCompletion(StrEnum):
 
 class Flow(Base):
     __tablename__ = "flows"
+    __table_args__ = (
+        # The per-user bound on pending flows counts through this index (flows/service.py).
+        Index("ix_flows_user_pending", "user_id", "status", "expires_at"),
+        # The connect page's opener asks for one attempt of its session (connect_page/).
+        Index("ix_flows_connect_attempt", "connect_session_id", "connect_attempt"),
+    )
 
     id: Mapped[str] = id_column()
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -56,7 +62,8 @@ class Flow(Base):
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_description: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed: old flows are purged by creation time on every /authorize.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
     # Browser binding (RFC 9700 §4.7, flows/binding.py): SHA-256 of the secret in the cookie of
     # the browser that started the flow; the callback refuses another browser. None: unbound.
@@ -67,6 +74,12 @@ class Flow(Base):
     launch_url_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Started from the hosted connect page: the callback answers that page, not the API caller.
     connect_session_id: Mapped[str | None] = mapped_column(String(40))
+    # The connect page's handle for a popup attempt: its opener polls that attempt's state.
+    connect_attempt: Mapped[str | None] = mapped_column(String(64))
+    # `require_verifier`: complete-oauth needs the one-time verifier that only the returning
+    # browser receives (with the return_url redirect); its SHA-256 is kept once it is issued.
+    require_verifier: Mapped[bool] = mapped_column(default=False, server_default=false())
+    verifier_hash: Mapped[str | None] = mapped_column(String(64))
     # Device authorization grant (RFC 8628, flows/device.py): the device code sealed like the
     # verifier, the polling interval the provider asked for (raised by slow_down), and the
     # earliest moment complete-oauth may ask the provider again.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, TimestampedMixin, id_column, utcnow
@@ -28,6 +28,8 @@ class Organization(TimestampedMixin, Base):
 
     id: Mapped[str] = id_column()
     name: Mapped[str] = mapped_column(String(200))
+    # The callback refuses flows that were not launched in a browser (flows/binding.py).
+    require_launched_flows: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class User(TimestampedMixin, Base):

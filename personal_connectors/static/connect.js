@@ -15,7 +15,7 @@
   var dialogText = document.getElementById("confirm-text");
   var csrf = root.getAttribute("data-csrf") || "";
   var appOrigins = parseJSON(root.getAttribute("data-app-origins")) || [];
-  var pending = null;      // the connect in progress: {key, name, popup, timer, before}
+  var pending = null;      // the connect in progress: {key, name, popup, attempt, timer, …}
   var toConfirm = null;    // the disconnect form waiting for the dialog's answer
   var channel = null;
 
@@ -37,14 +37,6 @@
 
   function cssEscape(value) {
     return window.CSS && CSS.escape ? CSS.escape(value) : String(value).replace(/["\\]/g, "\\$&");
-  }
-
-  function connectionIds() {
-    var ids = {};
-    document.querySelectorAll("[data-connection-id]").forEach(function (node) {
-      ids[node.getAttribute("data-connection-id")] = node.getAttribute("data-status");
-    });
-    return ids;
   }
 
   // Re-render the lists from the server's HTML (one source of truth for the markup).
@@ -91,42 +83,63 @@
     } else {
       say(data.message || ("Connecting " + (name || "the account") + " failed."), true);
     }
+    if (current && current.popup && !current.popup.closed) {
+      try { current.popup.close(); } catch (e) { /* not ours any more */ }
+    }
     refresh();
     relay({ type: RESULT, connected: !!data.connected, connection_id: data.connection_id,
             error: data.error, connector: data.connector });
   }
 
-  // The popup closed without a result: a sign-in abandoned, or a provider whose
-  // Cross-Origin-Opener-Policy cut the popup off from this page. Look at the stored state.
-  function onPopupClosed(current) {
-    window.setTimeout(function () {
-      if (pending !== current) { return; }   // the result arrived meanwhile
-      finishPending();
-      refresh().then(function () {
-        var after = connectionIds();
-        var changed = Object.keys(after).some(function (id) {
-          var node = document.querySelector('[data-connection-id="' + cssEscape(id) + '"]');
-          return node && node.getAttribute("data-connector-key") === current.key &&
-            (!(id in current.before) || current.before[id] !== after[id]);
-        });
-        if (changed) {
-          say(current.name + " is connected.", false);
-        } else {
+  function newAttempt() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  // The server's word on the attempt, asked every second while it is in flight. The popup's
+  // `closed` flag is only a hint: a provider whose Cross-Origin-Opener-Policy is same-origin
+  // cuts the popup off from this page, which then sees it "closed" while the person is still
+  // signing in. So failure is declared only by the server (failed, expired), never by the flag.
+  function poll(current) {
+    if (pending !== current || current.asking) { return; }
+    current.asking = true;
+    fetch("/connect/status?attempt=" + encodeURIComponent(current.attempt), {
+      credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(function (status) {
+      current.asking = false;
+      if (pending !== current || !status) { return; }
+      if (status.result) { onResult(status.result); return; }
+      var closed = current.popup.closed;
+      if (status.state === "starting" && closed) {
+        current.closedPolls += 1;
+        if (current.closedPolls >= 3) {   // closed before the sign-in even began
+          finishPending();
           say("The sign-in window was closed before " + current.name +
               " was connected. Nothing was changed.", true);
         }
-      });
-    }, 600);
+        return;
+      }
+      if (status.state === "pending" && closed && !current.toldWaiting) {
+        current.toldWaiting = true;
+        say("Waiting for the sign-in to " + current.name + " to finish. If you closed that " +
+            "window, you can start again.", false);
+      }
+    }).catch(function () { current.asking = false; });
   }
 
   function startConnect(button) {
     var key = button.getAttribute("data-connector-key");
     var name = button.getAttribute("data-connector-name") || key;
     var url = "/connect/start/" + encodeURIComponent(key);
-    if (pending && pending.popup && !pending.popup.closed) {
-      finishPending().popup.close();
-    }
-    var popup = window.open(url, POPUP_NAME, "popup,width=520,height=720");
+    var previous = finishPending();
+    if (previous && previous.popup && !previous.popup.closed) { previous.popup.close(); }
+    var attempt = newAttempt();
+    var popup = window.open(url + "?attempt=" + attempt, POPUP_NAME, "popup,width=520,height=720");
     if (!popup) {
       // Popup blocked: do the whole round trip in this page; it comes back with ?result=.
       say("Opening the sign-in page for " + name + "…", false);
@@ -134,14 +147,10 @@
       return;
     }
     say("Finish connecting " + name + " in the window that opened.", false);
-    var current = { key: key, name: name, popup: popup, before: connectionIds(), timer: 0 };
-    current.timer = window.setInterval(function () {
-      if (popup.closed) {
-        window.clearInterval(current.timer);
-        onPopupClosed(current);
-      }
-    }, 400);
+    var current = { key: key, name: name, popup: popup, attempt: attempt, timer: 0,
+                    closedPolls: 0, asking: false, toldWaiting: false };
     pending = current;
+    current.timer = window.setInterval(function () { poll(current); }, 1000);
   }
 
   function askDisconnect(form) {
@@ -209,7 +218,8 @@
     onResult(event.data);
   });
 
-  // A popup cut off from this page by its provider's COOP still reaches us on this channel.
+  // A popup cut off from this page by its provider's COOP still reaches us on this channel
+  // (and if not, the status poll does).
   if (typeof BroadcastChannel === "function") {
     channel = new BroadcastChannel("personal-connectors");
     channel.onmessage = function (event) { onResult(event.data); };

@@ -43,14 +43,45 @@ def browser(service: ServiceProcess) -> httpx.Client:
     return httpx.Client(base_url=service.base_url, timeout=30, follow_redirects=False)
 
 
+def confirm_link(
+    client: httpx.Client, connect_url: str, decision: str = "continue"
+) -> httpx.Response:
+    """Open the link as a browser coming from another site does, and answer its interstitial
+    (whose session it is) with a click on this service's own page."""
+    landing = client.get(connect_url, headers={"Sec-Fetch-Site": "cross-site"})
+    assert landing.status_code == 200, landing.text
+    assert 'action="/connect/session"' in landing.text
+    token = parse_qs(urlsplit(connect_url).query)["session"][0]
+    return client.post(
+        "/connect/session",
+        data={"session": token, "decision": decision},
+        headers={"Origin": str(client.base_url).rstrip("/"), "Sec-Fetch-Site": "same-origin"},
+    )
+
+
 def open_page(client: httpx.Client, connect_url: str) -> httpx.Response:
-    """Open the link as a browser does: the 303 to /connect, then the page itself."""
-    landing = client.get(connect_url)
-    assert landing.status_code == 303, landing.text
-    assert landing.headers["location"] == "/connect"
+    """Open the link, continue on its interstitial: the 303 to /connect, then the page itself."""
+    entered = confirm_link(client, connect_url)
+    assert entered.status_code == 303, entered.text
+    assert entered.headers["location"] == "/connect"
     page = client.get("/connect")
     assert page.status_code == 200, page.text
     return page
+
+
+def launch(client: httpx.Client, launch_url: str, decision: str = "continue") -> httpx.Response:
+    """Open a flow's launch URL and press Continue (or "This is not me") on its page, as a
+    person does: a GET that changes nothing, then a same-origin POST."""
+    page = client.get(launch_url)
+    token = parse_qs(urlsplit(launch_url).query)["t"][0]
+    if page.status_code != 200:
+        return page
+    assert 'name="t"' in page.text, page.text
+    return client.post(
+        urlsplit(launch_url).path,
+        data={"t": token, "decision": decision},
+        headers={"Origin": str(client.base_url).rstrip("/"), "Sec-Fetch-Site": "same-origin"},
+    )
 
 
 def start(client: httpx.Client, connector: str = PROVIDER_KEY) -> httpx.Response:

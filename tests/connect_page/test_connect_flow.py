@@ -151,8 +151,9 @@ def test_api_flows_stay_unbound(
     api: httpx.Client, tenant: Tenant, service: ServiceProcess, oidc: OidcProvider
 ) -> None:
     started = start_flow(api, tenant)
-    # The provider's own URL, as before (no launch URL: local-oidc returns state).
+    # The provider's own URL, as before (local-oidc returns state); launch_url is the option.
     assert started["authorization_url"].startswith(oidc.issuer)
+    assert started["launch_url"].startswith(f"{service.base_url}/v1/personal-connectors/flows/")
     row = flow_row(service, started["state"])
     assert row.binding_hash is None and row.connect_session_id is None
     callback_url = login_and_consent(started["authorization_url"])

@@ -6,7 +6,13 @@ import httpx
 
 from personal_connectors.logs import redact
 from tests.conftest import STATELESS_KEY, Tenant
-from tests.connect_page.conftest import browser, connect_via_page, create_session, open_page
+from tests.connect_page.conftest import (
+    browser,
+    connect_via_page,
+    create_session,
+    launch,
+    open_page,
+)
 from tests.flows.conftest import start_flow
 from tests.support.service import ServiceProcess
 
@@ -24,8 +30,8 @@ def test_connect_secrets_stay_out_of_logs_and_pages(
     result = client.get(callback_url)
     assert result.status_code == 200
     launch_url = str(start_flow(api, tenant, connector_type=STATELESS_KEY)["authorization_url"])
-    launched = client.get(launch_url)
-    client.get(launch_url)  # replayed, refused
+    launched = launch(client, launch_url)
+    launch(client, launch_url)  # replayed, refused
     browser(service).get(created["connect_url"].replace("cs_", "cs_x"))  # unknown, refused
 
     secrets = [

@@ -21,6 +21,7 @@ from personal_connectors.models import (
 from tests.conftest import FAULTY_KEY, PROVIDER_KEY, RETURN_ORIGIN, STATELESS_KEY, Tenant
 from tests.connect_page.conftest import (
     browser,
+    confirm_link,
     connections_on,
     connectors_on,
     cookie_header,
@@ -130,7 +131,7 @@ def test_the_link_becomes_an_http_only_cookie(
 ) -> None:
     created = create_session(api, tenant)
     client = browser(service)
-    landing = client.get(created["connect_url"])
+    landing = confirm_link(client, created["connect_url"])
     assert landing.status_code == 303
     # The token leaves the address bar: the page lives at plain /connect.
     assert landing.headers["location"] == "/connect"
@@ -263,11 +264,11 @@ def test_a_round_trip_result_is_shown_from_a_fixed_vocabulary(
         # Whatever else the query says is never echoed: unknown codes, markup, foreign keys.
         "/connect?result=error&error=%3Cscript%3Ealert(1)%3C/script%3E&connector=%3Cb%3E": (
             "alert",
-            "Connecting failed (server_error). Please try again.",
+            "The sign-in failed because of an error. Please try again.",
         ),
-        "/connect?result=error&error=weird_code&connector=local-oidc": (
+        "/connect?result=error&error=call_0800_now&connector=local-oidc": (
             "alert",
-            "Connecting Local OIDC failed (weird_code). Please try again.",
+            "The account could not be connected. Please try again.",
         ),
         "/connect?result=%3Cscript%3E": ("status", ""),
     }

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import httpx
 
-from personal_connectors.flows.binding import LAUNCH_PATH, MISMATCH
+from personal_connectors.flows.binding import LAUNCH_PATH
+from personal_connectors.flows.exceptions import MISMATCH
 from personal_connectors.models import FlowStatus
 from tests.conftest import STATELESS_KEY, Tenant
 from tests.connect_page.conftest import (
@@ -17,6 +18,7 @@ from tests.connect_page.conftest import (
     create_session,
     flow,
     flow_id_of,
+    launch,
     open_page,
     result_data,
     strip_query,
@@ -38,15 +40,15 @@ def test_the_api_hands_out_a_one_time_launch_url_that_binds_the_browser(
     url = str(started["authorization_url"])
     assert url.startswith(f"{service.base_url}{LAUNCH_PATH}?t=lt_")
     client = browser(service)
-    launched = client.get(url)
-    assert launched.status_code == 302
+    launched = launch(client, url)
+    assert launched.status_code == 303
     provider_url = launched.headers["location"]
     assert provider_url.startswith(oidc.metadata["authorization_endpoint"])
     flow_id = flow_id_of(launched)
     assert "httponly" in cookie_header(launched, f"pc_flow_{flow_id}=").lower()
     assert flow(service, flow_id).binding_hash is not None
     # Once only: a second browser (or a replay) gets nothing.
-    again = browser(service).get(url)
+    again = launch(browser(service), url)
     assert again.status_code == 400 and "This link has expired" in again.text
     assert "set-cookie" not in again.headers
 
@@ -73,7 +75,7 @@ def test_without_the_cookie_the_stateless_callback_is_refused(
 ) -> None:
     started = _launch(api, tenant)
     client = browser(service)
-    launched = client.get(str(started["authorization_url"]))
+    launched = launch(client, str(started["authorization_url"]))
     flow_id = flow_id_of(launched)
     callback_url = strip_query(login_and_consent(launched.headers["location"]), "state")
     # Another browser, and the same one with a forged secret: nothing is found, nothing done.
@@ -88,7 +90,9 @@ def test_without_the_cookie_the_stateless_callback_is_refused(
     # Had the provider kept `state`, a foreign browser would still be refused (bound flow).
     with_state_elsewhere = browser(service).get(
         login_and_consent(
-            browser(service).get(str(_launch(api, tenant)["authorization_url"])).headers["location"]
+            launch(browser(service), str(_launch(api, tenant)["authorization_url"])).headers[
+                "location"
+            ]
         )
     )
     assert with_state_elsewhere.status_code == 400
@@ -102,8 +106,8 @@ def test_two_stateless_flows_in_one_browser_are_not_guessed_between(
     api: httpx.Client, tenant: Tenant, service: ServiceProcess
 ) -> None:
     client = browser(service)
-    first = client.get(str(_launch(api, tenant)["authorization_url"]))
-    second = client.get(str(_launch(api, tenant)["authorization_url"]))
+    first = launch(client, str(_launch(api, tenant)["authorization_url"]))
+    second = launch(client, str(_launch(api, tenant)["authorization_url"]))
     callback_url = strip_query(login_and_consent(first.headers["location"]), "state")
     # Which flow did the provider answer? Without state nobody can tell: refuse, change nothing.
     assert client.get(callback_url).status_code == 400

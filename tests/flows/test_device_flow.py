@@ -249,4 +249,10 @@ def test_connector_without_a_device_endpoint_refuses_the_device_grant(
 
 def test_redirect_flows_answer_without_device_fields(api: httpx.Client, tenant: Tenant) -> None:
     started = start_flow(api, tenant)
-    assert set(started) == {"authorization_url", "state", "state_token", "expires_at"}
+    assert set(started) == {
+        "authorization_url",
+        "launch_url",
+        "state",
+        "state_token",
+        "expires_at",
+    }

@@ -157,10 +157,13 @@ def connection_ids(api: httpx.Client, headers: dict[str, str], org: dict[str, st
 
 
 def open_connect_page(context: BrowserContext, connect_url: str, base_url: str) -> Page:
-    """Open a session's ``connect_url``: it sets the page cookie and 303s to ``/connect``."""
+    """Open a session's ``connect_url`` as a link from elsewhere: its interstitial says whose
+    session it is; Continue sets the page cookie and 303s to ``/connect``."""
     page = context.new_page()
     response = page.goto(connect_url)
     assert response is not None and response.ok, response and response.status
+    expect(page.locator("#session-owner")).to_be_visible()
+    page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(f"{base_url}/connect")
     return page
 

@@ -143,6 +143,15 @@ if (config.issued_file) {
     if (seen.length) appendFileSync(config.issued_file, `${JSON.stringify(seen)}\n`);
   });
 }
+// A browser holding the cookie `pc_test_coop` (set by a test for this provider's origin) gets
+// every page with `Cross-Origin-Opener-Policy: <its value>`, as Django-based providers send.
+provider.use(async (ctx, next) => {
+  await next();
+  const coop = ctx.cookies.get('pc_test_coop');
+  if (coop === 'same-origin' || coop === 'same-origin-allow-popups') {
+    ctx.set('Cross-Origin-Opener-Policy', coop);
+  }
+});
 
 // Error codes and descriptions only (they never contain token values).
 for (const event of ['grant.error', 'authorization.error', 'revocation.error', 'userinfo.error',

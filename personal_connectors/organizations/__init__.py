@@ -1,0 +1,1 @@
+"""An organization's own settings (``/organization``), for its owners and admins."""
