@@ -14,7 +14,7 @@ from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.exceptions import (
     ConnectorNotConfigured,
     ResourceNotFound,
-    ValidationFailed,
+    UnknownConnectorType,
 )
 from personal_connectors.models import OAuthApp, new_id
 from personal_connectors.oauth.client import ClientCredentials
@@ -48,7 +48,7 @@ class OAuthAppService:
         scopes: list[str] | None = None,
     ) -> OAuthApp:
         if app_key not in self.catalog:
-            raise ValidationFailed.for_fields(f"Unknown connector type: {app_key}.", "app_key")
+            raise UnknownConnectorType(app_key, self.catalog.entries, "app_key")
         app = await self.repository.get(organization_id, app_key)
         if app is None:
             app = OAuthApp(id=new_id("app"), organization_id=organization_id, app_key=app_key)
@@ -83,7 +83,7 @@ class OAuthAppService:
             None, app_key
         )
         if app is None:
-            raise ConnectorNotConfigured(f"No OAuth app is configured for {app_key}.")
+            raise ConnectorNotConfigured(app_key)
         return ResolvedApp(app, self.credentials(app))
 
     async def by_id(self, app_id: str | None) -> ResolvedApp | None:

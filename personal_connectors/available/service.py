@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.available.schemas import ConnectorOut
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.exceptions import ResourceNotFound
+from personal_connectors.exceptions import ResourceNotFound, unknown_connector
 from personal_connectors.identity.service import OrgAccess
 from personal_connectors.providers.catalog import Catalog
 from personal_connectors.providers.schema import ProviderEntry
@@ -19,7 +19,7 @@ def require_entry(catalog: Catalog, tool_key: str) -> ProviderEntry:
     """The catalog entry, or the 404 every ``{tool_key}`` path answers for an unknown one."""
     entry = catalog.get(tool_key)
     if entry is None:
-        raise ResourceNotFound(f"No connector named {tool_key}.")
+        raise ResourceNotFound(unknown_connector(tool_key, catalog.entries))
     return entry
 
 

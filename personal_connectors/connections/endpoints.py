@@ -34,6 +34,7 @@ from personal_connectors.http.dependencies import (
     RuntimeDep,
     SessionDep,
 )
+from personal_connectors.http.openapi import ORGANIZATION_OPTIONAL
 
 router = APIRouter(tags=["Connections"])
 by_tool_router = APIRouter(tags=["Connections"])
@@ -178,7 +179,12 @@ async def configure_tools(
     )
 
 
-@router.delete("/{connection_id}", status_code=204, summary="Disconnect (revoke at the provider)")
+@router.delete(
+    "/{connection_id}",
+    status_code=204,
+    summary="Disconnect (revoke at the provider)",
+    openapi_extra=ORGANIZATION_OPTIONAL,
+)
 async def delete_connection(
     connection_id: ConnectionId,
     principal: PrincipalDep,

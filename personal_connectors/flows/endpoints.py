@@ -24,6 +24,7 @@ from personal_connectors.flows.service import CallbackOutcome, CallbackParams, F
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
+from personal_connectors.http.openapi import PUBLIC, errors
 from personal_connectors.http.pages import render_page, wants_json
 
 router = APIRouter(tags=["OAuth flow"])
@@ -43,6 +44,7 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     response_model=AuthorizeOut,
     response_model_exclude_none=True,  # the device-flow fields appear only for that grant
     summary="Start an OAuth flow",
+    responses=errors(502, 503),  # the provider's metadata, PAR or device authorization
 )
 async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)
@@ -69,7 +71,12 @@ def _result_message(outcome: CallbackOutcome, state: str) -> dict[str, object]:
 @router.get(
     "/callback",
     summary="The provider's redirect target (no API key)",
-    responses={200: {"model": CallbackOut}, 303: {"description": "Back to the return_url"}},
+    responses={
+        200: {"model": CallbackOut, "content": {"text/html": {"schema": {"type": "string"}}}},
+        303: {"description": "Back to the return_url"},
+        400: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    },
+    openapi_extra=PUBLIC,
 )
 async def callback(
     request: Request,

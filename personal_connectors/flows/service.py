@@ -23,6 +23,7 @@ from personal_connectors.exceptions import (
     APIError,
     InvalidStateToken,
     ProviderError,
+    UnknownConnectorType,
     ValidationFailed,
 )
 from personal_connectors.flows import binding
@@ -111,8 +112,8 @@ class FlowService:
         """``browser``: bind the flow to this browser secret (the connect page sets its cookie)."""
         entry = self.runtime.catalog.get(request.connector_type)
         if entry is None:
-            raise ValidationFailed.for_fields(
-                f"Unknown connector type: {request.connector_type}.", "connector_type"
+            raise UnknownConnectorType(
+                request.connector_type, self.runtime.catalog.entries, "connector_type"
             )
         params = validate_integration_params(entry, request.integration_params)
         if request.return_url is not None:

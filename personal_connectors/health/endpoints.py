@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from personal_connectors.exceptions import ServiceUnavailable
 from personal_connectors.http.dependencies import RuntimeDep
+from personal_connectors.http.openapi import errors
 
 router = APIRouter(tags=["Operations"])
 
@@ -17,7 +18,7 @@ async def livez() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
+@router.get("/readyz", summary="Readiness: the database answers", responses=errors(503))
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     try:
         async with runtime.engine.connect() as connection:

@@ -34,6 +34,7 @@ from personal_connectors.http.dependencies import (
     presented_api_key,
     requested_organization,
 )
+from personal_connectors.http.openapi import errors
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.tokens.schemas import TokenOut
 from personal_connectors.tokens.service import TokenRequest, TokenService
@@ -117,6 +118,7 @@ def install_token_route(app: FastAPI) -> None:
         response_model=TokenOut,
         summary="A valid access token for a connection (refreshed first when due)",
         tags=["Tokens"],
+        responses=errors(409, 502, 503),
         route_class_override=TokenRoute,
     )
     route = app.router.routes.pop()
