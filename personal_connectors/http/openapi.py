@@ -119,6 +119,10 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         name: _link(name, endpoint_id="$response.body#/id")
         for name in ("delete_webhook", "rotate_webhook_secret")
     },
+    ("list_webhooks", "200"): {
+        name: _link(name, endpoint_id="$response.body#/data/0/id")
+        for name in ("delete_webhook", "rotate_webhook_secret")
+    },
 }
 
 
