@@ -18,7 +18,9 @@ from personal_connectors.connections.endpoints import router as connections_rout
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
 from personal_connectors.http.context import RequestContextMiddleware
+from personal_connectors.http.docs import install_docs
 from personal_connectors.http.errors import install_error_handlers
+from personal_connectors.http.openapi import install_openapi, operation_id
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
 from personal_connectors.refresher.embedded import embedded_refresher
@@ -58,9 +60,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # install_docs: served from this service, no CDN
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # The token route first: it is the hot path and routing tries the routes in order. No other

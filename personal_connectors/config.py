@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ada_url
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 API_PREFIX = "/v1/personal-connectors"
+ENV_PREFIX = "CONNECTORS_"
 
 
 def origin_of(url: str) -> str:
@@ -29,7 +30,7 @@ def origin_of(url: str) -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CONNECTORS_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
     database_url: str | None = None
@@ -99,7 +100,7 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         if urlsplit(value).scheme not in {"http", "https"}:
-            raise ValueError("CONNECTORS_BASE_URL must be an http(s) URL")
+            raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
     @field_validator("allowed_return_origins")
@@ -216,3 +217,26 @@ def base_url_mismatch(settings: Settings, host: str, port: int) -> str | None:
 
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot be used; the message names each variable at fault and why."""
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable (``CONNECTORS_FLOW_TTL_SECONDS``)
+    an operator sets, not the field it fills. Values are never repeated: one may be a secret."""
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "the configuration"
+        lines.append(f"{variable}: {item['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and ``.env``; ConfigurationError when unusable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_settings_error(exc)) from None

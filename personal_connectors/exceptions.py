@@ -6,7 +6,14 @@ renders them into the one error envelope. Messages never carry tokens, codes, st
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
+
+from personal_connectors.config import API_PREFIX
+
+# Where a caller finds the connector keys, named in every "unknown connector" answer.
+AVAILABLE_CONNECTORS = f"GET {API_PREFIX}/available"
 
 
 class APIError(Exception):
@@ -47,9 +54,30 @@ class InvalidStateToken(ValidationFailed):
         super().__init__("Invalid or expired state token.")
 
 
+def unknown_connector(key: str, known: Iterable[str]) -> str:
+    """Says that ``key`` names no connector, suggests the closest known key, and where the
+    list is: the text of every answer about an unknown connector type."""
+    shown = key[:64]
+    closest = difflib.get_close_matches(key[:64], list(known), n=1)
+    hint = f" Did you mean '{closest[0]}'?" if closest else ""
+    return f"Unknown connector type: '{shown}'.{hint} {AVAILABLE_CONNECTORS} lists them."
+
+
+class UnknownConnectorType(ValidationFailed):
+    def __init__(self, key: str, known: Iterable[str], field: str) -> None:
+        super().__init__(unknown_connector(key, known), details={"fields": [field]})
+
+
 class ConnectorNotConfigured(APIError):
     status, code, type = 400, "CONNECTOR_NOT_CONFIGURED", "validation_error"
     message = "This connector is not configured for your organization."
+
+    def __init__(self, app_key: str) -> None:
+        super().__init__(
+            f"No OAuth app is configured for {app_key} in this organization. An organization "
+            f"admin sets one with `PUT {API_PREFIX}/apps/{app_key}` (client_id, client_secret); "
+            f"the operator sets one for every organization with `connectors apps set {app_key}`."
+        )
 
 
 class AuthenticationRequired(APIError):

@@ -15,7 +15,7 @@ from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.exceptions import (
     ConnectorNotConfigured,
     ResourceNotFound,
-    ValidationFailed,
+    UnknownConnectorType,
 )
 from personal_connectors.models import OAuthApp, new_id
 from personal_connectors.oauth.client import ClientCredentials
@@ -53,7 +53,7 @@ class OAuthAppService:
         """Set (replace) the app; ``integration_params``: values of the entry's admin params."""
         entry = self.catalog.get(app_key)
         if entry is None:
-            raise ValidationFailed.for_fields(f"Unknown connector type: {app_key}.", "app_key")
+            raise UnknownConnectorType(app_key, self.catalog.entries, "app_key")
         params = app_params(entry, integration_params)
         app = await self.repository.get(organization_id, app_key)
         if app is None:
@@ -90,7 +90,7 @@ class OAuthAppService:
             None, app_key
         )
         if app is None:
-            raise ConnectorNotConfigured(f"No OAuth app is configured for {app_key}.")
+            raise ConnectorNotConfigured(app_key)
         return ResolvedApp(app, self.credentials(app))
 
     async def by_id(self, app_id: str | None) -> ResolvedApp | None:

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors import config
 from personal_connectors.cli.output import fail
 from personal_connectors.config import Settings
 from personal_connectors.crypto.keyring import KeyConfigurationError
@@ -23,9 +23,9 @@ T = TypeVar("T")
 
 def load_settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        fail(f"invalid configuration: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        return config.load_settings()
+    except config.ConfigurationError as exc:
+        fail(f"invalid configuration: {exc}")
 
 
 def prepare_database(settings: Settings) -> None:

@@ -30,6 +30,7 @@ from personal_connectors.flows.service import CallbackOutcome, CallbackParams
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
+from personal_connectors.http.openapi import PUBLIC
 from personal_connectors.http.pages import render_page, wants_json
 
 router = APIRouter(tags=["OAuth flow"])
@@ -123,7 +124,12 @@ def _result_message(outcome: CallbackOutcome, state: str) -> dict[str, object]:
 @router.get(
     "/callback",
     summary="The provider's redirect target (no API key)",
-    responses={200: {"model": CallbackOut}, 303: {"description": "Back to the return_url"}},
+    responses={
+        200: {"model": CallbackOut, "content": {"text/html": {"schema": {"type": "string"}}}},
+        303: {"description": "Back to the return_url"},
+        400: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    },
+    openapi_extra=PUBLIC,
 )
 async def callback(
     request: Request,

@@ -33,6 +33,7 @@ from personal_connectors.http.dependencies import (
     RuntimeDep,
     SessionDep,
 )
+from personal_connectors.http.openapi import ORGANIZATION_OPTIONAL
 from personal_connectors.models import ID_MAX_LENGTH
 
 router = APIRouter(tags=["Connections"])
@@ -178,7 +179,12 @@ async def configure_tools(
     )
 
 
-@router.delete("/{connection_id}", status_code=204, summary="Disconnect (revoke at the provider)")
+@router.delete(
+    "/{connection_id}",
+    status_code=204,
+    summary="Disconnect (revoke at the provider)",
+    openapi_extra=ORGANIZATION_OPTIONAL,
+)
 async def delete_connection(
     connection_id: ConnectionId,
     principal: PrincipalDep,

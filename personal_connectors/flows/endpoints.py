@@ -16,6 +16,7 @@ from personal_connectors.flows.schemas import (
 )
 from personal_connectors.flows.service import FlowService
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.openapi import errors
 
 router = APIRouter(tags=["OAuth flow"])
 
@@ -32,6 +33,7 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     response_model=AuthorizeOut,
     response_model_exclude_none=True,  # the device-flow fields appear only for that grant
     summary="Start an OAuth flow",
+    responses=errors(502, 503),  # the provider's metadata, PAR or device authorization
 )
 async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)

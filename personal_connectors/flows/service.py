@@ -21,6 +21,7 @@ from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
     InvalidStateToken,
     ProviderError,
+    UnknownConnectorType,
     ValidationFailed,
 )
 from personal_connectors.flows import binding
@@ -102,8 +103,8 @@ class FlowService(FlowSteps):
         """``browser``: bind the flow to this browser secret (the connect page sets its cookie)."""
         entry = self.runtime.catalog.get(request.connector_type)
         if entry is None:
-            raise ValidationFailed.for_fields(
-                f"Unknown connector type: {request.connector_type}.", "connector_type"
+            raise UnknownConnectorType(
+                request.connector_type, self.runtime.catalog.entries, "connector_type"
             )
         return_url = (
             check_return_url(request.return_url, self.runtime.settings)

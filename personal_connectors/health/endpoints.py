@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from personal_connectors.exceptions import ServiceUnavailable
 from personal_connectors.http.dependencies import RuntimeDep
+from personal_connectors.http.openapi import errors
 from personal_connectors.storage.database import ping
 
 router = APIRouter(tags=["Operations"])
@@ -17,7 +18,7 @@ async def livez() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
+@router.get("/readyz", summary="Readiness: the database answers", responses=errors(503))
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     try:
         await ping(runtime.engine)

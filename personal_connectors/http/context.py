@@ -1,5 +1,6 @@
-"""Per-request context: a trace id on every response, an access log without query strings, and
-a cap on body size enforced while the body streams in (not only from Content-Length)."""
+"""Per-request context: a trace id on every response, ``Cache-Control: no-store`` on every API
+answer, an access log without query strings, and a cap on body size enforced while the body
+streams in (not only from Content-Length)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
 
 _STATE_KEY = "request_id"
+# API answers carry tokens, keys shown once, webhook secrets and connect links: no cache (the
+# browser's, a proxy's) may keep any of them, so none may keep any API answer.
+_NO_STORE = (b"cache-control", b"no-store")
 
 access_logger = logging.getLogger("personal_connectors.access")
 
@@ -36,8 +41,18 @@ class RequestContextMiddleware:
             return
         request_id = request_id_of(scope)
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
+        replaced = {name for name, _ in added}
         started = time.perf_counter()
         status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in replaced]
+                message = {**message, "headers": [*headers, *added]}
+            await send(message)
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
@@ -45,24 +60,16 @@ class RequestContextMiddleware:
             response = error_response(
                 PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
             )
-            await response(scope, receive, send)
+            await response(scope, receive, send_with_id)
             access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
             return
         if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
             response = error_response(
                 ValidationFailed("The request URL must not contain NUL characters."), request_id
             )
-            await response(scope, receive, send)
+            await response(scope, receive, send_with_id)
             return
         receive = _bounded_receive(receive, self.max_body_bytes)
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
-                message = {**message, "headers": [*headers, header]}
-            await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.exceptions import AuthenticationRequired, ValidationFailed
 from personal_connectors.identity.service import IdentityService, OrgAccess, Principal
 from personal_connectors.runtime import Runtime
 
@@ -31,15 +31,22 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 def presented_api_key(request: Request) -> str | None:
-    """``X-API-Key: ak_…`` or ``Authorization: Bearer ak_…`` (SPEC §2)."""
+    """``X-API-Key: ak_…`` or ``Authorization: Bearer ak_…`` (SPEC §2); None when neither
+    header is sent. An ``Authorization`` header in another form (the key alone, another
+    scheme) is refused with what to send instead, rather than read as no key at all."""
     key = request.headers.get("x-api-key")
     if key:
         return key.strip()
-    authorization = request.headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return None
+    raise AuthenticationRequired(
+        "The Authorization header must read `Bearer ak_…`; "
+        "or send the key alone in the `X-API-Key` header."
+    )
 
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:

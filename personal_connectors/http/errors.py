@@ -32,11 +32,27 @@ def _field_name(location: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def validation_error(exc: RequestValidationError) -> APIError:
-    """Framework validation → 400 VALIDATION_ERROR naming the fields (never echoing inputs)."""
+def _is_json(media_type: str) -> bool:
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def validation_error(exc: RequestValidationError, content_type: str | None) -> APIError:
+    """Framework validation → 400 VALIDATION_ERROR naming the fields (never echoing inputs).
+
+    ``content_type``: the request's header. A body sent as anything but JSON is not read as
+    JSON at all, and the answer says that, not that fields are missing."""
     errors = exc.errors()
     if any(item.get("type") == "json_invalid" for item in errors):
         return ValidationFailed.for_fields("The request body is not valid JSON.", "body")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if any(tuple(item.get("loc", ())) == ("body",) for item in errors) and not _is_json(media_type):
+        said = f"`{media_type[:100]}`" if media_type else "no Content-Type"
+        return ValidationFailed.for_fields(
+            f"The request body must be JSON sent with `Content-Type: application/json`; "
+            f"this request sent {said}.",
+            "body",
+        )
     fields: list[str] = []
     messages: list[str] = []
     for item in errors:
@@ -73,7 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_error(exc), request_id_of(request.scope))
+        error = validation_error(exc, request.headers.get("content-type"))
+        return error_response(error, request_id_of(request.scope))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

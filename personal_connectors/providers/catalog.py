@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from personal_connectors.exceptions import ResourceNotFound
+from personal_connectors.exceptions import ResourceNotFound, unknown_connector
 from personal_connectors.providers.schema import ProviderEntry, providers_file_schema
 
 BUILTIN_CATALOG = Path(__file__).with_name("builtin.yaml")
@@ -88,7 +88,7 @@ class Catalog:
         """The entry, or the 404 every ``{tool_key}`` path answers for an unknown one."""
         entry = self.entries.get(key)
         if entry is None:
-            raise ResourceNotFound(f"No connector named {key}.")
+            raise ResourceNotFound(unknown_connector(key, self.entries))
         return entry
 
     def __contains__(self, key: str) -> bool:

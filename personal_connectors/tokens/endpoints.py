@@ -23,6 +23,7 @@ from personal_connectors.http.dependencies import (
     presented_api_key,
 )
 from personal_connectors.http.direct import add_direct_route
+from personal_connectors.http.openapi import errors
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.tokens.schemas import TokenOut
@@ -100,4 +101,5 @@ def add_token_route(app: FastAPI) -> None:
         response_model=TokenOut,
         summary="A valid access token for a connection (refreshed first when due)",
         tags=["Tokens"],
+        responses=errors(409, 502, 503),
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 
 from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.openapi import errors
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.webhooks.schemas import (
     WebhookIn,
@@ -37,6 +38,7 @@ def _with_secret(issued: IssuedWebhook) -> WebhookWithSecretOut:
     response_model=WebhookWithSecretOut,
     status_code=201,
     summary="Add a webhook endpoint (its signing secret is shown only in this answer)",
+    responses=errors(409),  # the organization has as many endpoints as it may
 )
 async def create_webhook(
     body: WebhookIn, access: AdminAccessDep, service: ServiceDep
