@@ -68,6 +68,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        # Refreshes still talking to a provider finish first: their answers are rotated tokens.
+        await self.refresh_flights.drain(self.settings.refresh_bound_seconds)
         await self.http.aclose()
         if self.provider_transport is not None:
             await self.provider_transport.aclose()

@@ -211,11 +211,9 @@ class OAuthClient:
                     **self.entry.token_params,
                 )
             )
-        grant = self._grant(token, current_scopes)
-        if grant.refresh_token is None:
-            # Providers that do not rotate send no new refresh token: the old one stays valid.
-            grant = replace(grant, refresh_token=refresh_token)
-        return grant
+        # No new refresh token (providers that do not rotate): the storing side keeps the old
+        # one (tokens.vault.TokenVault.sealed).
+        return self._grant(token, current_scopes)
 
     async def pushed_authorization_url(
         self, *, state: str, scopes: list[str], code_verifier: str | None

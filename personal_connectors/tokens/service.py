@@ -21,8 +21,9 @@ from personal_connectors.identity.service import (
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ReauthorizationRequired
+from personal_connectors.tokens.lifetime import needs_refresh
 from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
-from personal_connectors.tokens.refresh import FreshToken, Refresher, needs_refresh
+from personal_connectors.tokens.refresh import FreshToken, Refresher
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
 

@@ -26,7 +26,8 @@ from personal_connectors.refresher.repository import Claimed
 from personal_connectors.refresher.service import BackgroundRefresher
 from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.tokens import lease
-from personal_connectors.tokens.refresh import Refresher, TokenWrite, write_tokens
+from personal_connectors.tokens.refresh import Refresher
+from personal_connectors.tokens.repository import TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
 from tests.support.db import event_types, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
