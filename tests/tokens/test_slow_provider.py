@@ -112,7 +112,7 @@ def test_a_reset_after_the_provider_rotated_is_rotation_lost_never_a_silent_loop
     again = token(api, tenant, cid, force_refresh="true")
     assert again.status_code == 409, again.text
     assert again.json()["error"]["code"] == "REAUTHORIZATION_REQUIRED"
-    assert "rotation_lost" in again.json()["error"]["message"]
+    assert "rotation_lost" in again.json()["error"]["system_message"]
     assert_rotation_lost(service, cid)
 
 
@@ -149,7 +149,9 @@ def test_the_refresher_under_a_reset_marks_rotation_lost(
     assert counts["needs_reauth"] == 1, counts
     assert_rotation_lost(service, cid)
     refused = token(api, tenant, cid)
-    assert refused.status_code == 409 and "rotation_lost" in refused.json()["error"]["message"]
+    assert (
+        refused.status_code == 409 and "rotation_lost" in refused.json()["error"]["system_message"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,4 +200,7 @@ def test_a_lost_answer_is_retried_with_the_same_token_only_inside_a_grace_period
         assert not fake_provider.grant_alive(access)
         assert_rotation_lost(service, cid)
         refused = token(api, tenant, cid)
-        assert refused.status_code == 409 and "rotation_lost" in refused.json()["error"]["message"]
+        assert (
+            refused.status_code == 409
+            and "rotation_lost" in refused.json()["error"]["system_message"]
+        )
