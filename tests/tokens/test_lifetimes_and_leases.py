@@ -62,7 +62,8 @@ def test_a_three_second_token_is_refreshed_once_per_lifetime_not_on_every_reques
     assert 1 <= refreshed <= 3 < calls, (refreshed, calls)
     row = connection_row(service, cid)
     assert row.token_issued_at is not None and row.expires_at is not None
-    assert row.expires_at - row.token_issued_at == timedelta(seconds=SHORT_LIFETIME)
+    lifetime = (row.expires_at - row.token_issued_at).total_seconds()
+    assert abs(lifetime - SHORT_LIFETIME) < 0.5, lifetime
 
 
 def test_the_refresher_takes_a_token_up_at_its_half_life_not_before(
