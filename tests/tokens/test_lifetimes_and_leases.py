@@ -101,7 +101,7 @@ def test_a_living_holder_keeps_its_short_lease_through_a_slow_answer(
 ) -> None:
     [cid] = connect_accounts(api, tenant, 1, connector_type=FAULTY_KEY)
     set_due(service, [cid], 200)
-    proxy.set_mode("delay:6")
+    proxy.set_mode("delay:8")  # longer than four lease lives
     before = proxy.count(TOKEN_PATH)
     process = subprocess.Popen(
         refresher_command("--once", "--json", "--org", tenant.organization_id),
