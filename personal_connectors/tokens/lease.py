@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from personal_connectors.models import Connection, utcnow
@@ -100,13 +100,24 @@ async def release(
 async def renew(
     session: AsyncSession, owner: str, seconds: float, connection_id: str | None = None
 ) -> int:
-    """Extend the leases ``owner`` holds (one, or all of a background refresher's); how many."""
-    statement = update(Connection).where(Connection.refresh_lease_owner == owner)
+    """Extend the leases ``owner`` holds (one, or all of a background refresher's); how many.
+
+    Rows another transaction has locked are skipped (``SKIP LOCKED`` on PostgreSQL): they are
+    being written, and the write gives the lease back. Waiting for them instead, while holding
+    locks on others, would deadlock with a batch of writes locking rows in id order.
+    """
+    held = select(Connection.id).where(Connection.refresh_lease_owner == owner)
     if connection_id is not None:
-        statement = statement.where(Connection.id == connection_id)
+        held = held.where(Connection.id == connection_id)
     until = utcnow() + timedelta(seconds=seconds)
     result = await session.execute(
-        statement.values(refresh_lease_until=until).execution_options(synchronize_session=False)
+        update(Connection)
+        .where(
+            Connection.id.in_(held.with_for_update(skip_locked=True).scalar_subquery()),
+            Connection.refresh_lease_owner == owner,
+        )
+        .values(refresh_lease_until=until)
+        .execution_options(synchronize_session=False)
     )
     await session.commit()
     return int(getattr(result, "rowcount", 0))
