@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     revocation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     refresh_retry_seconds: float = Field(default=8.0, gt=0, le=60)
-    refresh_lease_seconds: float = Field(default=60.0, ge=1, le=600)
+    # A refresh's two clocks (tokens/refresh.py): how long a caller waits for it, and how long
+    # the request to the provider may take, which goes on after its caller stopped waiting.
+    refresh_wait_seconds: float = Field(default=10.0, gt=0, le=120)
+    refresh_request_seconds: float = Field(default=60.0, gt=0, le=600)
+    # Renewed every third of its life while its holder lives (tokens/lease.py).
+    refresh_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     # How often the batched token-issued audit writer inserts what it queued (events/audit.py).
     token_audit_flush_seconds: float = Field(default=1.0, gt=0, le=3600)
     # PostgreSQL connections of the token hot path's reader (storage.driver.PostgresReader):
@@ -137,6 +142,12 @@ class Settings(BaseSettings):
         if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             return url
         raise ValueError("CONNECTORS_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+
+    @property
+    def refresh_bound_seconds(self) -> float:
+        """The longest a refresh runs once it holds its lease: retries of what never reached
+        the provider, its request, and one more after an outcome it never heard."""
+        return self.refresh_retry_seconds + 2 * self.refresh_request_seconds
 
     @property
     def redirect_uri(self) -> str:

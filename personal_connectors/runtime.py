@@ -59,6 +59,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        # Refreshes still talking to a provider finish first: their answers are rotated tokens.
+        await self.refresh_flights.drain(self.settings.refresh_bound_seconds)
         await self.http.aclose()
         await self.engine.dispose()
         if self.hot_reader is not None:

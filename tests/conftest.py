@@ -196,6 +196,9 @@ def service(
         "CONNECTORS_PROVIDER_TIMEOUT_SECONDS": "2",
         "CONNECTORS_REFRESH_RETRY_SECONDS": "1",
         "CONNECTORS_REFRESH_LEASE_SECONDS": "10",
+        # A caller waits 3 s for a refresh; the request to the provider may take 10 s.
+        "CONNECTORS_REFRESH_WAIT_SECONDS": "3",
+        "CONNECTORS_REFRESH_REQUEST_SECONDS": "10",
         # Webhooks to the tests' loopback receiver, retried on a short schedule (4 attempts).
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",

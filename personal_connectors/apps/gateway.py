@@ -47,13 +47,17 @@ async def client_for(
     entry: ProviderEntry,
     params: Mapping[str, str],
     credentials: ClientCredentials,
+    *,
+    call_seconds: float | None = None,
 ) -> OAuthClient:
+    """``call_seconds``: the calls' own time limit (a refresh's request lifetime), else the
+    provider timeout."""
     return OAuthClient(
         entry,
         await endpoints_for(runtime, entry, params),
         credentials,
         redirect_uri=runtime.settings.redirect_uri,
-        timeout=runtime.settings.provider_timeout_seconds,
+        timeout=call_seconds or runtime.settings.provider_timeout_seconds,
         http=runtime.http,
     )
 

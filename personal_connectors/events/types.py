@@ -11,6 +11,8 @@ class EventType(StrEnum):
     REFRESHED = "connection.refreshed"
     REFRESH_FAILED = "connection.refresh_failed"
     RECOVERED = "connection.recovered"
+    # A refresh whose answer was lost rotated the refresh token: the grant is gone.
+    ROTATION_LOST = "connection.rotation_lost"
     DISABLED = "connection.disabled"
     ENABLED = "connection.enabled"
     REVOKED = "connection.revoked"

@@ -34,6 +34,8 @@ class Connection(TimestampedMixin, Base):
         ),
         Index("ix_connections_owner", "organization_id", "user_id", "created_at"),
         Index("ix_connections_expires_at", "expires_at"),
+        # A background refresher renews all the leases it holds by owner (tokens.lease).
+        Index("ix_connections_refresh_lease_owner", "refresh_lease_owner"),
     )
 
     id: Mapped[str] = id_column()
@@ -59,6 +61,13 @@ class Connection(TimestampedMixin, Base):
     access_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     refresh_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime | None]
+    # When the provider issued the current access token (None: unknown, e.g. before the first
+    # refresh): with ``expires_at`` it gives the token's lifetime, which the refresh margins
+    # are relative to (tokens.refresh.needs_refresh).
+    token_issued_at: Mapped[datetime | None]
+    # The token's half-life: the background refresher takes it up from then on (never before
+    # ``expires_at`` is inside its window); None when the lifetime is unknown.
+    refresh_due_at: Mapped[datetime | None]
     # Bumped by every token write: a compare-and-swap guard against lost updates.
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The refresh lease: who may refresh this connection's token right now, and until when.
@@ -66,6 +75,13 @@ class Connection(TimestampedMixin, Base):
     # lock) is pinned while the provider answers, and a crashed holder's lease simply expires.
     refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
     refresh_lease_until: Mapped[datetime | None]
+    # Set with the lease when its holder may send the refresh token, cleared when the attempt
+    # ends with a known outcome: found set under an expired lease, the holder died mid-attempt.
+    refresh_attempt_at: Mapped[datetime | None]
+    # Since when a refresh may have rotated the refresh token without our hearing the answer
+    # (a timeout or reset after the request was sent, or a holder that died): an invalid_grant
+    # that follows means the rotation was lost (``rotation_lost``), not a revoked grant.
+    rotation_uncertain_since: Mapped[datetime | None]
     refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_refreshed_at: Mapped[datetime | None]
     tools_enabled: Mapped[bool] = mapped_column(default=True)

@@ -231,6 +231,9 @@ class ProviderEntry(StrictModel):
     callback_metadata: list[str] = []
     default_expires_in: int | None = Field(default=None, gt=0)
     refresh_margin: int = Field(default=300, ge=0, le=86400)
+    # How long the provider still accepts a refresh token it has just rotated (Okta, Auth0 and
+    # Ory Hydra can be set to): a refresh whose answer was lost is retried with it meanwhile.
+    refresh_token_grace_seconds: int = Field(default=0, ge=0, le=86400)
     supports_refresh: bool = True
     integration_params: dict[str, IntegrationParam] = {}
     test_request: TestRequest | None = None

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection, ConnectionStatus, OAuthApp
 from personal_connectors.oauth.client import ClientCredentials
+from personal_connectors.tokens import lease
 
 # A connection whose last attempt failed transiently waits this long before the next one,
 # doubling per consecutive failure up to the cap (the provider is down: do not hammer it).
@@ -99,10 +100,7 @@ class DuePolicy:
             *scope,
             Connection.deleted_at.is_(None),
             Connection.status == ConnectionStatus.ACTIVE,
-            or_(
-                Connection.refresh_lease_until.is_(None),
-                Connection.refresh_lease_until < self.now,
-            ),
+            lease.free(self.now),
             self._backoff_over(),
         )
 
@@ -114,11 +112,14 @@ class DuePolicy:
         )
 
     def expiring(self) -> ColumnElement[bool]:
-        """Due by ``expires_at`` alone (within the window): an index range, soonest first."""
+        """Due by ``expires_at`` (within the window; an index range, soonest first) once past
+        the token's half-life where its lifetime is known (``tokens.lifetime``): a short-lived
+        token is refreshed once per lifetime, not on every pass."""
         horizon = self.now + timedelta(seconds=self.window_seconds)
         can_refresh = self._can_refresh()
         return and_(
             Connection.expires_at <= horizon,
+            or_(Connection.refresh_due_at.is_(None), Connection.refresh_due_at <= self.now),
             self._claimable(),
             or_(
                 # About to expire, and someone may ask for it (a disabled one hands none out).
@@ -169,8 +170,7 @@ class RefresherRepository:
             update(Connection)
             .where(Connection.id.in_(chosen.scalar_subquery()))
             .values(
-                refresh_lease_owner=owner,
-                refresh_lease_until=now + timedelta(seconds=lease_seconds),
+                **lease.taken(owner, now, lease_seconds),
                 updated_at=Connection.updated_at,  # a claim changes nothing a user sees
             )
             .returning(Connection)

@@ -6,14 +6,14 @@ the token path's own leader code, so the compare-and-swap, the kept refresh toke
 classes are the same whoever refreshes. Per claim, not per refresh: the rows come back from the
 claim statement itself and their OAuth apps from one query; the refreshed grants are committed
 many to a transaction (``refresher.writes``). A claim takes no more rows than there are free slots,
-and per provider no more than its slots again, so a claimed row waits for its provider's slot
-for at most about one refresh; its lease must then still outlast a bounded refresh (as for a
-caller), and a row whose lease is too old for that is handed back rather than started.
+and per provider no more than its slots again. Every lease the refresher holds, waiting or
+running, is renewed by one statement every third of a lease's life (``tokens.lease.kept``).
 
 Stopping (``stop`` set, e.g. on SIGTERM) ends claiming, hands back claimed rows still waiting
 for a slot, and lets the refreshes in flight finish within their bound; anything still running
-then is cancelled and releases its lease. A ``kill -9`` releases nothing: the leases expire and
-the next refresher takes the rows again.
+then is cancelled and releases its lease (marking the rotation uncertain if a request was out).
+A ``kill -9`` releases nothing: the leases, no longer renewed, expire within a lease's life and
+the next refresher takes the rows again, knowing their attempt's outcome is unknown.
 """
 
 from __future__ import annotations
@@ -84,12 +84,7 @@ class BackgroundRefresher:
         self.refresher = Refresher(runtime)
         self.concurrency = concurrency or settings.refresher_concurrency
         self.provider_concurrency = provider_concurrency or settings.refresher_provider_concurrency
-        # A refresh in flight is bounded by its retry budget plus one provider timeout.
-        self.refresh_bound = settings.refresh_retry_seconds + settings.provider_timeout_seconds + 1
-        lease_seconds = settings.refresh_lease_seconds
-        # A claimed row waiting for its provider's slot must still start with a lease that
-        # outlasts one bounded refresh; past this age it is handed back instead.
-        self.start_within = max(lease_seconds - self.refresh_bound, lease_seconds / 2)
+        self.refresh_bound = settings.refresh_bound_seconds
         self.owner = lease.new_owner()
         self.stats = RefresherStats()
         # PostgreSQL locks rows, not the database, so batches overlap there (SQLite's writers
@@ -125,19 +120,26 @@ class BackgroundRefresher:
         interval = self.runtime.settings.refresher_interval_seconds
         self._stop = stop
         stopping = asyncio.create_task(stop.wait())
+        seconds = self.runtime.settings.refresh_lease_seconds
         try:
-            while not stop.is_set():
-                claimed = await self._claim_into_free_slots()
-                if once and not claimed and not self._running:
-                    break
-                # Wake when a refresh ends (claim more), on stop, or after the interval.
-                await asyncio.wait(
-                    [*self._running, stopping], timeout=interval, return_when=FIRST_COMPLETED
-                )
+            # Its leases, waiting or running, live while this refresher does.
+            async with lease.kept(self.runtime.sessions, self.owner, seconds):
+                try:
+                    while not stop.is_set():
+                        claimed = await self._claim_into_free_slots()
+                        if once and not claimed and not self._running:
+                            break
+                        # Wake when a refresh ends (claim more), on stop, or after the interval.
+                        await asyncio.wait(
+                            [*self._running, stopping],
+                            timeout=interval,
+                            return_when=FIRST_COMPLETED,
+                        )
+                finally:
+                    stopping.cancel()
+                    await self._drain()
+                    await self.writer.close()
         finally:
-            stopping.cancel()
-            await self._drain()
-            await self.writer.close()
             if self._write_engine is not None:
                 await self._write_engine.dispose()
         return self.stats
@@ -162,7 +164,7 @@ class BackgroundRefresher:
                 await self._release(item)  # the claim's limit is global; this one is not
                 continue
             queued[item.app_key] += 1
-            self._running[asyncio.create_task(self._refresh(item, now))] = item
+            self._running[asyncio.create_task(self._refresh(item))] = item
         return claimed
 
     async def _claim(self, limit: int, skip_providers: set[str]) -> list[Claimed]:
@@ -212,14 +214,14 @@ class BackgroundRefresher:
                 ready.append(item.with_credentials(credentials.get(item.app_id or "")))
         return ready
 
-    async def _refresh(self, item: Claimed, claimed_at: float) -> None:
+    async def _refresh(self, item: Claimed) -> None:
         slots = self._slots.setdefault(item.app_key, Semaphore(self.provider_concurrency))
         started = False
         try:
             async with slots:
                 started = True
-                if self._stop.is_set() or time.monotonic() - claimed_at > self.start_within:
-                    # Stopping, or too old a lease to start on: hand it back for the next claim.
+                if self._stop.is_set():
+                    # Stopping: hand it back for the next refresher.
                     await self._release(item)
                     return
                 outcome = await self._outcome(item)

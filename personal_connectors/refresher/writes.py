@@ -1,11 +1,11 @@
 """Committing the background refresher's refreshed grants many to a transaction.
 
-Each refresh hands its write (``tokens.refresh.TokenWrite``) here and waits until it is
+Each refresh hands its write (``tokens.repository.TokenWrite``) here and waits until it is
 committed, so a rotated refresh token is still stored before its refresh counts as done. The
 writes that finish while a transaction is being committed wait for the next one, which takes them
 all: a commit per batch instead of per refresh (on SQLite one writer instead of many queueing
 for the single write lock; on PostgreSQL one WAL flush per batch), and no delay when refreshes
-are few (a lone write is committed at once). The batch goes through ``tokens.refresh.
+are few (a lone write is committed at once). The batch goes through ``tokens.repository.
 write_tokens``, the same compare-and-swap a caller's refresh is written with.
 
 A batch that fails is written again one write at a time, so one bad row cannot take the others'
@@ -19,7 +19,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from personal_connectors.tokens.refresh import TokenWrite, write_tokens
+from personal_connectors.tokens.repository import TokenWrite, write_tokens
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ class ConnectionRecord(NamedTuple):
     key_id: str
     access_token_ct: bytes | None
     expires_at: datetime | None
+    token_issued_at: datetime | None
     version: int
 
 

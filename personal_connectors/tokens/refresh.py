@@ -1,49 +1,50 @@
-"""Refreshing one connection's token exactly once, however many workers ask.
+"""Refreshing one connection's token exactly once, however many workers ask, and never losing
+the refresh token the provider rotated.
 
-Three layers, each for a reason:
+Three layers make a refresh exclusive, each for a reason:
 1. an in-process single flight, so concurrent callers in one worker share one attempt;
-2. a lease row-lock in the database (``tokens.lease``), so one worker across all processes and
-   instances talks to the provider, and the others wait for its result;
-3. a re-read after taking the lease and a compare-and-swap write on ``version``, so a refresh
-   that someone else already finished is not repeated and no write is lost.
+2. a lease in the database (``tokens.lease``), so one worker across all processes and instances
+   talks to the provider, and the others wait for its result;
+3. a re-read after taking the lease and a compare-and-swap write on ``version``
+   (``tokens.repository.write_tokens``), so a refresh that someone else already finished is not
+   repeated and no write is lost.
 
-The rotated refresh token is committed before the new access token is handed to anyone, and a
-provider that sends no new refresh token leaves the old one in place (``TokenVault.sealed``).
+Two clocks keep a slow provider from costing the grant. A caller waits at most
+``refresh_wait_seconds`` and then gets the still-valid token or a 503; the refresh itself is a
+task of its own (the single flight's) that goes on for up to ``refresh_request_seconds`` per
+request, its lease renewed meanwhile, and stores the rotated refresh token when the answer comes.
+Retries resend only what is known not to have been processed (no connection, 5xx, 429). A
+request whose outcome is unknown (a timeout or reset after it was sent, a holder that died)
+leaves ``rotation_uncertain_since`` on the row; inside the provider's
+``refresh_token_grace_seconds`` the same refresh token is sent again, without one it is sent
+again once, and an ``invalid_grant`` after such an attempt is ``rotation_lost``: needs_reauth
+with a ``connection.rotation_lost`` event, never a silent loop.
 
 The background refresher runs the same leader code (``refresh_claimed``) on rows it claimed many
-at a time; only where the row comes from and how the write is committed differ: its claim's
-``RETURNING`` row is the read after taking the lease, and its writes are committed many to a
-transaction (``write_tokens``, the one place a refreshed grant is stored).
+at a time; only where the row comes from and how the write is committed differ.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import ARRAY, Table, Update, any_, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from personal_connectors.apps.gateway import client_for
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.events.repository import EventRepository, event_row
 from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ProviderError
-from personal_connectors.models import Connection, ConnectionEvent, ConnectionStatus, utcnow
+from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
 from personal_connectors.oauth.errors import (
     ProviderBadAnswer,
@@ -59,14 +60,17 @@ from personal_connectors.tokens.exceptions import (
     RefreshContended,
     TokenUnavailable,
 )
+from personal_connectors.tokens.lifetime import needs_refresh
 from personal_connectors.tokens.records import ConnectionLike
+from personal_connectors.tokens.repository import TokenWrite, write_tokens
 from personal_connectors.tokens.vault import TokenVault
 
 logger = logging.getLogger(__name__)
 
-# How long a caller waits for another worker's refresh before giving up with a 503.
-WAIT_FOR_OTHERS_SECONDS = 30.0
 POLL_SECONDS = 0.05
+ROTATION_LOST = "rotation_lost"
+# Transport failures that happen before a request is sent: the provider never saw it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 @dataclass(frozen=True)
@@ -80,17 +84,6 @@ class FreshToken:
     refreshed: bool = False
 
 
-@dataclass(frozen=True)
-class TokenWrite:
-    """A refreshed grant to store: one row's compare-and-swap update and its audit events."""
-
-    connection_id: str
-    version: int  # the version the refresh read; the write happens only over it
-    owner: str  # the lease the refresh ran under; the write releases it
-    values: Mapping[str, Any]
-    events: Sequence[Mapping[str, Any]]  # connection_events rows (never a token)
-
-
 # Commits a write and says whether its compare-and-swap won: the token path commits each at once
 # (``write_tokens`` on its session), the background refresher many to a transaction.
 TokenWriter = Callable[[TokenWrite], Awaitable[bool]]
@@ -98,101 +91,57 @@ TokenWriter = Callable[[TokenWrite], Awaitable[bool]]
 CredentialsLookup = Callable[[str | None], Awaitable[ClientCredentials | None]]
 
 
-async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> list[bool]:
-    """Store ``writes`` in one transaction on ``session`` and commit; per write, whether it won.
+def outcome_unknown(failure: BaseException) -> bool:
+    """Whether a failed request may have been processed by the provider: a transport failure
+    after it was sent (read timeout, reset, broken answer), raised as it is or as the cause
+    of an ``oauth.errors`` class."""
+    seen: BaseException | None = failure
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError):
+            return not isinstance(seen, _NOT_SENT)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
-    Each row is written only over the version its refresh read and only under its lease, so a
-    write that lost (possible only once a lease expired mid-refresh) changes nothing; the events
-    of the writes that won are inserted with them, and their webhook deliveries join the same
-    transaction (``EventRepository.enqueue_rows``). Core statements built once: no unit of work
-    is needed, and the ORM's per-statement overhead was a tenth of a background refresh's CPU.
+
+class _Attempt:
+    """One leader's conversation with the provider: which failures are sent again.
+
+    Known failures (nothing sent, or an answer that rotated nothing) are retried inside the
+    retry budget. A failure whose outcome is unknown is retried with the same refresh token
+    while the provider's grace period allows, and otherwise once (none if the row already
+    carried such a doubt: the first request of this attempt was that one more).
     """
-    if not writes:
-        return []
-    connection = await session.connection()
-    statement = _compare_and_swap(tuple(writes[0].values))
-    params = [
-        {"cas_id": w.connection_id, "cas_version": w.version, "cas_owner": w.owner, **w.values}
-        for w in writes
-    ]
-    stored: list[bool] | None = None
-    if len(params) > 1 and connection.dialect.supports_sane_multi_rowcount:
-        # One executemany (SQLite); its total count proves every write won, the usual case.
-        if (await connection.execute(statement, params)).rowcount == len(params):
-            stored = [True] * len(params)
-        else:
-            await session.rollback()  # someone lost: redo one by one to learn who
-            connection = await session.connection()
-    elif len(params) > 1:
-        # PostgreSQL (asyncpg reports no per-row counts for an executemany): lock the rows and
-        # learn the winners in one statement, then write the winners in one executemany.
-        stored = await _lock_unchanged(connection, writes)
-        winners = [row for row, won in zip(params, stored, strict=True) if won]
-        if winners:
-            await connection.execute(statement, winners)
-    if stored is None:
-        stored = [(await connection.execute(statement, row)).rowcount == 1 for row in params]
-    events = [row for write, won in zip(writes, stored, strict=True) if won for row in write.events]
-    if events:
-        await connection.execute(insert(_EVENTS), events)
-        await EventRepository(session).enqueue_rows(events)
-    await session.commit()
-    return stored
 
+    def __init__(self, uncertain_since: datetime | None, grace_seconds: int, budget: float):
+        self.uncertain_since = uncertain_since
+        self.grace = timedelta(seconds=grace_seconds)
+        self.budget = budget
+        self.resends = 0 if uncertain_since is not None else 1
+        self.in_flight = False  # a request is out: cancelling now leaves its outcome unknown
+        self._last_unknown = False
 
-_CONNECTIONS = cast(Table, Connection.__table__)
-_EVENTS = cast(Table, ConnectionEvent.__table__)
+    @property
+    def uncertain(self) -> bool:
+        """The refresh token may have been rotated in an answer we never read."""
+        return self.uncertain_since is not None
 
+    def worth_retrying(self, failure: BaseException) -> bool:
+        self._last_unknown = False
+        if outcome_unknown(failure):
+            self._last_unknown = True
+            now = utcnow()
+            self.uncertain_since = self.uncertain_since or now
+            if self.grace and now - self.uncertain_since < self.grace:
+                return True
+            if self.resends > 0:
+                self.resends -= 1
+                return True
+            return False
+        return isinstance(failure, (ProviderUnreachable, ProviderBadAnswer))
 
-async def _lock_unchanged(connection: AsyncConnection, writes: Sequence[TokenWrite]) -> list[bool]:
-    """Per write, whether its compare-and-swap will win, its row locked until the commit.
-
-    ``SELECT … FOR UPDATE`` waits for a concurrent writer and then reads its committed row, so a
-    row still at the version and lease owner the refresh read cannot change before this
-    transaction's ``UPDATE`` (which keeps its own compare-and-swap condition all the same). Rows
-    are locked in id order, so two batches cannot deadlock; the statement's text does not depend
-    on the batch's size (one array parameter), so each connection prepares it once.
-    """
-    ids = [write.connection_id for write in writes]
-    current = {
-        row.id: (row.version, row.refresh_lease_owner)
-        for row in await connection.execute(_LOCK_ROWS, {"ids": ids})
-    }
-    won: list[bool] = []
-    for write in writes:
-        # A second write of one row in a batch would find the first one's version: it loses.
-        won.append(current.pop(write.connection_id, None) == (write.version, write.owner))
-    return won
-
-
-_LOCK_ROWS = (
-    select(_CONNECTIONS.c.id, _CONNECTIONS.c.version, _CONNECTIONS.c.refresh_lease_owner)
-    .where(_CONNECTIONS.c.id == any_(bindparam("ids", type_=ARRAY(_CONNECTIONS.c.id.type))))
-    .order_by(_CONNECTIONS.c.id)
-    .with_for_update()
-)
-
-
-@functools.cache
-def _compare_and_swap(columns: tuple[str, ...]) -> Update:
-    """``UPDATE connections SET <columns> WHERE id, version and lease owner are as read``."""
-    table = _CONNECTIONS
-    return (
-        update(table)
-        .where(
-            table.c.id == bindparam("cas_id"),
-            table.c.version == bindparam("cas_version"),
-            table.c.refresh_lease_owner == bindparam("cas_owner"),
-        )
-        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
-    )
-
-
-def needs_refresh(connection: ConnectionLike, entry: ProviderEntry | None, now: datetime) -> bool:
-    if connection.expires_at is None:
-        return False  # a token that does not expire (GitHub OAuth apps) is always current
-    margin = entry.refresh_margin if entry is not None else 300
-    return connection.expires_at <= now + timedelta(seconds=margin)
+    def stop(self, state: RetryCallState) -> bool:
+        """Known failures stop at the budget; ``worth_retrying`` bounded an unknown outcome."""
+        return not self._last_unknown and (state.seconds_since_start or 0.0) > self.budget
 
 
 class Refresher:
@@ -211,12 +160,29 @@ class Refresher:
         )
 
     async def refresh(self, connection: ConnectionLike, *, force: bool = False) -> FreshToken:
-        """A token newer than ``connection``'s version, or the current one if still fresh."""
+        """A token newer than ``connection``'s version, or the current one if still fresh.
+
+        Waits ``refresh_wait_seconds`` at most: then the still-valid token, or a 503 once it
+        has expired. The refresh goes on without its callers and stores what it gets.
+        """
         seen_version = connection.version
-        token: FreshToken = await self.runtime.refresh_flights.run(
-            connection.id, lambda: self._refresh_across_workers(connection.id, seen_version, force)
-        )
+        try:
+            token: FreshToken = await self.runtime.refresh_flights.run(
+                connection.id,
+                lambda: self._refresh_across_workers(connection.id, seen_version, force),
+                wait_seconds=self.runtime.settings.refresh_wait_seconds,
+            )
+        except (TimeoutError, RefreshContended):
+            return self._still_valid(connection)
         return token
+
+    def _still_valid(self, connection: ConnectionLike) -> FreshToken:
+        if connection.expires_at is None or connection.expires_at > utcnow():
+            return self.current(connection)
+        raise TokenUnavailable(
+            "The provider has not answered the refresh yet and the current token has expired.",
+            headers={"Retry-After": "2"},
+        )
 
     async def refresh_claimed(
         self,
@@ -244,13 +210,14 @@ class Refresher:
         self, connection_id: str, seen: int, force: bool
     ) -> FreshToken:
         owner = lease.new_owner()
-        deadline = time.monotonic() + WAIT_FOR_OTHERS_SECONDS
+        seconds = self.runtime.settings.refresh_lease_seconds
+        # Nobody waits longer than this for another worker's refresh (``refresh``).
+        deadline = time.monotonic() + self.runtime.settings.refresh_wait_seconds
         while True:
             async with self.runtime.sessions() as session:
-                if await lease.try_acquire(
-                    session, connection_id, owner, self.runtime.settings.refresh_lease_seconds
-                ):
-                    return await self._as_leader(session, connection_id, seen, force, owner)
+                if await lease.try_acquire(session, connection_id, owner, seconds):
+                    async with lease.kept(self.runtime.sessions, owner, seconds, connection_id):
+                        return await self._as_leader(session, connection_id, seen, force, owner)
                 connection = await session.get(Connection, connection_id)
                 if connection is None:
                     raise ReauthorizationRequired("The connection no longer exists.")
@@ -297,6 +264,12 @@ class Refresher:
         """Refresh ``connection`` (read under the lease ``owner`` holds) unless that is moot."""
         stored = handed_over = False
         connection_id = connection.id  # (a rollback below expires the instance)
+        entry = self.runtime.catalog.get(connection.app_key)
+        attempt = _Attempt(
+            connection.rotation_uncertain_since,
+            entry.refresh_token_grace_seconds if entry is not None else 0,
+            self.runtime.settings.refresh_retry_seconds,
+        )
 
         async def hand_over(write: TokenWrite) -> bool:
             # Once a write is handed to the writer (a batch may still be pending, shielded from
@@ -315,19 +288,20 @@ class Refresher:
 
         try:
             self._raise_if_unusable(connection)
-            entry = self.runtime.catalog.get(connection.app_key)
             stale = needs_refresh(connection, entry, utcnow())
             if connection.version != seen or not (stale or force):
                 return self.current(connection)  # someone else refreshed, or nothing to do
             token = await self._refresh_at_provider(
-                session, connection, entry, owner, credentials, hand_over
+                session, connection, entry, owner, credentials, hand_over, attempt
             )
             stored = token.refreshed
             return token
         finally:
-            # A stored token's compare-and-swap write already cleared the lease.
+            # A stored token's compare-and-swap write already cleared the lease; a request
+            # that may have been processed (or was cut off) leaves its doubt on the row.
             if not stored and not handed_over:
-                await lease.release(session, connection_id, owner)
+                uncertain = attempt.uncertain or attempt.in_flight
+                await lease.release(session, connection_id, owner, uncertain=uncertain)
 
     def _raise_if_unusable(self, connection: Connection) -> None:
         if connection.status == ConnectionStatus.NEEDS_REAUTH:
@@ -343,39 +317,56 @@ class Refresher:
         owner: str,
         credentials: CredentialsLookup,
         writer: TokenWriter,
+        attempt: _Attempt,
     ) -> FreshToken:
         refresh_token = self.vault.refresh_token(connection)
         app = await credentials(connection.oauth_app_id)
         if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
             return await self._cannot_refresh(session, connection)
-        client = await client_for(self.runtime, entry, connection.integration_params, app)
+        client = await client_for(
+            self.runtime,
+            entry,
+            connection.integration_params,
+            app,
+            call_seconds=self.runtime.settings.refresh_request_seconds,
+        )
         try:
-            grant = await self._call_with_retries(
-                client, refresh_token, list(connection.scopes or [])
-            )
+            grant = await self._send(client, refresh_token, list(connection.scopes or []), attempt)
         except ProviderRejected as exc:
             if exc.is_terminal:
-                await self._mark_needs_reauth(session, connection, exc)
+                lost = exc.error == "invalid_grant" and attempt.uncertain
+                await self._mark_needs_reauth(session, connection, exc, attempt, lost)
                 raise ReauthorizationRequired(
-                    f"The provider rejected the refresh token ({exc.error})."
+                    f"The refresh token was rotated in an answer that never arrived "
+                    f"({ROTATION_LOST}); connect the account again."
+                    if lost
+                    else f"The provider rejected the refresh token ({exc.error})."
                 ) from None
-            return await self._transient_failure(session, connection, exc)
+            return await self._transient_failure(session, connection, exc, attempt)
         except ProviderFailure as exc:
-            return await self._transient_failure(session, connection, exc)
+            return await self._transient_failure(session, connection, exc, attempt)
         return await self._store(connection, grant, owner, writer)
 
-    async def _call_with_retries(
-        self, client: OAuthClient, refresh_token: str, scopes: list[str]
+    async def _send(
+        self, client: OAuthClient, refresh_token: str, scopes: list[str], attempt: _Attempt
     ) -> TokenGrant:
+        """The provider's answer to the refresh, sent again as ``attempt`` allows."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((ProviderUnreachable, ProviderBadAnswer)),
+            retry=retry_if_exception(attempt.worth_retrying),
             wait=wait_random_exponential(multiplier=0.2, max=2.0),
-            stop=stop_after_delay(self.runtime.settings.refresh_retry_seconds),
+            stop=attempt.stop,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await client.refresh(refresh_token, current_scopes=scopes)
+        async for call in retrying:
+            with call:
+                attempt.in_flight = True  # stays so only if cancelled mid-request
+                try:
+                    grant = await client.refresh(refresh_token, current_scopes=scopes)
+                except Exception:
+                    attempt.in_flight = False
+                    raise
+                attempt.in_flight = False
+                return grant
         raise AssertionError("unreachable")  # reraise=True re-raises the last failure
 
     async def _store(
@@ -385,7 +376,7 @@ class Refresher:
         grant is committed (``writer``) before its token is returned to anyone."""
         now = utcnow()
         values = {
-            **self.vault.sealed(connection, grant),
+            **self.vault.sealed(connection, grant, issued_at=now),
             "scopes": grant.scopes or connection.scopes,
             "version": connection.version + 1,
             "status": ConnectionStatus.ACTIVE,
@@ -396,6 +387,7 @@ class Refresher:
             "updated_at": now,
             "refresh_lease_owner": None,
             "refresh_lease_until": None,
+            "refresh_attempt_at": None,
         }
         events = [event_row(connection, EventType.REFRESHED, expires_at=str(grant.expires_at))]
         if connection.refresh_failures > 0:
@@ -415,29 +407,58 @@ class Refresher:
         )
 
     async def _mark_needs_reauth(
-        self, session: AsyncSession, connection: Connection, failure: ProviderRejected
+        self,
+        session: AsyncSession,
+        connection: Connection,
+        failure: ProviderRejected,
+        attempt: _Attempt,
+        rotation_lost: bool,
     ) -> None:
+        """The grant is gone. ``rotation_lost``: refused right after a request whose answer
+        never arrived, so the provider rotated the token in it (and, reused, revoked it)."""
         session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.status = ConnectionStatus.NEEDS_REAUTH
-        connection.status_reason = f"{failure.error}: {failure.description or 'refresh rejected'}"[
-            :500
-        ]
         connection.refresh_failures += 1
         connection.updated_at = utcnow()
-        await EventRepository(session).record(
-            connection, EventType.REFRESH_FAILED, error=failure.error, terminal=True
-        )
+        repository = EventRepository(session)
+        if rotation_lost:
+            connection.status_reason = (
+                f"{ROTATION_LOST}: the provider rotated the refresh token in an answer that "
+                "never arrived; connect the account again"
+            )
+            assert attempt.uncertain_since is not None
+            await repository.record(
+                connection,
+                EventType.ROTATION_LOST,
+                error=failure.error,
+                uncertain_since=attempt.uncertain_since.isoformat(),
+            )
+        else:
+            description = failure.description or "refresh rejected"
+            connection.status_reason = f"{failure.error}: {description}"[:500]
+            await repository.record(
+                connection, EventType.REFRESH_FAILED, error=failure.error, terminal=True
+            )
         await session.commit()
-        logger.warning("connection %s needs re-authorization (%s)", connection.id, failure.error)
+        reason = ROTATION_LOST if rotation_lost else failure.error
+        logger.warning("connection %s needs re-authorization (%s)", connection.id, reason)
 
     async def _transient_failure(
-        self, session: AsyncSession, connection: Connection, failure: ProviderFailure
+        self,
+        session: AsyncSession,
+        connection: Connection,
+        failure: ProviderFailure,
+        attempt: _Attempt,
     ) -> FreshToken:
         """The provider is down or confused: keep the status, serve what is still valid."""
         session.add(connection)  # a claimed row comes detached from its claim (refresh_claimed)
         connection.refresh_failures += 1
         await EventRepository(session).record(
-            connection, EventType.REFRESH_FAILED, error=type(failure).__name__, terminal=False
+            connection,
+            EventType.REFRESH_FAILED,
+            error=type(failure).__name__,
+            terminal=False,
+            outcome_unknown=attempt.uncertain,
         )
         await session.commit()
         logger.warning("refresh of %s failed transiently: %s", connection.id, failure)

@@ -7,18 +7,27 @@ NULLs, so every refusal stays as precise as separate checks would make it. The s
 plain SQL run on the driver (``storage.driver``), its columns converted here as the models'
 column types would: SQLAlchemy's execution layer and ORM instances cost several times the read
 itself on this path (bench/RESULTS.md). The rows come back as the records of ``tokens.records``.
+
+The compare-and-swap write that stores a refreshed grant (``write_tokens``) is here too, apart
+from the refresh's orchestration (``tokens.refresh``); the lease's statements are in
+``tokens.lease``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ARRAY, Table, Update, any_, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from personal_connectors.events.repository import EventRepository
 from personal_connectors.identity.records import KeyRecord
+from personal_connectors.models import Connection, ConnectionEvent
 from personal_connectors.storage.driver import HotReader, PostgresReader, SQLiteReader
 from personal_connectors.tokens.records import ConnectionRecord
 
@@ -91,6 +100,7 @@ _CONNECTION_FORMS = tuple(
         "provider_metadata": _json,
         "access_token_ct": _bytes,
         "expires_at": _utc,
+        "token_issued_at": _utc,
     }.get(name)
     for name in ConnectionRecord._fields
 )
@@ -149,3 +159,107 @@ class TokenRepository:
                     found = await connection.exec_driver_sql(SQLITE_LOOKUP, parameters)
                     row = found.first()
         return None if row is None else _found(tuple(row))
+
+
+# --- Storing refreshed grants (tokens.refresh, refresher.writes) ------------------------------
+
+
+@dataclass(frozen=True)
+class TokenWrite:
+    """A refreshed grant to store: one row's compare-and-swap update and its audit events."""
+
+    connection_id: str
+    version: int  # the version the refresh read; the write happens only over it
+    owner: str  # the lease the refresh ran under; the write releases it
+    values: Mapping[str, Any]
+    events: Sequence[Mapping[str, Any]]  # connection_events rows (never a token)
+
+
+async def write_tokens(session: AsyncSession, writes: Sequence[TokenWrite]) -> list[bool]:
+    """Store ``writes`` in one transaction on ``session`` and commit; per write, whether it won.
+
+    Each row is written only over the version its refresh read and only under its lease, so a
+    write that lost (possible only once a lease expired mid-refresh) changes nothing; the events
+    of the writes that won are inserted with them, and their webhook deliveries join the same
+    transaction (``EventRepository.enqueue_rows``). Core statements built once: no unit of work
+    is needed, and the ORM's per-statement overhead is a large share of a background refresh.
+    """
+    if not writes:
+        return []
+    connection = await session.connection()
+    statement = _compare_and_swap(tuple(writes[0].values))
+    params = [
+        {"cas_id": w.connection_id, "cas_version": w.version, "cas_owner": w.owner, **w.values}
+        for w in writes
+    ]
+    stored: list[bool] | None = None
+    if len(params) > 1 and connection.dialect.supports_sane_multi_rowcount:
+        # One executemany (SQLite); its total count proves every write won, the usual case.
+        if (await connection.execute(statement, params)).rowcount == len(params):
+            stored = [True] * len(params)
+        else:
+            await session.rollback()  # someone lost: redo one by one to learn who
+            connection = await session.connection()
+    elif len(params) > 1:
+        # PostgreSQL (asyncpg reports no per-row counts for an executemany): lock the rows and
+        # learn the winners in one statement, then write the winners in one executemany.
+        stored = await _lock_unchanged(connection, writes)
+        winners = [row for row, won in zip(params, stored, strict=True) if won]
+        if winners:
+            await connection.execute(statement, winners)
+    if stored is None:
+        stored = [(await connection.execute(statement, row)).rowcount == 1 for row in params]
+    events = [row for write, won in zip(writes, stored, strict=True) if won for row in write.events]
+    if events:
+        await connection.execute(insert(_EVENTS), events)
+        await EventRepository(session).enqueue_rows(events)
+    await session.commit()
+    return stored
+
+
+_CONNECTIONS = cast(Table, Connection.__table__)
+_EVENTS = cast(Table, ConnectionEvent.__table__)
+
+
+async def _lock_unchanged(connection: AsyncConnection, writes: Sequence[TokenWrite]) -> list[bool]:
+    """Per write, whether its compare-and-swap will win, its row locked until the commit.
+
+    ``SELECT … FOR UPDATE`` waits for a concurrent writer and then reads its committed row, so a
+    row still at the version and lease owner the refresh read cannot change before this
+    transaction's ``UPDATE`` (which keeps its own compare-and-swap condition all the same). Rows
+    are locked in id order, so two batches cannot deadlock; the statement's text does not depend
+    on the batch's size (one array parameter), so each connection prepares it once.
+    """
+    ids = [write.connection_id for write in writes]
+    current = {
+        row.id: (row.version, row.refresh_lease_owner)
+        for row in await connection.execute(_LOCK_ROWS, {"ids": ids})
+    }
+    won: list[bool] = []
+    for write in writes:
+        # A second write of one row in a batch would find the first one's version: it loses.
+        won.append(current.pop(write.connection_id, None) == (write.version, write.owner))
+    return won
+
+
+_LOCK_ROWS = (
+    select(_CONNECTIONS.c.id, _CONNECTIONS.c.version, _CONNECTIONS.c.refresh_lease_owner)
+    .where(_CONNECTIONS.c.id == any_(bindparam("ids", type_=ARRAY(_CONNECTIONS.c.id.type))))
+    .order_by(_CONNECTIONS.c.id)
+    .with_for_update()
+)
+
+
+@functools.cache
+def _compare_and_swap(columns: tuple[str, ...]) -> Update:
+    """``UPDATE connections SET <columns> WHERE id, version and lease owner are as read``."""
+    table = _CONNECTIONS
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("cas_id"),
+            table.c.version == bindparam("cas_version"),
+            table.c.refresh_lease_owner == bindparam("cas_owner"),
+        )
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+    )

@@ -24,8 +24,9 @@ from personal_connectors.tokens.exceptions import (
     ConnectionNotFound,
     ReauthorizationRequired,
 )
+from personal_connectors.tokens.lifetime import needs_refresh
 from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
-from personal_connectors.tokens.refresh import FreshToken, Refresher, needs_refresh
+from personal_connectors.tokens.refresh import FreshToken, Refresher
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
 

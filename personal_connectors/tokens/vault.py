@@ -7,11 +7,13 @@ be opened as a refresh token, nor one connection's token as another's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.models import Connection
 from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.tokens.lifetime import background_due_at
 from personal_connectors.tokens.records import ConnectionLike
 
 TABLE = "connections"
@@ -24,10 +26,14 @@ class TokenVault:
     def _aad(self, connection_id: str, field: str) -> bytes:
         return associated_data(TABLE, connection_id, field)
 
-    def sealed(self, connection: Connection, grant: TokenGrant) -> dict[str, Any]:
+    def sealed(
+        self, connection: Connection, grant: TokenGrant, *, issued_at: datetime | None = None
+    ) -> dict[str, Any]:
         """The column values that store a grant's tokens, for an ORM write or a CAS update.
 
-        The old refresh token is kept when the grant carries none (non-rotating providers).
+        The one place the old refresh token is kept when the grant carries none (providers that
+        do not rotate, re-authorizations that send none). ``issued_at``: when the provider
+        issued it, if known (tokens.lifetime). A new grant ends any doubt about a rotation.
         """
         refresh_token = grant.refresh_token
         if refresh_token is None and connection.refresh_token_ct is not None:
@@ -42,6 +48,9 @@ class TokenVault:
             else self.sealer.seal(refresh_token, self._aad(connection.id, "refresh_token")),
             "token_type": grant.token_type,
             "expires_at": grant.expires_at,
+            "token_issued_at": issued_at,
+            "refresh_due_at": background_due_at(issued_at, grant.expires_at),
+            "rotation_uncertain_since": None,
         }
 
     def store(self, connection: Connection, grant: TokenGrant) -> None:

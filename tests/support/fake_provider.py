@@ -11,6 +11,12 @@ One server, several *profiles* under path prefixes, each shaped like a real prov
   in the answer and ``realmId`` on the redirect back; refreshes go to a separate URL and bring
   no new refresh token; revocation is a form POST with the client secret, a version header and
   a metadata value.
+- ``rotating``, ``rotating-grace``, ``shortlived``: refresh-token rotation with reuse detection
+  (a rotated refresh token presented again revokes the whole grant), as Okta, Auth0 and Ory
+  Hydra do; ``rotating-grace`` accepts a rotated token again for ``GRACE_SECONDS`` (their grace
+  period), ``shortlived`` issues access tokens living ``SHORT_LIFETIME`` seconds. Each grant is
+  its own account. ``cut_refreshes`` makes the next refreshes end in a TCP reset after they
+  were processed: the rotated refresh token never reaches the service.
 
 Authorization needs no login: ``/{profile}/authorize`` redirects straight back with a code.
 Every request is recorded (``calls``) so a test can check how the service called the provider.
@@ -22,14 +28,21 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests.support.loopback import LoopbackServer, QuietHandler
 
-PROFILES = ("slackish", "githubish", "salesforceish")
+GRACE_SECONDS = 30
+SHORT_LIFETIME = 3
+# Rotating profiles: (access token lifetime, grace period for a rotated refresh token).
+ROTATING = {"rotating": (3600, 0), "rotating-grace": (3600, GRACE_SECONDS), "shortlived": (3, 0)}
+PROFILES = ("slackish", "githubish", "salesforceish", *ROTATING)
 INSTANCE_URL = "https://acme.my.salesforce.example"
 REALM_ID = "9130355"
 TEAM = {"id": "T0123", "name": "Acme Workspace"}
@@ -69,6 +82,19 @@ class _Reply:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False  # processed, but the client gets a connection reset instead
+
+
+@dataclass
+class _Grant:
+    """One authorization at a rotating profile: its live refresh token and the rotated ones."""
+
+    number: int
+    profile: str
+    live_refresh: str
+    rotated: dict[str, float] = field(default_factory=dict)  # token -> when (monotonic)
+    access: set[str] = field(default_factory=set)
+    revoked: bool = False
 
 
 def _json(status: int, payload: Any) -> _Reply:
@@ -84,6 +110,10 @@ class FakeProvider:
         self._access: dict[str, str] = {}  # live access token -> profile
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
+        self._grants: dict[str, _Grant] = {}  # every refresh token ever issued -> its grant
+        self._grant_of_access: dict[str, _Grant] = {}
+        self._cut = 0
+        self.refreshes: dict[str, int] = dict.fromkeys(ROTATING, 0)  # answered, per profile
         provider = self
 
         class Handler(QuietHandler):
@@ -99,6 +129,13 @@ class FakeProvider:
                     body,
                 )
                 reply = provider._answer(call)
+                if reply.reset:
+                    self.close_connection = True
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    return
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
@@ -133,6 +170,18 @@ class FakeProvider:
         with self._lock:
             return access_token in self._access
 
+    def cut_refreshes(self, count: int) -> None:
+        """The next ``count`` refreshes at a rotating profile are processed (rotated), then
+        their connection is reset before any answer."""
+        with self._lock:
+            self._cut = count
+
+    def grant_alive(self, access_token: str) -> bool:
+        """Whether the grant ``access_token`` came from still stands (not revoked on reuse)."""
+        with self._lock:
+            grant = self._grant_of_access.get(access_token)
+            return grant is not None and not grant.revoked
+
     # --- behaviour ----------------------------------------------------------------------------
 
     def _answer(self, call: RecordedCall) -> _Reply:
@@ -143,6 +192,8 @@ class FakeProvider:
             return _json(404, {"error": "not_found"})
         if endpoint == "authorize":
             return self._authorize(profile, call)
+        if profile in ROTATING and endpoint in ("token", "user"):
+            return self._rotating(profile, endpoint, call)
         if endpoint == "token" and call.method == "POST":
             return self._token(profile, call)
         if endpoint == "refresh" and call.method == "POST":
@@ -239,6 +290,59 @@ class FakeProvider:
             {"access_token": self._issue(profile), "token_type": "Bearer", "scope": "api"},
         )
 
+    def _rotating(self, profile: str, endpoint: str, call: RecordedCall) -> _Reply:
+        lifetime, grace = ROTATING[profile]
+        if endpoint == "user":
+            with self._lock:
+                grant = self._grant_of_access.get(call.bearer() or "")
+                live = grant is not None and call.bearer() in self._access
+            if grant is None or not live:
+                return _json(401, {"error": "invalid_token"})
+            return _json(
+                200, {"user_id": f"acct-{grant.number}", "name": f"Account {grant.number}"}
+            )
+        if not self._client_ok(call):
+            return _json(401, {"error": "invalid_client"})
+        form = call.form
+        with self._lock:
+            if form.get("grant_type") == "refresh_token":
+                grant = self._grants.get(form.get("refresh_token", ""))
+                presented = form.get("refresh_token", "")
+                if grant is None or grant.revoked:
+                    return _json(400, {"error": "invalid_grant"})
+                if presented != grant.live_refresh:
+                    rotated_at = grant.rotated[presented]
+                    if time.monotonic() - rotated_at >= grace:
+                        # Reuse detection: a rotated token came back; end the whole grant.
+                        grant.revoked = True
+                        for token in grant.access:
+                            self._access.pop(token, None)
+                        return _json(400, {"error": "invalid_grant"})
+                grant.rotated[grant.live_refresh] = time.monotonic()
+                self.refreshes[profile] += 1
+            elif self._codes.pop(form.get("code", ""), None) == profile:
+                grant = _Grant(next(self._serial), profile, "")
+            else:
+                return _json(400, {"error": "invalid_grant"})
+            refresh = f"rt-{profile}-{next(self._serial)}"
+            access = f"at-{profile}-{next(self._serial)}"
+            grant.live_refresh = refresh
+            grant.access.add(access)
+            self._grants[refresh] = grant
+            self._grant_of_access[access] = grant
+            self._access[access] = profile
+            cut = form.get("grant_type") == "refresh_token" and self._cut > 0
+            if cut:
+                self._cut -= 1
+        answer = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": "read",
+        }
+        return _Reply(200, json.dumps(answer).encode(), reset=cut)
+
     def _user(self, profile: str, call: RecordedCall) -> _Reply:
         token = call.bearer()
         if token is None or not self.is_live(token):
@@ -279,7 +383,20 @@ class FakeProvider:
 def fake_provider_entries(fake: FakeProvider) -> dict[str, dict[str, Any]]:
     """Providers-file entries for the profiles, keyed ``fake-<profile>``."""
     base = fake.url
+    rotating = {
+        f"fake-{profile}": {
+            "display_name": f"Fake {profile}",
+            "authorization_url": f"{base}/{profile}/authorize",
+            "token_url": f"{base}/{profile}/token",
+            "userinfo": {"url": f"{base}/{profile}/user", "id_path": "user_id"},
+            "default_scopes": ["read"],
+            "token_endpoint_auth_method": "client_secret_post",
+            **({"refresh_token_grace_seconds": grace} if grace else {}),
+        }
+        for profile, (_, grace) in ROTATING.items()
+    }
     return {
+        **rotating,
         "fake-slackish": {
             "display_name": "Fake Slack",
             "authorization_url": f"{base}/slackish/authorize",

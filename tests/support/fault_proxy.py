@@ -1,5 +1,7 @@
 """A loopback HTTP proxy that stands between the service and a provider and misbehaves on
-command: passes through, answers an error status, garbage, drops the connection, or stalls.
+command: passes through, answers an error status, garbage, drops the connection, stalls, or
+resets the connection after the provider processed the request (a rotated refresh token that
+never arrives).
 
 It also counts requests per path, so a test can see how many calls reached the proxy, and how
 many the provider answered (``forwarded``): a ``delay-after`` stall holds an answer the provider
@@ -8,6 +10,8 @@ already gave, the moment a crash loses a rotated refresh token.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -31,6 +35,7 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.mode = "pass"
+        self._left: int | None = None  # requests until the mode reverts to "pass"
         self.hits: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -48,10 +53,14 @@ class FaultProxy:
     def url(self) -> str:
         return self._server.base_url
 
-    def set_mode(self, mode: str) -> None:
+    def set_mode(self, mode: str, *, times: int | None = None) -> None:
         """``pass`` | ``status:<code>`` | ``garbage`` | ``drop`` | ``delay:<seconds>`` (before
-        forwarding) | ``delay-after:<seconds>`` (after the provider answered, before replying)."""
-        self.mode = mode
+        forwarding) | ``delay-after:<seconds>`` (after the provider answered, before replying) |
+        ``reset-after`` (the provider answered; the client gets a TCP reset instead).
+        ``times``: for that many requests, then ``pass`` again."""
+        with self._lock:
+            self.mode = mode
+            self._left = times
 
     def count(self, path: str) -> int:
         with self._lock:
@@ -69,9 +78,13 @@ class FaultProxy:
         path = handler.path.split("?", 1)[0]
         with self._lock:
             self.hits[path] += 1
+            mode = self.mode
+            if self._left is not None:
+                self._left -= 1
+                if self._left <= 0:
+                    self.mode, self._left = "pass", None
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else b""
-        mode = self.mode
         if mode.startswith("status:"):
             return self._reply(handler, int(mode.split(":")[1]), b"upstream trouble", "text/plain")
         if mode == "garbage":
@@ -90,12 +103,21 @@ class FaultProxy:
             self.answered[path] += 1
         if mode.startswith("delay-after:"):
             time.sleep(float(mode.split(":")[1]))
+        if mode == "reset-after":
+            return self._reset(handler)
         return self._reply(
             handler,
             response.status_code,
             response.content,
             response.headers.get("content-type", ""),
         )
+
+    @staticmethod
+    def _reset(handler: BaseHTTPRequestHandler) -> None:
+        """Close with SO_LINGER 0: the client reads a connection reset, not an answer."""
+        handler.close_connection = True
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
 
     @staticmethod
     def _reply(

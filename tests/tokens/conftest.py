@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
 from tests.support import outputs
 from tests.support.fault_proxy import FaultProxy
+from tests.support.oidc import OidcProvider
 from tests.support.service import ServiceProcess
 
 TOKEN_PATH = "/token"
@@ -46,6 +48,40 @@ def connect_accounts(
         assert response.status_code == 200, response.text
         ids.append(str(response.json()["data"]["connection_id"]))
     return ids
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def connect_fake(api: httpx.Client, tenant: Tenant, connector_type: str) -> str:
+    """A connection at one of the fake provider's profiles (its authorize redirects at once)."""
+    started = api.post(
+        "/authorize",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"connector_type": connector_type},
+    )
+    assert started.status_code == 200, started.text
+    consent = httpx.get(started.json()["authorization_url"], follow_redirects=False, timeout=10)
+    assert consent.status_code == 302, consent.text
+    response = follow_callback(consent.headers["location"])
+    assert response.status_code == 200, response.text
+    return str(response.json()["data"]["connection_id"])
+
+
+def works_at_oidc(oidc: OidcProvider, access_token: str) -> bool:
+    """Whether the local OpenID provider accepts ``access_token`` (its userinfo answers)."""
+    response = httpx.get(
+        oidc.metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=10,
+    )
+    return response.status_code == 200
 
 
 def token(api: httpx.Client, tenant: Tenant, connection_id: str, **params: str) -> httpx.Response:

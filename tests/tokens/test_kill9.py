@@ -1,10 +1,13 @@
-"""`kill -9` in the middle of refreshes: nothing is left silently broken.
+"""`kill -9` in the middle of refreshes: nothing is left silently broken, and the dead
+holder's work is taken over within a lease's life.
 
 The provider rotates refresh tokens and revokes the whole grant when a used one comes back. A
 process killed after the provider answered, before the answer was stored, has lost the only
 live refresh token: the next refresh presents the old one and is refused. That connection must
-then say so (needs_reauth with a reason); every other one must still hand out a working token.
-The fault proxy's ``delay-after`` holds the provider's answer so the kill lands exactly there.
+then say so (needs_reauth with ``rotation_lost``: the attempt the dead holder left marked on the
+row tells a lost rotation from a revoked grant); every other one must still hand out a working
+token. The fault proxy's ``delay-after`` holds the provider's answer so the kill lands exactly
+there.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -34,24 +35,20 @@ from tests.tokens.conftest import (
     set_due,
     states,
     token,
+    wait_for,
 )
 
-# The killed process: a lease shorter than the stall (it expires soon after the kill), and a
-# provider timeout longer than it (the process is still waiting when it dies).
-LEASE_SECONDS = "3"
+# The killed process: a short lease (renewed while it lives, expiring soon after the kill), and
+# a request lifetime longer than the stall (the process is still waiting when it dies).
+LEASE_SECONDS = 3
 KILLED_ENV = {
-    "CONNECTORS_REFRESH_LEASE_SECONDS": LEASE_SECONDS,
-    "CONNECTORS_PROVIDER_TIMEOUT_SECONDS": "15",
+    "CONNECTORS_REFRESH_LEASE_SECONDS": str(LEASE_SECONDS),
+    "CONNECTORS_REFRESH_REQUEST_SECONDS": "15",
 }
+# A dead holder's leases are free again within their life (plus the test's own slowness).
+TAKEOVER_SECONDS = LEASE_SECONDS + 5
 # The provider answers at once; its answer reaches the service only after this stall.
 STALL = "delay-after:6"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def held_leases(service: ServiceProcess, ids: list[str]) -> int:
@@ -84,7 +81,7 @@ def assert_none_silently_broken(
     for cid, result in outcome.items():
         assert got[cid].status == ("active" if result == "works" else "needs_reauth"), got[cid]
         if result == "needs_reauth":
-            assert (got[cid].status_reason or "").startswith("invalid_grant"), got[cid]
+            assert (got[cid].status_reason or "").startswith("rotation_lost"), got[cid]
     return outcome
 
 
@@ -121,8 +118,8 @@ def test_kill_9_of_the_refresher_mid_refresh(
     assert all(state.version == 1 for state in states(service, ids).values())
     proxy.set_mode("pass")
 
-    # Restart once the dead process's leases have expired.
-    wait_for(lambda: held_leases(service, ids) == 0, what="lease expiry")
+    # Restart once the dead process's leases have expired: within a lease's life.
+    wait_for(lambda: held_leases(service, ids) == 0, TAKEOVER_SECONDS, what="lease expiry")
     run_refresher_once(service, tenant.organization_id)
 
     # The restarted refresher already found the two whose rotation was lost, and refreshed
@@ -173,7 +170,7 @@ def test_kill_9_of_a_server_mid_refresh(
     # Restart the server; callers come back once the leases have expired.
     server.start()
     try:
-        wait_for(lambda: held_leases(service, ids) == 0, what="lease expiry")
+        wait_for(lambda: held_leases(service, ids) == 0, TAKEOVER_SECONDS, what="lease expiry")
         with httpx.Client(base_url=server.api, timeout=30) as restarted:
             outcome = assert_none_silently_broken(restarted, tenant, service, ids)
     finally:

@@ -26,7 +26,8 @@ from personal_connectors.refresher.repository import Claimed
 from personal_connectors.refresher.service import BackgroundRefresher
 from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.tokens import lease
-from personal_connectors.tokens.refresh import Refresher, TokenWrite, write_tokens
+from personal_connectors.tokens.refresh import Refresher
+from personal_connectors.tokens.repository import TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
 from tests.support.db import event_types, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
@@ -171,8 +172,8 @@ def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_leas
         connection = await session.get(Connection, cid)
         assert await lease.try_acquire(session, cid, refresher.owner, 60)
         refresher._slots[connection.app_key] = asyncio.Semaphore(0)  # every slot taken
-        waiting = asyncio.ensure_future(refresher._refresh(Claimed(connection), time.monotonic()))
-        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(refresher._refresh(Claimed(connection)))
+        await asyncio.sleep(0)  # one turn of the loop: it blocks on the slot at once
         leased = await session.scalar(
             select(Connection.refresh_lease_owner).where(Connection.id == cid)
         )
@@ -181,11 +182,17 @@ def test_a_refresh_cancelled_while_it_waits_for_its_provider_slot_hands_its_leas
             await waiting
         await session.rollback()  # a fresh read
         after = await session.get(Connection, cid, populate_existing=True)
-        return leased == refresher.owner, after.refresh_lease_owner, waiting.cancelled()
+        return (
+            leased == refresher.owner,
+            after.refresh_lease_owner,
+            after.rotation_uncertain_since,
+            waiting.cancelled(),
+        )
 
-    held_while_waiting, owner_after, cancelled = service.run_db(work)
+    held_while_waiting, owner_after, uncertain_since, cancelled = service.run_db(work)
     assert cancelled and owner_after is None
     assert held_while_waiting
+    assert uncertain_since is None  # nothing was sent: no doubt about its refresh token
 
 
 def test_a_refresh_whose_write_fails_releases_its_lease_at_once(
