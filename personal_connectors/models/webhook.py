@@ -33,7 +33,7 @@ class WebhookEndpoint(TimestampedMixin, Base):
     )
     url: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(String(500))
-    # None: every event type except the chatty ones (see webhooks.outbox.OPT_IN_ONLY).
+    # None: every event type except the chatty ones (see events.outbox.OPT_IN_ONLY).
     event_types: Mapped[list[str] | None]
     is_active: Mapped[bool] = mapped_column(default=True)
     key_id: Mapped[str] = mapped_column(String(32))
