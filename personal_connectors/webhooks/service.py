@@ -20,6 +20,8 @@ from personal_connectors.webhooks.repository import WebhookRepository
 from personal_connectors.webhooks.signing import generate_secret
 
 MAX_ENDPOINTS_PER_ORGANIZATION = 20
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WEB = frozenset({"http", "https"})
 EVENT_TYPES = frozenset(item.value for item in EventType)
 
 
@@ -43,7 +45,8 @@ def check_url(url: str, settings: Settings) -> str:
     Credentials and fragments are refused: the URL is listed back to every admin and logged
     nowhere, so it must not carry a password, and a fragment never reaches the receiver. A name
     is not resolved here (its answer can change): the outbound guard judges the address each
-    delivery connects to. ``CONNECTORS_OUTBOUND_ALLOW_INTERNAL`` allows http and internal hosts.
+    delivery connects to. With ``CONNECTORS_OUTBOUND_ALLOW_INTERNAL`` (development) a receiver
+    on this machine may be registered, over plain http too; nothing else changes.
     """
     try:
         parts = urlsplit(url.strip())
@@ -55,10 +58,8 @@ def check_url(url: str, settings: Settings) -> str:
         raise ValidationFailed.for_fields(
             "The url needs a host, and neither credentials nor a fragment.", "url"
         )
-    if settings.outbound_allow_internal:
-        if parts.scheme in {"http", "https"}:
-            return parts.geturl()
-        raise ValidationFailed.for_fields("The url must be http(s).", "url")
+    if settings.outbound_allow_internal and host in LOOPBACK_HOSTS and parts.scheme in WEB:
+        return parts.geturl()
     reason = _literal_refusal(host)
     if reason is not None:
         # The worker posts from inside the deployment: an admin must not aim it at the metadata

@@ -98,6 +98,7 @@ def test_apps_set_prints_the_redirect_uri_to_register(
         "client_id": "gh-id",
         "organization_id": org,
         "scopes": ["read:user", "repo"],
+        "integration_params": {},
         "redirect_uri": f"{service.base_url}/v1/personal-connectors/callback",
     }
     human = service.cli(
@@ -141,3 +142,16 @@ def test_connections_list_shows_the_account_never_its_tokens(
     assert row["user_id"] == tenant.user_id and row["organization_id"] == tenant.organization_id
     assert access_token and refresh_token
     assert access_token not in result.stdout and refresh_token not in result.stdout
+
+
+def test_apps_set_takes_the_admin_set_params(service: ServiceProcess) -> None:
+    """``--param`` sets what a member may not choose (the generic OIDC entry's issuer host)."""
+    base = ("apps", "set", "oidc", "--client-id", "oidc-id", "--client-secret", "oidc-secret")
+    out = json.loads(
+        service.cli(*base, "--param", "issuer_host=login.example.com", "--json").stdout
+    )
+    assert out["integration_params"] == {"issuer_host": "login.example.com"}
+    refused = service.cli(*base, "--param", "issuer_host=evil.example/x", check=False)
+    assert refused.returncode != 0 and "issuer_host" in refused.stdout + refused.stderr
+    malformed = service.cli(*base, "--param", "issuer_host", check=False)
+    assert malformed.returncode != 0 and "KEY=VALUE" in malformed.stdout + malformed.stderr

@@ -57,6 +57,8 @@ def test_only_https_unless_the_operator_allows_internal_destinations() -> None:
         check_url("http://hooks.example.com/in", STRICT)
     assert check_url("https://hooks.example.com/in", STRICT) == "https://hooks.example.com/in"
     assert check_url("http://127.0.0.1:8080/in", DEVELOPMENT) == "http://127.0.0.1:8080/in"
+    with pytest.raises(ValidationFailed, match="internal address"):
+        check_url("http://10.0.0.7/in", DEVELOPMENT)  # development means this machine only
 
 
 @pytest.fixture(params=BACKENDS)
