@@ -31,9 +31,9 @@ if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 USER_AGENT = "personal-connectors/0.1"
-# Connections kept open across all destinations; a provider with more requests in flight
-# waits for one (the pool timeout is the call's connect timeout).
-LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
+# Connections per destination (origin); more requests in flight to one wait for a connection
+# (at most the call's timeout). A provider answers no faster with more than a few at once.
+LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=30.0)
 
 
 def no_cookies() -> CookieJar:

@@ -5,6 +5,11 @@ another; this transport is that pool with ``GuardedBackend``, and the two transl
 own transport makes: an httpx request into an httpcore one, and httpcore's exceptions (same
 names, other classes) into httpx's, so callers catch ``httpx.TransportError`` as everywhere.
 
+Each origin (scheme, host, port) has a pool of its own, bounded by ``limits``: httpcore scans
+all of a pool's connections (and counts its idle ones for each) on every request, so one pool
+for every destination would cost each request in proportion to the square of all connections
+open; and one busy provider cannot take the connections another needs.
+
 Through a proxy (``proxy``), the connection goes to the proxy, which the operator chose; the
 target's addresses are judged before the request instead (the proxy resolves the name again,
 so a rebinding answer is not caught there).
@@ -64,21 +69,28 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self.policy = policy
-        self.proxied = proxy is not None
-        inner = network_backend or httpcore.AnyIOBackend()
-        pool_limits: dict[str, Any] = {
+        self.proxy = proxy
+        self._inner = network_backend or httpcore.AnyIOBackend()
+        self._pool_limits: dict[str, Any] = {
             "ssl_context": ssl_context,
             "max_connections": limits.max_connections,
             "max_keepalive_connections": limits.max_keepalive_connections,
             "keepalive_expiry": limits.keepalive_expiry,
         }
-        self._pool: httpcore.AsyncConnectionPool
+        self._pools: dict[tuple[bytes, bytes, int | None], httpcore.AsyncConnectionPool] = {}
+
+    def _pool_for(self, url: httpx.URL) -> httpcore.AsyncConnectionPool:
+        origin = (url.raw_scheme, url.raw_host, url.port)
+        pool = self._pools.get(origin)
+        if pool is not None:
+            return pool
+        proxy = self.proxy
         if proxy is None:
-            self._pool = httpcore.AsyncConnectionPool(
-                network_backend=GuardedBackend(policy, inner), **pool_limits
+            pool = httpcore.AsyncConnectionPool(
+                network_backend=GuardedBackend(self.policy, self._inner), **self._pool_limits
             )
         else:
-            self._pool = httpcore.AsyncHTTPProxy(
+            pool = httpcore.AsyncHTTPProxy(
                 proxy_url=httpcore.URL(
                     scheme=proxy.url.raw_scheme,
                     host=proxy.url.raw_host,
@@ -88,15 +100,17 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 proxy_auth=proxy.raw_auth,
                 proxy_headers=proxy.headers.raw,
                 proxy_ssl_context=proxy.ssl_context,
-                network_backend=inner,
-                **pool_limits,
+                network_backend=self._inner,
+                **self._pool_limits,
             )
+        self._pools[origin] = pool
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
         url = request.url
         self.policy.check_scheme(url)
-        if self.proxied:
+        if self.proxy is not None:
             default_port = 443 if url.scheme == "https" else 80
             await self.policy.addresses(url.host, url.port or default_port)
         core_request = httpcore.Request(
@@ -109,7 +123,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         with _httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
+            response = await self._pool_for(url).handle_async_request(core_request)
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -118,4 +132,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
