@@ -55,6 +55,8 @@ ERROR_DESCRIPTIONS = {
     404: "`RESOURCE_NOT_FOUND`: unknown, or not the caller's.",
     409: "The resource's state forbids it (e.g. `REAUTHORIZATION_REQUIRED`).",
     413: "`PAYLOAD_TOO_LARGE`: the body is over the limit (64 KiB by default).",
+    431: "`REQUEST_HEADERS_TOO_LARGE`: the request line and headers are over the limit (32 KiB "
+    "by default, `CONNECTORS_HTTP_MAX_HEADER_BYTES`).",
     429: "`RATE_LIMIT_EXCEEDED`: slow down; `Retry-After` says when to try again.",
     502: "`PROVIDER_ERROR`: the provider answered wrongly.",
     503: "Unavailable (`PROVIDER_UNAVAILABLE`, `SERVICE_UNAVAILABLE`); see `Retry-After`.",
@@ -153,6 +155,8 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
         statuses.append(404)
     if "requestBody" in operation:
         statuses.append(413)
+    if any(p["in"] == "query" for p in parameters):
+        statuses.append(431)  # a query string can make the request line too long
     for status in statuses:
         responses.setdefault(str(status), error_response(status))
     for code, response in responses.items():
