@@ -10,10 +10,8 @@ Proxies named in the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) are honour
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import ssl
-import sys
 import urllib.request
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
@@ -22,13 +20,6 @@ import httpx
 from personal_connectors.config import Settings
 from personal_connectors.outbound.guard import OutboundPolicy
 from personal_connectors.outbound.transport import GuardedTransport
-
-# httpcore asks ``sniffio`` which event loop runs on every lock and semaphore operation. Where it
-# is not installed (anyio 4.16 no longer needs it), each ask is a failed import that searches
-# all of sys.path: most of a request's CPU. A None entry makes that import fail at once (Python's
-# import system), and httpcore then assumes asyncio, the only loop this service runs.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 USER_AGENT = "personal-connectors/0.1"
 # Connections per destination (origin); more requests in flight to one wait for a connection
