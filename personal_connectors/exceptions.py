@@ -7,7 +7,9 @@ renders them into the one error envelope. Messages never carry tokens, codes, st
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from personal_connectors.config import API_PREFIX
@@ -143,6 +145,14 @@ class UnsupportedMediaType(APIError):
 class RateLimitExceeded(APIError):
     status, code, type = 429, "RATE_LIMIT_EXCEEDED", "rate_limit_error"
     message = "Too many requests. Please slow down."
+
+    @classmethod
+    def for_bound(
+        cls, message: str, limit: int, first_end: datetime | None, now: datetime
+    ) -> RateLimitExceeded:
+        """A per-user bound reached: ``Retry-After`` is when the first held item ends."""
+        wait = max(1, math.ceil((first_end - now).total_seconds())) if first_end else 60
+        return cls(message, headers={"Retry-After": str(wait)}, details={"limit": limit})
 
 
 class ProviderError(APIError):

@@ -10,7 +10,6 @@ leaked database row does not yield it.
 from __future__ import annotations
 
 import hmac
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -181,13 +180,13 @@ class ConnectService:
         count, first_end = await self.repository.live_of_user(user_id, now)
         if count < limit:
             return
-        wait = max(1, math.ceil((first_end - now).total_seconds())) if first_end else 60
-        raise RateLimitExceeded(
+        raise RateLimitExceeded.for_bound(
             f"This user already has {count} valid connect sessions (at most {limit}, "
             "CONNECTORS_MAX_CONNECT_SESSIONS). Reuse one, or create sessions with a shorter "
             "expires_in.",
-            headers={"Retry-After": str(wait)},
-            details={"limit": limit},
+            limit,
+            first_end,
+            now,
         )
 
     def _check_connectors(self, keys: list[str] | None) -> list[str] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from personal_connectors.exceptions import APIError
+from personal_connectors.exceptions import APIError, RateLimitExceeded
 
 # An OAuth error code we may echo into a page or a URL; anything else is replaced.
 SAFE_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -26,8 +26,7 @@ class FlowFailed(Exception):
         super().__init__(self.code)
 
 
-class TooManyPendingFlows(APIError):
-    status, code, type = 429, "RATE_LIMIT_EXCEEDED", "rate_limit_error"
+class TooManyPendingFlows(RateLimitExceeded):
     message = "Too many sign-ins are waiting to be finished. Finish one, or wait, then retry."
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -199,13 +198,13 @@ class FlowService(FlowSteps):
         count, first_end = await self.repository.pending_of_user(user_id, now)
         if count < limit:
             return
-        wait = max(1, math.ceil((first_end - now).total_seconds())) if first_end else 60
-        raise TooManyPendingFlows(
+        raise TooManyPendingFlows.for_bound(
             f"This user already has {count} sign-ins waiting for the provider (at most {limit}, "
             "CONNECTORS_MAX_PENDING_FLOWS). Finish or abandon one; each expires after "
             f"{self.runtime.settings.flow_ttl_seconds} s.",
-            headers={"Retry-After": str(wait)},
-            details={"limit": limit},
+            limit,
+            first_end,
+            now,
         )
 
     async def _authorization_url(
