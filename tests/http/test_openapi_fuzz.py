@@ -42,8 +42,10 @@ def load_schema(service: ServiceProcess) -> Any:
     # Valid by the schema yet refused for what it cannot express (an unknown connector key, a
     # return URL outside the allowed origins): a 400 is an acceptable answer to valid data.
     schema.config.checks.positive_data_acceptance.expected_statuses.append("400")
-    # A value over its maxLength can also make the request line too long: 431, in the envelope.
-    schema.config.checks.negative_data_rejection.expected_statuses.append("431")
+    # Invalid data can also be too large: a body over the limit (413) or a value over its
+    # maxLength that makes the request line too long (431); both in the envelope, documented.
+    rejections = schema.config.checks.negative_data_rejection.expected_statuses
+    rejections.extend(status for status in ("413", "431") if status not in rejections)
     return schema
 
 
