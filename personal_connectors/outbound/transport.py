@@ -26,6 +26,7 @@ import httpcore
 import httpx
 
 from personal_connectors.outbound.guard import GuardedBackend, OutboundPolicy
+from personal_connectors.outbound.network import AsyncioBackend
 
 
 @contextmanager
@@ -70,7 +71,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.policy = policy
         self.proxy = proxy
-        self._inner = network_backend or httpcore.AnyIOBackend()
+        self._inner = network_backend or AsyncioBackend()
         self._pool_limits: dict[str, Any] = {
             "ssl_context": ssl_context,
             "max_connections": limits.max_connections,
