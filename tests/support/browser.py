@@ -87,7 +87,12 @@ class Screenshots:
 
     def __call__(self, page: Page, step: str) -> Path:
         path = self.directory / f"{self.test_name}-{len(self.taken) + 1:02d}-{step}.png"
-        page.screenshot(path=str(path), full_page=True)
+        try:
+            page.screenshot(path=str(path), full_page=True)
+        except PlaywrightError:
+            # Chromium cannot capture a page in the middle of a navigation: once it has loaded.
+            page.wait_for_load_state()
+            page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
         return path
 
