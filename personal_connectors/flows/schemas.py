@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.http.schemas import RequestBody
@@ -40,7 +40,7 @@ class AuthorizeIn(RequestBody):
         description="Extend this connection (incremental authorization): its scopes are asked "
         "again along with the new ones, and the same account must consent.",
     )
-    require_verifier: bool = Field(
+    require_verifier: StrictBool = Field(
         default=False,
         description="With `completion: explicit` and a `return_url`: the return_url redirect "
         "carries a one-time `verifier`, and complete-oauth refuses the flow without it — so "

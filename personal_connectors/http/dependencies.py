@@ -33,20 +33,23 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 def presented_api_key(request: Request) -> str | None:
     """``X-API-Key: ak_…`` or ``Authorization: Bearer ak_…`` (SPEC §2); None when neither
     header is sent. An ``Authorization`` header in another form (the key alone, another
-    scheme) is refused with what to send instead, rather than read as no key at all."""
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
+    scheme) is refused with what to send instead, rather than read as no key at all, and so is
+    a request whose two headers name different keys."""
+    key = (request.headers.get("x-api-key") or "").strip() or None
     authorization = request.headers.get("authorization")
     if authorization is None:
-        return None
+        return key
     scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    raise AuthenticationRequired(
-        "The Authorization header must read `Bearer ak_…`; "
-        "or send the key alone in the `X-API-Key` header."
-    )
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthenticationRequired(
+            "The Authorization header must read `Bearer ak_…`; "
+            "or send the key alone in the `X-API-Key` header."
+        )
+    if key is not None and key != value.strip():
+        raise AuthenticationRequired(
+            "The X-API-Key and Authorization headers name different keys; send the key once."
+        )
+    return value.strip()
 
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from personal_connectors.http.schemas import RequestBody
 
@@ -25,4 +25,6 @@ class OrganizationOut(BaseModel):
 
 
 class OrganizationPatch(RequestBody):
-    require_launched_flows: bool | None = Field(default=None, description=REQUIRE_LAUNCHED_FLOWS)
+    require_launched_flows: StrictBool | None = Field(
+        default=None, description=REQUIRE_LAUNCHED_FLOWS
+    )

@@ -31,6 +31,46 @@ def test_a_key_without_bearer_is_told_how_to_send_it(
     assert sent_right.status_code != 401
 
 
+@pytest.mark.parametrize("path", ["", "/conn_unknown/token"], ids=["list", "token"])
+def test_a_malformed_or_different_authorization_beside_a_good_x_api_key_is_refused(
+    api: httpx.Client, tenant: Tenant, path: str
+) -> None:
+    method = "POST" if path else "GET"
+    for authorization, words in (
+        (f"Basic {tenant.api_key}", "Bearer"),
+        ("Bearer ak_someone_elses_key", "different keys"),
+    ):
+        response = api.request(
+            method,
+            path,
+            params=tenant.org,
+            headers={"X-API-Key": tenant.api_key, "Authorization": authorization},
+        )
+        error = assert_envelope(response, 401, "AUTHENTICATION_REQUIRED")
+        assert words in str(error["system_message"])
+        assert tenant.api_key not in response.text
+    both_same = api.request(
+        method,
+        path,
+        params=tenant.org,
+        headers={"X-API-Key": tenant.api_key, "Authorization": f"Bearer {tenant.api_key}"},
+    )
+    assert both_same.status_code != 401
+
+
+def test_a_flag_is_a_json_boolean_never_a_number(api: httpx.Client, tenant: Tenant) -> None:
+    for value in (0.0, 1, "true"):
+        response = api.patch(
+            "/organization",
+            params=tenant.org,
+            headers=tenant.headers,
+            json={"require_launched_flows": value},
+        )
+        assert_envelope(response, 400, "VALIDATION_ERROR")
+    current = api.get("/organization", params=tenant.org, headers=tenant.headers)
+    assert current.json()["require_launched_flows"] is False
+
+
 def test_an_unknown_connector_type_suggests_the_closest_and_the_list(
     api: httpx.Client, tenant: Tenant
 ) -> None:
