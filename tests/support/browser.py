@@ -170,6 +170,9 @@ def open_connect_page(context: BrowserContext, connect_url: str, base_url: str) 
     expect(page.locator("#session-owner")).to_be_visible()
     page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(f"{base_url}/connect")
+    # The page's script (the last element of its body) handles the Connect buttons: a click
+    # before it has run opens no popup.
+    page.wait_for_load_state("load")
     return page
 
 
