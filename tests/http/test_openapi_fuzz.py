@@ -179,11 +179,12 @@ def test_sequences_through_the_documents_links(service: ServiceProcess, family: 
     assert issubclass(Sequences, APIStateMachine)
     Sequences.run(
         settings=settings(
-            max_examples=10,
-            stateful_step_count=4,
+            max_examples=30,
+            stateful_step_count=6,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,
+            derandomize=FUZZ_SETTINGS.derandomize,
         )
     )
     # The links were followed with real ids: the list and operations it leads to answered 2xx.
