@@ -9,7 +9,7 @@ creates the database, key and schema, is printed apart. Each figure is wall-cloc
 CPU time the process used until then (user + system): on a loaded machine the wall clock
 mostly measures the wait for a core, and the CPU time is what an idle machine would take.
 
-Run: .venv/bin/python bench/startup.py [--runs 7] [--compare 49f7519]
+Run: .venv/bin/python bench/startup.py [--runs 7] [--compare REF]
 """
 
 from __future__ import annotations

@@ -65,7 +65,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_openapi(app)
-    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # The token route first: it is the hot path and routing tries the routes in order. No other
@@ -83,4 +82,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
+    install_docs(app)  # after the API: its routes are rarely asked for
     return app

@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
-        if urlsplit(value).scheme not in {"http", "https"}:
-            raise ValueError("must be an http(s) URL")
+        if urlsplit(value).scheme not in {"http", "https"} or not ada_url.check_url(value):
+            raise ValueError("must be an http(s) URL a browser can parse")
         return value.rstrip("/")
 
     @field_validator("allowed_return_origins")
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
             if item.strip() and not item.strip().lower().startswith(("http://", "https://")):
                 raise ValueError("CONNECTORS_ALLOWED_RETURN_ORIGINS lists http(s) origins only")
             if item.strip() and not ada_url.check_url(item.strip()):
-                raise ValueError(f"CONNECTORS_ALLOWED_RETURN_ORIGINS: {item.strip()!r} is no URL")
+                raise ValueError("CONNECTORS_ALLOWED_RETURN_ORIGINS lists one that is no URL")
         return value
 
     @property

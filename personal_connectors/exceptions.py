@@ -74,9 +74,11 @@ class ConnectorNotConfigured(APIError):
     status, code, type = 400, "CONNECTOR_NOT_CONFIGURED", "validation_error"
     message = "This connector is not configured for your organization."
 
-    def __init__(self, app_key: str) -> None:
+    def __init__(self, app_key: str, missing: str | None = None) -> None:
+        """``missing``: what the app lacks, when it exists but is incomplete."""
         super().__init__(
-            f"No OAuth app is configured for {app_key} in this organization. An organization "
+            missing
+            or f"No OAuth app is configured for {app_key} in this organization. An organization "
             f"admin sets one with `PUT {API_PREFIX}/apps/{app_key}` (client_id, client_secret); "
             f"the operator sets one for every organization with `connectors apps set {app_key}`."
         )

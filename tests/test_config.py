@@ -108,3 +108,10 @@ def test_serve_on_another_port_warns_that_the_redirect_uri_points_elsewhere(
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_base_url_a_browser_cannot_parse_is_refused_at_start() -> None:
+    """Every origin check (launch, disconnect, return URLs) parses it: refused once, here."""
+    for bad in ("http://exa mple.com", "http://[::1", "ftp://connect.example"):
+        with pytest.raises(ValueError, match="base_url"):
+            settings(base_url=bad)

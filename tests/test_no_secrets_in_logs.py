@@ -8,6 +8,7 @@ what the provider issued, and finds a secret wherever it shows up.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,7 @@ from personal_connectors.models import Connection
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import CLIENT_SECRET, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support import outputs
 from tests.support.outputs import RECORD, SessionRecord
 from tests.support.service import ServiceProcess
 
@@ -56,6 +58,16 @@ def test_a_whole_flow_leaves_no_secret_in_the_logs(
     assert issued.get(code) == "code"
     assert issued.get(access_token) == "access_token" and issued.get(refresh_token)
     assert {"code_verifier", "id_token", "client_secret", "api_key"} <= set(issued.values())
+
+
+def test_a_cli_command_that_issues_nothing_may_print_no_key() -> None:
+    record = SessionRecord()
+    key = "ak_" + "k" * 40
+    printing = [sys.executable, "-c", f"print({key!r})"]
+    outputs.run(printing, "connectors api-keys create", record=record)
+    assert record.leaks() == []
+    outputs.run(printing, "connectors webhooks list", record=record)
+    assert record.leaks() == ["api_key (by its shape) in connectors webhooks list (output 2)"]
 
 
 def test_the_session_scan_finds_a_secret_wherever_it_is_not_issued(tmp_path: Path) -> None:

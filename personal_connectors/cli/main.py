@@ -75,6 +75,7 @@ def serve(
 ) -> None:
     """Run the HTTP service (the embedded default is created and migrated first)."""
     import uvicorn
+    from rich.markup import escape
 
     from personal_connectors.cli.context import load_settings, prepare_database
     from personal_connectors.cli.output import console, errors, fail
@@ -100,7 +101,9 @@ def serve(
         fail(str(exc))
     mismatch = base_url_mismatch(settings, host, port)
     if mismatch is not None:
-        errors.print(f"[yellow]warning:[/yellow] {mismatch}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[yellow]warning:[/yellow] {escape(mismatch)}", highlight=False, soft_wrap=True
+        )
     console.print(
         f"Personal Connectors on [bold]http://{host}:{port}[/bold] "
         f"(public URL {settings.base_url}, API docs at /docs)\n"

@@ -102,17 +102,14 @@ def deliver(
 
     async def work(_: AsyncSession, runtime: Runtime) -> Round:
         worker = DeliveryWorker(runtime)
-        try:
-            if once:
-                return await worker.drain()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            await worker.run(stop)
-            return Round()
-        finally:
-            await worker.close()
+        if once:
+            return await worker.drain()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(stop)
+        return Round()
 
     done = run_with_session(work)
     if once:

@@ -38,7 +38,9 @@ router = APIRouter(tags=["OAuth flow"])
 QueryText = Annotated[str | None, Query(max_length=4096)]
 
 
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# The redirect's URL carries a code or verifier: no Referer to the page it leads to (no-store
+# comes with every API answer, from the request context).
+_NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def _launch_expired() -> Response:
@@ -103,7 +105,7 @@ async def launch_decision(request: Request, runtime: RuntimeDep, session: Sessio
     launched = await binding.launch(session, runtime, token)
     if launched is None:
         return _launch_expired()
-    response = RedirectResponse(launched.provider_url, status_code=303, headers=_NO_STORE)
+    response = RedirectResponse(launched.provider_url, status_code=303, headers=_NO_REFERRER)
     binding.set_cookie(response, runtime.settings, launched.flow_id, launched.secret)
     return response
 
@@ -192,7 +194,7 @@ async def callback(
             extra["verifier"] = outcome.verifier
         # 303 so the browser follows with GET and never re-posts anything (RFC 9700 §4.12).
         return RedirectResponse(
-            with_query(flow.return_url, extra), status_code=303, headers=_NO_STORE
+            with_query(flow.return_url, extra), status_code=303, headers=_NO_REFERRER
         )
     if answer_json:
         if outcome.error is not None:

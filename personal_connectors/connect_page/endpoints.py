@@ -37,6 +37,7 @@ from personal_connectors.flows.return_url import allowed_return_url
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
+from personal_connectors.http.openapi import errors
 from personal_connectors.http.pages import render_page, wants_json
 from personal_connectors.models import ID_MAX_LENGTH, utcnow
 
@@ -63,6 +64,7 @@ ServiceDep = Annotated[ConnectService, Depends(get_service)]
     "/connect-sessions",
     status_code=201,
     response_model=ConnectSessionOut,
+    responses=errors(429),  # too many live connect sessions
     summary="Create a link to the hosted connect page for the caller",
 )
 async def create_connect_session(

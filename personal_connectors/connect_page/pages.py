@@ -198,6 +198,10 @@ def flow_result_page(outcome: CallbackOutcome, runtime: Runtime) -> HTMLResponse
         connection_id=outcome.connection_id,
         error=error,
     )
+    if flow.connect_attempt is not None:
+        # The page that opened this popup knows its attempt by this handle; another tab's page
+        # hearing the result on the shared channel ignores it.
+        message["attempt"] = flow.connect_attempt
     # A popup attempt (the page gave it a handle) never turns into a second connect page.
     response = result_page(
         message,

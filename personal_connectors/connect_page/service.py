@@ -24,7 +24,12 @@ from personal_connectors.connect_page.repository import ConnectSessionRepository
 from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.crypto import hashing
-from personal_connectors.exceptions import APIError, RateLimitExceeded, ValidationFailed
+from personal_connectors.exceptions import (
+    APIError,
+    RateLimitExceeded,
+    UnknownConnectorType,
+    ValidationFailed,
+)
 from personal_connectors.flows.binding import BrowserBinding, new_binding
 from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
@@ -192,11 +197,10 @@ class ConnectService:
     def _check_connectors(self, keys: list[str] | None) -> list[str] | None:
         if keys is None:
             return None
-        unknown = [key for key in keys if self.runtime.catalog.get(key) is None]
+        unknown = sorted({key for key in keys if self.runtime.catalog.get(key) is None})
         if unknown:
-            raise ValidationFailed.for_fields(
-                f"Unknown connector types: {', '.join(sorted(set(unknown)))[:300]}.",
-                "allowed_connectors",
+            raise UnknownConnectorType(
+                unknown[0], self.runtime.catalog.entries, "allowed_connectors"
             )
         return list(dict.fromkeys(keys))  # de-duplicated, order kept
 

@@ -2,8 +2,8 @@
 event owes (``events.outbox``), which are added in the event's transaction, where it is recorded.
 
 ``insert_many`` writes the token-issued audit (a row per token handed out) as plain multi-row
-INSERTs on the driver: SQLAlchemy's per-value processing of an executemany ran on the event loop
-that also serves the token route, for more CPU than the rest of the write.
+INSERTs on the driver, keeping SQLAlchemy's per-value processing of an executemany off the event
+loop that also serves the token route.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     response_model=AuthorizeOut,
     response_model_exclude_none=True,  # the device-flow fields appear only for that grant
     summary="Start an OAuth flow",
-    responses=errors(502, 503),  # the provider's metadata, PAR or device authorization
+    # 429: too many pending flows; 502/503: the provider's metadata, PAR or device authorization
+    responses=errors(429, 502, 503),
 )
 async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)

@@ -21,9 +21,6 @@ import httpx
 
 from personal_connectors.outbound.addresses import parse_address, refusal
 
-# What an operator sets to allow plain http and internal destinations (development, tests).
-ALLOW_INTERNAL_VARIABLE = "CONNECTORS_OUTBOUND_ALLOW_INTERNAL"
-
 # ``host, port -> addresses``; the system resolver unless a unit test gives another.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 

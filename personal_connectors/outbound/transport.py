@@ -67,11 +67,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext,
         limits: httpx.Limits,
         proxy: httpx.Proxy | None = None,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self.policy = policy
         self.proxy = proxy
-        self._inner = network_backend or AsyncioBackend()
+        self._inner = AsyncioBackend()
         self._pool_limits: dict[str, Any] = {
             "ssl_context": ssl_context,
             "max_connections": limits.max_connections,

@@ -74,7 +74,9 @@ def connection_params(
     for name in sorted(entry.admin_params):
         spec = entry.integration_params[name]
         if spec.required and spec.default is None and not (app_params or {}).get(name):
-            raise ConnectorNotConfigured(f"{_set_on_app(entry, name)}; none is set yet.")
+            raise ConnectorNotConfigured(
+                entry.key, f"Not configured yet: {_set_on_app(entry, name)}."
+            )
     admin_values = {k: v for k, v in (app_params or {}).items() if k in entry.admin_params}
     return validate_integration_params(entry, {**dict(given or {}), **admin_values})
 

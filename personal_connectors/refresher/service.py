@@ -46,7 +46,7 @@ from personal_connectors.tokens.refresh import Refresher
 logger = logging.getLogger(__name__)
 
 # Write transactions in flight on PostgreSQL: a second overlaps one batch's round trips and WAL
-# flush with the next; 4 or 8 measured no faster in bench/refresher.py (283-296/s for 2, 4, 8).
+# flush with the next (more measured no faster in bench/refresher.py).
 WRITE_TRANSACTIONS = 2
 
 

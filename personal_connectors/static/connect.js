@@ -222,7 +222,10 @@
   // (and if not, the status poll does).
   if (typeof BroadcastChannel === "function") {
     channel = new BroadcastChannel("personal-connectors");
-    channel.onmessage = function (event) { onResult(event.data); };
+    channel.onmessage = function (event) {
+      // Every tab of this origin hears the channel: only the result of our own attempt is ours.
+      if (event.data && pending && event.data.attempt === pending.attempt) { onResult(event.data); }
+    };
   }
 
   // Back from a full-page round trip: show it once, tell the app, and clean the address bar.

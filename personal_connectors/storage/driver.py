@@ -15,16 +15,16 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg  # type: ignore[import-untyped]  # (no stubs; used through its documented API)
 from sqlalchemy.engine.url import make_url
 
 from personal_connectors.config import Settings
 from personal_connectors.storage.database import is_sqlite
 
 # What a lost or refused connection raises (a read is then tried once more, on a new one).
-CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+if TYPE_CHECKING:
+    import asyncpg  # type: ignore[import-untyped]  # (no stubs; used through its documented API)
 
 Row = tuple[Any, ...]
 _Waiting = tuple[Sequence[Any], "asyncio.Future[Row | None]"]
@@ -67,6 +67,11 @@ class PostgresReader:
     ``many`` form once, with one array per parameter."""
 
     def __init__(self, dsn: str, pool_size: int) -> None:
+        import asyncpg  # here, not at start-up: a SQLite deployment never loads it
+
+        self._asyncpg = asyncpg
+        # Failures of the connection rather than of the statement: a read is tried again.
+        self._connection_errors = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -77,7 +82,7 @@ class PostgresReader:
     async def _get_pool(self) -> asyncpg.Pool:
         async with self._opening:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(
+                self._pool = await self._asyncpg.create_pool(
                     self.dsn, min_size=1, max_size=self.pool_size, reset=_keep_session
                 )
         return self._pool
@@ -88,7 +93,7 @@ class PostgresReader:
         pool = self._pool or await self._get_pool()
         try:
             return await getattr(pool, method)(sql, *arguments)
-        except CONNECTION_ERRORS:
+        except self._connection_errors:
             return await getattr(pool, method)(sql, *arguments)
 
     async def fetch_row(self, one: str, many: str, arguments: Sequence[Any]) -> Row | None:
@@ -124,7 +129,7 @@ class PostgresReader:
                 waiter.cancel()
             raise
         except Exception as exc:
-            if len(batch) == 1 or isinstance(exc, CONNECTION_ERRORS):
+            if len(batch) == 1 or isinstance(exc, self._connection_errors):
                 # The database is unreachable (already retried once): each read would fail.
                 for waiter in waiters:
                     if not waiter.done():

@@ -107,9 +107,10 @@ class _Attempt:
     """One leader's conversation with the provider: which failures are sent again.
 
     Known failures (nothing sent, or an answer that rotated nothing) are retried inside the
-    retry budget. A failure whose outcome is unknown is retried with the same refresh token
-    while the provider's grace period allows, and otherwise once (none if the row already
-    carried such a doubt: the first request of this attempt was that one more).
+    retry budget, and so is a failure whose outcome is unknown while the provider's grace
+    period accepts the same refresh token again. Without a grace period an unknown outcome is
+    owed one resend, even past the budget (none if the row already carried such a doubt: the
+    first request of this attempt was that one more).
     """
 
     def __init__(self, uncertain_since: datetime | None, grace_seconds: int, budget: float):
@@ -118,30 +119,34 @@ class _Attempt:
         self.budget = budget
         self.resends = 0 if uncertain_since is not None else 1
         self.in_flight = False  # a request is out: cancelling now leaves its outcome unknown
-        self._last_unknown = False
+        self._owed_resend = False
 
     @property
     def uncertain(self) -> bool:
         """The refresh token may have been rotated in an answer we never read."""
         return self.uncertain_since is not None
 
+    def doubt(self) -> None:
+        """The provider may have rotated the refresh token in an answer that is lost."""
+        self.uncertain_since = self.uncertain_since or utcnow()
+
     def worth_retrying(self, failure: BaseException) -> bool:
-        self._last_unknown = False
+        self._owed_resend = False
         if outcome_unknown(failure):
-            self._last_unknown = True
-            now = utcnow()
-            self.uncertain_since = self.uncertain_since or now
-            if self.grace and now - self.uncertain_since < self.grace:
+            self.doubt()
+            assert self.uncertain_since is not None
+            if self.grace and utcnow() - self.uncertain_since < self.grace:
                 return True
             if self.resends > 0:
                 self.resends -= 1
+                self._owed_resend = True
                 return True
             return False
         return isinstance(failure, (ProviderUnreachable, ProviderBadAnswer))
 
     def stop(self, state: RetryCallState) -> bool:
-        """Known failures stop at the budget; ``worth_retrying`` bounded an unknown outcome."""
-        return not self._last_unknown and (state.seconds_since_start or 0.0) > self.budget
+        """Every retry stops at the budget but the one resend an unknown outcome is owed."""
+        return not self._owed_resend and (state.seconds_since_start or 0.0) > self.budget
 
 
 class Refresher:
@@ -283,6 +288,9 @@ class Refresher:
                 return await writer(write)
             except Exception:
                 handed_over = False
+                # The provider has rotated the refresh token and the new one is not stored: a
+                # later invalid_grant is that loss (rotation_lost), not a revoked grant.
+                attempt.doubt()
                 await session.rollback()  # the failed write may have been on this session
                 raise
 
@@ -323,6 +331,9 @@ class Refresher:
         app = await credentials(connection.oauth_app_id)
         if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
             return await self._cannot_refresh(session, connection)
+        await (
+            session.commit()
+        )  # no transaction (nor its connection) held while the provider answers
         client = await client_for(
             self.runtime,
             entry,

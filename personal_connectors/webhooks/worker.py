@@ -86,9 +86,6 @@ class DeliveryWorker:
     def max_attempts(self) -> int:
         return len(self.delays) + 1
 
-    async def close(self) -> None:
-        """Nothing of its own to release: the client is the runtime's."""
-
     async def deliver_due(self) -> Round:
         """One round: claim a batch, send it concurrently, record the outcomes."""
         now = utcnow()
@@ -211,4 +208,3 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
         stop.set()
         with suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, runtime.settings.webhook_timeout_seconds + 5)
-        await worker.close()

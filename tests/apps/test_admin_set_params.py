@@ -105,7 +105,12 @@ def test_the_issuer_an_admin_sets_on_the_app_is_the_one_members_connect_to(
     not_configured = authorize(api, member)
     assert not_configured.status_code == 400
     assert not_configured.json()["error"]["code"] == "CONNECTOR_NOT_CONFIGURED"
-    assert f"PUT /apps/{TENANT_OIDC_KEY}" in not_configured.json()["error"]["system_message"]
+    assert not_configured.json()["error"]["system_message"] == (
+        f"Not configured yet: integration_params.issuer_port of {TENANT_OIDC_KEY} is set by an "
+        f"owner or admin on the organization's app: PUT /apps/{TENANT_OIDC_KEY} with "
+        f"integration_params (or `connectors apps set {TENANT_OIDC_KEY} --param "
+        "issuer_port=VALUE`)."
+    )
 
     issuer_port = str(urlsplit(oidc.issuer).port)
     configured = set_app(api, owner, issuer_port=issuer_port)

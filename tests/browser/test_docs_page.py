@@ -10,8 +10,10 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from tests.conftest import Tenant
-from tests.support.browser import Screenshots
+from tests.support.browser import SQLITE_ONLY, Screenshots
 from tests.support.service import ServiceProcess
+
+pytestmark = SQLITE_ONLY  # the page, not the database, is under test
 
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 # Recorded by an init script (it runs outside the page's CSP): every CSP violation the page hit.

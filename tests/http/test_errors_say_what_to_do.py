@@ -91,6 +91,16 @@ def test_an_unknown_connector_type_suggests_the_closest_and_the_list(
     error = assert_envelope(app, 400, "VALIDATION_ERROR")
     assert "Did you mean 'gitlab'?" in str(error["system_message"])
 
+    session = api.post(
+        "/connect-sessions",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"allowed_connectors": ["github", "notoin"]},
+    )
+    error = assert_envelope(session, 400, "VALIDATION_ERROR")
+    assert "Did you mean 'notion'?" in str(error["system_message"])
+    assert error["details"] == {"fields": ["allowed_connectors"]}
+
     one = api.get("/available/slak", params=tenant.org, headers=tenant.headers)
     error = assert_envelope(one, 404, "RESOURCE_NOT_FOUND")
     assert "Did you mean 'slack'?" in str(error["system_message"])

@@ -81,7 +81,8 @@ def test_each_operation_lists_the_errors_it_can_answer(document: dict[str, Any])
     # Statuses only some routes answer.
     assert {"409", "502", "503"} <= set(by_id["issue_token"]["responses"])
     assert "409" in by_id["create_webhook"]["responses"]
-    assert {"502", "503"} <= set(by_id["authorize"]["responses"])
+    assert {"429", "502", "503"} <= set(by_id["authorize"]["responses"])
+    assert "429" in by_id["create_connect_session"]["responses"]
     assert "503" in by_id["readyz"]["responses"]
 
 

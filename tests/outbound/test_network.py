@@ -24,8 +24,9 @@ async def serve(answers_per_connection: int | None) -> tuple[asyncio.Server, lis
         counts.append(0)
         index = len(counts) - 1
         while answers_per_connection is None or counts[index] < answers_per_connection:
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:  # the client closed the connection
                 break
             counts[index] += 1
             writer.write(ANSWER)
@@ -56,14 +57,31 @@ def test_a_kept_alive_connection_is_used_again() -> None:
     assert asyncio.run(run()) == [3]
 
 
-def test_a_connection_the_server_closed_is_replaced() -> None:
+def test_a_kept_alive_connection_the_server_closed_is_not_used_again() -> None:
+    """The server closes its side after one answer, the client's pooled connection idle: the
+    next request must see it closed and connect again (reused, it would fail)."""
+
     async def run() -> list[int]:
-        server, counts = await serve(1)
+        closed = asyncio.Event()
+        counts: list[int] = []
+
+        async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            counts.append(1)
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ANSWER)  # keep-alive promised, then closed
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
+
+        server = await asyncio.start_server(once, "127.0.0.1", 0)
         async with server, client() as http:
             for _ in range(3):
-                assert (
-                    await http.get(url_of(server), headers={"Connection": "close"})
-                ).text == "ok"
+                closed.clear()
+                assert (await http.get(url_of(server))).text == "ok"
+                await closed.wait()
+                for _ in range(3):  # loop turns (no timer) for the client's end to read the FIN
+                    await asyncio.sleep(0)
         return counts
 
     assert asyncio.run(run()) == [1, 1, 1]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import secrets
 import socket
 import struct
 import threading
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests.support import outputs
 from tests.support.loopback import LoopbackServer, QuietHandler
 
 GRACE_SECONDS = 30
@@ -208,7 +210,7 @@ class FakeProvider:
             "http://127.0.0.1:"
         ):
             return _json(400, {"error": "invalid_request"})
-        code = f"code-{profile}-{next(self._serial)}"
+        code = self._minted(f"code-{profile}", "code")
         with self._lock:
             self._codes[code] = profile
         back = {"code": code}
@@ -223,8 +225,15 @@ class FakeProvider:
         given = call.basic_auth() or (form.get("client_id"), form.get("client_secret"))
         return given == (self.client_id, self.client_secret)
 
+    def _minted(self, prefix: str, kind: str) -> str:
+        """A secret this provider hands out: unguessable, and in the session's record, so that
+        the scan of every process's output looks for it."""
+        value = f"{prefix}-{next(self._serial)}-{secrets.token_urlsafe(12)}"
+        outputs.RECORD.add_secret(value, kind)
+        return value
+
     def _issue(self, profile: str) -> str:
-        token = f"at-{profile}-{next(self._serial)}"
+        token = self._minted(f"at-{profile}", "access_token")
         with self._lock:
             self._access[token] = profile
         return token
@@ -256,7 +265,7 @@ class FakeProvider:
                         "scope": "users:read,chat:write",
                         "access_token": access,
                         "token_type": "user",
-                        "refresh_token": f"rt-slackish-{next(self._serial)}",
+                        "refresh_token": self._minted("rt-slackish", "refresh_token"),
                         "expires_in": 43200,
                     },
                 },
@@ -324,8 +333,8 @@ class FakeProvider:
                 grant = _Grant(next(self._serial), profile, "")
             else:
                 return _json(400, {"error": "invalid_grant"})
-            refresh = f"rt-{profile}-{next(self._serial)}"
-            access = f"at-{profile}-{next(self._serial)}"
+            refresh = self._minted(f"rt-{profile}", "refresh_token")
+            access = self._minted(f"at-{profile}", "access_token")
             grant.live_refresh = refresh
             grant.access.add(access)
             self._grants[refresh] = grant

@@ -7,7 +7,7 @@ PKCE verifier, access, refresh and ID token it hands out or is shown into a file
 (``issued_file``); client secrets and API keys are added as they are made. Outputs are the log
 files of the servers (``watch``) and the captured output of every CLI and refresher run
 (``run`` or ``record``). An output may carry the secrets it issued (``api-keys create`` prints
-its key, ``webhooks create`` its signing secret): those are allowed there and nowhere else.
+its key, ``webhooks add`` its signing secret): those are allowed there and nowhere else.
 Besides the recorded values, API keys and webhook secrets are found by their shape, so a key
 made through the API that no test wrote down is still caught.
 """
@@ -28,7 +28,7 @@ MIN_SECRET_LENGTH = 16
 _TOKENISH = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,}")
 # Secrets recognisable by their shape alone (SPEC §1: ak_ + 40 characters; whsec_ signing secrets).
 _SHAPED = {
-    "api_key": re.compile(r"\bak_[A-Za-z0-9_-]{40}\b"),
+    "api_key": re.compile(r"(?<![\w-])ak_[\w-]{40}(?![\w-])"),
     "webhook_secret": re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{16,}"),
 }
 
@@ -102,15 +102,32 @@ class SessionRecord:
 RECORD = SessionRecord()
 
 
-def issued_by_cli(stdout: str) -> list[str]:
-    """The keys and signing secrets a CLI run printed as its answer (they are its to print)."""
+# The CLI commands that hand out a secret (shown once): only they may print one.
+ISSUING_COMMANDS = ("connectors api-keys create", "connectors webhooks add")
+
+
+def issued_by_cli(label: str, stdout: str) -> list[str]:
+    """The keys and signing secrets a CLI run printed as its answer, if it is one that issues
+    them; any other command printing one is a leak."""
+    if not label.startswith(ISSUING_COMMANDS):
+        return []
     return [value for pattern in _SHAPED.values() for value in pattern.findall(stdout)]
 
 
-def run(command: Sequence[str], label: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` with its output captured as text and recorded under ``label``."""
+def run(
+    command: Sequence[str],
+    label: str,
+    *,
+    check: bool = False,
+    record: SessionRecord = RECORD,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with its output captured as text and recorded under ``label`` (before
+    ``check`` raises, so a failed run's output is scanned too)."""
     result: subprocess.CompletedProcess[str] = subprocess.run(
         command, capture_output=True, text=True, **kwargs
     )
-    RECORD.record(label, result.stdout, result.stderr, issues=issued_by_cli(result.stdout))
+    record.record(label, result.stdout, result.stderr, issues=issued_by_cli(label, result.stdout))
+    if check:
+        result.check_returncode()
     return result

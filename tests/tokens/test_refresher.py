@@ -13,7 +13,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from tests.tokens.conftest import (
     set_due,
     states,
     token,
+    wait_for,
 )
 
 
@@ -51,13 +51,6 @@ def refresh_at_provider(oidc: OidcProvider, refresh_token: str | None) -> int:
     assert refresh_token is not None
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     return token_request(oidc, CLIENT_ID, CLIENT_SECRET, data).status_code
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_due_connection_is_refreshed_and_one_not_due_is_left_alone(
