@@ -11,6 +11,7 @@ the same functions in the same order.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
@@ -76,9 +77,11 @@ async def plain_token_request(request: Request) -> Response | None:
     """The shortcut's answer to a request with nothing to validate but what ``authorized``
     checks (the declared route's dependencies, the ``force_refresh`` default); None for any
     other request."""
-    query = request.query_params
+    # As ``request.query_params`` reads it (the last of a repeated name wins), without its
+    # multi-dict: a few microseconds on the busiest route.
+    query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
     if len(request.path_params["connection_id"]) > ID_MAX_LENGTH or not _PLAIN_QUERY.issuperset(
-        query.keys()
+        query
     ):
         return None
     organization_id = query.get("organization_id") or query.get("organizationId")

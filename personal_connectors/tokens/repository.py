@@ -91,38 +91,46 @@ def _bytes(value: bytes | memoryview | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-# Per column of a record, the conversion of the driver's value (None: none needed).
-_KEY_FORMS = tuple({"expires_at": _utc}.get(name) for name in KeyRecord._fields)
-_CONNECTION_FORMS = tuple(
-    {
-        "is_active": bool,
-        "scopes": _json,
-        "provider_metadata": _json,
-        "access_token_ct": _bytes,
-        "expires_at": _utc,
-        "token_issued_at": _utc,
-    }.get(name)
-    for name in ConnectionRecord._fields
+# Per record, the columns whose driver value needs converting, by position, and how.
+_KEY_FORMS = tuple(
+    (index, form)
+    for index, name in enumerate(KeyRecord._fields)
+    if (form := {"expires_at": _utc}.get(name)) is not None
 )
+_CONNECTION_FORMS = tuple(
+    (index, form)
+    for index, name in enumerate(ConnectionRecord._fields)
+    if (
+        form := {
+            "is_active": bool,
+            "scopes": _json,
+            "provider_metadata": _json,
+            "access_token_ct": _bytes,
+            "expires_at": _utc,
+            "token_issued_at": _utc,
+        }.get(name)
+    )
+    is not None
+)
+_KEY_COLUMNS = len(KeyRecord._fields)
 
 
-def _converted(forms: tuple[Any, ...], values: tuple[Any, ...]) -> list[Any]:
-    return [
-        value if form is None or value is None else form(value)
-        for form, value in zip(forms, values, strict=True)
-    ]
+def _converted(forms: tuple[tuple[int, Any], ...], values: list[Any]) -> list[Any]:
+    for index, form in forms:
+        value = values[index]
+        if value is not None:
+            values[index] = form(value)
+    return values
 
 
 def _found(row: tuple[Any, ...]) -> TokenLookup:
-    keys = len(KeyRecord._fields)
-    key = KeyRecord(*_converted(_KEY_FORMS, row[:keys]))
-    connection = row[keys + 1 :]
+    connection = list(row[_KEY_COLUMNS + 1 :])
     return TokenLookup(
-        key,
-        row[keys],
+        KeyRecord._make(_converted(_KEY_FORMS, list(row[:_KEY_COLUMNS]))),
+        row[_KEY_COLUMNS],
         None
         if connection[0] is None
-        else ConnectionRecord(*_converted(_CONNECTION_FORMS, connection)),
+        else ConnectionRecord._make(_converted(_CONNECTION_FORMS, connection)),
     )
 
 
