@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -91,31 +91,30 @@ def _bytes(value: bytes | memoryview | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-# Per record, the columns whose driver value needs converting, by position, and how.
-_KEY_FORMS = tuple(
-    (index, form)
-    for index, name in enumerate(KeyRecord._fields)
-    if (form := {"expires_at": _utc}.get(name)) is not None
-)
-_CONNECTION_FORMS = tuple(
-    (index, form)
-    for index, name in enumerate(ConnectionRecord._fields)
-    if (
-        form := {
-            "is_active": bool,
-            "scopes": _json,
-            "provider_metadata": _json,
-            "access_token_ct": _bytes,
-            "expires_at": _utc,
-            "token_issued_at": _utc,
-        }.get(name)
-    )
-    is not None
+Form = Callable[[Any], Any]
+
+
+def _forms(fields: tuple[str, ...], by_name: dict[str, Form]) -> tuple[tuple[int, Form], ...]:
+    """The columns of a record whose driver value needs converting, by position, and how."""
+    return tuple((index, by_name[name]) for index, name in enumerate(fields) if name in by_name)
+
+
+_KEY_FORMS = _forms(KeyRecord._fields, {"expires_at": _utc})
+_CONNECTION_FORMS = _forms(
+    ConnectionRecord._fields,
+    {
+        "is_active": bool,
+        "scopes": _json,
+        "provider_metadata": _json,
+        "access_token_ct": _bytes,
+        "expires_at": _utc,
+        "token_issued_at": _utc,
+    },
 )
 _KEY_COLUMNS = len(KeyRecord._fields)
 
 
-def _converted(forms: tuple[tuple[int, Any], ...], values: list[Any]) -> list[Any]:
+def _converted(forms: tuple[tuple[int, Form], ...], values: list[Any]) -> list[Any]:
     for index, form in forms:
         value = values[index]
         if value is not None:
