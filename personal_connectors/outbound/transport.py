@@ -5,10 +5,13 @@ another; this transport is that pool with ``GuardedBackend``, and the two transl
 own transport makes: an httpx request into an httpcore one, and httpcore's exceptions (same
 names, other classes) into httpx's, so callers catch ``httpx.TransportError`` as everywhere.
 
-Each origin (scheme, host, port) has a pool of its own, bounded by ``limits``: httpcore scans
-all of a pool's connections (and counts its idle ones for each) on every request, so one pool
-for every destination would cost each request in proportion to the square of all connections
-open; and one busy provider cannot take the connections another needs.
+Each origin (scheme, host, port) has ``limits.max_connections`` slots, each an httpcore pool
+of one connection (``_Origin``): a request waits here for a free slot, at most its pool
+timeout, and takes the one used last, whose connection is most likely still open. httpcore's
+pool scans all its connections for each request it queues, every time a request starts or
+ends: one pool for every destination, or even one per origin with 16 connections and 64
+requests in flight, cost more CPU than the requests themselves; one connection a pool costs
+nothing to scan. And one busy provider cannot take the connections another needs.
 
 Through a proxy (``proxy``), the connection goes to the proxy, which the operator chose; the
 target's addresses are judged before the request instead (the proxy resolves the name again,
@@ -17,8 +20,9 @@ so a rebinding answer is not caught there).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,9 +48,38 @@ def _httpx_errors() -> Iterator[None]:
         raise getattr(httpx, type(exc).__name__)(str(exc)) from exc
 
 
+class _Origin:
+    """One origin's slots: a request takes a free one (the last freed first) and gives it back
+    when its response is closed; slots open their pool when first taken."""
+
+    def __init__(self, new_pool: Callable[[], httpcore.AsyncConnectionPool], slots: int) -> None:
+        self._new_pool = new_pool
+        self._turns = asyncio.Semaphore(slots)
+        self._free: list[httpcore.AsyncConnectionPool | None] = [None] * slots
+        self.pools: list[httpcore.AsyncConnectionPool] = []  # every slot opened, for aclose()
+
+    async def take(self, timeout: float | None) -> httpcore.AsyncConnectionPool:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection to this origin became free in time") from None
+        pool = self._free.pop()
+        if pool is None:
+            pool = self._new_pool()
+            self.pools.append(pool)
+        return pool
+
+    def give_back(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._free.append(pool)
+        self._turns.release()
+
+
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, origin: _Origin, slot: httpcore.AsyncConnectionPool) -> None:
         self._stream = stream
+        self._origin = origin
+        self._slot: httpcore.AsyncConnectionPool | None = slot
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _httpx_errors():
@@ -54,9 +87,14 @@ class _ResponseStream(httpx.AsyncByteStream):
                 yield chunk
 
     async def aclose(self) -> None:
-        if hasattr(self._stream, "aclose"):
-            with _httpx_errors():
-                await self._stream.aclose()
+        try:
+            if hasattr(self._stream, "aclose"):
+                with _httpx_errors():
+                    await self._stream.aclose()
+        finally:
+            if self._slot is not None:
+                self._origin.give_back(self._slot)
+                self._slot = None
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -71,40 +109,41 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.policy = policy
         self.proxy = proxy
         self._inner = AsyncioBackend()
-        self._pool_limits: dict[str, Any] = {
+        self._slots = limits.max_connections or 100  # (httpx's default, for None)
+        self._slot_limits: dict[str, Any] = {
             "ssl_context": ssl_context,
-            "max_connections": limits.max_connections,
-            "max_keepalive_connections": limits.max_keepalive_connections,
+            "max_connections": 1,
+            "max_keepalive_connections": 1,
             "keepalive_expiry": limits.keepalive_expiry,
         }
-        self._pools: dict[tuple[bytes, bytes, int | None], httpcore.AsyncConnectionPool] = {}
+        self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
 
-    def _pool_for(self, url: httpx.URL) -> httpcore.AsyncConnectionPool:
-        origin = (url.raw_scheme, url.raw_host, url.port)
-        pool = self._pools.get(origin)
-        if pool is not None:
-            return pool
+    def _origin(self, url: httpx.URL) -> _Origin:
+        key = (url.raw_scheme, url.raw_host, url.port)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = _Origin(self._new_slot, self._slots)
+        return origin
+
+    def _new_slot(self) -> httpcore.AsyncConnectionPool:
         proxy = self.proxy
         if proxy is None:
-            pool = httpcore.AsyncConnectionPool(
-                network_backend=GuardedBackend(self.policy, self._inner), **self._pool_limits
+            return httpcore.AsyncConnectionPool(
+                network_backend=GuardedBackend(self.policy, self._inner), **self._slot_limits
             )
-        else:
-            pool = httpcore.AsyncHTTPProxy(
-                proxy_url=httpcore.URL(
-                    scheme=proxy.url.raw_scheme,
-                    host=proxy.url.raw_host,
-                    port=proxy.url.port,
-                    target=proxy.url.raw_path,
-                ),
-                proxy_auth=proxy.raw_auth,
-                proxy_headers=proxy.headers.raw,
-                proxy_ssl_context=proxy.ssl_context,
-                network_backend=self._inner,
-                **self._pool_limits,
-            )
-        self._pools[origin] = pool
-        return pool
+        return httpcore.AsyncHTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=proxy.url.raw_scheme,
+                host=proxy.url.raw_host,
+                port=proxy.url.port,
+                target=proxy.url.raw_path,
+            ),
+            proxy_auth=proxy.raw_auth,
+            proxy_headers=proxy.headers.raw,
+            proxy_ssl_context=proxy.ssl_context,
+            network_backend=self._inner,
+            **self._slot_limits,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -122,16 +161,23 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _httpx_errors():
-            response = await self._pool_for(url).handle_async_request(core_request)
+        origin = self._origin(url)
+        slot = await origin.take(request.extensions.get("timeout", {}).get("pool"))
+        try:
+            with _httpx_errors():
+                response = await slot.handle_async_request(core_request)
+        except BaseException:
+            origin.give_back(slot)
+            raise
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(response.stream),
+            stream=_ResponseStream(response.stream, origin, slot),
             extensions=response.extensions,
         )
 
     async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
-        self._pools.clear()
+        for origin in self._origins.values():
+            for pool in origin.pools:
+                await pool.aclose()
+        self._origins.clear()
