@@ -22,9 +22,10 @@ from personal_connectors.outbound.guard import OutboundPolicy
 from personal_connectors.outbound.transport import GuardedTransport
 
 USER_AGENT = "personal-connectors/0.1"
-# Connections per destination (origin); more requests in flight to one wait for a connection
-# (at most the call's timeout). A provider answers no faster with more than a few at once.
-LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=30.0)
+# Connections per destination (origin): enough that a busy refresher (64 refreshes in flight
+# in bench/refresher.py) and the token path's callers never queue for one behind a slow
+# provider; beyond, a request waits for a connection (at most the call's pool timeout).
+LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0)
 
 
 def no_cookies() -> CookieJar:
