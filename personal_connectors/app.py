@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from personal_connectors.api_keys.endpoints import router as api_keys_router
 from personal_connectors.apps.endpoints import router as apps_router
 from personal_connectors.available.endpoints import router as catalog_router
 from personal_connectors.config import API_PREFIX, Settings
@@ -15,6 +16,7 @@ from personal_connectors.connect_page.endpoints import api_router as connect_api
 from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
+from personal_connectors.end_users.endpoints import router as end_users_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
 from personal_connectors.http.context import RequestContextMiddleware
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(callback_router, prefix=API_PREFIX)
     app.include_router(connect_api_router, prefix=API_PREFIX)
     app.include_router(apps_router, prefix=API_PREFIX)
+    app.include_router(api_keys_router, prefix=API_PREFIX)
+    app.include_router(end_users_router, prefix=API_PREFIX)
     app.include_router(organization_router, prefix=API_PREFIX)
     app.include_router(catalog_router, prefix=API_PREFIX)
     app.include_router(tool_connections_router, prefix=API_PREFIX)

@@ -33,6 +33,13 @@ class OAuthAppRepository:
         )
         return (await self.session.execute(statement)).scalars().all()
 
+    async def every(self) -> Sequence[OAuthApp]:
+        """Every app, service-wide and per organization (the operator's view)."""
+        statement = select(OAuthApp).order_by(
+            OAuthApp.app_key, OAuthApp.organization_id.is_not(None), OAuthApp.organization_id
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     def add(self, app: OAuthApp) -> None:
         self.session.add(app)
 

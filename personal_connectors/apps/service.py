@@ -5,7 +5,7 @@ An organization's own app wins over the service-wide one for the same provider.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,6 +74,9 @@ class OAuthAppService:
             if app.app_key not in chosen or app.organization_id is not None:
                 chosen[app.app_key] = app
         return [chosen[key] for key in sorted(chosen)]
+
+    async def every(self) -> Sequence[OAuthApp]:
+        return await self.repository.every()
 
     async def configured_keys(self, organization_id: str) -> set[str]:
         return {app.app_key for app in await self.repository.visible_to(organization_id)}

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.cli.context import run_with_session
-from personal_connectors.cli.output import JsonOption, emit, fail
+from personal_connectors.cli.output import JsonOption, emit, emit_table, fail
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import OAuthApp
 from personal_connectors.runtime import Runtime
@@ -72,4 +72,41 @@ def set_app(
         as_json,
         f"Configured {app.app_key} ({'organization ' + org if org else 'service-wide'}).\n"
         f"Register this redirect URI at the provider: {redirect_uri}",
+    )
+
+
+@apps.command("list")
+def list_apps(
+    org: Annotated[
+        str | None, typer.Option("--org", help="Those in effect for this organization.")
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the OAuth apps (never a client secret): all of them, or those in effect for --org
+    (its own where it has one, else the service-wide one)."""
+
+    async def work(session: AsyncSession, runtime: Runtime) -> list[dict[str, object]]:
+        service = OAuthAppService(session, runtime.sealer, runtime.catalog)
+        if org is not None:
+            if await IdentityRepository(session).get_organization(org) is None:
+                fail(f"no organization {org}")
+            found = await service.visible_to(org)
+        else:
+            found = list(await service.every())
+        return [
+            {
+                "app_key": app.app_key,
+                "client_id": app.client_id,
+                "organization_id": app.organization_id,
+                "scopes": app.scopes,
+                "integration_params": app.integration_params or {},
+            }
+            for app in found
+        ]
+
+    emit_table(
+        run_with_session(work),
+        ["app_key", "client_id", "organization_id", "scopes"],
+        as_json,
+        "OAuth apps",
     )

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import ConnectSession, Organization, User
+from personal_connectors.identity.repository import IdentityRepository
+from personal_connectors.models import ConnectSession, Organization
 
 
 class ConnectSessionRepository:
@@ -40,13 +41,9 @@ class ConnectSessionRepository:
 
     async def owner_labels(self, connect_session: ConnectSession) -> tuple[str, str | None, str]:
         """The session's user (email, name) and organization name, shown on the page."""
-        user = await self.session.get(User, connect_session.user_id)
+        email, name = await IdentityRepository(self.session).user_labels(connect_session.user_id)
         organization = await self.session.get(Organization, connect_session.organization_id)
-        return (
-            user.email if user else "",
-            user.name if user else None,
-            organization.name if organization else "",
-        )
+        return email, name, organization.name if organization else ""
 
     async def purge_expired_before(self, cutoff: datetime) -> None:
         await self.session.execute(delete(ConnectSession).where(ConnectSession.expires_at < cutoff))

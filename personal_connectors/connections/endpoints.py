@@ -27,6 +27,7 @@ from personal_connectors.connections.schemas import (
 )
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.http.dependencies import (
+    ListingAccessDep,
     OptionalOrgAccessDep,
     OrgAccessDep,
     PrincipalDep,
@@ -85,7 +86,7 @@ async def set_active(
 @router.get("", response_model=list[ConnectionOut], summary="List the caller's connections")
 @router.get("/", response_model=list[ConnectionOut], include_in_schema=False)
 async def list_connections(
-    access: OrgAccessDep,
+    access: ListingAccessDep,
     service: ServiceDep,
     checker: CheckerDep,
     app_key: Annotated[str | None, Query(max_length=64)] = None,
@@ -191,6 +192,8 @@ async def delete_connection(
     access: OptionalOrgAccessDep,
     service: ServiceDep,
 ) -> Response:
-    organization_id = access.organization_id if access else None
-    await service.disconnect(principal, connection_id, organization_id)
+    if access is None:
+        await service.disconnect(principal, connection_id)
+    else:  # (as the end user a service key names)
+        await service.disconnect(access.principal, connection_id, access.organization_id)
     return Response(status_code=204)

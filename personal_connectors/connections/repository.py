@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
-from personal_connectors.models import Connection
+from personal_connectors.models import Connection, EndUser
+
+# Connections as the API shows them: with their end user's id (a deferred column).
+_SHOWN = select(Connection).options(undefer(Connection.end_user_id))
 
 
 class ConnectionRepository:
@@ -18,7 +22,7 @@ class ConnectionRepository:
         self, connection_id: str, user_id: str, organization_id: str | None = None
     ) -> Connection | None:
         """The caller's live connection; anything else (foreign, deleted, unknown) is None."""
-        statement = select(Connection).where(
+        statement = _SHOWN.where(
             Connection.id == connection_id,
             Connection.user_id == user_id,
             Connection.deleted_at.is_(None),
@@ -47,11 +51,41 @@ class ConnectionRepository:
         app_key: str | None = None,
         status: str | None = None,
     ) -> Sequence[Connection]:
-        statement = select(Connection).where(
+        statement = _SHOWN.where(
             Connection.organization_id == organization_id,
             Connection.user_id == user_id,
             Connection.deleted_at.is_(None),
         )
+        return await self._listed(statement, app_key, status)
+
+    async def list_of_end_users(
+        self, organization_id: str, *, app_key: str | None = None, status: str | None = None
+    ) -> Sequence[Connection]:
+        """Every end user's live connections in the organization (never a member's)."""
+        statement = _SHOWN.join(EndUser, EndUser.user_id == Connection.user_id).where(
+            Connection.organization_id == organization_id,
+            EndUser.organization_id == organization_id,
+            Connection.deleted_at.is_(None),
+        )
+        return await self._listed(statement, app_key, status)
+
+    async def get_of_end_users(self, connection_id: str, organization_id: str) -> Connection | None:
+        """An end user's live connection in the organization; a member's is None."""
+        statement = _SHOWN.join(EndUser, EndUser.user_id == Connection.user_id).where(
+            Connection.id == connection_id,
+            Connection.organization_id == organization_id,
+            EndUser.organization_id == organization_id,
+            Connection.deleted_at.is_(None),
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def live_of_user(self, organization_id: str, user_id: str) -> Sequence[Connection]:
+        """A user's live connections in the organization, for deleting them all."""
+        return await self.list_owned(organization_id, user_id)
+
+    async def _listed(
+        self, statement: Select[Connection], app_key: str | None, status: str | None
+    ) -> Sequence[Connection]:
         if app_key is not None:
             statement = statement.where(Connection.app_key == app_key)
         if status is not None:

@@ -35,6 +35,11 @@ class ConnectionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     mcp_configuration_id: str | None
+    end_user_id: str | None = Field(
+        default=None,
+        description="The platform's id of the end user who owns it (service keys, SPEC §8); "
+        "null for a member's own connection.",
+    )
     provider_metadata: dict[str, str] = Field(
         default_factory=dict,
         description="Non-secret values the provider sent that API calls need "
@@ -59,6 +64,7 @@ class ConnectionOut(BaseModel):
             created_at=connection.created_at,
             updated_at=connection.updated_at,
             mcp_configuration_id=connection.mcp_configuration_id,
+            end_user_id=connection.end_user_id,
             provider_metadata=connection.provider_metadata or {},
         )
 

@@ -129,6 +129,10 @@ class ConnectionService:
     async def list_for(
         self, access: OrgAccess, *, app_key: str | None = None, status: str | None = None
     ) -> Sequence[Connection]:
+        if access.all_end_users:
+            return await self.repository.list_of_end_users(
+                access.organization_id, app_key=app_key, status=status
+            )
         return await self.repository.list_owned(
             access.organization_id, access.user_id, app_key=app_key, status=status
         )
@@ -177,14 +181,27 @@ class ConnectionService:
         return connection
 
     async def get_in(self, access: OrgAccess, connection_id: str) -> Connection:
-        """The caller's connection within the organization they act in (else 404)."""
+        """The caller's connection within the organization they act in (else 404); for a
+        service key naming no end user (the organization-wide list), any end user's."""
+        if access.all_end_users:
+            found = None
+            if len(connection_id) <= ID_MAX_LENGTH:
+                found = await self.repository.get_of_end_users(
+                    connection_id, access.organization_id
+                )
+            if found is None:
+                raise ConnectionNotFound()
+            return found
         return await self.get_for(access.principal, connection_id, access.organization_id)
 
     async def disconnect(
         self, principal: Principal, connection_id: str, organization_id: str | None = None
     ) -> None:
         """Revoke at the provider (bounded, best effort), wipe the tokens, mark deleted."""
-        connection = await self.get_for(principal, connection_id, organization_id)
+        await self.remove(await self.get_for(principal, connection_id, organization_id))
+
+    async def remove(self, connection: Connection) -> None:
+        """``disconnect`` of a connection already found. Commits."""
         await self._revoke(connection)
         self.vault.wipe(connection)
         connection.status = ConnectionStatus.DELETED

@@ -15,7 +15,12 @@ from personal_connectors.flows.schemas import (
     CompleteOut,
 )
 from personal_connectors.flows.service import FlowService
-from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.dependencies import (
+    OrgAccessDep,
+    RuntimeDep,
+    SessionDep,
+    WriterAccessDep,
+)
 from personal_connectors.http.openapi import errors
 
 router = APIRouter(tags=["OAuth flow"])
@@ -36,7 +41,9 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     # 429: too many pending flows; 502/503: the provider's metadata, PAR or device authorization
     responses=errors(429, 502, 503),
 )
-async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
+async def authorize(
+    body: AuthorizeIn, access: WriterAccessDep, service: ServiceDep
+) -> AuthorizeOut:
     return await service.start(access, body)
 
 

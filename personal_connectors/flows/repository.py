@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import Flow, FlowStatus, Organization, User
+from personal_connectors.identity.repository import IdentityRepository
+from personal_connectors.models import Flow, FlowStatus, Organization
 
 # Old flows are purged a batch at a time on each /authorize, so one request never carries a
 # backlog (the ``created_at`` index finds the batch without scanning the table).
@@ -91,13 +92,9 @@ class FlowRepository:
 
     async def owner_labels(self, flow: Flow) -> tuple[str, str | None, str]:
         """The flow's user (email, name) and organization name, for the launch page."""
-        user = await self.session.get(User, flow.user_id)
+        email, name = await IdentityRepository(self.session).user_labels(flow.user_id)
         organization = await self.session.get(Organization, flow.organization_id)
-        return (
-            user.email if user else "",
-            user.name if user else None,
-            organization.name if organization else "",
-        )
+        return email, name, organization.name if organization else ""
 
     def add(self, flow: Flow) -> None:
         self.session.add(flow)

@@ -8,8 +8,19 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.exceptions import AuthenticationRequired, ValidationFailed
-from personal_connectors.identity.service import IdentityService, OrgAccess, Principal
+from personal_connectors.exceptions import (
+    AuthenticationRequired,
+    InsufficientPermissions,
+    ValidationFailed,
+)
+from personal_connectors.identity.service import (
+    END_USER_NEEDS_SERVICE_KEY,
+    SERVICE_KEY_NOT_ADMIN,
+    IdentityService,
+    OrgAccess,
+    Principal,
+    access_of,
+)
 from personal_connectors.runtime import Runtime
 
 
@@ -74,14 +85,36 @@ async def requested_organization(
 RequestedOrganizationDep = Annotated[str | None, Depends(requested_organization)]
 
 
+async def requested_end_user(
+    end_user_id: Annotated[
+        str | None,
+        Query(
+            description="With a service key: the platform's id of the end user it acts for "
+            "(SPEC §8). A user key must leave it out."
+        ),
+    ] = None,
+) -> str | None:
+    return end_user_id
+
+
+RequestedEndUserDep = Annotated[str | None, Depends(requested_end_user)]
+
+
 async def optional_org_access(
     principal: PrincipalDep,
     session: SessionDep,
     chosen: RequestedOrganizationDep,
+    end_user_id: RequestedEndUserDep,
 ) -> OrgAccess | None:
+    """The caller in the organization it names; None when it names none (where that is
+    allowed). A service key's own organization is implied: it belongs to exactly one."""
+    if chosen is None and principal.is_service:
+        chosen = principal.organization_id
     if chosen is None:
+        if end_user_id is not None:
+            raise InsufficientPermissions(END_USER_NEEDS_SERVICE_KEY)
         return None
-    return await IdentityService(session).organization_access(principal, chosen)
+    return await IdentityService(session).organization_access(principal, chosen, end_user_id)
 
 
 def missing_organization() -> ValidationFailed:
@@ -99,12 +132,86 @@ async def org_access(
 OrgAccessDep = Annotated[OrgAccess, Depends(org_access)]
 
 
-async def admin_access(access: OrgAccessDep) -> OrgAccess:
-    """An organization admin's or owner's access (403 for members), for the routes that change
-    or reveal the organization's settings (OAuth apps, webhook endpoints)."""
+async def writer_access(
+    principal: PrincipalDep,
+    session: SessionDep,
+    chosen: RequestedOrganizationDep,
+    end_user_id: RequestedEndUserDep,
+) -> OrgAccess:
+    """As ``OrgAccessDep``, for the routes that create something for the caller (authorize,
+    connect sessions): a service key's end user is created the first time one is named."""
+    chosen = chosen or (principal.organization_id if principal.is_service else None)
+    if chosen is None:
+        raise missing_organization()
+    return await IdentityService(session).organization_access(
+        principal, chosen, end_user_id, create_end_user=True
+    )
+
+
+WriterAccessDep = Annotated[OrgAccess, Depends(writer_access)]
+
+
+async def listing_access(
+    principal: PrincipalDep,
+    session: SessionDep,
+    chosen: RequestedOrganizationDep,
+    end_user_id: RequestedEndUserDep,
+) -> OrgAccess:
+    """As ``OrgAccessDep``, for the connection list: a service key naming no end user sees
+    every end user's connections of its organization (``OrgAccess.all_end_users``)."""
+    chosen = chosen or (principal.organization_id if principal.is_service else None)
+    if chosen is None:
+        raise missing_organization()
+    return await IdentityService(session).organization_access(
+        principal, chosen, end_user_id, end_user_required=False
+    )
+
+
+ListingAccessDep = Annotated[OrgAccess, Depends(listing_access)]
+
+
+async def member_access(
+    principal: PrincipalDep, session: SessionDep, chosen: RequestedOrganizationDep
+) -> OrgAccess:
+    """A user key's access in the organization, for routes about the organization rather than
+    an end user (its settings, its API keys): a service key is refused (403) after the
+    organization check, as every key in another organization is."""
+    chosen = chosen or (principal.organization_id if principal.is_service else None)
+    if chosen is None:
+        raise missing_organization()
+    if principal.is_service:
+        access_of(principal, chosen, None, end_user_required=False)  # another org: 403 first
+        raise InsufficientPermissions(SERVICE_KEY_NOT_ADMIN)
+    return await IdentityService(session).organization_access(principal, chosen)
+
+
+MemberAccessDep = Annotated[OrgAccess, Depends(member_access)]
+
+
+async def admin_access(access: MemberAccessDep) -> OrgAccess:
+    """An organization admin's or owner's access (403 for members and service keys), for the
+    routes that change or reveal the organization's settings (OAuth apps, webhook endpoints)."""
     access.require_admin()
     return access
 
 
 AdminAccessDep = Annotated[OrgAccess, Depends(admin_access)]
+
+
+async def platform_access(
+    principal: PrincipalDep, session: SessionDep, chosen: RequestedOrganizationDep
+) -> OrgAccess:
+    """A service key in its organization, or an admin's or owner's user key: the callers that
+    manage end users (``/end-users``); the path, not ``end_user_id``, names the end user."""
+    chosen = chosen or (principal.organization_id if principal.is_service else None)
+    if chosen is None:
+        raise missing_organization()
+    if principal.is_service:
+        return access_of(principal, chosen, None, end_user_required=False)
+    access = await IdentityService(session).organization_access(principal, chosen)
+    access.require_admin()
+    return access
+
+
+PlatformAccessDep = Annotated[OrgAccess, Depends(platform_access)]
 OptionalOrgAccessDep = Annotated[OrgAccess | None, Depends(optional_org_access)]

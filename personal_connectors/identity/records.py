@@ -17,10 +17,12 @@ class KeyRecord(NamedTuple):
     """An API key's columns that ``principal_of`` checks."""
 
     id: str
-    user_id: str
+    user_id: str | None
     key_hash: str
     status: str
     expires_at: datetime | None
+    kind: str
+    organization_id: str | None
 
 
 KeyLike = APIKey | KeyRecord

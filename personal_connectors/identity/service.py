@@ -1,10 +1,13 @@
-"""Identity logic: creating organizations, users and API keys; authenticating callers."""
+"""Identity logic: creating organizations, users and API keys; authenticating callers; the end
+users a service key acts for (SPEC §8)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.crypto import hashing
@@ -16,6 +19,7 @@ from personal_connectors.exceptions import (
     InsufficientPermissions,
     InvalidAPIKey,
     OrganizationAccessDenied,
+    ValidationFailed,
 )
 from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.identity.records import KeyLike
@@ -24,6 +28,8 @@ from personal_connectors.models import (
     ID_MAX_LENGTH,
     APIKey,
     APIKeyStatus,
+    EndUser,
+    KeyKind,
     Membership,
     Organization,
     Role,
@@ -35,30 +41,70 @@ from personal_connectors.models import (
 API_KEY_PREFIX = "ak_"
 API_KEY_RANDOM_CHARS = 40
 
+# The platform's id for an end user (SPEC §8): 1-128 of these characters, not only dots.
+END_USER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@|-]{1,128}")
+END_USER_ID_RULE = (
+    "end_user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ | - and not only dots."
+)
+END_USER_NEEDS_SERVICE_KEY = (
+    "Only a service key acts for end users; a user key acts for its own user, "
+    "so leave out end_user_id."
+)
+# The user id of a service key that names no end user, or one that does not exist yet: no user
+# row has it, so such a caller owns (and finds) nothing.
+NO_USER = ""
+
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: the user an API key belongs to."""
+    """An authenticated caller: an API key and the user it acts as. For a service key that is
+    the internal user of the end user the request names (``NO_USER`` until one is named)."""
 
     user_id: str
     api_key_id: str
+    kind: KeyKind = KeyKind.USER
+    organization_id: str | None = None  # a service or exchange key's organization
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == KeyKind.SERVICE
 
 
 @dataclass(frozen=True)
 class OrgAccess:
-    """A principal acting inside an organization it belongs to."""
+    """A principal acting inside an organization it belongs to; for a service key, acting for
+    the end user ``end_user_id`` (None: for none in particular, the organization-wide list)."""
 
     principal: Principal
     organization_id: str
     role: Role
+    end_user_id: str | None = None
 
     @property
     def user_id(self) -> str:
         return self.principal.user_id
 
+    @property
+    def all_end_users(self) -> bool:
+        """A service key naming no end user: it sees every end user's connections (GET /)."""
+        return self.principal.is_service and self.end_user_id is None
+
+    @property
+    def is_admin(self) -> bool:
+        """An owner's or admin's user key (a service key never is)."""
+        return not self.principal.is_service and self.role in (Role.OWNER, Role.ADMIN)
+
     def require_admin(self) -> None:
-        if self.role not in (Role.OWNER, Role.ADMIN):
+        if self.principal.is_service:
+            raise InsufficientPermissions(SERVICE_KEY_NOT_ADMIN)
+        if not self.is_admin:
             raise InsufficientPermissions("This action needs the admin or owner role.")
+
+
+SERVICE_KEY_NOT_ADMIN = (
+    "A service key acts for end users only; the organization's settings (apps, webhooks, "
+    "API keys) need a user key of an admin or owner."
+)
 
 
 @dataclass(frozen=True)
@@ -108,8 +154,35 @@ class IdentityService:
     async def create_api_key(
         self, user_id: str, *, name: str | None = None, expires_in_days: int | None = None
     ) -> IssuedAPIKey:
+        """A user key: it acts as ``user_id``."""
         if await self.repository.get_user(user_id) is None:
             raise IdentityError(f"no user {user_id}")
+        return await self._issue_key(KeyKind.USER, name, expires_in_days, user_id=user_id)
+
+    async def create_organization_key(
+        self,
+        organization_id: str,
+        kind: KeyKind,
+        *,
+        name: str | None = None,
+        expires_in_days: int | None = None,
+    ) -> IssuedAPIKey:
+        """A service or exchange key of the organization (SPEC §8)."""
+        if kind == KeyKind.USER:
+            raise IdentityError("a user key belongs to a user, not to an organization")
+        if await self.repository.get_organization(organization_id) is None:
+            raise IdentityError(f"no organization {organization_id}")
+        return await self._issue_key(kind, name, expires_in_days, organization_id=organization_id)
+
+    async def _issue_key(
+        self,
+        kind: KeyKind,
+        name: str | None,
+        expires_in_days: int | None,
+        *,
+        user_id: str | None = None,
+        organization_id: str | None = None,
+    ) -> IssuedAPIKey:
         if expires_in_days is not None and expires_in_days <= 0:
             raise IdentityError("--expires-in-days must be positive")
         plaintext = API_KEY_PREFIX + hashing.random_alphanumeric(API_KEY_RANDOM_CHARS)
@@ -118,7 +191,9 @@ class IdentityService:
             expires_at = utcnow() + timedelta(days=expires_in_days)
         key = APIKey(
             id=new_id("key"),
+            kind=kind,
             user_id=user_id,
+            organization_id=organization_id,
             name=name,
             key_hash=hashing.digest(plaintext),
             prefix=plaintext[:8],
@@ -141,12 +216,78 @@ class IdentityService:
         key_hash = presented_key_hash(presented)
         return principal_of(key_hash, await self.repository.get_api_key_by_hash(key_hash))
 
-    async def organization_access(self, principal: Principal, organization_id: str) -> OrgAccess:
-        """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2)."""
+    async def organization_access(
+        self,
+        principal: Principal,
+        organization_id: str,
+        end_user_id: str | None = None,
+        *,
+        end_user_required: bool = True,
+        create_end_user: bool = False,
+    ) -> OrgAccess:
+        """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2).
+
+        A service key acts for ``end_user_id`` (see ``access_of``); with ``create_end_user`` (a
+        write) an unknown end user is created, otherwise it owns nothing (``NO_USER``)."""
+        if principal.is_service:
+            end_user: EndUser | None = None
+            if (
+                organization_id == principal.organization_id
+                and end_user_id is not None
+                and valid_end_user_id(end_user_id)
+            ):
+                end_user = await self.repository.get_end_user(organization_id, end_user_id)
+            access = access_of(
+                principal,
+                organization_id,
+                None,
+                end_user_id,
+                end_user.user_id if end_user else None,
+                end_user_required=end_user_required,
+            )
+            if end_user is None and access.end_user_id is not None and create_end_user:
+                end_user = await self.ensure_end_user(organization_id, access.end_user_id)
+                access = with_end_user(access, end_user.user_id)
+            return access
         membership: Membership | None = None
         if len(organization_id) <= ID_MAX_LENGTH:
             membership = await self.repository.get_membership(organization_id, principal.user_id)
-        return access_of(principal, organization_id, membership.role if membership else None)
+        role = membership.role if membership else None
+        return access_of(principal, organization_id, role, end_user_id)
+
+    async def ensure_end_user(self, organization_id: str, external_id: str) -> EndUser:
+        """The organization's end user ``external_id``, created with its internal user (a
+        member with role ``end_user``) if new. Commits."""
+        for attempt in (1, 2):
+            found = await self.repository.get_end_user(organization_id, external_id)
+            if found is not None:
+                return found
+            user = User(id=new_id("user"))
+            end_user = EndUser(
+                id=new_id("eu"),
+                organization_id=organization_id,
+                external_id=external_id,
+                user_id=user.id,
+                tags={},
+            )
+            membership = Membership(
+                id=new_id("mem"),
+                organization_id=organization_id,
+                user_id=user.id,
+                role=Role.END_USER,
+            )
+            self.repository.add(user)
+            await self.session.flush()  # the end user and membership rows reference it
+            self.repository.add(end_user, membership)
+            try:
+                await self.session.commit()
+                return end_user
+            except IntegrityError:
+                # Two first writes for one end user raced; the other one created it.
+                await self.session.rollback()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 # The checks of authenticate and organization_access as plain functions, so the token hot path
@@ -165,7 +306,8 @@ def presented_key_hash(presented: str | None) -> str:
 
 def principal_of(key_hash: str, key: KeyLike | None) -> Principal:
     """The caller an API key row stands for, or the error its state calls for: ``key`` is the
-    row found by ``key_hash``, the presented key's ``presented_key_hash``."""
+    row found by ``key_hash``, the presented key's ``presented_key_hash``. An exchange key is
+    refused here: no route takes one yet (only the token exchange of SPEC §8 will)."""
     if key is None or not hashing.same_digest(key_hash, key.key_hash):
         raise InvalidAPIKey("The API key is not valid.")
     if key.status == APIKeyStatus.DEACTIVATED:
@@ -174,11 +316,61 @@ def principal_of(key_hash: str, key: KeyLike | None) -> Principal:
         raise APIKeyPaused("The API key is paused.")
     if key.expires_at is not None and key.expires_at <= utcnow():
         raise APIKeyExpired("The API key has expired.")
-    return Principal(user_id=key.user_id, api_key_id=key.id)
+    if key.kind == KeyKind.EXCHANGE:
+        raise InsufficientPermissions(
+            "An exchange key can only call POST /v1/personal-connectors/oauth/token; "
+            "use a service key or a user key here."
+        )
+    return Principal(
+        user_id=key.user_id or NO_USER,
+        api_key_id=key.id,
+        kind=KeyKind(key.kind),
+        organization_id=key.organization_id,
+    )
 
 
-def access_of(principal: Principal, organization_id: str, role: str | None) -> OrgAccess:
-    """``principal`` in an organization where its membership has ``role`` (None: not a member)."""
+def valid_end_user_id(value: str) -> bool:
+    return END_USER_ID_PATTERN.fullmatch(value) is not None and value.strip(".") != ""
+
+
+def access_of(
+    principal: Principal,
+    organization_id: str,
+    role: str | None,
+    end_user_id: str | None = None,
+    end_user_user_id: str | None = None,
+    *,
+    end_user_required: bool = True,
+) -> OrgAccess:
+    """``principal`` in an organization, or the error that refuses it, in this order.
+
+    A user key: its membership has ``role`` (None: not a member); naming an end user is
+    refused. A service key: only in its own organization; it must name a valid end user
+    (unless not ``end_user_required``: the organization-wide list), whose internal user it then
+    acts as (``end_user_user_id``; None: the end user does not exist yet, ``NO_USER``).
+    """
+    if principal.is_service:
+        if organization_id != principal.organization_id:
+            raise OrganizationAccessDenied("The service key belongs to another organization.")
+        if end_user_id is None:
+            if end_user_required:
+                raise ValidationFailed.for_fields(
+                    "A service key must name the end user it acts for: add the query "
+                    "parameter end_user_id (the platform's id for its user).",
+                    "end_user_id",
+                )
+            return OrgAccess(principal, organization_id, Role.END_USER)
+        if not valid_end_user_id(end_user_id):
+            raise ValidationFailed.for_fields(END_USER_ID_RULE, "end_user_id")
+        acting = replace(principal, user_id=end_user_user_id or NO_USER)
+        return OrgAccess(acting, organization_id, Role.END_USER, end_user_id)
     if role is None:
         raise OrganizationAccessDenied("The caller is not a member of this organization.")
+    if end_user_id is not None:
+        raise InsufficientPermissions(END_USER_NEEDS_SERVICE_KEY)
     return OrgAccess(principal, organization_id, Role(role))
+
+
+def with_end_user(access: OrgAccess, user_id: str) -> OrgAccess:
+    """``access`` acting as the end user's internal user ``user_id`` (just created)."""
+    return replace(access, principal=replace(access.principal, user_id=user_id))

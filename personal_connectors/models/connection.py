@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, select, text
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from personal_connectors.models.base import Base, TimestampedMixin, id_column, utcnow
+from personal_connectors.models.identity import EndUser
 
 
 class ConnectionStatus(StrEnum):
@@ -90,6 +91,13 @@ class Connection(TimestampedMixin, Base):
     last_sync_at: Mapped[datetime | None]
     last_checked_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # The platform's id of the end user who owns it (SPEC §8); None for a member's connection.
+    # Deferred: only what shows connections loads it (``ConnectionRepository`` undefers it).
+    end_user_id: Mapped[str | None] = column_property(
+        select(EndUser.external_id).where(EndUser.user_id == user_id).scalar_subquery(),
+        deferred=True,
+        expire_on_flush=False,
+    )
 
 
 class ConnectionEvent(Base):

@@ -1,9 +1,11 @@
-"""Organizations, users, their memberships and the API keys users authenticate with."""
+"""Organizations, users, their memberships, the API keys callers authenticate with, and the
+end users a platform's service key acts for (SPEC §8)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,6 +17,16 @@ class Role(StrEnum):
     OWNER = "owner"
     ADMIN = "admin"
     MEMBER = "member"
+    # The internal user of an end user (``EndUser``): owns its connections, administers nothing.
+    END_USER = "end_user"
+
+
+class KeyKind(StrEnum):
+    """Who an API key acts for (SPEC §8)."""
+
+    USER = "user"  # its user
+    SERVICE = "service"  # its organization's end users, named per request with ``end_user_id``
+    EXCHANGE = "exchange"  # nothing yet: only the token exchange will take it
 
 
 class APIKeyStatus(StrEnum):
@@ -36,7 +48,8 @@ class User(TimestampedMixin, Base):
     __tablename__ = "users"
 
     id: Mapped[str] = id_column()
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # None for the internal user of an end user (whose email, if any, is on ``EndUser``).
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
 
 
@@ -55,7 +68,14 @@ class APIKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = id_column()
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default=KeyKind.USER, server_default="user")
+    # A user key's user; None for service and exchange keys, which belong to an organization.
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str | None] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
@@ -63,3 +83,21 @@ class APIKey(Base):
     expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+
+
+class EndUser(TimestampedMixin, Base):
+    """A platform's user, named by the platform's own id (``external_id``, the ``end_user_id``
+    of SPEC §8) within one organization. Its ``user_id`` is an internal user (a member with role
+    ``end_user``) that owns its flows, connect sessions and connections as a member owns theirs,
+    so every ownership rule applies to end users unchanged."""
+
+    __tablename__ = "end_users"
+    __table_args__ = (UniqueConstraint("organization_id", "external_id"),)
+
+    id: Mapped[str] = id_column()
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -49,7 +49,7 @@ class SQLiteReader:
             self._connections.append(connection)
         return connection
 
-    def fetch_row(self, sql: str, parameters: dict[str, str]) -> Row | None:
+    def fetch_row(self, sql: str, parameters: dict[str, str | None]) -> Row | None:
         row: Row | None = self._connection().execute(sql, parameters).fetchone()
         return row
 

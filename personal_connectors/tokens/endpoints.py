@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from personal_connectors.config import API_PREFIX
 from personal_connectors.http.dependencies import (
+    RequestedEndUserDep,
     RequestedOrganizationDep,
     RuntimeDep,
     get_runtime,
@@ -39,20 +40,26 @@ TokenServiceDep = Annotated[TokenService, Depends(token_service)]
 
 
 async def token_request(
-    request: Request, service: TokenServiceDep, organization_id: RequestedOrganizationDep
+    request: Request,
+    service: TokenServiceDep,
+    organization_id: RequestedOrganizationDep,
+    end_user_id: RequestedEndUserDep,
 ) -> TokenRequest:
-    return await authorized(service, request, organization_id)
+    return await authorized(service, request, organization_id, end_user_id)
 
 
 async def authorized(
-    service: TokenService, request: Request, organization_id: str | None
+    service: TokenService, request: Request, organization_id: str | None, end_user_id: str | None
 ) -> TokenRequest:
     presented = presented_api_key(request)
     if organization_id is None:
         async with service.runtime.sessions() as session:
-            await IdentityService(session).authenticate(presented)  # a 401 comes first
-        raise missing_organization()
-    return await service.authorize(presented, organization_id, request.path_params["connection_id"])
+            principal = await IdentityService(session).authenticate(presented)  # 401 first
+        if not principal.is_service:
+            raise missing_organization()
+        organization_id = principal.organization_id or ""  # a service key's is implied
+    connection_id = request.path_params["connection_id"]
+    return await service.authorize(presented, organization_id, connection_id, end_user_id)
 
 
 async def issue_token(
@@ -70,7 +77,7 @@ async def issue_token(
 
 
 # The query parameters the shortcut answers for; any other goes to the declared route.
-_PLAIN_QUERY = frozenset({"organization_id", "organizationId"})
+_PLAIN_QUERY = frozenset({"organization_id", "organizationId", "end_user_id"})
 
 
 async def plain_token_request(request: Request) -> Response | None:
@@ -86,9 +93,8 @@ async def plain_token_request(request: Request) -> Response | None:
         return None
     organization_id = query.get("organization_id") or query.get("organizationId")
     service = TokenService(None, await get_runtime(request))
-    token = await service.issue(
-        await authorized(service, request, organization_id), force_refresh=False
-    )
+    caller = await authorized(service, request, organization_id, query.get("end_user_id"))
+    token = await service.issue(caller, force_refresh=False)
     return Response(token.model_dump_json(), media_type="application/json")
 
 

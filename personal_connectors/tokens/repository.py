@@ -1,5 +1,5 @@
-"""Database access for the token hot path: the caller's key, their membership and the
-connection, in one statement.
+"""Database access for the token hot path: the caller's key, their membership (or, for a
+service key, the end user it names) and the connection, in one statement.
 
 Every tool call asks for a token first, so this is the service's busiest read. Outer joins from
 the key row answer the three checks at once; a missing membership or connection comes back as
@@ -38,38 +38,46 @@ class TokenLookup:
 
     key: KeyRecord
     role: str | None  # the key's user's role in the organization; None: not a member
+    # A service key's end user's internal user; None: not a service key, or no such end user.
+    end_user_user_id: str | None
     connection: ConnectionRecord | None  # the user's live connection; None: not theirs/unknown
 
 
-def _lookup_sql(key_hash: str, organization_id: str, connection_id: str) -> str:
+def _lookup_sql(key_hash: str, organization_id: str, connection_id: str, end_user_id: str) -> str:
     """The lookup with the given SQL expressions (placeholders or columns, constants only) for
-    its three values."""
+    its four values. The connection's owner is the end user a service key names (in its own
+    organization), else the key's user; a NULL ``end_user_id`` joins no end user."""
     columns = ", ".join(
         [f"api_keys.{name}" for name in KeyRecord._fields]
-        + ["memberships.role"]
+        + ["memberships.role", "end_users.user_id AS end_user_user_id"]
         + [f"connections.{name} AS connection_{name}" for name in ConnectionRecord._fields]
     )
     return (
         f"SELECT {columns} FROM api_keys"  # noqa: S608
         " LEFT OUTER JOIN memberships ON memberships.user_id = api_keys.user_id"
         f" AND memberships.organization_id = {organization_id}"
+        " LEFT OUTER JOIN end_users ON api_keys.kind = 'service'"
+        " AND end_users.organization_id = api_keys.organization_id"
+        f" AND end_users.organization_id = {organization_id}"
+        f" AND end_users.external_id = {end_user_id}"
         f" LEFT OUTER JOIN connections ON connections.id = {connection_id}"
-        " AND connections.user_id = api_keys.user_id"
+        " AND connections.user_id = COALESCE(end_users.user_id, api_keys.user_id)"
         f" AND connections.organization_id = {organization_id}"
         " AND connections.deleted_at IS NULL"
         f" WHERE api_keys.key_hash = {key_hash}"
     )
 
 
-SQLITE_LOOKUP = _lookup_sql(":key_hash", ":organization_id", ":connection_id")
-POSTGRES_LOOKUP = _lookup_sql("$1", "$2", "$3")
+SQLITE_LOOKUP = _lookup_sql(":key_hash", ":organization_id", ":connection_id", ":end_user_id")
+POSTGRES_LOOKUP = _lookup_sql("$1", "$2", "$3", "$4")
 # The lookup for many parameter sets at once, each row led by its set's position. LATERAL runs
 # it once per set, planned as the single lookup is (primary-key and unique-index probes).
 POSTGRES_LOOKUPS = (
-    "SELECT sets.position, found.* FROM unnest($1::text[], $2::text[], $3::text[])"  # noqa: S608
-    " WITH ORDINALITY AS sets(key_hash, organization_id, connection_id, position)"
+    "SELECT sets.position, found.* FROM"
+    " unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+    " WITH ORDINALITY AS sets(key_hash, organization_id, connection_id, end_user_id, position)"
     " CROSS JOIN LATERAL ("
-    + _lookup_sql("sets.key_hash", "sets.organization_id", "sets.connection_id")
+    + _lookup_sql("sets.key_hash", "sets.organization_id", "sets.connection_id", "sets.end_user_id")
     + ") AS found"
 )
 
@@ -123,10 +131,11 @@ def _converted(forms: tuple[tuple[int, Form], ...], values: list[Any]) -> list[A
 
 
 def _found(row: tuple[Any, ...]) -> TokenLookup:
-    connection = list(row[_KEY_COLUMNS + 1 :])
+    connection = list(row[_KEY_COLUMNS + 2 :])
     return TokenLookup(
         KeyRecord._make(_converted(_KEY_FORMS, list(row[:_KEY_COLUMNS]))),
         row[_KEY_COLUMNS],
+        row[_KEY_COLUMNS + 1],
         None
         if connection[0] is None
         else ConnectionRecord._make(_converted(_CONNECTION_FORMS, connection)),
@@ -144,19 +153,25 @@ class TokenRepository:
         self.reader = reader
 
     async def lookup(
-        self, key_hash: str, organization_id: str, connection_id: str
+        self,
+        key_hash: str,
+        organization_id: str,
+        connection_id: str,
+        end_user_id: str | None = None,
     ) -> TokenLookup | None:
-        """None when no key has that hash. The connection must belong to the key's user, in the
-        organization, and not be deleted: the same rule as ``ConnectionRepository.get_owned``."""
+        """None when no key has that hash. The connection must belong to the key's user (a
+        service key: to the end user ``end_user_id``), in the organization, and not be deleted:
+        the same rule as ``ConnectionRepository.get_owned``."""
         row: tuple[Any, ...] | None
         if isinstance(self.reader, PostgresReader):
-            arguments = (key_hash, organization_id, connection_id)
+            arguments = (key_hash, organization_id, connection_id, end_user_id)
             row = await self.reader.fetch_row(POSTGRES_LOOKUP, POSTGRES_LOOKUPS, arguments)
         else:
             parameters = {
                 "key_hash": key_hash,
                 "organization_id": organization_id,
                 "connection_id": connection_id,
+                "end_user_id": end_user_id,
             }
             if isinstance(self.reader, SQLiteReader):
                 row = self.reader.fetch_row(SQLITE_LOOKUP, parameters)

@@ -1,6 +1,7 @@
 """Handing out valid access tokens: the hot path of the service (SPEC §3.3).
 
-A current token costs one read (``authorize``: key, membership and connection in one query),
+A current token costs one read (``authorize``: key, membership or end user, and connection in
+one query),
 a decryption and an in-memory audit record; no write and no commit. Only a token inside the
 provider's refresh margin (or a forced refresh) goes through the ``Refresher``.
 """
@@ -47,9 +48,14 @@ class TokenService:
         self.runtime = runtime
 
     async def authorize(
-        self, presented_key: str | None, organization_id: str, connection_id: str
+        self,
+        presented_key: str | None,
+        organization_id: str,
+        connection_id: str,
+        end_user_id: str | None = None,
     ) -> TokenRequest:
-        """Authenticate, check the membership and find the connection, in one query.
+        """Authenticate, check the membership (a service key: find the end user it names) and
+        find the connection, in one query.
 
         The refusals are those of ``IdentityService.authenticate`` and ``organization_access``
         (the same functions decide them), in the same order; the connection is not refused
@@ -57,10 +63,11 @@ class TokenService:
         """
         key_hash = presented_key_hash(presented_key)
         repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
-        found = await repository.lookup(key_hash, organization_id, connection_id)
+        found = await repository.lookup(key_hash, organization_id, connection_id, end_user_id)
         principal = principal_of(key_hash, found.key if found else None)
         role = found.role if found is not None and len(organization_id) <= ID_MAX_LENGTH else None
-        access = access_of(principal, organization_id, role)
+        end_user = found.end_user_user_id if found is not None else None
+        access = access_of(principal, organization_id, role, end_user_id, end_user)
         connection = (
             found.connection if found is not None and len(connection_id) <= ID_MAX_LENGTH else None
         )
