@@ -96,7 +96,7 @@ class ConnectionRepository:
     async def list_all(
         self, organization_id: str | None = None, user_id: str | None = None
     ) -> Sequence[Connection]:
-        statement = select(Connection).where(Connection.deleted_at.is_(None))
+        statement = _SHOWN.where(Connection.deleted_at.is_(None))
         if organization_id is not None:
             statement = statement.where(Connection.organization_id == organization_id)
         if user_id is not None:

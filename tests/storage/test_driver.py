@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from personal_connectors.identity.service import presented_key_hash
+from personal_connectors.identity.records import KeyRecord
+from personal_connectors.identity.service import IdentityService, presented_key_hash
+from personal_connectors.models import KeyKind
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.driver import PostgresReader
 from personal_connectors.tokens.repository import POSTGRES_LOOKUP, POSTGRES_LOOKUPS
@@ -46,26 +48,58 @@ def imported_connections(
     )
     service.cli("connections", "import", str(lines), "--org", tenant.organization_id)
     listed = json.loads(
-        service.cli("connections", "list", "--org", tenant.organization_id, "--json").stdout
+        service.cli(
+            "connections",
+            "list",
+            "--org",
+            tenant.organization_id,
+            "--user",
+            tenant.user_id,
+            "--json",
+        ).stdout
     )
     assert len(listed) == count
     return [row["id"] for row in listed]
 
 
-Arguments = tuple[str, str, str]
+Arguments = tuple[str, str, str, str | None]
+# Where a lookup row has the membership's role and the connection's id (after the key's columns
+# come the role, the end user's internal user, then the connection's columns).
+ROLE = len(KeyRecord._fields)
+CONNECTION_ID = ROLE + 2
+
+
+def service_key_and_end_user(service: ServiceProcess, tenant: Tenant) -> tuple[str, Tenant]:
+    """A service key of the tenant's organization, and the end user "eu-1" it acts for (as a
+    tenant whose user is the end user's internal user)."""
+
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        identities = IdentityService(session)
+        issued = await identities.create_organization_key(tenant.organization_id, KeyKind.SERVICE)
+        end_user = await identities.ensure_end_user(tenant.organization_id, "eu-1")
+        return issued.plaintext, end_user.user_id
+
+    key, user_id = service.run_db(work)
+    return key, Tenant(tenant.organization_id, user_id, key, "")
 
 
 def lookups(service: ServiceProcess, tmp_path: Path) -> list[Arguments]:
     """Reads that find everything, and each way a read finds less: another user's connection,
-    an unknown connection, an organization the key's user is not in, an unknown key."""
+    an unknown connection, an organization the key's user is not in, an unknown key; and a
+    service key's reads for an end user: its connection, and another end user's."""
     mine, theirs = make_tenant(service), make_tenant(service)
     my_connections = imported_connections(service, mine, 6, tmp_path)
     their_connection = imported_connections(service, theirs, 1, tmp_path)[0]
     key = presented_key_hash(mine.api_key)
+    service_key, end_user = service_key_and_end_user(service, mine)
+    end_user_connection = imported_connections(service, end_user, 1, tmp_path)[0]
 
-    def read(key_hash: str, organization_id: str, connection_id: str) -> Arguments:
-        return (key_hash, organization_id, connection_id)
+    def read(
+        key_hash: str, organization_id: str, connection_id: str, end_user_id: str | None = None
+    ) -> Arguments:
+        return (key_hash, organization_id, connection_id, end_user_id)
 
+    service_hash = presented_key_hash(service_key)
     return [
         *(read(key, mine.organization_id, each) for each in my_connections),
         read(key, mine.organization_id, their_connection),
@@ -73,6 +107,9 @@ def lookups(service: ServiceProcess, tmp_path: Path) -> list[Arguments]:
         read(key, theirs.organization_id, my_connections[0]),
         read(presented_key_hash("ak_" + "x" * 40), mine.organization_id, my_connections[1]),
         read(presented_key_hash(theirs.api_key), theirs.organization_id, their_connection),
+        read(service_hash, mine.organization_id, end_user_connection, "eu-1"),
+        read(service_hash, mine.organization_id, end_user_connection, "eu-2"),
+        read(service_hash, mine.organization_id, my_connections[2], "eu-1"),
     ]
 
 
@@ -111,10 +148,10 @@ def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own_row(
     assert len(statements) == 1 and "unnest" in statements[0]
     # The reads found what each case should: rows for the tenant's own connections, a key row
     # with no connection or no membership for the others, nothing for an unknown key.
-    found = [row is not None and row[6] is not None for row in together]  # row[6]: connection id
-    assert found == [True] * 6 + [False, False, False, False, True]
+    found = [row is not None and row[CONNECTION_ID] is not None for row in together]
+    assert found == [True] * 6 + [False, False, False, False, True] + [True, False, False]
     assert together[9] is None
-    assert together[8] is not None and together[8][5] is None  # no role: not a member
+    assert together[8] is not None and together[8][ROLE] is None  # no role: not a member
 
 
 def test_a_failed_round_trip_fails_every_read_that_shared_it(
