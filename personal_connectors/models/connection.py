@@ -94,7 +94,10 @@ class Connection(TimestampedMixin, Base):
     # The platform's id of the end user who owns it (SPEC §8); None for a member's connection.
     # Deferred: only what shows connections loads it (``ConnectionRepository`` undefers it).
     end_user_id: Mapped[str | None] = column_property(
-        select(EndUser.external_id).where(EndUser.user_id == user_id).scalar_subquery(),
+        select(EndUser.external_id)
+        .where(EndUser.user_id == user_id)
+        .correlate_except(EndUser)  # its own end_users, even in a query that joins that table
+        .scalar_subquery(),
         deferred=True,
         expire_on_flush=False,
     )
