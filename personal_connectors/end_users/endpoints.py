@@ -61,9 +61,12 @@ async def list_end_users(
     summary="Create or describe an end user",
 )
 async def put_end_user(
-    end_user_id: EndUserId, body: EndUserIn, access: PlatformAccessDep, service: ServiceDep
+    end_user_id: EndUserId,
+    access: PlatformAccessDep,
+    service: ServiceDep,
+    body: EndUserIn | None = None,
 ) -> EndUserOut:
-    return await service.put(access, end_user_id, body)
+    return await service.put(access, end_user_id, body or EndUserIn())
 
 
 @router.get("/end-users/{end_user_id}", response_model=EndUserOut, summary="One end user")
