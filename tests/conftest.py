@@ -203,6 +203,10 @@ def service(
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
         "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",
+        # complete-oauth?wait=N: far slower than the tests' bounds, so that a call woken within
+        # them on this process was woken by the callback itself (tests/flows/test_complete_wait.py
+        # starts a second process that polls quickly).
+        "CONNECTORS_COMPLETE_WAIT_POLL_SECONDS": "30",
     }
     database_url = None
     if backend == "postgres":

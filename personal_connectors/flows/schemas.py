@@ -13,6 +13,8 @@ from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.providers.scopes import MAX_SCOPES, Scope
 
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
+# complete-oauth?wait=N: the longest a call may hold its answer (SPEC §8).
+MAX_COMPLETE_WAIT_SECONDS = 60
 
 
 class AuthorizeIn(RequestBody):
