@@ -41,6 +41,8 @@ STATELESS_KEY = "stateless-oidc"
 # Like the built-in generic `oidc` entry: where the issuer is (its port here) is an admin-set
 # integration param.
 TENANT_OIDC_KEY = "tenant-oidc"
+# The local provider with a value each connection's caller chooses (like a Zendesk subdomain).
+MEMBER_PARAM_KEY = "member-oidc"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -127,6 +129,11 @@ def write_providers_file(
             "display_name": "Tenant OIDC",
             "discovery_url": "http://127.0.0.1:{issuer_port}/.well-known/openid-configuration",
             "integration_params": {"issuer_port": {"pattern": r"^[0-9]{1,5}$"}},
+        },
+        MEMBER_PARAM_KEY: {
+            **local_provider_entry(oidc),
+            "display_name": "Member OIDC",
+            "integration_params": {"workspace": {"pattern": r"^[a-z]{1,20}$"}},
         },
         **(extra or {}),
     }

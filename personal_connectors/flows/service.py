@@ -127,10 +127,16 @@ class FlowService(FlowSteps):
         now = utcnow()
         await self._check_pending_bound(access.user_id, now)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
-        params = connection_params(
-            entry, request.integration_params, resolved.app.integration_params
-        )
         extends = await self._connection_to_extend(access, entry.key, request.connection_id)
+        given = request.integration_params
+        if given is None and extends is not None:
+            # Extending a connection: its own values (a Zendesk subdomain) unless others are given.
+            given = {
+                name: value
+                for name, value in extends.integration_params.items()
+                if name not in entry.admin_params
+            }
+        params = connection_params(entry, given, resolved.app.integration_params)
         scopes = _merge_scopes(
             resolved.app.scopes if resolved.app.scopes is not None else entry.default_scopes,
             extends.scopes if extends is not None else None,

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, PROVIDER_KEY, Tenant
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, MEMBER_PARAM_KEY, PROVIDER_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.support.db import event_types, set_expiry
+from tests.support.db import connection_row, event_types, set_expiry
 from tests.support.envelope import is_envelope
 from tests.support.oidc import login_and_consent
 from tests.support.service import ServiceProcess
@@ -23,20 +23,30 @@ def token(api: httpx.Client, tenant: Tenant, connection_id: str, **params: str) 
     )
 
 
-@pytest.fixture
-def connected_with_email(api: httpx.Client, tenant: Tenant) -> str:
-    """A connection granted `openid email` only (the organization's app asks for `openid`)."""
+def connect_asking(api: httpx.Client, tenant: Tenant, connector_type: str, **body: Any) -> str:
+    """A connection of ``connector_type`` granted `openid` (all the organization's app asks
+    for) and the ``scopes`` in ``body``."""
     response = api.put(
-        f"/apps/{PROVIDER_KEY}",
+        f"/apps/{connector_type}",
         params=tenant.org,
         headers=tenant.headers,
         json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "scopes": ["openid"]},
     )
     assert response.status_code == 200, response.text
-    flow = authorize_and_consent(api, tenant, scopes=["email"])
-    callback = follow_callback(flow.callback_url)
+    flow = authorize_and_consent(api, tenant, connector_type=connector_type, **body)
+    return consented(flow.callback_url)
+
+
+def consented(callback_url: str) -> str:
+    callback = follow_callback(callback_url)
     assert callback.status_code == 200, callback.text
     return str(callback.json()["data"]["connection_id"])
+
+
+@pytest.fixture
+def connected_with_email(api: httpx.Client, tenant: Tenant) -> str:
+    """A connection granted `openid email` only."""
+    return connect_asking(api, tenant, PROVIDER_KEY, scopes=["email"])
 
 
 def insufficient(response: httpx.Response) -> dict[str, Any]:
@@ -64,18 +74,37 @@ def test_a_missing_scope_is_refused_with_the_authorize_body_that_asks_for_it(
 
     # The platform sends the user through that authorization: the provider asks for the
     # connection's scopes and the missing one, and the same connection is updated.
-    started = api.post(
-        "/authorize", params=tenant.org, headers=tenant.headers, json=error["details"]["authorize"]
-    )
-    assert started.status_code == 200, started.text
-    callback = follow_callback(login_and_consent(started.json()["authorization_url"]))
-    assert callback.status_code == 200, callback.text
-    assert callback.json()["data"]["connection_id"] == connection_id
+    assert authorize_as_told(api, tenant, error) == connection_id
 
     answered = token(api, tenant, connection_id, required_scopes="email profile")
     assert answered.status_code == 200, answered.text
     assert {"openid", "email", "profile"} <= set(answered.json()["scopes"])
     assert answered.json()["connection_id"] == connection_id
+
+
+def authorize_as_told(api: httpx.Client, tenant: Tenant, error: dict[str, Any]) -> str:
+    """POST /authorize with the refusal's body, the user's consent, the callback: the id of
+    the connection it updated."""
+    started = api.post(
+        "/authorize", params=tenant.org, headers=tenant.headers, json=error["details"]["authorize"]
+    )
+    assert started.status_code == 200, started.text
+    return consented(login_and_consent(started.json()["authorization_url"]))
+
+
+def test_the_authorize_body_keeps_the_values_the_connection_was_made_with(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    """A connector whose connections each carry a caller's value (a Zendesk subdomain): the
+    body names none, and extending the connection keeps its own."""
+    connection_id = connect_asking(
+        api, tenant, MEMBER_PARAM_KEY, integration_params={"workspace": "acme"}
+    )
+    error = insufficient(token(api, tenant, connection_id, required_scopes="email"))
+    assert set(error["details"]["authorize"]) == {"connector_type", "connection_id", "scopes"}
+    assert authorize_as_told(api, tenant, error) == connection_id
+    assert token(api, tenant, connection_id, required_scopes="email").status_code == 200
+    assert connection_row(service, connection_id).integration_params == {"workspace": "acme"}
 
 
 def test_the_scopes_it_has_and_an_empty_value_answer_as_without_the_parameter(
