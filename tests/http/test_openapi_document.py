@@ -93,6 +93,13 @@ def test_the_token_route_declares_required_scopes_and_its_409(document: dict[str
     assert "INSUFFICIENT_SCOPE" in operation["responses"]["409"]["description"]
 
 
+def test_complete_oauth_declares_wait_and_its_bounds(document: dict[str, Any]) -> None:
+    [operation] = [op for _, _, op in operations(document) if op["operationId"] == "complete_oauth"]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "wait"]
+    assert parameter["in"] == "query" and not parameter["required"]
+    assert parameter["schema"]["minimum"] == 0 and parameter["schema"]["maximum"] == 60
+
+
 def test_organization_id_is_required_where_the_service_requires_it(
     document: dict[str, Any],
 ) -> None:
