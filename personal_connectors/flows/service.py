@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_v
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
 from personal_connectors.providers.templating import connection_params
+from personal_connectors.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -401,7 +403,8 @@ class FlowService(FlowSteps):
         deadline = asyncio.get_running_loop().time() + wait
         logger.debug("flow %s: complete-oauth waits up to %d s", flow.id, wait)
         await self.session.commit()  # (nothing is pending: this ends the read transaction)
-        with self.runtime.flow_wakeups.watch(flow.id, self._finished_among) as woken:
+        poll = functools.partial(_finished_among, self.runtime)
+        with self.runtime.flow_wakeups.watch(flow.id, poll) as woken:
             while True:
                 # Cleared before reading: a change after the read still wakes the wait below.
                 woken.clear()
@@ -418,12 +421,6 @@ class FlowService(FlowSteps):
                     timeout = min(remaining, max(answer.retry_after, 1))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout)
-
-    async def _finished_among(self, flow_ids: list[str]) -> list[str]:
-        """The shared poll of ``flow_wakeups``: flows other processes finished (its own session:
-        it serves every waiter of the process, not this request)."""
-        async with self.runtime.sessions() as session:
-            return await FlowRepository(session).finished_among(flow_ids)
 
     async def _complete(
         self, access: OrgAccess, state_token: str, verifier: str | None
@@ -478,6 +475,13 @@ class FlowService(FlowSteps):
             ),
             message="OAuth flow completed successfully",
         )
+
+
+async def _finished_among(runtime: Runtime, flow_ids: list[str]) -> list[str]:
+    """The shared poll of ``runtime.flow_wakeups``: the flows another process finished. A
+    session of its own: it serves every waiting call of the process, not one request."""
+    async with runtime.sessions() as session:
+        return await FlowRepository(session).finished_among(flow_ids)
 
 
 def _finished(answer: CompleteOut) -> bool:
