@@ -37,7 +37,7 @@ from personal_connectors.http.dependencies import (
     SessionDep,
 )
 from personal_connectors.http.openapi import ORGANIZATION_OPTIONAL
-from personal_connectors.http.paging import PageDep, set_next_link
+from personal_connectors.http.paging import NEXT_LINK_RESPONSE, PageDep, set_next_link
 from personal_connectors.models import ID_MAX_LENGTH
 
 router = APIRouter(tags=["Connections"])
@@ -86,7 +86,12 @@ async def set_active(
     return ActiveOut(id=connection.id, is_active=connection.is_active)
 
 
-@router.get("", response_model=list[ConnectionOut], summary="List the caller's connections")
+@router.get(
+    "",
+    response_model=list[ConnectionOut],
+    summary="List the caller's connections",
+    responses=NEXT_LINK_RESPONSE,
+)
 @router.get("/", response_model=list[ConnectionOut], include_in_schema=False)
 async def list_connections(
     request: Request,

@@ -3,7 +3,7 @@ parameters, and the ``Link: <…>; rel="next"`` header that carries the next pag
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response
@@ -37,6 +37,19 @@ async def page_request(
 
 
 PageDep = Annotated[PageRequest, Depends(page_request)]
+
+# A paged route's ``responses=``: its 200 documents the ``Link`` header.
+NEXT_LINK_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": '`<URL>; rel="next"`: the next page, this request\'s absolute URL '
+                "with `after` set; absent on the last page.",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
 
 
 def set_next_link(
