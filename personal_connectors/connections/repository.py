@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection
@@ -36,6 +36,36 @@ class ConnectionRepository:
         )
         if organization_id is not None:
             statement = statement.where(Connection.organization_id == organization_id)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_owned_locked(
+        self, connection_id: str, user_id: str, organization_id: str
+    ) -> Connection | None:
+        """``get_owned``, its row held until the transaction ends and read after any change
+        that held it before, so a read-modify-write (a merge patch) never loses a concurrent one.
+
+        PostgreSQL locks the row (``FOR UPDATE``). SQLite has no row locks but one writer at a
+        time: a write that changes nothing takes that lock first (another writer is waited for
+        up to the busy timeout), then the row is read.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            await self.session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id)
+                .values(updated_at=Connection.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+        statement = (
+            select(Connection)
+            .where(
+                Connection.id == connection_id,
+                Connection.user_id == user_id,
+                Connection.organization_id == organization_id,
+                Connection.deleted_at.is_(None),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def find_live_account(

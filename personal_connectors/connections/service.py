@@ -164,7 +164,14 @@ class ConnectionService:
         Both results are checked whole before either is written, so a refused patch changes
         nothing. A patch that changes something records ``connection.updated``.
         """
-        connection = await self.get_in(access, connection_id)
+        connection = None
+        if len(connection_id) <= ID_MAX_LENGTH:
+            connection = await self.repository.get_owned_locked(
+                connection_id, access.user_id, access.organization_id
+            )
+        if connection is None:
+            await self.session.rollback()  # SQLite's write lock, taken for nothing
+            raise ConnectionNotFound()
         check_depth(patch.get("metadata"), "metadata")  # before the merge recurses into it
         before = {"tags": connection.tags or {}, "metadata": connection.metadata_ or {}}
         after = merge_patch(before, dict(patch))
@@ -179,7 +186,7 @@ class ConnectionService:
             connection.tags = tags
             connection.metadata_ = metadata
             await self.events.record(connection, EventType.UPDATED, changed=changed)
-            await self.session.commit()
+        await self.session.commit()  # also when nothing changed: the lock is let go
         return connection
 
     async def get_for(

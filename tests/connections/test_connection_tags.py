@@ -4,6 +4,7 @@ by `tag=key:value`."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -212,3 +213,17 @@ def test_the_list_keeps_the_connections_every_tag_filter_matches(
     assert error["details"]["fields"] == ["tag"] and "key:value" in error["system_message"]
     response = api.get("", params={**tenant.org, "tag": 'te"am:x'}, headers=tenant.headers)
     assert response.status_code == 400 and response.json()["error"]["details"]["fields"] == ["tag"]
+
+
+def test_concurrent_patches_of_different_keys_all_land(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    connection_id = connect(api, tenant)
+
+    def add(n: int) -> int:
+        with httpx.Client(base_url=service.api, timeout=30) as client:
+            return patch(client, tenant, connection_id, {"tags": {f"k{n}": "v"}}).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert set(pool.map(add, range(12))) == {200}
+    assert shown(api, tenant, connection_id)[0] == {f"k{n}": "v" for n in range(12)}
