@@ -172,7 +172,8 @@ class ConnectionService:
         if connection is None:
             await self.session.rollback()  # SQLite's write lock, taken for nothing
             raise ConnectionNotFound()
-        check_depth(patch.get("metadata"), "metadata")  # before the merge recurses into it
+        for field in ("tags", "metadata"):
+            check_depth(patch.get(field), field)  # before the merge recurses into it
         before = {"tags": connection.tags or {}, "metadata": connection.metadata_ or {}}
         after = merge_patch(before, dict(patch))
         tags = check_tags(after.get("tags", {}))

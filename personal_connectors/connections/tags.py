@@ -119,7 +119,7 @@ def check_depth(value: Any, field: str) -> None:
             continue
         if depth > MAX_METADATA_DEPTH:
             raise ValidationFailed.for_fields(
-                f"`metadata` nests at most {MAX_METADATA_DEPTH} objects or arrays deep.", field
+                f"`{field}` nests at most {MAX_METADATA_DEPTH} objects or arrays deep.", field
             )
         children = item.values() if isinstance(item, dict) else item
         pending.extend((child, depth + 1) for child in children)

@@ -227,3 +227,21 @@ def test_concurrent_patches_of_different_keys_all_land(
     with ThreadPoolExecutor(max_workers=12) as pool:
         assert set(pool.map(add, range(12))) == {200}
     assert shown(api, tenant, connection_id)[0] == {f"k{n}": "v" for n in range(12)}
+
+
+@pytest.mark.parametrize("field", ["tags", "metadata"])
+def test_a_patch_nested_deeper_than_the_limit_is_refused_whole(
+    api: httpx.Client, tenant: Tenant, field: str
+) -> None:
+    connection_id = connect(api, tenant)
+    deep = '{"d": ' * 500 + "{}" + "}" * 500  # parses, but 500 objects deep
+    body = f'{{"{field}": {deep}}}'
+    response = api.patch(
+        f"/{connection_id}",
+        params=tenant.org,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+        content=body.encode(),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"]["fields"] == [field]
+    assert shown(api, tenant, connection_id) == ({}, {})
