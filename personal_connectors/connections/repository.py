@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection
+from personal_connectors.storage.paging import Cursor, Page, PageRequest
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """What a connection list is narrowed to; every given filter must hold."""
+
+    app_key: str | None = None
+    status: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, all must match
 
 
 class ConnectionRepository:
@@ -27,6 +38,36 @@ class ConnectionRepository:
             statement = statement.where(Connection.organization_id == organization_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_owned_locked(
+        self, connection_id: str, user_id: str, organization_id: str
+    ) -> Connection | None:
+        """``get_owned``, its row held until the transaction ends and read after any change
+        that held it before, so a read-modify-write (a merge patch) never loses a concurrent one.
+
+        PostgreSQL locks the row (``FOR UPDATE``). SQLite has no row locks but one writer at a
+        time: a write that changes nothing takes that lock first (another writer is waited for
+        up to the busy timeout), then the row is read.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            await self.session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id)
+                .values(updated_at=Connection.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+        statement = (
+            select(Connection)
+            .where(
+                Connection.id == connection_id,
+                Connection.user_id == user_id,
+                Connection.organization_id == organization_id,
+                Connection.deleted_at.is_(None),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def find_live_account(
         self, organization_id: str, user_id: str, app_key: str, account_id: str
     ) -> Connection | None:
@@ -39,6 +80,12 @@ class ConnectionRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    @staticmethod
+    def owned_by(organization_id: str, user_id: str) -> ColumnElement[bool]:
+        """The ownership condition of a member's own connections in an organization, for
+        ``list_page``; other callers (a service key's end users) bring their own."""
+        return and_(Connection.organization_id == organization_id, Connection.user_id == user_id)
+
     async def list_owned(
         self,
         organization_id: str,
@@ -47,17 +94,47 @@ class ConnectionRepository:
         app_key: str | None = None,
         status: str | None = None,
     ) -> Sequence[Connection]:
-        statement = select(Connection).where(
-            Connection.organization_id == organization_id,
-            Connection.user_id == user_id,
-            Connection.deleted_at.is_(None),
-        )
-        if app_key is not None:
-            statement = statement.where(Connection.app_key == app_key)
-        if status is not None:
-            statement = statement.where(Connection.status == status)
+        """Every one of the caller's live connections, newest first (no paging)."""
+        owner = self.owned_by(organization_id, user_id)
+        return (await self.list_page(owner, ListFilters(app_key, status))).items
+
+    async def list_page(
+        self,
+        owner: ColumnElement[bool],
+        filters: ListFilters,
+        page: PageRequest | None = None,
+    ) -> Page[Connection]:
+        """The live connections ``owner`` admits, filtered, newest first (``created_at``, then
+        ``id``, both descending), one page of them when ``page`` is given, else all.
+
+        Every tag pair must match. A page is read one row long: the extra row only says that a
+        next page exists, and the cursor is the last returned row's position.
+        """
+        statement = select(Connection).where(owner, Connection.deleted_at.is_(None))
+        if filters.app_key is not None:
+            statement = statement.where(Connection.app_key == filters.app_key)
+        if filters.status is not None:
+            statement = statement.where(Connection.status == filters.status)
+        for key, value in filters.tags:
+            # JSON_EXTRACT on SQLite, ->> on PostgreSQL; keys are checked (tags.TAG_KEY_PATTERN)
+            # to be plain enough for either path syntax.
+            statement = statement.where(Connection.tags[key].as_string() == value)
+        if page is not None and page.after is not None:
+            after = page.after
+            statement = statement.where(
+                or_(
+                    Connection.created_at < after.created_at,
+                    and_(Connection.created_at == after.created_at, Connection.id < after.id),
+                )
+            )
         statement = statement.order_by(Connection.created_at.desc(), Connection.id.desc())
-        return (await self.session.execute(statement)).scalars().all()
+        if page is not None:
+            statement = statement.limit(page.limit + 1)
+        rows = list((await self.session.execute(statement)).scalars().all())
+        if page is None or len(rows) <= page.limit:
+            return Page(rows, None)
+        del rows[page.limit :]
+        return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
 
     async def list_all(
         self, organization_id: str | None = None, user_id: str | None = None
