@@ -23,6 +23,7 @@ from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.docs import install_docs
 from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.http.openapi import install_openapi, operation_id
+from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
 from personal_connectors.refresher.embedded import embedded_refresher
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(catalog_router, prefix=API_PREFIX)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(issuers_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     return app

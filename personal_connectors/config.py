@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     http_max_concurrency: int = Field(default=1000, ge=1, le=100_000)
+    # complete-oauth?wait=N (flows/service.py): how often a process that has waiting calls reads
+    # the database for flows another process finished (one query for all its waiters).
+    complete_wait_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     # Webhooks (see webhooks/).
     webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -22,6 +22,7 @@ from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.driver import HotReader, create_hot_reader
+from personal_connectors.wakeups import Wakeups
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Runtime:
     catalog: Catalog
     # Every outbound call of the process (outbound.client.create_client).
     http: httpx.AsyncClient
+    # complete-oauth calls waiting for their flow, keyed by flow id (flows.service).
+    flow_wakeups: Wakeups
     metadata: MetadataCache = field(default_factory=MetadataCache)
     # In-flight refreshes of this process, keyed by connection id (see tokens.refresh).
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
@@ -56,11 +59,13 @@ class Runtime:
             http=create_client(settings, transport=transport),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
             hot_reader=create_hot_reader(settings),
+            flow_wakeups=Wakeups(settings.complete_wait_poll_seconds),
         )
 
     async def close(self) -> None:
         # Refreshes still talking to a provider finish first: their answers are rotated tokens.
         await self.refresh_flights.drain(self.settings.refresh_bound_seconds)
+        await self.flow_wakeups.close()
         await self.http.aclose()
         await self.engine.dispose()
         if self.hot_reader is not None:

@@ -41,6 +41,8 @@ STATELESS_KEY = "stateless-oidc"
 # Like the built-in generic `oidc` entry: where the issuer is (its port here) is an admin-set
 # integration param.
 TENANT_OIDC_KEY = "tenant-oidc"
+# The local provider with a value each connection's caller chooses (like a Zendesk subdomain).
+MEMBER_PARAM_KEY = "member-oidc"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -128,6 +130,11 @@ def write_providers_file(
             "discovery_url": "http://127.0.0.1:{issuer_port}/.well-known/openid-configuration",
             "integration_params": {"issuer_port": {"pattern": r"^[0-9]{1,5}$"}},
         },
+        MEMBER_PARAM_KEY: {
+            **local_provider_entry(oidc),
+            "display_name": "Member OIDC",
+            "integration_params": {"workspace": {"pattern": r"^[a-z]{1,20}$"}},
+        },
         **(extra or {}),
     }
     path.write_text(yaml.safe_dump(entries))
@@ -203,6 +210,10 @@ def service(
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
         "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",
+        # complete-oauth?wait=N: far slower than the tests' bounds, so that a call woken within
+        # them on this process was woken by the callback itself (tests/flows/test_complete_wait.py
+        # starts a second process that polls quickly).
+        "CONNECTORS_COMPLETE_WAIT_POLL_SECONDS": "30",
     }
     database_url = None
     if backend == "postgres":

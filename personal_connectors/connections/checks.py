@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.gateway import endpoints_for
+from personal_connectors.connections.repository import ListFilters
 from personal_connectors.connections.schemas import HealthStatus
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.exceptions import APIError
@@ -37,6 +38,7 @@ from personal_connectors.providers.answers import says_not_ok
 from personal_connectors.providers.schema import ProviderEntry, TestRequest
 from personal_connectors.providers.templating import fill, token_headers
 from personal_connectors.runtime import Runtime
+from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.service import TokenService
 
 logger = logging.getLogger(__name__)
@@ -120,16 +122,17 @@ class ConnectionChecker:
         await self.session.commit()
         return outcome
 
-    async def list_checked(
-        self, access: OrgAccess, *, app_key: str | None = None, status: str | None = None
-    ) -> Sequence[Connection]:
-        """The caller's list, each connection checked first (``forceCheck=true``)."""
-        listed = await self.connections.list_for(access, app_key=app_key, status=status)
-        if not listed:
+    async def page_checked(
+        self, access: OrgAccess, page: PageRequest, filters: ListFilters
+    ) -> Page[Connection]:
+        """A page of the caller's list, each of its connections checked first
+        (``forceCheck=true``)."""
+        listed = await self.connections.page_for(access, page, filters)
+        if not listed.items:
             return listed
-        await self._check_each(access, [connection.id for connection in listed])
+        await self._check_each(access, [connection.id for connection in listed.items])
         self.session.expire_all()  # the checks wrote in their own sessions
-        return await self.connections.list_for(access, app_key=app_key, status=status)
+        return await self.connections.page_for(access, page, filters)
 
     async def _check_each(self, access: OrgAccess, connection_ids: Sequence[str]) -> None:
         """Side by side, each in its own session (one session cannot serve two tasks).

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from personal_connectors.apps.endpoints import AppKey
 from personal_connectors.connections.checks import ConnectionChecker, health_of
+from personal_connectors.connections.repository import ListFilters
 from personal_connectors.connections.schemas import (
     ActiveIn,
     ActiveOut,
@@ -19,6 +20,7 @@ from personal_connectors.connections.schemas import (
     ConnectionOut,
     ConnectionStatusFilter,
     HealthOut,
+    LabelsIn,
     ToolConnectionOut,
     ToolConnectionsOut,
     ToolsData,
@@ -26,6 +28,7 @@ from personal_connectors.connections.schemas import (
     ToolsOut,
 )
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.connections.tags import parse_tag_filters
 from personal_connectors.http.dependencies import (
     ListingAccessDep,
     OptionalOrgAccessDep,
@@ -35,6 +38,7 @@ from personal_connectors.http.dependencies import (
     SessionDep,
 )
 from personal_connectors.http.openapi import ORGANIZATION_OPTIONAL
+from personal_connectors.http.paging import NEXT_LINK_RESPONSE, PageDep, set_next_link
 from personal_connectors.models import ID_MAX_LENGTH
 
 router = APIRouter(tags=["Connections"])
@@ -83,14 +87,29 @@ async def set_active(
     return ActiveOut(id=connection.id, is_active=connection.is_active)
 
 
-@router.get("", response_model=list[ConnectionOut], summary="List the caller's connections")
+@router.get(
+    "",
+    response_model=list[ConnectionOut],
+    summary="List the caller's connections",
+    responses=NEXT_LINK_RESPONSE,
+)
 @router.get("/", response_model=list[ConnectionOut], include_in_schema=False)
 async def list_connections(
+    request: Request,
+    response: Response,
     access: ListingAccessDep,
     service: ServiceDep,
     checker: CheckerDep,
+    runtime: RuntimeDep,
+    page: PageDep,
     app_key: Annotated[str | None, Query(max_length=64)] = None,
     status: ConnectionStatusFilter | None = None,
+    tag: Annotated[
+        list[str],
+        Query(
+            description="`key:value`; repeat it for several tags, all of which must match.",
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies the default; a list is how it reads repeated params)
     force_check: Annotated[
         bool,
         Query(
@@ -99,12 +118,19 @@ async def list_connections(
         ),
     ] = False,
 ) -> list[ConnectionOut]:
-    filters = {"app_key": app_key, "status": status.value if status else None}
+    """Newest first, one page at a time: the next page's URL is in the `Link` header (none on
+    the last page); the body is the bare array."""
+    filters = ListFilters(
+        app_key=app_key,
+        status=status.value if status else None,
+        tags=tuple(parse_tag_filters(tag)),
+    )
     if force_check:
-        connections = await checker.list_checked(access, **filters)
+        listed = await checker.page_checked(access, page, filters)
     else:
-        connections = await service.list_for(access, **filters)
-    return [ConnectionOut.of(connection) for connection in connections]
+        listed = await service.page_for(access, page, filters)
+    set_next_link(response, request, runtime.settings.base_url, listed.next)
+    return [ConnectionOut.of(connection) for connection in listed.items]
 
 
 @router.get("/{connection_id}", response_model=ConnectionOut, summary="One connection")
@@ -112,6 +138,20 @@ async def get_connection(
     connection_id: ConnectionId, access: OrgAccessDep, service: ServiceDep
 ) -> ConnectionOut:
     connection = await service.get_in(access, connection_id)
+    return ConnectionOut.of(connection)
+
+
+@router.patch(
+    "/{connection_id}",
+    response_model=ConnectionOut,
+    summary="Change the connection's tags and metadata (an RFC 7396 merge patch)",
+)
+async def update_connection(
+    connection_id: ConnectionId, body: LabelsIn, access: OrgAccessDep, service: ServiceDep
+) -> ConnectionOut:
+    connection = await service.update_labels(
+        access, connection_id, body.model_dump(include=body.model_fields_set)
+    )
     return ConnectionOut.of(connection)
 
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from personal_connectors.models import Connection, EndUser
+from personal_connectors.storage.paging import Cursor, Page, PageRequest
 
 # Connections as the API shows them: with their end user's id (a deferred column).
 _SHOWN = select(Connection).options(undefer(Connection.end_user_id))
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """What a connection list is narrowed to; every given filter must hold."""
+
+    app_key: str | None = None
+    status: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, all must match
 
 
 class ConnectionRepository:
@@ -31,6 +42,35 @@ class ConnectionRepository:
             statement = statement.where(Connection.organization_id == organization_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_owned_locked(
+        self, connection_id: str, user_id: str, organization_id: str
+    ) -> Connection | None:
+        """``get_owned``, its row held until the transaction ends and read after any change
+        that held it before, so a read-modify-write (a merge patch) never loses a concurrent one.
+
+        PostgreSQL locks the row (``FOR UPDATE``). SQLite has no row locks but one writer at a
+        time: a write that changes nothing takes that lock first (another writer is waited for
+        up to the busy timeout), then the row is read.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            await self.session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id)
+                .values(updated_at=Connection.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+        statement = (
+            _SHOWN.where(
+                Connection.id == connection_id,
+                Connection.user_id == user_id,
+                Connection.organization_id == organization_id,
+                Connection.deleted_at.is_(None),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def find_live_account(
         self, organization_id: str, user_id: str, app_key: str, account_id: str
     ) -> Connection | None:
@@ -43,6 +83,30 @@ class ConnectionRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    @staticmethod
+    def owned_by(organization_id: str, user_id: str) -> ColumnElement[bool]:
+        """The ownership condition of a member's own connections in an organization, for
+        ``list_page``; other callers (a service key's end users) bring their own."""
+        return and_(Connection.organization_id == organization_id, Connection.user_id == user_id)
+
+    @staticmethod
+    def owned_by_end_users(organization_id: str) -> ColumnElement[bool]:
+        """The ownership condition of every end user's connections in an organization (a
+        service key naming no end user), never a member's own."""
+        end_users = select(EndUser.user_id).where(EndUser.organization_id == organization_id)
+        return and_(
+            Connection.organization_id == organization_id, Connection.user_id.in_(end_users)
+        )
+
+    async def get_of_end_users(self, connection_id: str, organization_id: str) -> Connection | None:
+        """An end user's live connection in the organization; a member's is None."""
+        statement = _SHOWN.where(
+            Connection.id == connection_id,
+            self.owned_by_end_users(organization_id),
+            Connection.deleted_at.is_(None),
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def list_owned(
         self,
         organization_id: str,
@@ -51,47 +115,47 @@ class ConnectionRepository:
         app_key: str | None = None,
         status: str | None = None,
     ) -> Sequence[Connection]:
-        statement = _SHOWN.where(
-            Connection.organization_id == organization_id,
-            Connection.user_id == user_id,
-            Connection.deleted_at.is_(None),
-        )
-        return await self._listed(statement, app_key, status)
+        """Every one of the caller's live connections, newest first (no paging)."""
+        owner = self.owned_by(organization_id, user_id)
+        return (await self.list_page(owner, ListFilters(app_key, status))).items
 
-    async def list_of_end_users(
-        self, organization_id: str, *, app_key: str | None = None, status: str | None = None
-    ) -> Sequence[Connection]:
-        """Every end user's live connections in the organization (never a member's)."""
-        statement = _SHOWN.join(EndUser, EndUser.user_id == Connection.user_id).where(
-            Connection.organization_id == organization_id,
-            EndUser.organization_id == organization_id,
-            Connection.deleted_at.is_(None),
-        )
-        return await self._listed(statement, app_key, status)
+    async def list_page(
+        self,
+        owner: ColumnElement[bool],
+        filters: ListFilters,
+        page: PageRequest | None = None,
+    ) -> Page[Connection]:
+        """The live connections ``owner`` admits, filtered, newest first (``created_at``, then
+        ``id``, both descending), one page of them when ``page`` is given, else all.
 
-    async def get_of_end_users(self, connection_id: str, organization_id: str) -> Connection | None:
-        """An end user's live connection in the organization; a member's is None."""
-        statement = _SHOWN.join(EndUser, EndUser.user_id == Connection.user_id).where(
-            Connection.id == connection_id,
-            Connection.organization_id == organization_id,
-            EndUser.organization_id == organization_id,
-            Connection.deleted_at.is_(None),
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def live_of_user(self, organization_id: str, user_id: str) -> Sequence[Connection]:
-        """A user's live connections in the organization, for deleting them all."""
-        return await self.list_owned(organization_id, user_id)
-
-    async def _listed(
-        self, statement: Select[Connection], app_key: str | None, status: str | None
-    ) -> Sequence[Connection]:
-        if app_key is not None:
-            statement = statement.where(Connection.app_key == app_key)
-        if status is not None:
-            statement = statement.where(Connection.status == status)
+        Every tag pair must match. A page is read one row long: the extra row only says that a
+        next page exists, and the cursor is the last returned row's position.
+        """
+        statement = _SHOWN.where(owner, Connection.deleted_at.is_(None))
+        if filters.app_key is not None:
+            statement = statement.where(Connection.app_key == filters.app_key)
+        if filters.status is not None:
+            statement = statement.where(Connection.status == filters.status)
+        for key, value in filters.tags:
+            # JSON_EXTRACT on SQLite, ->> on PostgreSQL; keys are checked (tags.TAG_KEY_PATTERN)
+            # to be plain enough for either path syntax.
+            statement = statement.where(Connection.tags[key].as_string() == value)
+        if page is not None and page.after is not None:
+            after = page.after
+            statement = statement.where(
+                or_(
+                    Connection.created_at < after.created_at,
+                    and_(Connection.created_at == after.created_at, Connection.id < after.id),
+                )
+            )
         statement = statement.order_by(Connection.created_at.desc(), Connection.id.desc())
-        return (await self.session.execute(statement)).scalars().all()
+        if page is not None:
+            statement = statement.limit(page.limit + 1)
+        rows = list((await self.session.execute(statement)).scalars().all())
+        if page is None or len(rows) <= page.limit:
+            return Page(rows, None)
+        del rows[page.limit :]
+        return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
 
     async def list_all(
         self, organization_id: str | None = None, user_id: str | None = None

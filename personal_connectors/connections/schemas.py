@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StringConstraints, field_validator
 
@@ -45,6 +45,13 @@ class ConnectionOut(BaseModel):
         description="Non-secret values the provider sent that API calls need "
         "(e.g. Salesforce `instance_url`, QuickBooks `realmId`).",
     )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="The platform's labels; the list filters on them (`tag=key:value`).",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The platform's own JSON object, stored as given."
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -66,6 +73,8 @@ class ConnectionOut(BaseModel):
             mcp_configuration_id=connection.mcp_configuration_id,
             end_user_id=connection.end_user_id,
             provider_metadata=connection.provider_metadata or {},
+            tags=connection.tags or {},
+            metadata=connection.metadata_ or {},
         )
 
 
@@ -171,3 +180,18 @@ class ToolsOut(BaseModel):
     success: Literal[True] = True
     message: str
     data: ToolsData
+
+
+class LabelsIn(RequestBody):
+    """``PATCH /{connection_id}``: an RFC 7396 merge patch of the connection's tags and
+    metadata. A field left out is unchanged; ``null`` (the field, or a key in it) removes."""
+
+    tags: dict[str, Any] | None = Field(
+        default=None,
+        description="Tags to set (string values) or remove (null values); null removes all.",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Merged into the metadata key by key, nested objects recursively; "
+        "a null value removes its key; null removes all.",
+    )

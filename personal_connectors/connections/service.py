@@ -6,13 +6,20 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.gateway import client_for
 from personal_connectors.apps.service import OAuthAppService
-from personal_connectors.connections.repository import ConnectionRepository
+from personal_connectors.connections.repository import ConnectionRepository, ListFilters
 from personal_connectors.connections.revocation import revoke_grant
+from personal_connectors.connections.tags import (
+    check_depth,
+    check_metadata,
+    check_tags,
+    merge_patch,
+)
 from personal_connectors.events.repository import EventRepository
 from personal_connectors.events.types import EventType
 from personal_connectors.identity.service import OrgAccess, Principal
@@ -20,6 +27,7 @@ from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStat
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.runtime import Runtime
+from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.exceptions import ConnectionNotFound
 from personal_connectors.tokens.vault import TokenVault
 
@@ -84,6 +92,8 @@ class ConnectionService:
         integration_params: Mapping[str, str],
         identity: AccountIdentity,
         grant: TokenGrant,
+        tags: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         **event_detail: Any,
     ) -> tuple[Connection, bool]:
         """Write an authorization onto ``existing`` (this account's live connection) or a new one.
@@ -92,7 +102,9 @@ class ConnectionService:
         at a time, the importer looks many accounts up at once and commits in batches, and both
         get the same rules for what a re-authorization overwrites. The tokens are sealed before
         any field changes, so a failure there (an old refresh token no configured key opens)
-        leaves ``existing`` untouched. Returns the connection and whether it is new.
+        leaves ``existing`` untouched. ``tags`` and ``metadata`` (an import's, checked by the
+        caller) replace the connection's when given; a flow gives none and keeps them. Returns
+        the connection and whether it is new.
         """
         created = existing is None
         connection = existing or Connection(
@@ -115,6 +127,10 @@ class ConnectionService:
         connection.scopes = list(grant.scopes or [])
         # Merged: an import (which carries none) keeps what the provider sent before.
         connection.provider_metadata = {**(connection.provider_metadata or {}), **grant.metadata}
+        if tags is not None:
+            connection.tags = dict(tags)
+        if metadata is not None:
+            connection.metadata_ = dict(metadata)
         connection.status = ConnectionStatus.ACTIVE
         connection.status_reason = None
         connection.last_sync_at = utcnow()
@@ -129,13 +145,57 @@ class ConnectionService:
     async def list_for(
         self, access: OrgAccess, *, app_key: str | None = None, status: str | None = None
     ) -> Sequence[Connection]:
+        return (
+            await self.repository.list_page(self._owner(access), ListFilters(app_key, status))
+        ).items
+
+    async def page_for(
+        self, access: OrgAccess, page: PageRequest, filters: ListFilters
+    ) -> Page[Connection]:
+        """One page of the caller's list (``GET /``)."""
+        return await self.repository.list_page(self._owner(access), filters, page)
+
+    def _owner(self, access: OrgAccess) -> ColumnElement[bool]:
+        """Whose connections the caller lists: their own, or for a service key naming no end
+        user, every end user's of the organization."""
         if access.all_end_users:
-            return await self.repository.list_of_end_users(
-                access.organization_id, app_key=app_key, status=status
+            return self.repository.owned_by_end_users(access.organization_id)
+        return self.repository.owned_by(access.organization_id, access.user_id)
+
+    async def update_labels(
+        self, access: OrgAccess, connection_id: str, patch: Mapping[str, Any]
+    ) -> Connection:
+        """Apply ``patch`` (``{"tags"?, "metadata"?}``) as an RFC 7396 merge patch of the
+        document ``{"tags": …, "metadata": …}``: a field left out stays, a null one empties.
+
+        Both results are checked whole before either is written, so a refused patch changes
+        nothing. A patch that changes something records ``connection.updated``.
+        """
+        connection = None
+        if len(connection_id) <= ID_MAX_LENGTH:
+            connection = await self.repository.get_owned_locked(
+                connection_id, access.user_id, access.organization_id
             )
-        return await self.repository.list_owned(
-            access.organization_id, access.user_id, app_key=app_key, status=status
-        )
+        if connection is None:
+            await self.session.rollback()  # SQLite's write lock, taken for nothing
+            raise ConnectionNotFound()
+        for field in ("tags", "metadata"):
+            check_depth(patch.get(field), field)  # before the merge recurses into it
+        before = {"tags": connection.tags or {}, "metadata": connection.metadata_ or {}}
+        after = merge_patch(before, dict(patch))
+        tags = check_tags(after.get("tags", {}))
+        metadata = check_metadata(after.get("metadata", {}))
+        changed = [
+            field
+            for field, value in (("tags", tags), ("metadata", metadata))
+            if value != before[field]
+        ]
+        if changed:
+            connection.tags = tags
+            connection.metadata_ = metadata
+            await self.events.record(connection, EventType.UPDATED, changed=changed)
+        await self.session.commit()  # also when nothing changed: the lock is let go
+        return connection
 
     async def get_for(
         self, principal: Principal, connection_id: str, organization_id: str | None = None

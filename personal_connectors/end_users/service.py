@@ -76,7 +76,7 @@ class EndUserService:
         everything it owned."""
         end_user = await self._find(access, end_user_id)
         connections = ConnectionService(self.session, self.runtime)
-        for connection in await ConnectionRepository(self.session).live_of_user(
+        for connection in await ConnectionRepository(self.session).list_owned(
             access.organization_id, end_user.user_id
         ):
             await connections.remove(connection)

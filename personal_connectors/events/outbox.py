@@ -52,7 +52,8 @@ class RecordedEvent:
 
 def payload_of(event: RecordedEvent, connection: Connection) -> dict[str, Any]:
     """The delivered JSON: a snapshot of the connection at the event. Never a token or secret:
-    only identifiers, status and the event's ``detail`` (token-free by ``record``'s contract)."""
+    only identifiers, status, the platform's tags and metadata, and the event's ``detail``
+    (token-free by ``record``'s contract)."""
     return {
         "type": event.type,
         "timestamp": event.created_at.isoformat(),
@@ -64,6 +65,8 @@ def payload_of(event: RecordedEvent, connection: Connection) -> dict[str, Any]:
             "app_key": connection.app_key,
             "status": connection.status,
             "is_active": connection.is_active,
+            "tags": connection.tags or {},
+            "metadata": connection.metadata_ or {},
             "detail": event.detail,
         },
     }

@@ -13,6 +13,8 @@ class EventType(StrEnum):
     RECOVERED = "connection.recovered"
     # A refresh whose answer was lost rotated the refresh token: the grant is gone.
     ROTATION_LOST = "connection.rotation_lost"
+    # The platform changed the connection's tags or metadata (SPEC §8, PATCH /{id}).
+    UPDATED = "connection.updated"
     DISABLED = "connection.disabled"
     ENABLED = "connection.enabled"
     REVOKED = "connection.revoked"

@@ -267,4 +267,5 @@ async def refuse_launch(session: AsyncSession, runtime: Runtime, token: str | No
     pending.flow.code_verifier_ct = None
     pending.flow.finished_at = utcnow()
     await session.commit()
+    runtime.flow_wakeups.notify(pending.flow.id)
     return True

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from personal_connectors.flows.schemas import (
+    MAX_COMPLETE_WAIT_SECONDS,
     AuthorizeIn,
     AuthorizeOut,
     CompleteIn,
@@ -51,9 +52,21 @@ async def authorize(
     "/complete-oauth", response_model=CompleteOut, summary="Complete an OAuth flow (idempotent)"
 )
 async def complete_oauth(
-    body: CompleteIn, access: OrgAccessDep, service: ServiceDep
+    body: CompleteIn,
+    access: OrgAccessDep,
+    service: ServiceDep,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_COMPLETE_WAIT_SECONDS,
+            description="Hold the answer up to this many seconds (0 to 60) until the flow is over "
+            "(connected or failed), instead of answering `connected: false` at once while the "
+            "user is still at the provider. 0: answer at once.",
+        ),
+    ] = 0,
 ) -> JSONResponse:
-    answer = await service.complete(access, body.state_token, body.verifier)
+    answer = await service.complete(access, body.state_token, body.verifier, wait=wait)
     # `connection: null` is part of the documented shape; `error` appears only on failure.
     return JSONResponse(
         answer.model_dump(

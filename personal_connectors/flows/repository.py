@@ -13,6 +13,8 @@ from personal_connectors.models import Flow, FlowStatus, Organization
 # Old flows are purged a batch at a time on each /authorize, so one request never carries a
 # backlog (the ``created_at`` index finds the batch without scanning the table).
 PURGE_BATCH = 100
+# The statuses in which complete-oauth has an answer other than "not yet".
+FINISHED = (FlowStatus.AUTHORIZED, FlowStatus.COMPLETED, FlowStatus.FAILED)
 
 
 class FlowRepository:
@@ -46,6 +48,12 @@ class FlowRepository:
             Flow.expires_at > now,
             Flow.app_key.in_(app_keys),
         )
+        return list((await self.session.execute(statement)).scalars().all())
+
+    async def finished_among(self, flow_ids: list[str]) -> list[str]:
+        """Those of ``flow_ids`` whose callback (or device poll) is over: authorized, completed
+        or failed."""
+        statement = select(Flow.id).where(Flow.id.in_(flow_ids), Flow.status.in_(FINISHED))
         return list((await self.session.execute(statement)).scalars().all())
 
     async def claim(self, flow: Flow, from_status: str, to_status: str) -> bool:

@@ -10,9 +10,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, Str
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.http.schemas import RequestBody
 from personal_connectors.models import ID_MAX_LENGTH
+from personal_connectors.providers.scopes import MAX_SCOPES, Scope
 
-Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
+# complete-oauth?wait=N: the longest a call may hold its answer (SPEC §8).
+MAX_COMPLETE_WAIT_SECONDS = 60
 
 
 class AuthorizeIn(RequestBody):
@@ -24,7 +26,7 @@ class AuthorizeIn(RequestBody):
         validation_alias=AliasChoices("connector_type", "app_key"),
         description="The provider key (`github`); `app_key` is accepted as an alias.",
     )
-    scopes: list[Scope] | None = Field(default=None, max_length=50)
+    scopes: list[Scope] | None = Field(default=None, max_length=MAX_SCOPES)
     integration_params: dict[str, ParamValue] | None = Field(default=None, max_length=20)
     return_url: str | None = Field(default=None, max_length=2000)
     completion: Literal["callback", "explicit"] = "callback"

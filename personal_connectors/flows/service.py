@@ -6,6 +6,9 @@ answered to complete-oauth only for the user and organization that started it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -27,6 +30,7 @@ from personal_connectors.flows import binding
 from personal_connectors.flows.binding import BrowserBinding
 from personal_connectors.flows.device import DeviceFlows
 from personal_connectors.flows.exceptions import FlowFailed, TooManyPendingFlows
+from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
@@ -45,6 +49,7 @@ from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_v
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
 from personal_connectors.providers.templating import connection_params
+from personal_connectors.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +129,16 @@ class FlowService(FlowSteps):
         now = utcnow()
         await self._check_pending_bound(access.user_id, now)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
-        params = connection_params(
-            entry, request.integration_params, resolved.app.integration_params
-        )
         extends = await self._connection_to_extend(access, entry.key, request.connection_id)
+        given = request.integration_params
+        if given is None and extends is not None:
+            # Extending a connection: its own values (a Zendesk subdomain) unless others are given.
+            given = {
+                name: value
+                for name, value in extends.integration_params.items()
+                if name not in entry.admin_params
+            }
+        params = connection_params(entry, given, resolved.app.integration_params)
         scopes = _merge_scopes(
             resolved.app.scopes if resolved.app.scopes is not None else entry.default_scopes,
             extends.scopes if extends is not None else None,
@@ -353,6 +364,7 @@ class FlowService(FlowSteps):
         flow.status = FlowStatus.AUTHORIZED
         flow.finished_at = utcnow()
         await self.session.commit()
+        self.runtime.flow_wakeups.notify(flow.id)
         return verifier
 
     def _held_grant(self, flow: Flow) -> tuple[TokenGrant, AccountIdentity]:
@@ -375,8 +387,44 @@ class FlowService(FlowSteps):
     # --- POST /complete-oauth --------------------------------------------------------------
 
     async def complete(
-        self, access: OrgAccess, state_token: str, verifier: str | None = None
+        self, access: OrgAccess, state_token: str, verifier: str | None = None, *, wait: int = 0
     ) -> CompleteOut:
+        """complete-oauth's answer; with ``wait`` (seconds), held until the flow is over or
+        that time has passed, whichever comes first.
+
+        The answer of an unfinished flow is asked again each time the flow may have changed:
+        at once when this process finished it (``runtime.flow_wakeups``), within
+        ``complete_wait_poll_seconds`` when another process did, and — for a device flow —
+        when the provider may be polled again. No database connection is held in between.
+        """
+        flow, answer = await self._complete(access, state_token, verifier)
+        if wait <= 0 or _finished(answer):
+            return answer
+        deadline = asyncio.get_running_loop().time() + wait
+        logger.debug("flow %s: complete-oauth waits up to %d s", flow.id, wait)
+        await self.session.commit()  # (nothing is pending: this ends the read transaction)
+        poll = functools.partial(_finished_among, self.runtime)
+        with self.runtime.flow_wakeups.watch(flow.id, poll) as woken:
+            while True:
+                # Cleared before reading: a change after the read still wakes the wait below.
+                woken.clear()
+                self.session.expire_all()  # the flow is read afresh
+                flow, answer = await self._complete(access, state_token, verifier)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if _finished(answer) or remaining <= 0:
+                    return answer
+                # End the transaction: no pooled connection (nor SQLite snapshot) is held while
+                # waiting.
+                await self.session.commit()
+                timeout = remaining
+                if answer.retry_after is not None:  # a device flow: poll the provider again then
+                    timeout = min(remaining, max(answer.retry_after, 1))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout)
+
+    async def _complete(
+        self, access: OrgAccess, state_token: str, verifier: str | None
+    ) -> tuple[Flow, CompleteOut]:
         digest = state_hash(state_token)
         flow = await self.repository.by_state_hash(digest) if digest else None
         now = utcnow()
@@ -401,14 +449,14 @@ class FlowService(FlowSteps):
         if flow.status in (FlowStatus.PENDING, FlowStatus.EXCHANGING, FlowStatus.AUTHORIZED):
             if flow.status == FlowStatus.PENDING and flow.expires_at <= now and not device:
                 raise InvalidStateToken()
-            return CompleteOut(
+            return flow, CompleteOut(
                 connected=False,
                 connection=None,
                 message="The user has not finished authorizing with the provider yet.",
                 retry_after=retry_after if device else None,
             )
         if flow.status == FlowStatus.FAILED:
-            return CompleteOut(
+            return flow, CompleteOut(
                 connected=False,
                 connection=None,
                 message="The authorization did not succeed.",
@@ -420,13 +468,25 @@ class FlowService(FlowSteps):
             await self.session.get(Connection, flow.connection_id) if flow.connection_id else None
         )
         status = connection.status if connection is not None else "deleted"
-        return CompleteOut(
+        return flow, CompleteOut(
             connected=True,
             connection=ConnectionSummary(
                 id=flow.connection_id or "", app_key=flow.app_key, status=status
             ),
             message="OAuth flow completed successfully",
         )
+
+
+async def _finished_among(runtime: Runtime, flow_ids: list[str]) -> list[str]:
+    """The shared poll of ``runtime.flow_wakeups``: the flows another process finished. A
+    session of its own: it serves every waiting call of the process, not one request."""
+    async with runtime.sessions() as session:
+        return await FlowRepository(session).finished_among(flow_ids)
+
+
+def _finished(answer: CompleteOut) -> bool:
+    """Whether complete-oauth's answer is final (connected, or failed), not "not yet"."""
+    return answer.connected or answer.error is not None
 
 
 def _check_verifier(flow: Flow, presented: str | None) -> None:

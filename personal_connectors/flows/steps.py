@@ -100,6 +100,7 @@ class FlowSteps:
         flow.code_verifier_ct = None
         flow.finished_at = utcnow()
         await self.session.commit()
+        self.runtime.flow_wakeups.notify(flow.id)
         return connection.id
 
     async def fail(self, flow: Flow, failure: FlowFailed) -> None:
@@ -109,3 +110,4 @@ class FlowSteps:
         flow.code_verifier_ct = None
         flow.finished_at = utcnow()
         await self.session.commit()
+        self.runtime.flow_wakeups.notify(flow.id)

@@ -10,6 +10,7 @@ next), for clients and for stateful tests.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
@@ -128,6 +129,16 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 }
 
 
+def _fastapi_description(code: str, response: dict[str, Any]) -> bool:
+    """Whether a response's description is FastAPI's stand-in (the status phrase, or "Additional
+    Response"), not one the route wrote itself (which is kept)."""
+    return response.get("description") in (
+        None,
+        "Additional Response",
+        HTTPStatus(int(code)).phrase,
+    )
+
+
 def operation_id(route: APIRoute) -> str:
     """The route's function name: short, stable, unique (a test holds it), for links and for
     the method names of generated clients."""
@@ -161,7 +172,8 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
         responses.setdefault(str(status), error_response(status))
     for code, response in responses.items():
         if code[0] in "45":  # an error a route declared itself is in the envelope too
-            response["description"] = error_response(int(code))["description"]
+            if _fastapi_description(code, response):
+                response["description"] = error_response(int(code))["description"]
             response.setdefault("content", {}).setdefault(
                 "application/json", {"schema": {"$ref": ENVELOPE_REF}}
             )

@@ -21,6 +21,7 @@ from personal_connectors.models.identity import (
     User,
 )
 from personal_connectors.models.oauth_app import OAuthApp
+from personal_connectors.models.trusted_issuer import TrustedIssuer
 from personal_connectors.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "OAuthApp",
     "Organization",
     "Role",
+    "TrustedIssuer",
     "User",
     "WebhookDelivery",
     "WebhookEndpoint",

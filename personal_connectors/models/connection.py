@@ -57,6 +57,11 @@ class Connection(TimestampedMixin, Base):
     # Non-secret values from the token answer or the redirect back that callers need to build
     # API URLs (Salesforce `instance_url`, QuickBooks `realmId`); the catalog names them.
     provider_metadata: Mapped[dict[str, Any] | None]
+    # The platform's own labels (SPEC §8, ``connections.tags``): a string map the list filters
+    # on, and any JSON object. None on rows older than revision 0011b: read as empty.
+    tags: Mapped[dict[str, Any] | None]
+    # ``metadata`` is the declarative base's own attribute, hence the trailing underscore.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
     token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
     key_id: Mapped[str] = mapped_column(String(32))
     access_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -32,6 +32,9 @@ import httpx
 from personal_connectors.outbound.guard import GuardedBackend, OutboundPolicy
 from personal_connectors.outbound.network import AsyncioBackend
 
+# Origins kept at once; past it, the least recently used idle half is closed and forgotten.
+MAX_ORIGINS = 256
+
 
 @contextmanager
 def _httpx_errors() -> Iterator[None]:
@@ -57,13 +60,23 @@ class _Origin:
         self._turns = asyncio.Semaphore(slots)
         self._free: list[httpcore.AsyncConnectionPool | None] = [None] * slots
         self.pools: list[httpcore.AsyncConnectionPool] = []  # every slot opened, for aclose()
+        self.taken = 0  # slots taken or being waited for
+
+    @property
+    def idle(self) -> bool:
+        return self.taken == 0
 
     async def take(self, timeout: float | None) -> httpcore.AsyncConnectionPool:  # noqa: ASYNC109
+        self.taken += 1
         try:
             async with asyncio.timeout(timeout):
                 await self._turns.acquire()
         except TimeoutError:
+            self.taken -= 1
             raise httpx.PoolTimeout("no connection to this origin became free in time") from None
+        except BaseException:
+            self.taken -= 1
+            raise
         pool = self._free.pop()
         if pool is None:
             pool = self._new_pool()
@@ -72,7 +85,12 @@ class _Origin:
 
     def give_back(self, pool: httpcore.AsyncConnectionPool) -> None:
         self._free.append(pool)
+        self.taken -= 1
         self._turns.release()
+
+    async def aclose(self) -> None:
+        for pool in self.pools:
+            await pool.aclose()
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -105,10 +123,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext,
         limits: httpx.Limits,
         proxy: httpx.Proxy | None = None,
+        max_origins: int = MAX_ORIGINS,
     ) -> None:
         self.policy = policy
         self.proxy = proxy
         self._inner = AsyncioBackend()
+        self.max_origins = max_origins
         self._slots = limits.max_connections or 100  # (httpx's default, for None)
         self._slot_limits: dict[str, Any] = {
             "ssl_context": ssl_context,
@@ -118,12 +138,24 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         }
         self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
 
-    def _origin(self, url: httpx.URL) -> _Origin:
+    async def _origin(self, url: httpx.URL) -> _Origin:
         key = (url.raw_scheme, url.raw_host, url.port)
         origin = self._origins.get(key)
         if origin is None:
+            if len(self._origins) >= self.max_origins:
+                await self._forget_idle_origins()
             origin = self._origins[key] = _Origin(self._new_slot, self._slots)
+        else:  # most recently used last: the dict's order is the order to forget them in
+            self._origins[key] = self._origins.pop(key)
         return origin
+
+    async def _forget_idle_origins(self) -> None:
+        """Close and forget the least recently used half of the origins no request is using:
+        destinations come and go (webhook receivers, issuers, MCP servers users name), and
+        each kept origin holds its slots and idle connections."""
+        idle = [key for key, origin in self._origins.items() if origin.idle]
+        for key in idle[: max(1, len(self._origins) // 2)]:
+            await self._origins.pop(key).aclose()
 
     def _new_slot(self) -> httpcore.AsyncConnectionPool:
         proxy = self.proxy
@@ -161,7 +193,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        origin = self._origin(url)
+        origin = await self._origin(url)
         slot = await origin.take(request.extensions.get("timeout", {}).get("pool"))
         try:
             with _httpx_errors():
@@ -178,6 +210,5 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         for origin in self._origins.values():
-            for pool in origin.pools:
-                await pool.aclose()
+            await origin.aclose()
         self._origins.clear()

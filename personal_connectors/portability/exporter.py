@@ -78,6 +78,8 @@ class ConnectionExporter:
                 scopes=list(connection.scopes or []),
                 token_type=connection.token_type,
                 integration_params=dict(connection.integration_params or {}),
+                tags=dict(connection.tags or {}),
+                metadata=dict(connection.metadata_ or {}),
             )
         except ValidationError as exc:
             raise PortabilityError(

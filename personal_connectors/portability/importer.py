@@ -260,6 +260,8 @@ class ConnectionImporter:
                         record.expires_at,
                         list(record.scopes),
                     ),
+                    tags=record.tags,
+                    metadata=record.metadata,
                     via="import",
                 )
             except (DecryptionError, KeyConfigurationError):

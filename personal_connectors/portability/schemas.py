@@ -9,7 +9,7 @@ so a bad line's tokens never reach the terminal.
 from __future__ import annotations
 
 import json
-from collections.abc import Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from personal_connectors.connections.tags import check_metadata, check_tags
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.providers.catalog import Catalog
 from personal_connectors.providers.templating import validate_integration_params
@@ -58,6 +59,9 @@ class ConnectionRecord(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     token_type: str = Field(default="Bearer", min_length=1, max_length=40)
     integration_params: dict[str, str] = Field(default_factory=dict)
+    # The platform's labels (SPEC §8); absent (None) leaves an updated connection's as they are.
+    tags: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -89,6 +93,16 @@ class ConnectionRecord(BaseModel):
             raise ValueError("must include a UTC offset, e.g. 2026-01-01T00:00:00Z")
         return parsed
 
+    @field_validator("tags")
+    @classmethod
+    def _tags_within_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else dict(_checked(check_tags, value))
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_within_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else dict(_checked(check_metadata, value))
+
     @field_validator("user_id")
     @classmethod
     def _member_of_the_organization(cls, value: str, info: ValidationInfo) -> str:
@@ -117,11 +131,21 @@ class ConnectionRecord(BaseModel):
         return self
 
     def to_line(self) -> str:
-        """The JSON line, SPEC field order; ``integration_params`` only when there are any."""
+        """The JSON line, SPEC field order; ``integration_params``, ``tags`` and ``metadata``
+        only when there are any."""
         data = self.model_dump(mode="json")
-        if not data["integration_params"]:
-            del data["integration_params"]
+        for optional in ("integration_params", "tags", "metadata"):
+            if not data[optional]:
+                del data[optional]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    """A ``connections.tags`` check as a Pydantic validator: its 400 becomes a line error."""
+    try:
+        return check(value)
+    except ValidationFailed as exc:
+        raise ValueError(exc.system_message) from None
 
 
 def _context(info: ValidationInfo) -> ImportContext | None:

@@ -25,7 +25,7 @@ from personal_connectors.http.dependencies import (
     presented_api_key,
 )
 from personal_connectors.http.direct import add_direct_route
-from personal_connectors.http.openapi import errors
+from personal_connectors.http.openapi import error_response, errors
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.tokens.schemas import TokenOut
@@ -70,8 +70,17 @@ async def issue_token(
     force_refresh: Annotated[
         bool, Query(description="Refresh even if the token is current.")
     ] = False,
+    required_scopes: Annotated[
+        str | None,
+        Query(
+            description="Scopes the caller needs, separated by spaces (e.g. `repo read:org`). "
+            "When the connection lacks any of them: 409 `INSUFFICIENT_SCOPE`, with "
+            "`details.missing_scopes` and `details.authorize` (the body of the `POST /authorize` "
+            "that asks for them on this connection). Empty: no check."
+        ),
+    ] = None,
 ) -> Response:
-    token = await service.issue(caller, force_refresh=force_refresh)
+    token = await service.issue(caller, force_refresh=force_refresh, scopes_text=required_scopes)
     # Already a TokenOut: encoded once here rather than validated again as the response model.
     return Response(token.model_dump_json(), media_type="application/json")
 
@@ -110,5 +119,14 @@ def add_token_route(app: FastAPI) -> None:
         response_model=TokenOut,
         summary="A valid access token for a connection (refreshed first when due)",
         tags=["Tokens"],
-        responses=errors(409, 502, 503),
+        responses={
+            **errors(502, 503),
+            409: {
+                **error_response(409),
+                "description": "`INSUFFICIENT_SCOPE` (`required_scopes` names a scope the "
+                "connection lacks: `details.missing_scopes`, and `details.authorize`, the body "
+                "of `POST /authorize` that asks for them), `REAUTHORIZATION_REQUIRED` (connect "
+                "again) or `CONNECTION_DISABLED`.",
+            },
+        },
     )

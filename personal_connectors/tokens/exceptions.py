@@ -33,3 +33,10 @@ class ConnectionNotFound(ResourceNotFound):
 
     def __init__(self) -> None:
         super().__init__("No such connection.")
+
+
+class InsufficientScope(APIError):
+    """The connection was not granted every scope the caller needs (``required_scopes``)."""
+
+    status, code, type = 409, "INSUFFICIENT_SCOPE", "client_error"
+    message = "The connected account has not granted every permission this request needs."

@@ -8,10 +8,15 @@ provider's refresh margin (or a forced refresh) goes through the ``Refresher``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.config import API_PREFIX
+from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.identity.service import (
     OrgAccess,
     access_of,
@@ -19,10 +24,12 @@ from personal_connectors.identity.service import (
     principal_of,
 )
 from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, utcnow
+from personal_connectors.providers.scopes import MAX_SCOPES, SCOPE_MAX_LENGTH, Scope
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import (
     ConnectionDisabled,
     ConnectionNotFound,
+    InsufficientScope,
     ReauthorizationRequired,
 )
 from personal_connectors.tokens.lifetime import needs_refresh
@@ -30,6 +37,45 @@ from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
 from personal_connectors.tokens.refresh import FreshToken, Refresher
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
+
+_SCOPES = TypeAdapter(list[Scope])
+
+
+def required_scopes(text: str | None) -> list[str]:
+    """The scopes a ``required_scopes`` value names: separated by spaces, each once, in order;
+    none for an absent or empty value."""
+    named = list(dict.fromkeys(scope for scope in (text or "").split(" ") if scope))
+    try:
+        if len(named) > MAX_SCOPES:
+            raise ValueError
+        return _SCOPES.validate_python(named)
+    except (ValueError, ValidationError):
+        raise ValidationFailed.for_fields(
+            "required_scopes must be scope names separated by spaces (printable ASCII, at most "
+            f"{SCOPE_MAX_LENGTH} characters each, at most {MAX_SCOPES} scopes).",
+            "required_scopes",
+        ) from None
+
+
+def check_scopes(connection: ConnectionLike, required: list[str], granted: Iterable[str]) -> None:
+    """409 ``INSUFFICIENT_SCOPE`` when ``granted`` lacks any of ``required``, with the body of
+    the ``POST /authorize`` that asks the user for them on this connection (incremental
+    authorization keeps the scopes it has)."""
+    held = set(granted)
+    missing = [scope for scope in required if scope not in held]
+    if not missing:
+        return
+    authorize: dict[str, Any] = {
+        "connector_type": connection.app_key,
+        "connection_id": connection.id,
+        "scopes": missing,
+    }
+    raise InsufficientScope(
+        f"The connection lacks the scopes {' '.join(missing)}. POST {API_PREFIX}/authorize with "
+        "details.authorize as the body asks the user to grant them on this connection; then ask "
+        "for the token again.",
+        details={"missing_scopes": missing, "authorize": authorize},
+    )
 
 
 @dataclass(frozen=True)
@@ -73,14 +119,25 @@ class TokenService:
         )
         return TokenRequest(access, connection)
 
-    async def issue(self, request: TokenRequest, *, force_refresh: bool) -> TokenOut:
-        """The connection's access token, refreshed first if due; recorded in the audit trail."""
+    async def issue(
+        self, request: TokenRequest, *, force_refresh: bool, scopes_text: str | None = None
+    ) -> TokenOut:
+        """The connection's access token, refreshed first if due; recorded in the audit trail.
+
+        ``scopes_text``: the ``required_scopes`` query value. A connection that lacks one of
+        them is refused before any refresh (a refresh would not add it), and again after a
+        refresh that came back with fewer scopes.
+        """
+        required = required_scopes(scopes_text)
         connection = request.connection
         if connection is None:
             raise ConnectionNotFound()
         if not connection.is_active:
             raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
+        check_scopes(connection, required, connection.scopes or ())
         token = await self.fresh_token(connection, force=force_refresh)
+        if token.refreshed:
+            check_scopes(connection, required, token.scopes)
         self.runtime.token_audit.record(
             connection.id,
             connection.organization_id,

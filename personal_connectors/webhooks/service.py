@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,14 +12,12 @@ from personal_connectors.crypto.aead import Sealer, associated_data
 from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import WebhookEndpoint, new_id, utcnow
-from personal_connectors.outbound.addresses import parse_address, refusal
+from personal_connectors.outbound.urls import check_url
 from personal_connectors.webhooks.exceptions import TooManyWebhooks, WebhookNotFound
 from personal_connectors.webhooks.repository import WebhookRepository
 from personal_connectors.webhooks.signing import generate_secret
 
 MAX_ENDPOINTS_PER_ORGANIZATION = 20
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-WEB = frozenset({"http", "https"})
 EVENT_TYPES = frozenset(item.value for item in EventType)
 
 
@@ -37,52 +33,6 @@ def open_secret(sealer: Sealer, endpoint: WebhookEndpoint) -> str:
 class IssuedWebhook:
     endpoint: WebhookEndpoint
     secret: str  # plaintext, for the one answer that shows it
-
-
-def check_url(url: str, settings: Settings) -> str:
-    """https only (events describe users' accounts), to no internal address literal.
-
-    Credentials and fragments are refused: the URL is listed back to every admin and logged
-    nowhere, so it must not carry a password, and a fragment never reaches the receiver. A name
-    is not resolved here (its answer can change): the outbound guard judges the address each
-    delivery connects to. With ``CONNECTORS_OUTBOUND_ALLOW_INTERNAL`` (development) a receiver
-    on this machine may be registered, over plain http too; nothing else changes.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").lower()
-        _ = parts.port  # raises on a malformed port
-    except ValueError as exc:
-        raise ValidationFailed.for_fields("The url is not a valid URL.", "url") from exc
-    if not host or parts.username is not None or parts.password is not None or parts.fragment:
-        raise ValidationFailed.for_fields(
-            "The url needs a host, and neither credentials nor a fragment.", "url"
-        )
-    if settings.outbound_allow_internal and host in LOOPBACK_HOSTS and parts.scheme in WEB:
-        return parts.geturl()
-    reason = _literal_refusal(host)
-    if reason is not None:
-        # The worker posts from inside the deployment: an admin must not aim it at the metadata
-        # service or the database host (SSRF).
-        raise ValidationFailed.for_fields(
-            f"The url must not point at an internal address ({reason}).", "url"
-        )
-    if parts.scheme != "https":
-        raise ValidationFailed.for_fields("The url must be https.", "url")
-    return parts.geturl()
-
-
-# What inet_aton also reads as an address (``2130706433``, ``127.1``, ``0x7f.1``): not a name.
-_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*\.?$")
-
-
-def _literal_refusal(host: str) -> str | None:
-    if host == "localhost" or host.endswith(".localhost"):
-        return "loopback"
-    address = parse_address(host)
-    if address is not None:
-        return refusal(address)
-    return "a numeric shorthand address" if _NUMERIC_HOST.match(host) else None
 
 
 def check_event_types(event_types: list[str] | None) -> list[str] | None:
@@ -114,7 +64,7 @@ class WebhookService:
         description: str | None = None,
     ) -> IssuedWebhook:
         """Validate everything before writing anything, so a refusal changes nothing."""
-        url = check_url(url, self.settings)
+        url = check_url(url, allow_internal=self.settings.outbound_allow_internal)
         event_types = check_event_types(event_types)
         if await self.repository.count_for(organization_id) >= MAX_ENDPOINTS_PER_ORGANIZATION:
             raise TooManyWebhooks(

@@ -4,6 +4,7 @@ second device, complete-oauth polls — never faster than the interval — and c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support.envelope import is_envelope
 from tests.support.grants import DEVICE_KEY, CannedProxy, GrantProviders
 from tests.support.oidc import approve_device
 from tests.support.service import ServiceProcess
+from tests.tokens.conftest import wait_for
 
 TOKEN_PATH = "/token"
 
@@ -256,3 +258,37 @@ def test_redirect_flows_answer_without_device_fields(api: httpx.Client, tenant: 
         "state_token",
         "expires_at",
     }
+
+
+def test_a_waiting_complete_oauth_polls_at_the_interval_until_approved(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, proxy: CannedProxy
+) -> None:
+    """complete-oauth?wait=N replaces the polling loop: it asks the provider when the interval
+    allows (never sooner), and answers once the user approved."""
+    started = start_device_flow(api, tenant)
+    hits = proxy.count(TOKEN_PATH)
+    waiting = service.logs().count("complete-oauth waits up to")
+
+    def wait_call() -> httpx.Response:
+        with httpx.Client(base_url=service.api, timeout=60) as client:
+            return client.post(
+                "/complete-oauth",
+                params={**tenant.org, "wait": 20},
+                headers=tenant.headers,
+                json={"state_token": started["state"]},
+            )
+
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(wait_call)
+        wait_for(
+            lambda: service.logs().count("complete-oauth waits up to") > waiting, 10, "the wait"
+        )
+        assert proxy.count(TOKEN_PATH) == hits  # not before the interval (5 s from the start)
+        title = approve_device(
+            started["verification_uri"], user_code=started["user_code"], login="dave"
+        )
+        assert title.startswith("Sign-in Success")
+        done = call.result(timeout=60)
+    assert done.status_code == 200, done.text
+    assert done.json()["connected"] is True
+    assert proxy.count(TOKEN_PATH) == hits + 1  # one poll, when the interval allowed

@@ -86,6 +86,20 @@ def test_each_operation_lists_the_errors_it_can_answer(document: dict[str, Any])
     assert "503" in by_id["readyz"]["responses"]
 
 
+def test_the_token_route_declares_required_scopes_and_its_409(document: dict[str, Any]) -> None:
+    [operation] = [op for _, _, op in operations(document) if op["operationId"] == "issue_token"]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "required_scopes"]
+    assert parameter["in"] == "query" and not parameter["required"]
+    assert "INSUFFICIENT_SCOPE" in operation["responses"]["409"]["description"]
+
+
+def test_complete_oauth_declares_wait_and_its_bounds(document: dict[str, Any]) -> None:
+    [operation] = [op for _, _, op in operations(document) if op["operationId"] == "complete_oauth"]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "wait"]
+    assert parameter["in"] == "query" and not parameter["required"]
+    assert parameter["schema"]["minimum"] == 0 and parameter["schema"]["maximum"] == 60
+
+
 def test_organization_id_is_required_where_the_service_requires_it(
     document: dict[str, Any],
 ) -> None:

@@ -100,3 +100,51 @@ def test_a_turn_comes_back_when_a_streamed_response_is_closed_or_a_request_fails
         return answers
 
     assert asyncio.run(run()) == ["ok"] * 5
+
+
+async def counting_server() -> tuple[asyncio.Server, dict[str, int]]:
+    """A server answering at once; counts the connections it saw opened and closed."""
+    seen = {"opened": 0, "closed": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["opened"] += 1
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(ANSWER)
+            await writer.drain()
+        seen["closed"] += 1
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), seen
+
+
+def test_origins_no_request_uses_are_closed_and_forgotten_past_the_limit() -> None:
+    """Destinations come and go: past ``max_origins`` the least recently used idle ones are
+    closed with their kept-alive connections; the one used most recently is kept."""
+
+    async def run() -> list[dict[str, int]]:
+        servers = [await counting_server() for _ in range(3)]
+        transport = GuardedTransport(
+            OutboundPolicy(allow_internal=True),
+            ssl_context=httpx.create_ssl_context(),
+            limits=httpx.Limits(max_connections=2),
+            max_origins=2,
+        )
+        async with httpx.AsyncClient(transport=transport) as http:
+            first, second, third = (url_of(server) for server, _ in servers)
+            for url in (first, second, first, third):  # the third forgets the second, not the first
+                assert (await http.get(url)).text == "ok"
+            assert (await http.get(first)).text == "ok"  # still on its kept-alive connection
+            await asyncio.sleep(0.1)  # the servers see the closed connection
+            counts = [dict(seen) for _, seen in servers]
+        for server, _ in servers:
+            server.close()
+        return counts
+
+    first, second, third = asyncio.run(run())
+    assert second == {"opened": 1, "closed": 1}
+    assert first == {"opened": 1, "closed": 0}
+    assert third == {"opened": 1, "closed": 0}

@@ -110,6 +110,8 @@ def live_connections(service: ServiceProcess, organization_id: str) -> dict[str,
                 "expires_at": c.expires_at,
                 "scopes": c.scopes,
                 "account_email": c.account_email,
+                "tags": c.tags,
+                "metadata": c.metadata_,
             }
             for c in rows.scalars()
         }
@@ -334,3 +336,68 @@ def test_export_then_import_into_another_org_round_trips_the_tokens(
     assert moved["acct-z"]["integration_params"] == {"subdomain": "acme"}
     # The source organization still has its own connections, untouched.
     assert set(live_connections(service, source.organization_id)) == {"acct-a", "acct-b", "acct-z"}
+
+
+def test_tags_and_metadata_travel_through_export_and_import(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    email = f"labels-{secrets.token_hex(4)}@example.test"
+    source = make_tenant(service, email=email)
+    labelled = record(
+        source.user_id,
+        "acct-t",
+        tags={"team": "sales", "env": "prod"},
+        metadata={"crm": {"id": 7, "stages": ["lead", "won"]}, "note": "é"},
+    )
+    too_many = record(source.user_id, "acct-x", tags={f"k{n}": "v" for n in range(21)})
+    lines: list[dict[str, Any] | str] = [labelled, record(source.user_id, "acct-plain"), too_many]
+    first = cli_in_process(
+        service, "connections", "import", str(write_lines(tmp_path / "in.jsonl", lines)),
+        "--org", source.organization_id, "--json",
+    )  # fmt: skip
+    report = json.loads(first.stdout)
+    assert (report["imported"], report["failed"]) == (2, 1)
+    assert report["errors"][0]["line"] == 3 and "at most 20 tags" in report["errors"][0]["message"]
+    by_account = {item["account_id"]: item for item in listed(service, source).json()}
+    assert by_account["acct-t"]["tags"] == labelled["tags"]
+    assert by_account["acct-t"]["metadata"] == labelled["metadata"]
+    assert by_account["acct-plain"]["tags"] == {} and by_account["acct-plain"]["metadata"] == {}
+
+    async def target(session, runtime):  # type: ignore[no-untyped-def]
+        identities = IdentityService(session)
+        organization = await identities.create_organization("Labels target")
+        await identities.create_user(email, organization.id)
+        return organization.id
+
+    target_org = service.run_db(target)
+    export = tmp_path / "labels.pcx"
+    passphrase = {PASSPHRASE_VAR: "labels travel too, sealed"}
+    exported = cli_in_process(
+        service, "connections", "export", str(export), "--org", source.organization_id,
+        "--passphrase-env", PASSPHRASE_VAR, env=passphrase,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    imported = cli_in_process(
+        service, "connections", "import", str(export), "--org", target_org,
+        "--passphrase-env", PASSPHRASE_VAR, "--json", env=passphrase,
+    )  # fmt: skip
+    assert json.loads(imported.stdout)["imported"] == 2, imported.stdout
+    moved = live_connections(service, target_org)
+    assert moved["acct-t"]["tags"] == labelled["tags"]
+    assert moved["acct-t"]["metadata"] == labelled["metadata"]
+    assert not moved["acct-plain"]["tags"] and not moved["acct-plain"]["metadata"]
+
+    # Re-importing: a line without tags or metadata keeps the connection's; one with replaces.
+    again: list[dict[str, Any] | str] = [
+        record(source.user_id, "acct-t"),
+        record(source.user_id, "acct-plain", tags={"new": "yes"}, metadata={}),
+    ]
+    second = cli_in_process(
+        service, "connections", "import", str(write_lines(tmp_path / "again.jsonl", again)),
+        "--org", source.organization_id, "--json",
+    )  # fmt: skip
+    assert json.loads(second.stdout)["updated"] == 2, second.stdout
+    now = live_connections(service, source.organization_id)
+    assert now["acct-t"]["tags"] == labelled["tags"]
+    assert now["acct-t"]["metadata"] == labelled["metadata"]
+    assert now["acct-plain"]["tags"] == {"new": "yes"}

@@ -113,6 +113,40 @@ def test_lifecycle_events_arrive_signed_and_without_tokens(
     assert len(receiver.requests()) == expected.total() + 1  # nothing was sent twice
 
 
+def test_payloads_carry_the_connections_tags_and_metadata(
+    api: httpx.Client, tenant: Tenant, receiver: WebhookReceiver
+) -> None:
+    hook = add_webhook(api, tenant, receiver.url("/labels"))
+    connection_id = connect(api, tenant)
+    changed = api.patch(
+        f"/{connection_id}",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"tags": {"team": "sales"}, "metadata": {"crm": {"id": 7}}},
+    )
+    assert changed.status_code == 200, changed.text
+    disabled = api.patch(
+        f"/connections/{connection_id}/active",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"is_active": False},
+    )
+    assert disabled.status_code == 200, disabled.text
+
+    seen = receiver.wait_for(lambda got: len(got) >= 3, path="/labels")
+    by_type = {p["type"]: p["data"] for p in (verified(hook["secret"], r) for r in seen)}
+    # Each payload is the connection as it was at its event (deliveries may arrive in any order).
+    assert set(by_type) == {"connection.created", "connection.updated", "connection.disabled"}
+    created = by_type["connection.created"]
+    assert isinstance(created, dict) and created["tags"] == {} and created["metadata"] == {}
+    updated = by_type["connection.updated"]
+    assert isinstance(updated, dict)
+    assert updated["tags"] == {"team": "sales"} and updated["metadata"] == {"crm": {"id": 7}}
+    assert updated["detail"] == {"changed": ["tags", "metadata"]}
+    later = by_type["connection.disabled"]
+    assert isinstance(later, dict) and later["tags"] == {"team": "sales"}
+
+
 def poll(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():

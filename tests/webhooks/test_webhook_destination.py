@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from personal_connectors.config import Settings
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, new_id
-from personal_connectors.webhooks.service import check_url, secret_aad
+from personal_connectors.outbound.urls import check_url
+from personal_connectors.webhooks.service import secret_aad
 from tests.conftest import BACKENDS, make_tenant
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -25,9 +25,6 @@ from tests.support.service import (
     drop_postgres_database,
 )
 from tests.webhooks.conftest import deliveries
-
-STRICT = Settings(_env_file=None)  # type: ignore[call-arg]
-DEVELOPMENT = Settings(_env_file=None, outbound_allow_internal=True)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -49,16 +46,19 @@ DEVELOPMENT = Settings(_env_file=None, outbound_allow_internal=True)  # type: ig
 )
 def test_internal_literals_are_refused_at_registration(url: str) -> None:
     with pytest.raises(ValidationFailed, match="internal address"):
-        check_url(url, STRICT)
+        check_url(url, allow_internal=False)
 
 
 def test_only_https_unless_the_operator_allows_internal_destinations() -> None:
     with pytest.raises(ValidationFailed, match="must be https"):
-        check_url("http://hooks.example.com/in", STRICT)
-    assert check_url("https://hooks.example.com/in", STRICT) == "https://hooks.example.com/in"
-    assert check_url("http://127.0.0.1:8080/in", DEVELOPMENT) == "http://127.0.0.1:8080/in"
+        check_url("http://hooks.example.com/in", allow_internal=False)
+    assert (
+        check_url("https://hooks.example.com/in", allow_internal=False)
+        == "https://hooks.example.com/in"
+    )
+    assert check_url("http://127.0.0.1:8080/in", allow_internal=True) == "http://127.0.0.1:8080/in"
     with pytest.raises(ValidationFailed, match="internal address"):
-        check_url("http://10.0.0.7/in", DEVELOPMENT)  # development means this machine only
+        check_url("http://10.0.0.7/in", allow_internal=True)  # development means this machine only
 
 
 @pytest.fixture(params=BACKENDS)

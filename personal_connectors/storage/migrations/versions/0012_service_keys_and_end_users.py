@@ -1,7 +1,7 @@
 """service and exchange API keys, and the end users a service key acts for (SPEC §8)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011b
 
 API keys gain a ``kind`` (existing keys are user keys) and, for service and exchange keys, the
 organization they belong to instead of a user. ``end_users`` maps a platform's own user id to an
@@ -16,8 +16,8 @@ from alembic import op
 
 import personal_connectors.models.base
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,60 @@
+"""API shapes of trusted issuers (SPEC §8, token exchange)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from personal_connectors.http.schemas import RequestBody
+from personal_connectors.models import TrustedIssuer
+
+# What an end_user_id may hold (SPEC §8); a prefix is the start of one.
+END_USER_CHARACTERS = r"^[A-Za-z0-9._:@|-]+$"
+
+
+class TrustedIssuerIn(RequestBody):
+    issuer: str = Field(
+        min_length=1, max_length=2000, description="Exactly as the JWTs' `iss` claim reads."
+    )
+    audience: str = Field(
+        min_length=1, max_length=500, description="The `aud` the JWTs must carry."
+    )
+    jwks_uri: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Where the issuer publishes its keys; else read from its OpenID discovery.",
+    )
+    subject_claim: str = Field(
+        default="sub", min_length=1, max_length=100, description="The claim naming the user."
+    )
+    end_user_prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=END_USER_CHARACTERS,
+        description="Put before the subject to make the end_user_id; required, and no prefix "
+        "of another's, when the organization trusts more than one issuer.",
+    )
+
+
+class TrustedIssuerOut(BaseModel):
+    id: str
+    issuer: str
+    audience: str
+    jwks_uri: str | None
+    subject_claim: str
+    end_user_prefix: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: TrustedIssuer) -> TrustedIssuerOut:
+        return cls(
+            id=row.id,
+            issuer=row.issuer,
+            audience=row.audience,
+            jwks_uri=row.jwks_uri,
+            subject_claim=row.subject_claim,
+            end_user_prefix=row.end_user_prefix,
+            created_at=row.created_at,
+        )
