@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from personal_connectors.config import API_PREFIX
-from personal_connectors.end_users.schemas import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    EndUserIn,
-    EndUserOut,
-)
+from personal_connectors.end_users.schemas import EndUserIn, EndUserOut
 from personal_connectors.end_users.service import EndUserService
 from personal_connectors.http.dependencies import PlatformAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.paging import NEXT_LINK_RESPONSE, PageDep, set_next_link
 
 router = APIRouter(tags=["End users"])
 
@@ -32,27 +26,22 @@ ServiceDep = Annotated[EndUserService, Depends(get_service)]
 @router.get(
     "/end-users",
     response_model=list[EndUserOut],
-    summary="The organization's end users, a page at a time (next page: the `Link` header)",
+    summary="The organization's end users, newest first, a page at a time",
+    responses=NEXT_LINK_RESPONSE,
 )
 async def list_end_users(
+    request: Request,
+    response: Response,
     access: PlatformAccessDep,
     service: ServiceDep,
     runtime: RuntimeDep,
-    response: Response,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    after: Annotated[
-        str | None,
-        Query(max_length=128, description="The cursor of the next page, from the Link header."),
-    ] = None,
+    page: PageDep,
 ) -> list[EndUserOut]:
-    page = await service.page(access, after=after, limit=limit)
-    if page.next_after is not None:
-        query = urlencode(
-            {"organization_id": access.organization_id, "limit": limit, "after": page.next_after}
-        )
-        url = f"{runtime.settings.base_url}{API_PREFIX}/end-users?{query}"
-        response.headers["Link"] = f'<{url}>; rel="next"'
-    return page.end_users
+    """The next page's URL is in the `Link` header (none on the last page); the body is the
+    bare array."""
+    listed = await service.page(access, page)
+    set_next_link(response, request, runtime.settings.base_url, listed.next)
+    return listed.items
 
 
 @router.put(

@@ -5,23 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection, EndUser, User
+from personal_connectors.storage.paging import Cursor, Page, PageRequest
 
 
 class EndUserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def page(self, organization_id: str, after: str | None, limit: int) -> Sequence[EndUser]:
-        """Up to ``limit`` of the organization's end users, by their id, after ``after``."""
+    async def page(self, organization_id: str, page: PageRequest) -> Page[EndUser]:
+        """One page of the organization's end users, newest first (``created_at``, then ``id``,
+        both descending), as ``GET /`` pages connections (``storage.paging``)."""
         statement = select(EndUser).where(EndUser.organization_id == organization_id)
-        if after is not None:
-            statement = statement.where(EndUser.external_id > after)
-        statement = statement.order_by(EndUser.external_id).limit(limit)
-        return (await self.session.execute(statement)).scalars().all()
+        if page.after is not None:
+            after = page.after
+            statement = statement.where(
+                or_(
+                    EndUser.created_at < after.created_at,
+                    and_(EndUser.created_at == after.created_at, EndUser.id < after.id),
+                )
+            )
+        statement = statement.order_by(EndUser.created_at.desc(), EndUser.id.desc())
+        rows = list((await self.session.execute(statement.limit(page.limit + 1))).scalars())
+        if len(rows) <= page.limit:
+            return Page(rows, None)
+        del rows[page.limit :]
+        return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
 
     async def connection_counts(
         self, organization_id: str, user_ids: Sequence[str]

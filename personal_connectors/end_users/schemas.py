@@ -14,9 +14,6 @@ from personal_connectors.models import EndUser
 MAX_TAGS = 20
 MAX_TAG_KEY_LENGTH = 64
 MAX_TAG_VALUE_LENGTH = 256
-# Paging of ``GET /end-users``.
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 
 class EndUserIn(RequestBody):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.connections.repository import ConnectionRepository
@@ -20,12 +18,7 @@ from personal_connectors.identity.service import (
 )
 from personal_connectors.models import EndUser
 from personal_connectors.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class EndUserPage:
-    end_users: list[EndUserOut]
-    next_after: str | None  # the cursor of the next page; None: this is the last
+from personal_connectors.storage.paging import Page, PageRequest
 
 
 def checked_end_user_id(end_user_id: str) -> str:
@@ -60,15 +53,13 @@ class EndUserService:
     async def get(self, access: OrgAccess, end_user_id: str) -> EndUserOut:
         return await self._shown(access, await self._find(access, end_user_id))
 
-    async def page(self, access: OrgAccess, *, after: str | None, limit: int) -> EndUserPage:
-        found = list(await self.repository.page(access.organization_id, after, limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
+    async def page(self, access: OrgAccess, page: PageRequest) -> Page[EndUserOut]:
+        found = await self.repository.page(access.organization_id, page)
         counts = await self.repository.connection_counts(
-            access.organization_id, [end_user.user_id for end_user in found]
+            access.organization_id, [end_user.user_id for end_user in found.items]
         )
-        shown = [EndUserOut.of(end_user, counts.get(end_user.user_id, 0)) for end_user in found]
-        return EndUserPage(shown, found[-1].external_id if more else None)
+        shown = [EndUserOut.of(one, counts.get(one.user_id, 0)) for one in found.items]
+        return Page(shown, found.next)
 
     async def delete(self, access: OrgAccess, end_user_id: str) -> None:
         """Erase the end user: each of its connections revoked at its provider (bounded, failures

@@ -95,15 +95,23 @@ def test_the_list_pages_through_a_link_header(
         assert rel.strip() == 'rel="next"'
         query = parse_qs(urlsplit(url.strip("<> ")).query)
         params = {name: values[0] for name, values in query.items()}
-    assert seen == ["a", "b", "c", "d", "e"] and pages == 3
+    assert sorted(seen) == ["a", "b", "c", "d", "e"] and pages == 3
 
+    # One page of them all, newest first (as the connection list pages): the same order.
     everything = api.get("/end-users", **auth)
     assert [item["id"] for item in everything.json()] == seen and "link" not in everything.headers
+    assert seen[0] == "d" and seen[-1] == "c"
     for limit in ("0", "1001", "x"):
         bad = api.get(
             "/end-users", params={**service_key.org, "limit": limit}, headers=service_key.headers
         )
         assert bad.status_code == 400 and error_code(bad) == "VALIDATION_ERROR"
+    forged = api.get(
+        "/end-users",
+        params={**service_key.org, "after": "not-a-cursor"},
+        headers=service_key.headers,
+    )
+    assert forged.status_code == 400 and forged.json()["error"]["details"]["fields"] == ["after"]
 
 
 def test_only_a_service_key_or_an_admin_manages_end_users(
