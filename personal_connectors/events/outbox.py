@@ -50,9 +50,12 @@ class RecordedEvent:
         )
 
 
-def payload_of(event: RecordedEvent, connection: Connection) -> dict[str, Any]:
+def payload_of(
+    event: RecordedEvent, connection: Connection, end_user_id: str | None
+) -> dict[str, Any]:
     """The delivered JSON: a snapshot of the connection at the event. Never a token or secret:
-    only identifiers, status, the platform's tags and metadata, and the event's ``detail``
+    only identifiers (``end_user_id``: the platform's id of the end user who owns it, None for a
+    member's connection), status, the platform's tags and metadata, and the event's ``detail``
     (token-free by ``record``'s contract)."""
     return {
         "type": event.type,
@@ -62,6 +65,7 @@ def payload_of(event: RecordedEvent, connection: Connection) -> dict[str, Any]:
             "connection_id": connection.id,
             "organization_id": connection.organization_id,
             "user_id": connection.user_id,
+            "end_user_id": end_user_id,
             "app_key": connection.app_key,
             "status": connection.status,
             "is_active": connection.is_active,
@@ -89,9 +93,12 @@ def subscribers(subscriptions: Subscriptions, event: RecordedEvent) -> list[str]
 
 
 def deliveries(
-    event: RecordedEvent, connection: Connection, endpoint_ids: list[str]
+    event: RecordedEvent,
+    connection: Connection,
+    endpoint_ids: list[str],
+    end_user_id: str | None,
 ) -> list[WebhookDelivery]:
-    payload = payload_of(event, connection)
+    payload = payload_of(event, connection, end_user_id)
     return [
         WebhookDelivery(
             id=new_id("msg"),

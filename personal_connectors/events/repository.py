@@ -23,6 +23,7 @@ from personal_connectors.events.types import EventType
 from personal_connectors.models import (
     Connection,
     ConnectionEvent,
+    EndUser,
     WebhookEndpoint,
     new_time_ordered_ids,
     utcnow,
@@ -100,7 +101,9 @@ class EventRepository:
         recorded = RecordedEvent.of(row)
         subscriptions = await self._subscriptions({connection.organization_id})
         if endpoint_ids := outbox.subscribers(subscriptions, recorded):
-            self.session.add_all(outbox.deliveries(recorded, connection, endpoint_ids))
+            end_users = await self._end_users({connection.user_id})
+            end_user_id = end_users.get(connection.user_id)
+            self.session.add_all(outbox.deliveries(recorded, connection, endpoint_ids, end_user_id))
 
     async def insert_many(
         self,
@@ -144,11 +147,14 @@ class EventRepository:
             select(Connection).where(Connection.id.in_({e.connection_id for e, _ in wanted}))
         )
         connections = {connection.id: connection for connection in found.scalars()}
+        end_users = await self._end_users({c.user_id for c in connections.values()})
         added = [
             delivery
             for recorded, endpoint_ids in wanted
             if (connection := connections.get(recorded.connection_id)) is not None
-            for delivery in outbox.deliveries(recorded, connection, endpoint_ids)
+            for delivery in outbox.deliveries(
+                recorded, connection, endpoint_ids, end_users.get(connection.user_id)
+            )
         ]
         self.session.add_all(added)
         return len(added)
@@ -157,6 +163,16 @@ class EventRepository:
         """``enqueue`` for inserted rows' values (``event_row``'s)."""
         organizations = {row["organization_id"] for row in rows}
         return await self.enqueue(organizations, (RecordedEvent(**row) for row in rows))
+
+    async def _end_users(self, user_ids: set[str]) -> dict[str, str]:
+        """The platform's end user id of each of ``user_ids`` that is an end user's internal
+        user (SPEC §8), for the payloads."""
+        statement = (
+            select(EndUser.user_id, EndUser.external_id)
+            .where(EndUser.user_id.in_(sorted(user_ids)))
+            .execution_options(autoflush=False)
+        )
+        return {user_id: external for user_id, external in await self.session.execute(statement)}
 
     async def _subscriptions(self, organizations: set[str]) -> Subscriptions:
         statement = (

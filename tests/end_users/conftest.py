@@ -1,0 +1,3 @@
+"""Fixtures the end-user tests share with other areas."""
+
+from tests.webhooks.conftest import receiver  # noqa: F401 (the webhook receiver fixture)
