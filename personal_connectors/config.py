@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_connect_sessions: int = Field(default=20, ge=1, le=10_000)
     provider_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     revocation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Token exchange: a trusted issuer's key set is fetched again for an unknown key id at most
+    # this often (oauth/rfc7517.py).
+    jwks_refetch_seconds: float = Field(default=30.0, ge=0, le=3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     refresh_retry_seconds: float = Field(default=8.0, gt=0, le=60)
     # A refresh's two clocks (tokens/refresh.py): how long a caller waits for it, and how long

@@ -16,6 +16,7 @@ from personal_connectors.config import Settings
 from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.events.audit import TokenAudit
+from personal_connectors.oauth.rfc7517 import KeySetCache
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.outbound.client import create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
@@ -37,6 +38,8 @@ class Runtime:
     # complete-oauth calls waiting for their flow, keyed by flow id (flows.service).
     flow_wakeups: Wakeups
     metadata: MetadataCache = field(default_factory=MetadataCache)
+    # Trusted issuers' key sets (token exchange).
+    key_sets: KeySetCache = field(default_factory=KeySetCache)
     # In-flight refreshes of this process, keyed by connection id (see tokens.refresh).
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
@@ -58,6 +61,7 @@ class Runtime:
             catalog=load_catalog(settings.providers_file),
             http=create_client(settings, transport=transport),
             token_audit=TokenAudit(flush_seconds=settings.token_audit_flush_seconds),
+            key_sets=KeySetCache(refetch_after=settings.jwks_refetch_seconds),
             hot_reader=create_hot_reader(settings),
             flow_wakeups=Wakeups(settings.complete_wait_poll_seconds),
         )

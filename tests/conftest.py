@@ -210,6 +210,8 @@ def service(
         "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
         "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
         "CONNECTORS_WEBHOOK_TIMEOUT_SECONDS": "3",
+        # A rotated issuer key is fetched at once (the 30 s bound is tests/oauth's).
+        "CONNECTORS_JWKS_REFETCH_SECONDS": "0",
         # complete-oauth?wait=N: far slower than the tests' bounds, so that a call woken within
         # them on this process was woken by the callback itself (tests/flows/test_complete_wait.py
         # starts a second process that polls quickly).

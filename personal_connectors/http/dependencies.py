@@ -13,6 +13,7 @@ from personal_connectors.exceptions import (
     InsufficientPermissions,
     ValidationFailed,
 )
+from personal_connectors.identity.pct import is_exchanged_token
 from personal_connectors.identity.service import (
     END_USER_NEEDS_SERVICE_KEY,
     SERVICE_KEY_NOT_ADMIN,
@@ -64,7 +65,26 @@ def presented_api_key(request: Request) -> str | None:
 
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:
-    return await IdentityService(session).authenticate(presented_api_key(request))
+    presented = presented_api_key(request)
+    if is_exchanged_token(presented):
+        if request.method not in READ_METHODS:
+            raise InsufficientPermissions(
+                "A pct_ token reads its end user's connections and hands out their tokens; "
+                "changing anything needs the service key."
+            )
+        return await exchanged_principal(await get_runtime(request), session, presented)
+    return await IdentityService(session).authenticate(presented)
+
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def exchanged_principal(
+    runtime: Runtime, session: AsyncSession, presented: str | None
+) -> Principal:
+    """The end user a ``pct_`` token (identity.pct) acts for, as a service key would."""
+    assert presented is not None
+    return await IdentityService(session).authenticate_exchanged(runtime.sealer, presented)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
@@ -206,6 +226,8 @@ async def platform_access(
     chosen = chosen or (principal.organization_id if principal.is_service else None)
     if chosen is None:
         raise missing_organization()
+    if principal.bound_end_user_id is not None:
+        raise InsufficientPermissions("A pct_ token acts for one end user, not for the platform.")
     if principal.is_service:
         return access_of(principal, chosen, None, end_user_required=False)
     access = await IdentityService(session).organization_access(principal, chosen)

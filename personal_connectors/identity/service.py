@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.crypto import hashing
+from personal_connectors.crypto.aead import Sealer
 from personal_connectors.exceptions import (
     APIKeyDeactivated,
     APIKeyExpired,
@@ -21,7 +22,9 @@ from personal_connectors.exceptions import (
     OrganizationAccessDenied,
     ValidationFailed,
 )
+from personal_connectors.identity import pct
 from personal_connectors.identity.exceptions import IdentityError
+from personal_connectors.identity.pct import ExchangedToken
 from personal_connectors.identity.records import KeyLike
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import (
@@ -64,6 +67,8 @@ class Principal:
     api_key_id: str
     kind: KeyKind = KeyKind.USER
     organization_id: str | None = None  # a service or exchange key's organization
+    # A ``pct_`` token's end user (identity.pct): the only one it acts for.
+    bound_end_user_id: str | None = None
 
     @property
     def is_service(self) -> bool:
@@ -216,6 +221,30 @@ class IdentityService:
         key_hash = presented_key_hash(presented)
         return principal_of(key_hash, await self.repository.get_api_key_by_hash(key_hash))
 
+    async def authenticate_exchanged(self, sealer: Sealer, presented: str) -> Principal:
+        """The caller a presented ``pct_`` token stands for (401 unless genuine and current)."""
+        try:
+            token = pct.read(sealer, presented)
+        except pct.InvalidExchangedToken as exc:
+            raise InvalidAPIKey(str(exc)) from None
+        return await self.exchanged_principal(token)
+
+    async def exchanged_principal(self, token: ExchangedToken) -> Principal:
+        """The caller a ``pct_`` token stands for: the end user it was exchanged for, through
+        the key that exchanged it, which must still be usable (deleting or pausing it ends its
+        tokens at once)."""
+        key = await self.repository.get_api_key(token.api_key_id)
+        if key is None or key.organization_id != token.organization_id:
+            raise InvalidAPIKey("The token's key no longer exists; exchange a new token.")
+        check_key_state(key)
+        return Principal(
+            user_id=NO_USER,
+            api_key_id=key.id,
+            kind=KeyKind.SERVICE,
+            organization_id=key.organization_id,
+            bound_end_user_id=token.end_user_id,
+        )
+
     async def organization_access(
         self,
         principal: Principal,
@@ -230,6 +259,7 @@ class IdentityService:
         A service key acts for ``end_user_id`` (see ``access_of``); with ``create_end_user`` (a
         write) an unknown end user is created, otherwise it owns nothing (``NO_USER``)."""
         if principal.is_service:
+            end_user_id = bound_end_user(principal, end_user_id)
             end_user: EndUser | None = None
             if (
                 organization_id == principal.organization_id
@@ -307,15 +337,10 @@ def presented_key_hash(presented: str | None) -> str:
 def principal_of(key_hash: str, key: KeyLike | None) -> Principal:
     """The caller an API key row stands for, or the error its state calls for: ``key`` is the
     row found by ``key_hash``, the presented key's ``presented_key_hash``. An exchange key is
-    refused here: no route takes one yet (only the token exchange of SPEC §8 will)."""
+    refused here: it can only call the token exchange (``issuers.exchange``)."""
     if key is None or not hashing.same_digest(key_hash, key.key_hash):
         raise InvalidAPIKey("The API key is not valid.")
-    if key.status == APIKeyStatus.DEACTIVATED:
-        raise APIKeyDeactivated("The API key was deactivated.")
-    if key.status == APIKeyStatus.PAUSED:
-        raise APIKeyPaused("The API key is paused.")
-    if key.expires_at is not None and key.expires_at <= utcnow():
-        raise APIKeyExpired("The API key has expired.")
+    check_key_state(key)
     if key.kind == KeyKind.EXCHANGE:
         raise InsufficientPermissions(
             "An exchange key can only call POST /v1/personal-connectors/oauth/token; "
@@ -327,6 +352,27 @@ def principal_of(key_hash: str, key: KeyLike | None) -> Principal:
         kind=KeyKind(key.kind),
         organization_id=key.organization_id,
     )
+
+
+def check_key_state(key: KeyLike) -> None:
+    """Refuse a paused, deactivated or expired key."""
+    if key.status == APIKeyStatus.DEACTIVATED:
+        raise APIKeyDeactivated("The API key was deactivated.")
+    if key.status == APIKeyStatus.PAUSED:
+        raise APIKeyPaused("The API key is paused.")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise APIKeyExpired("The API key has expired.")
+
+
+def bound_end_user(principal: Principal, end_user_id: str | None) -> str | None:
+    """The end user a service caller acts for: a ``pct_`` token's own, which a request may
+    repeat but not change."""
+    bound = principal.bound_end_user_id
+    if bound is None:
+        return end_user_id
+    if end_user_id is not None and end_user_id != bound:
+        raise InsufficientPermissions("The token acts for another end user; leave out end_user_id.")
+    return bound
 
 
 def valid_end_user_id(value: str) -> bool:

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
 
 from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.forms import FormError, read_form
 from personal_connectors.http.openapi import errors
-from personal_connectors.issuers.schemas import TrustedIssuerIn, TrustedIssuerOut
+from personal_connectors.issuers.exchange import TokenExchange, client_credentials
+from personal_connectors.issuers.schemas import (
+    EXCHANGE_FORM,
+    ExchangedTokenOut,
+    OAuthErrorOut,
+    TrustedIssuerIn,
+    TrustedIssuerOut,
+)
 from personal_connectors.issuers.service import TrustedIssuerService
 from personal_connectors.models import ID_MAX_LENGTH
+from personal_connectors.oauth.rfc8693 import ExchangeError
 
 router = APIRouter(tags=["Token exchange"])
+# Its own router, included before the token route, whose path (``/{connection_id}/token``)
+# would otherwise take ``/oauth/token`` for a connection named "oauth".
+exchange_router = APIRouter(tags=["Token exchange"])
 
 IssuerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 
@@ -61,3 +74,43 @@ async def delete_trusted_issuer(
 ) -> Response:
     await service.delete(access.organization_id, issuer_id)
     return Response(status_code=204)
+
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(description: str) -> dict[str, object]:
+    return {"description": description, "model": OAuthErrorOut}
+
+
+@exchange_router.post(
+    "/oauth/token",
+    response_model=ExchangedTokenOut,
+    summary="Exchange an end user's JWT for a connection's token or a pct_ token (RFC 8693)",
+    openapi_extra={"requestBody": EXCHANGE_FORM},
+    responses={
+        400: _oauth_error(
+            "RFC 6749 §5.2: `invalid_request`, `invalid_grant` (the subject token fails a check, "
+            "or the connection needs re-authorization), `invalid_target`, `unauthorized_client` "
+            "(a user key), `unsupported_grant_type`."
+        ),
+        401: _oauth_error("`invalid_client`: no key, or not a usable exchange or service key."),
+        503: _oauth_error("`temporarily_unavailable`: the provider or the issuer is down."),
+    },
+)
+async def exchange_token(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+    basic = False
+    try:
+        credentials = client_credentials(request.headers)
+        basic = credentials.basic_client_id is not None
+        try:
+            form = await read_form(request)
+        except FormError as exc:
+            raise ExchangeError("invalid_request", str(exc)) from None
+        body = await TokenExchange(session, runtime).exchange(credentials, form)
+    except ExchangeError as exc:
+        headers = dict(NO_STORE)
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="personal-connectors"' if basic else "Bearer"
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    return JSONResponse(body, headers=NO_STORE)

@@ -58,3 +58,56 @@ class TrustedIssuerOut(BaseModel):
             end_user_prefix=row.end_user_prefix,
             created_at=row.created_at,
         )
+
+
+class ExchangedTokenOut(BaseModel):
+    """RFC 8693 §2.2.1."""
+
+    access_token: str
+    issued_token_type: str
+    token_type: str
+    expires_in: int | None = None
+
+
+class OAuthErrorOut(BaseModel):
+    """RFC 6749 §5.2 (OAuth clients read these, not the service's envelope)."""
+
+    error: str
+    error_description: str | None = None
+
+
+# The token exchange's form (RFC 8693 §2.1), for the OpenAPI document.
+EXCHANGE_FORM = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["grant_type", "subject_token", "subject_token_type"],
+                "properties": {
+                    "grant_type": {
+                        "type": "string",
+                        "enum": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+                    },
+                    "subject_token": {"type": "string", "description": "The end user's JWT."},
+                    "subject_token_type": {
+                        "type": "string",
+                        "enum": [
+                            "urn:ietf:params:oauth:token-type:jwt",
+                            "urn:ietf:params:oauth:token-type:id_token",
+                        ],
+                    },
+                    "resource": {
+                        "type": "string",
+                        "description": "A connection: `conn_…` or its absolute URL.",
+                    },
+                    "audience": {
+                        "type": "string",
+                        "description": "An app key (the end user's one connection of it), or "
+                        "`personal-connectors` for a 5-minute `pct_` token of this service.",
+                    },
+                },
+            }
+        }
+    },
+}

@@ -26,6 +26,7 @@ from personal_connectors.http.dependencies import (
 )
 from personal_connectors.http.direct import add_direct_route
 from personal_connectors.http.openapi import error_response, errors
+from personal_connectors.identity.pct import is_exchanged_token
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.tokens.schemas import TokenOut
@@ -52,13 +53,18 @@ async def authorized(
     service: TokenService, request: Request, organization_id: str | None, end_user_id: str | None
 ) -> TokenRequest:
     presented = presented_api_key(request)
+    connection_id = request.path_params["connection_id"]
+    if is_exchanged_token(presented):
+        assert presented is not None
+        return await service.authorize_exchanged(
+            presented, organization_id, connection_id, end_user_id
+        )
     if organization_id is None:
         async with service.runtime.sessions() as session:
             principal = await IdentityService(session).authenticate(presented)  # 401 first
         if not principal.is_service:
             raise missing_organization()
         organization_id = principal.organization_id or ""  # a service key's is implied
-    connection_id = request.path_params["connection_id"]
     return await service.authorize(presented, organization_id, connection_id, end_user_id)
 
 

@@ -182,6 +182,19 @@ class TokenRepository:
                     row = found.first()
         return None if row is None else _found(tuple(row))
 
+    @staticmethod
+    async def owned(
+        session: AsyncSession, connection_id: str, user_id: str, organization_id: str
+    ) -> Connection | None:
+        """The user's live connection in the organization (the token lookup's rule)."""
+        statement = select(Connection).where(
+            Connection.id == connection_id,
+            Connection.user_id == user_id,
+            Connection.organization_id == organization_id,
+            Connection.deleted_at.is_(None),
+        )
+        return (await session.scalars(statement)).one_or_none()
+
 
 # --- Storing refreshed grants (tokens.refresh, refresher.writes) ------------------------------
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.identity.service import (
+    IdentityService,
     OrgAccess,
     access_of,
     presented_key_hash,
@@ -33,7 +34,7 @@ from personal_connectors.tokens.exceptions import (
     ReauthorizationRequired,
 )
 from personal_connectors.tokens.lifetime import needs_refresh
-from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.refresh import FreshToken, Refresher
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
@@ -83,7 +84,7 @@ class TokenRequest:
     """An authorized caller and the connection they asked for (None: not theirs, or unknown)."""
 
     access: OrgAccess
-    connection: ConnectionRecord | None
+    connection: ConnectionLike | None
 
 
 class TokenService:
@@ -117,6 +118,27 @@ class TokenService:
         connection = (
             found.connection if found is not None and len(connection_id) <= ID_MAX_LENGTH else None
         )
+        return TokenRequest(access, connection)
+
+    async def authorize_exchanged(
+        self,
+        presented: str,
+        organization_id: str | None,
+        connection_id: str,
+        end_user_id: str | None,
+    ) -> TokenRequest:
+        """As ``authorize``, for a ``pct_`` token (identity.pct): its key checked by id, then
+        its end user's connection; not the single-statement path of keys."""
+        async with self.runtime.sessions() as session:
+            identities = IdentityService(session)
+            principal = await identities.authenticate_exchanged(self.runtime.sealer, presented)
+            organization_id = organization_id or principal.organization_id or ""
+            access = await identities.organization_access(principal, organization_id, end_user_id)
+            connection = None
+            if access.user_id and len(connection_id) <= ID_MAX_LENGTH:
+                connection = await TokenRepository.owned(
+                    session, connection_id, access.user_id, organization_id
+                )
         return TokenRequest(access, connection)
 
     async def issue(

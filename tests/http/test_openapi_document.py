@@ -45,6 +45,10 @@ def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids)) >= 20
 
 
+OAUTH_TOKEN = "/v1/personal-connectors/oauth/token"
+OAUTH_ERRORS = ("400", "401", "503")
+
+
 def test_errors_are_the_envelope_at_400_never_422(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
@@ -56,12 +60,12 @@ def test_errors_are_the_envelope_at_400_never_422(document: dict[str, Any]) -> N
         if operation.get("parameters") or "requestBody" in operation:
             assert "400" in responses, (method, path)
         for status, response in responses.items():
-            if status[0] in "45":
-                assert response["content"]["application/json"]["schema"] == ENVELOPE, (
-                    method,
-                    path,
-                    status,
-                )
+            schema = response.get("content", {}).get("application/json", {}).get("schema")
+            if path == OAUTH_TOKEN and status in OAUTH_ERRORS:
+                # SPEC §8: the token exchange answers as OAuth clients read it (RFC 6749 §5.2).
+                assert schema == {"$ref": "#/components/schemas/OAuthErrorOut"}, status
+            elif status[0] in "45":
+                assert schema == ENVELOPE, (method, path, status)
 
 
 def test_each_operation_lists_the_errors_it_can_answer(document: dict[str, Any]) -> None:

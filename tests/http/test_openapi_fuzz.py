@@ -57,6 +57,7 @@ def load_schema(service: ServiceProcess) -> Any:
 # callback parameters, percent-encoded) before the application sees them; that plain-text 400
 # is the server's, outside the document, and is checked to be only that.
 PROTOCOL_REJECTION = "Invalid HTTP request received."
+OAUTH_TOKEN = "/v1/personal-connectors/oauth/token"
 
 
 def is_protocol_rejection(response: Any) -> bool:
@@ -76,7 +77,15 @@ def check_envelope(response: Any, tenant: Tenant) -> None:
     )
     if response.status_code >= 400:
         body = httpx.Response(response.status_code, content=response.content).json()
-        assert is_envelope(body, response.status_code), body
+        if response.request.url.split("?")[0].endswith(OAUTH_TOKEN) and response.status_code in (
+            400,
+            401,
+            503,
+        ):
+            # SPEC §8: the token exchange answers as OAuth clients read it (RFC 6749 §5.2).
+            assert set(body) == {"error", "error_description"}, body
+        else:
+            assert is_envelope(body, response.status_code), body
     assert tenant.api_key not in response.text
 
 
