@@ -37,11 +37,15 @@ STEP_TIMEOUT_S = 120.0
 DONE = "__quick_start_block_done__"
 
 
-def quick_start_blocks() -> list[str]:
-    """The `sh` blocks of the README's quick start section, in order."""
+def readme_blocks(heading: str) -> list[str]:
+    """The `sh` blocks of the README section whose heading starts with ``heading``, in order."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Quick start", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+
+
+def quick_start_blocks() -> list[str]:
+    return readme_blocks("Quick start")
 
 
 class Terminal:
@@ -182,6 +186,21 @@ def test_the_quick_start_connects_an_account_and_hands_out_a_working_token(
             headers={"Authorization": f"Bearer {token['access_token']}"},
         )
         assert userinfo.status_code == 200 and userinfo.json()["sub"] == "alice"
+
+        # Then the platform section, in the same terminal: one service key, two end users.
+        connect_block, use_block, erase_block = readme_blocks("A platform's backend")
+        authorization_url = terminal.run(connect_block).strip().splitlines()[-1]
+        callback = login_and_consent(authorization_url)
+        page = httpx.get(callback, headers={"Accept": "text/html"}, timeout=30)
+        assert page.status_code == 200, page.text
+        access_token, other_end_user = terminal.run(use_block).strip().splitlines()
+        as_end_user = {"Authorization": f"Bearer {json.loads(access_token)}"}
+        assert httpx.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 200
+        assert json.loads(other_end_user) == []
+        assert terminal.run(erase_block).strip() == "204"
+        assert httpx.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 401
+        listed = terminal.run('curl -s "$API?end_user_id=user-42" -H "X-API-Key: $SVC" | jq -c .')
+        assert json.loads(listed) == []  # erased
 
         assert "but the service listens on" not in service_log.read_text()  # settings agree
         assert "Unsupported runtime" not in provider_log.read_text()  # scripts/node's filter
