@@ -45,7 +45,6 @@ from sqlalchemy import func, select
 # path benchmark's; this script runs from bench/ as that one does.
 from token_path import Deployment, deployment, free_port, process_cpu_seconds
 
-from personal_connectors.config import Settings
 from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, ConnectionEvent, ConnectionStatus
 from personal_connectors.storage.database import open_database
@@ -230,12 +229,7 @@ def _children_cpu() -> float:
 
 def database_check(deployed: Deployment, count: int) -> tuple[int, int, int]:
     """(connections with exactly one refreshed event, events in all, connections needs_reauth)."""
-    scoped = {
-        key[len("CONNECTORS_") :].lower(): value
-        for key, value in deployed.env.items()
-        if key.startswith("CONNECTORS_")
-    }
-    settings = Settings(_env_file=None, **scoped)  # type: ignore[call-arg]
+    settings = deployed.settings()
 
     async def read() -> tuple[int, int, int]:
         async with open_database(settings) as sessions, sessions() as session:
