@@ -587,13 +587,18 @@ def interleaved(
     )
 
 
-def report(base: RunResult, hot: RunResult) -> None:
+# The token path's share of the trivial endpoint's throughput, per database (issue targets).
+TARGET_RATIO = {"sqlite": 0.60, "postgres": 0.80}
+
+
+def report(db: str, base: RunResult, hot: RunResult) -> None:
     for result in (base, hot):
         print_run(result)
     ratio = hot.throughput / base.throughput
-    meets = ratio >= 0.60 and hot.p99_ms < 25 and hot.errors == 0 and base.errors == 0
+    least = TARGET_RATIO[db]
+    meets = ratio >= least and hot.p99_ms < 25 and hot.errors == 0 and base.errors == 0
     verdict = "meets" if meets else "MISSES"
-    target = "token >= 60% of trivial throughput, token p99 < 25 ms, no errors"
+    target = f"token >= {least:.0%} of trivial throughput, token p99 < 25 ms, no errors"
     print(f"  token/trivial throughput: {ratio:.0%}  ({verdict} the target: {target})")
 
 
@@ -614,7 +619,7 @@ def bench_backend(db: str, args: argparse.Namespace) -> None:
                     {"organization_id": seeded.organization_id},
                     {"X-API-Key": seeded.api_key},
                 )
-                report(*interleaved(base_url, pid, trivial, token, args))
+                report(db, *interleaved(base_url, pid, trivial, token, args))
         if args.keys in ("service", "both"):
             seeded = hand_to_end_users(deployed, seeded)
             print(f"  [{db}, service key] each connection an end user's, end_user_id per request")
@@ -632,7 +637,7 @@ def bench_backend(db: str, args: argparse.Namespace) -> None:
                     {"organization_id": seeded.organization_id},
                     {"X-API-Key": seeded.service_key},
                 )
-                report(*interleaved(base_url, pid, trivial, token, args))
+                report(db, *interleaved(base_url, pid, trivial, token, args))
 
 
 def main() -> None:

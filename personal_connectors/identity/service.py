@@ -70,6 +70,13 @@ class Principal:
     # A ``pct_`` token's end user (identity.pct): the only one it acts for.
     bound_end_user_id: str | None = None
 
+    def acting_as(self, user_id: str) -> Principal:
+        """This caller acting as another (internal) user; not ``dataclasses.replace``, which
+        inspects the fields on every call of the token path."""
+        return Principal(
+            user_id, self.api_key_id, self.kind, self.organization_id, self.bound_end_user_id
+        )
+
     @property
     def is_service(self) -> bool:
         return self.kind == KeyKind.SERVICE
@@ -408,7 +415,7 @@ def access_of(
             return OrgAccess(principal, organization_id, Role.END_USER)
         if not valid_end_user_id(end_user_id):
             raise ValidationFailed.for_fields(END_USER_ID_RULE, "end_user_id")
-        acting = replace(principal, user_id=end_user_user_id or NO_USER)
+        acting = principal.acting_as(end_user_user_id or NO_USER)
         return OrgAccess(acting, organization_id, Role.END_USER, end_user_id)
     if role is None:
         raise OrganizationAccessDenied("The caller is not a member of this organization.")
@@ -419,4 +426,4 @@ def access_of(
 
 def with_end_user(access: OrgAccess, user_id: str) -> OrgAccess:
     """``access`` acting as the end user's internal user ``user_id`` (just created)."""
-    return replace(access, principal=replace(access.principal, user_id=user_id))
+    return replace(access, principal=access.principal.acting_as(user_id))

@@ -45,7 +45,9 @@ _SCOPES = TypeAdapter(list[Scope])
 def required_scopes(text: str | None) -> list[str]:
     """The scopes a ``required_scopes`` value names: separated by spaces, each once, in order;
     none for an absent or empty value."""
-    named = list(dict.fromkeys(scope for scope in (text or "").split(" ") if scope))
+    if not text:
+        return []  # the common request: nothing to check
+    named = list(dict.fromkeys(scope for scope in text.split(" ") if scope))
     try:
         if len(named) > MAX_SCOPES:
             raise ValueError
@@ -62,6 +64,8 @@ def check_scopes(connection: ConnectionLike, required: list[str], granted: Itera
     """409 ``INSUFFICIENT_SCOPE`` when ``granted`` lacks any of ``required``, with the body of
     the ``POST /authorize`` that asks the user for them on this connection (incremental
     authorization keeps the scopes it has)."""
+    if not required:
+        return
     held = set(granted)
     missing = [scope for scope in required if scope not in held]
     if not missing:
