@@ -23,7 +23,7 @@ from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.docs import install_docs
 from personal_connectors.http.errors import install_error_handlers
 from personal_connectors.http.openapi import install_openapi, operation_id
-from personal_connectors.issuers.endpoints import exchange_router
+from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # The token route first: it is the hot path and routing tries the routes in order. No other
     # path is two segments ending in `/token`, so there is nothing for it to shadow.
-    app.include_router(exchange_router, prefix=API_PREFIX)  # before /{connection_id}/token
+    add_exchange_route(app)  # before /{connection_id}/token, which would take /oauth/token
     add_token_route(app)
     app.include_router(health_router)
     app.include_router(connect_page_router)  # the hosted connect page, outside the API

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from personal_connectors.connections.tags import (
+    MAX_TAG_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+)
 from personal_connectors.http.schemas import RequestBody
 from personal_connectors.models import EndUser
-
-# SPEC §8's limits on tags.
-MAX_TAGS = 20
-MAX_TAG_KEY_LENGTH = 64
-MAX_TAG_VALUE_LENGTH = 256
 
 
 class EndUserIn(RequestBody):

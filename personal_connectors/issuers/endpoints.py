@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
+from personal_connectors.config import API_PREFIX
 from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.forms import FormError, read_form
 from personal_connectors.http.openapi import errors
@@ -23,9 +24,6 @@ from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.oauth.rfc8693 import ExchangeError
 
 router = APIRouter(tags=["Token exchange"])
-# Its own router, included before the token route, whose path (``/{connection_id}/token``)
-# would otherwise take ``/oauth/token`` for a connection named "oauth".
-exchange_router = APIRouter(tags=["Token exchange"])
 
 IssuerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 
@@ -83,21 +81,6 @@ def _oauth_error(description: str) -> dict[str, object]:
     return {"description": description, "model": OAuthErrorOut}
 
 
-@exchange_router.post(
-    "/oauth/token",
-    response_model=ExchangedTokenOut,
-    summary="Exchange an end user's JWT for a connection's token or a pct_ token (RFC 8693)",
-    openapi_extra={"requestBody": EXCHANGE_FORM},
-    responses={
-        400: _oauth_error(
-            "RFC 6749 §5.2: `invalid_request`, `invalid_grant` (the subject token fails a check, "
-            "or the connection needs re-authorization), `invalid_target`, `unauthorized_client` "
-            "(a user key), `unsupported_grant_type`."
-        ),
-        401: _oauth_error("`invalid_client`: no key, or not a usable exchange or service key."),
-        503: _oauth_error("`temporarily_unavailable`: the provider or the issuer is down."),
-    },
-)
 async def exchange_token(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     basic = False
     try:
@@ -114,3 +97,27 @@ async def exchange_token(request: Request, runtime: RuntimeDep, session: Session
             headers["WWW-Authenticate"] = 'Basic realm="personal-connectors"' if basic else "Bearer"
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
     return JSONResponse(body, headers=NO_STORE)
+
+
+def add_exchange_route(app: FastAPI) -> None:
+    """On the application's own router, ahead of the token route, whose path
+    (``/{connection_id}/token``) would otherwise take ``/oauth/token`` for a connection named
+    "oauth"; not through an included router, which the token route would then sit behind."""
+    app.add_api_route(
+        f"{API_PREFIX}/oauth/token",
+        exchange_token,
+        methods=["POST"],
+        response_model=ExchangedTokenOut,
+        summary="Exchange an end user's JWT for a connection's token or a pct_ token (RFC 8693)",
+        tags=["Token exchange"],
+        openapi_extra={"requestBody": EXCHANGE_FORM},
+        responses={
+            400: _oauth_error(
+                "RFC 6749 §5.2: `invalid_request`, `invalid_grant` (the subject token fails a "
+                "check, or the connection needs re-authorization), `invalid_target`, "
+                "`unauthorized_client` (a user key), `unsupported_grant_type`."
+            ),
+            401: _oauth_error("`invalid_client`: no key, or not a usable exchange or service key."),
+            503: _oauth_error("`temporarily_unavailable`: the provider or the issuer is down."),
+        },
+    )

@@ -134,13 +134,16 @@ def test_foreign_and_unknown_connections_are_not_found(
 
 def test_routing_tries_the_token_route_before_any_other() -> None:
     """The hot path's route is the first of the service's routes the router tries (after only
-    FastAPI's own documentation routes), and it is documented."""
+    FastAPI's own documentation routes and the token exchange, whose ``/oauth/token`` its
+    ``/{connection_id}/token`` would otherwise take), and it is documented."""
     app = create_app(Settings(data_dir=Path(tempfile.mkdtemp())))
     path = f"{API_PREFIX}/{{connection_id}}/token"
     paths = [getattr(route, "path", None) for route in app.router.routes]
 
     def documentation(each: str | None) -> bool:
-        return each == "/openapi.json" or (each or "").startswith("/docs")
+        return each in ("/openapi.json", f"{API_PREFIX}/oauth/token") or (each or "").startswith(
+            "/docs"
+        )
 
     assert next(each for each in paths if not documentation(each)) == path
     assert paths.index(path) < paths.index("/docs")  # not behind the rarely asked /docs routes
