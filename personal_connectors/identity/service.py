@@ -45,7 +45,8 @@ API_KEY_PREFIX = "ak_"
 API_KEY_RANDOM_CHARS = 40
 
 # The platform's id for an end user (SPEC §8): 1-128 of these characters, not only dots.
-END_USER_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@|-]{1,128}")
+END_USER_CHARACTERS = "A-Za-z0-9._:@|-"  # as a regular expression's character class
+END_USER_ID_PATTERN = re.compile(f"[{END_USER_CHARACTERS}]{{1,128}}")
 END_USER_ID_RULE = (
     "end_user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ | - and not only dots."
 )

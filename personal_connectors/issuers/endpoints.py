@@ -84,7 +84,7 @@ def _oauth_error(description: str) -> dict[str, object]:
 async def exchange_token(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     basic = False
     try:
-        credentials = client_credentials(request.headers)
+        credentials = client_credentials(request)
         basic = credentials.basic_client_id is not None
         try:
             form = await read_form(request)

@@ -17,14 +17,19 @@ from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from personal_connectors.config import API_PREFIX
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.crypto import hashing
-from personal_connectors.exceptions import APIError, ProviderError, ValidationFailed
+from personal_connectors.exceptions import APIError, ValidationFailed
+from personal_connectors.http.dependencies import presented_api_key
 from personal_connectors.identity import pct
 from personal_connectors.identity.repository import IdentityRepository
-from personal_connectors.identity.service import check_key_state, valid_end_user_id
+from personal_connectors.identity.service import (
+    check_key_state,
+    presented_key_hash,
+    valid_end_user_id,
+)
 from personal_connectors.issuers.repository import TrustedIssuerRepository
 from personal_connectors.models import APIKey, Connection, KeyKind, TrustedIssuer, utcnow
 from personal_connectors.oauth.rfc7517 import KeySetUnavailable
@@ -40,7 +45,7 @@ from personal_connectors.oauth.rfc8693 import (
 )
 from personal_connectors.outbound.urls import check_url
 from personal_connectors.runtime import Runtime
-from personal_connectors.tokens.exceptions import ConnectionDisabled, ReauthorizationRequired
+from personal_connectors.tokens.exceptions import ReauthorizationRequired
 from personal_connectors.tokens.service import TokenService
 
 # ``audience`` that asks for a token of this service rather than of a provider.
@@ -55,28 +60,23 @@ class ClientCredentials:
     basic_client_id: str | None = None
 
 
-def client_credentials(headers: Any) -> ClientCredentials:
-    """``X-API-Key``, ``Authorization: Bearer``, or ``Authorization: Basic`` (the key's id as the
-    client id, the key as the secret, RFC 6749 §2.3.1)."""
-    authorization = headers.get("authorization")
-    key = (headers.get("x-api-key") or "").strip() or None
-    if authorization is None:
-        return ClientCredentials(key)
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return ClientCredentials(value.strip())
+def client_credentials(request: Request) -> ClientCredentials:
+    """``Authorization: Basic`` (the key's id as the client id, the key as the secret, RFC 6749
+    §2.3.1), else the key as every route reads it (``X-API-Key``, ``Authorization: Bearer``)."""
+    scheme, _, value = (request.headers.get("authorization") or "").strip().partition(" ")
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise ExchangeError(
-                "invalid_client", "The Basic credentials are malformed.", 401
-            ) from None
+            decoded = ""
         client_id, separator, secret = decoded.partition(":")
         if not separator:
             raise ExchangeError("invalid_client", "The Basic credentials are malformed.", 401)
         return ClientCredentials(unquote(secret), unquote(client_id))
-    raise ExchangeError("invalid_client", "Authenticate with the exchange key.", 401)
+    try:
+        return ClientCredentials(presented_api_key(request))
+    except APIError as exc:
+        raise ExchangeError("invalid_client", exc.system_message, 401) from None
 
 
 class TokenExchange:
@@ -118,10 +118,11 @@ class TokenExchange:
 
     async def _client(self, credentials: ClientCredentials) -> APIKey:
         """The exchange or service key that authenticated; 401 ``invalid_client`` otherwise."""
-        presented = credentials.key
-        if not presented or not presented.startswith("ak_") or len(presented) > 200:
-            raise ExchangeError("invalid_client", "Authenticate with the exchange key.", 401)
-        key = await IdentityRepository(self.session).get_api_key_by_hash(hashing.digest(presented))
+        try:
+            key_hash = presented_key_hash(credentials.key)
+        except APIError as exc:
+            raise ExchangeError("invalid_client", exc.system_message, 401) from None
+        key = await IdentityRepository(self.session).get_api_key_by_hash(key_hash)
         if key is None or (
             credentials.basic_client_id is not None and credentials.basic_client_id != key.id
         ):
@@ -214,11 +215,9 @@ class TokenExchange:
             raise invalid_grant(
                 f"The connection must be connected again: {exc.system_message}"
             ) from None
-        except ConnectionDisabled:
-            raise ExchangeError("invalid_target", "The connection is disabled.") from None
-        except (ProviderError, APIError) as exc:
+        except APIError as exc:  # every refusal in the OAuth form, never the envelope
             if exc.status < 500:
-                raise
+                raise invalid_grant(exc.system_message) from None
             raise _unavailable("The provider could not hand out a token now; retry.") from None
         self.runtime.token_audit.record(
             connection.id, connection.organization_id, key.id, refreshed=token.refreshed

@@ -7,10 +7,11 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from personal_connectors.http.schemas import RequestBody
+from personal_connectors.identity.service import END_USER_CHARACTERS
 from personal_connectors.models import TrustedIssuer
 
-# What an end_user_id may hold (SPEC §8); a prefix is the start of one.
-END_USER_CHARACTERS = r"^[A-Za-z0-9._:@|-]+$"
+# A prefix is the start of an end_user_id: the same characters (SPEC §8).
+PREFIX_PATTERN = f"^[{END_USER_CHARACTERS}]+$"
 
 
 class TrustedIssuerIn(RequestBody):
@@ -32,7 +33,7 @@ class TrustedIssuerIn(RequestBody):
         default=None,
         min_length=1,
         max_length=64,
-        pattern=END_USER_CHARACTERS,
+        pattern=PREFIX_PATTERN,
         description="Put before the subject to make the end_user_id; required, and no prefix "
         "of another's, when the organization trusts more than one issuer.",
     )

@@ -7,11 +7,10 @@ names, other classes) into httpx's, so callers catch ``httpx.TransportError`` as
 
 Each origin (scheme, host, port) has ``limits.max_connections`` slots, each an httpcore pool
 of one connection (``_Origin``): a request waits here for a free slot, at most its pool
-timeout, and takes the one used last, whose connection is most likely still open. httpcore's
-pool scans all its connections for each request it queues, every time a request starts or
-ends: one pool for every destination, or even one per origin with 16 connections and 64
-requests in flight, cost more CPU than the requests themselves; one connection a pool costs
-nothing to scan. And one busy provider cannot take the connections another needs.
+timeout, and takes the one freed last, whose connection is most likely still open. httpcore's
+pool scans all its connections for each queued request whenever a request starts or ends, so
+a pool of many connections with requests waiting in it costs CPU in proportion to both; a pool
+of one costs nothing to scan. And one busy provider cannot take the connections another needs.
 
 Through a proxy (``proxy``), the connection goes to the proxy, which the operator chose; the
 target's addresses are judged before the request instead (the proxy resolves the name again,

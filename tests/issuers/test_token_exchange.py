@@ -17,7 +17,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from personal_connectors.models import KeyKind
+from personal_connectors.models import Connection, ConnectionStatus, KeyKind
 from personal_connectors.oauth.rfc8693 import GRANT_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PROVIDER_KEY, Tenant
 from tests.flows.conftest import connect
@@ -231,3 +231,22 @@ def test_a_rotated_signing_key_is_fetched_once(
     for _ in range(3):
         assert exchange(api, exchanger, issuer.sign("bob"), resource=bobs).status_code == 200
     assert issuer.jwks_fetches == fetched + 1
+
+
+def test_a_connection_that_needs_reauthorization_is_invalid_grant(
+    api: httpx.Client, service: ServiceProcess, tenant: Tenant, issuer: TestIssuer
+) -> None:
+    trust(api, tenant, issuer=issuer.issuer, audience="platform", jwks_uri=issuer.jwks_uri)
+    exchanger = make_organization_key(service, tenant.organization_id, KeyKind.EXCHANGE)
+    platform = make_organization_key(service, tenant.organization_id)
+    bobs = connect(api, platform.acting_for("bob"), login="bob")
+
+    async def needs_reauth(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, bobs)
+        connection.status = ConnectionStatus.NEEDS_REAUTH
+        connection.status_reason = "invalid_grant: revoked"
+        await session.commit()
+
+    service.run_db(needs_reauth)
+    answer = exchange(api, exchanger, issuer.sign("bob"), resource=bobs)
+    assert "connected again" in refused(answer, "invalid_grant")
