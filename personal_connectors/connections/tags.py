@@ -55,15 +55,16 @@ def check_tag_key(key: str, field: str) -> None:
 
 
 def check_tags(tags: Any, field: str = "tags") -> dict[str, str]:
-    """A connection's whole tag map, as it would be stored; 400 naming the limit it breaks."""
+    """A whole tag map (a connection's or an end user's), as it would be stored; 400 naming the
+    limit it breaks."""
     if not isinstance(tags, dict):
         raise ValidationFailed.for_fields(
             "`tags` must be an object of string values (a null value removes a tag).", field
         )
     if len(tags) > MAX_TAGS:
         raise ValidationFailed.for_fields(
-            f"A connection holds at most {MAX_TAGS} tags; this change would leave {len(tags)}. "
-            "Remove some with null values.",
+            f"There may be at most {MAX_TAGS} tags; this would leave {len(tags)} "
+            "(in a patch, a null value removes one).",
             field,
         )
     for key, value in tags.items():

@@ -36,20 +36,6 @@ class EndUserIn(RequestBody):
             raise ValueError("must be an email address")
         return value or None
 
-    @field_validator("tags")
-    @classmethod
-    def _tag_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if len(value) > MAX_TAGS:
-            raise ValueError(f"at most {MAX_TAGS} tags")
-        for key, item in value.items():
-            if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
-                raise ValueError(f"a tag key must be 1-{MAX_TAG_KEY_LENGTH} characters")
-            if len(item) > MAX_TAG_VALUE_LENGTH:
-                raise ValueError(f"a tag value must be at most {MAX_TAG_VALUE_LENGTH} characters")
-        return value
-
 
 class EndUserOut(BaseModel):
     id: str = Field(description="The platform's id for the end user (its `end_user_id`).")

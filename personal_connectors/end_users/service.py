@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.connections.tags import check_tags
 from personal_connectors.end_users.repository import EndUserRepository
 from personal_connectors.end_users.schemas import EndUserIn, EndUserOut
 from personal_connectors.exceptions import ResourceNotFound, ValidationFailed
@@ -37,6 +38,7 @@ class EndUserService:
     async def put(self, access: OrgAccess, end_user_id: str, body: EndUserIn) -> EndUserOut:
         """Create the end user if new, then set the fields the body names."""
         external_id = checked_end_user_id(end_user_id)
+        tags = check_tags(body.tags) if body.tags is not None else {}  # before anything is made
         end_user = await IdentityService(self.session).ensure_end_user(
             access.organization_id, external_id
         )
@@ -46,7 +48,7 @@ class EndUserService:
         if "display_name" in given:
             end_user.display_name = body.display_name or None
         if "tags" in given:
-            end_user.tags = dict(body.tags or {})
+            end_user.tags = tags
         await self.session.commit()
         return await self._shown(access, end_user)
 

@@ -409,7 +409,7 @@ class FlowService(FlowSteps):
                 # Cleared before reading: a change after the read still wakes the wait below.
                 woken.clear()
                 self.session.expire_all()  # the flow is read afresh
-                flow, answer = await self._complete(access, state_token, verifier)
+                _, answer = await self._complete(access, state_token, verifier)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if _finished(answer) or remaining <= 0:
                     return answer

@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.exceptions import (
     AuthenticationRequired,
     InsufficientPermissions,
+    OrganizationAccessDenied,
     ValidationFailed,
 )
 from personal_connectors.identity.pct import is_exchanged_token
 from personal_connectors.identity.service import (
     END_USER_NEEDS_SERVICE_KEY,
+    FOREIGN_SERVICE_KEY,
     SERVICE_KEY_NOT_ADMIN,
     IdentityService,
     OrgAccess,
@@ -128,8 +130,7 @@ async def optional_org_access(
 ) -> OrgAccess | None:
     """The caller in the organization it names; None when it names none (where that is
     allowed). A service key's own organization is implied: it belongs to exactly one."""
-    if chosen is None and principal.is_service:
-        chosen = principal.organization_id
+    chosen = implied_organization(principal, chosen)
     if chosen is None:
         if end_user_id is not None:
             raise InsufficientPermissions(END_USER_NEEDS_SERVICE_KEY)
@@ -139,6 +140,19 @@ async def optional_org_access(
 
 def missing_organization() -> ValidationFailed:
     return ValidationFailed.for_fields("organization_id is required.", "organization_id")
+
+
+def implied_organization(principal: Principal, chosen: str | None) -> str | None:
+    """The organization a request names, or a service key's own (it belongs to exactly one)."""
+    return chosen or (principal.organization_id if principal.is_service else None)
+
+
+def named_organization(principal: Principal, chosen: str | None) -> str:
+    """As ``implied_organization``, for routes that need one (400 without)."""
+    organization_id = implied_organization(principal, chosen)
+    if organization_id is None:
+        raise missing_organization()
+    return organization_id
 
 
 async def org_access(
@@ -160,9 +174,7 @@ async def writer_access(
 ) -> OrgAccess:
     """As ``OrgAccessDep``, for the routes that create something for the caller (authorize,
     connect sessions): a service key's end user is created the first time one is named."""
-    chosen = chosen or (principal.organization_id if principal.is_service else None)
-    if chosen is None:
-        raise missing_organization()
+    chosen = named_organization(principal, chosen)
     return await IdentityService(session).organization_access(
         principal, chosen, end_user_id, create_end_user=True
     )
@@ -179,9 +191,7 @@ async def listing_access(
 ) -> OrgAccess:
     """As ``OrgAccessDep``, for the connection list: a service key naming no end user sees
     every end user's connections of its organization (``OrgAccess.all_end_users``)."""
-    chosen = chosen or (principal.organization_id if principal.is_service else None)
-    if chosen is None:
-        raise missing_organization()
+    chosen = named_organization(principal, chosen)
     return await IdentityService(session).organization_access(
         principal, chosen, end_user_id, end_user_required=False
     )
@@ -196,11 +206,10 @@ async def member_access(
     """A user key's access in the organization, for routes about the organization rather than
     an end user (its settings, its API keys): a service key is refused (403) after the
     organization check, as every key in another organization is."""
-    chosen = chosen or (principal.organization_id if principal.is_service else None)
-    if chosen is None:
-        raise missing_organization()
+    chosen = named_organization(principal, chosen)
     if principal.is_service:
-        access_of(principal, chosen, None, end_user_required=False)  # another org: 403 first
+        if chosen != principal.organization_id:  # another organization: 403 for that first
+            raise OrganizationAccessDenied(FOREIGN_SERVICE_KEY)
         raise InsufficientPermissions(SERVICE_KEY_NOT_ADMIN)
     return await IdentityService(session).organization_access(principal, chosen)
 
@@ -223,9 +232,7 @@ async def platform_access(
 ) -> OrgAccess:
     """A service key in its organization, or an admin's or owner's user key: the callers that
     manage end users (``/end-users``); the path, not ``end_user_id``, names the end user."""
-    chosen = chosen or (principal.organization_id if principal.is_service else None)
-    if chosen is None:
-        raise missing_organization()
+    chosen = named_organization(principal, chosen)
     if principal.bound_end_user_id is not None:
         raise InsufficientPermissions("A pct_ token acts for one end user, not for the platform.")
     if principal.is_service:

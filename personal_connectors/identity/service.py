@@ -4,7 +4,7 @@ users a service key acts for (SPEC §8)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -72,8 +72,7 @@ class Principal:
     bound_end_user_id: str | None = None
 
     def acting_as(self, user_id: str) -> Principal:
-        """This caller acting as another (internal) user; not ``dataclasses.replace``, which
-        inspects the fields on every call of the token path."""
+        """This caller acting as another (internal) user: an end user's."""
         return Principal(
             user_id, self.api_key_id, self.kind, self.organization_id, self.bound_end_user_id
         )
@@ -114,6 +113,7 @@ class OrgAccess:
             raise InsufficientPermissions("This action needs the admin or owner role.")
 
 
+FOREIGN_SERVICE_KEY = "The service key belongs to another organization."
 SERVICE_KEY_NOT_ADMIN = (
     "A service key acts for end users only; the organization's settings (apps, webhooks, "
     "API keys) need a user key of an admin or owner."
@@ -405,7 +405,7 @@ def access_of(
     """
     if principal.is_service:
         if organization_id != principal.organization_id:
-            raise OrganizationAccessDenied("The service key belongs to another organization.")
+            raise OrganizationAccessDenied(FOREIGN_SERVICE_KEY)
         if end_user_id is None:
             if end_user_required:
                 raise ValidationFailed.for_fields(
@@ -427,4 +427,6 @@ def access_of(
 
 def with_end_user(access: OrgAccess, user_id: str) -> OrgAccess:
     """``access`` acting as the end user's internal user ``user_id`` (just created)."""
-    return replace(access, principal=access.principal.acting_as(user_id))
+    return OrgAccess(
+        access.principal.acting_as(user_id), access.organization_id, access.role, access.end_user_id
+    )

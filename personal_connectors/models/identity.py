@@ -26,7 +26,7 @@ class KeyKind(StrEnum):
 
     USER = "user"  # its user
     SERVICE = "service"  # its organization's end users, named per request with ``end_user_id``
-    EXCHANGE = "exchange"  # nothing yet: only the token exchange will take it
+    EXCHANGE = "exchange"  # its organization's end users, through the token exchange only
 
 
 class APIKeyStatus(StrEnum):

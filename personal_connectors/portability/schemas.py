@@ -96,12 +96,12 @@ class ConnectionRecord(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags_within_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return None if value is None else dict(_checked(check_tags, value))
+        return None if value is None else _checked(check_tags, value)
 
     @field_validator("metadata")
     @classmethod
     def _metadata_within_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else dict(_checked(check_metadata, value))
+        return None if value is None else _checked(check_metadata, value)
 
     @field_validator("user_id")
     @classmethod

@@ -99,8 +99,8 @@ async def plain_token_request(request: Request) -> Response | None:
     """The shortcut's answer to a request with nothing to validate but what ``authorized``
     checks (the declared route's dependencies, the ``force_refresh`` default); None for any
     other request."""
-    # As ``request.query_params`` reads it (the last of a repeated name wins), without its
-    # multi-dict: a few microseconds on the busiest route.
+    # As ``request.query_params`` reads it (the last of a repeated name wins), without building
+    # its multi-dict on the busiest route.
     query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
     if len(request.path_params["connection_id"]) > ID_MAX_LENGTH or not _PLAIN_QUERY.issuperset(
         query

@@ -172,7 +172,7 @@ def test_a_service_key_acts_only_in_its_organization(
     assert token.status_code == 403 and error_code(token) == "ORGANIZATION_ACCESS_DENIED"
 
 
-def test_an_exchange_key_is_refused_everywhere_for_now(
+def test_an_exchange_key_is_refused_everywhere_but_the_token_exchange(
     api: httpx.Client, service: ServiceProcess, tenant: Tenant
 ) -> None:
     key = make_organization_key(service, tenant.organization_id, KeyKind.EXCHANGE)

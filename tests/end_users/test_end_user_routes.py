@@ -59,6 +59,7 @@ def test_put_creates_then_updates_only_the_fields_it_names(
         {"tags": {"k" * 65: "v"}},
         {"tags": {"k": "v" * 257}},
         {"tags": {"k": 1}},
+        {"tags": {"has space": "v"}},  # the same key rule as connection tags
         {"email": "not-an-address"},
         {"nickname": "x"},
     ],
