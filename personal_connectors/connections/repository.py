@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from personal_connectors.models import Connection, EndUser
-from personal_connectors.storage.paging import Cursor, Page, PageRequest
+from personal_connectors.storage.paging import Page, PageRequest, read_page
 
 # Connections as the API shows them: with their end user's id (a deferred column).
 _SHOWN = select(Connection).options(undefer(Connection.end_user_id))
@@ -125,12 +125,8 @@ class ConnectionRepository:
         filters: ListFilters,
         page: PageRequest | None = None,
     ) -> Page[Connection]:
-        """The live connections ``owner`` admits, filtered, newest first (``created_at``, then
-        ``id``, both descending), one page of them when ``page`` is given, else all.
-
-        Every tag pair must match. A page is read one row long: the extra row only says that a
-        next page exists, and the cursor is the last returned row's position.
-        """
+        """The live connections ``owner`` admits, filtered (every tag pair must match), newest
+        first: one page of them when ``page`` is given, else all (``storage.paging``)."""
         statement = _SHOWN.where(owner, Connection.deleted_at.is_(None))
         if filters.app_key is not None:
             statement = statement.where(Connection.app_key == filters.app_key)
@@ -140,22 +136,7 @@ class ConnectionRepository:
             # JSON_EXTRACT on SQLite, ->> on PostgreSQL; keys are checked (tags.TAG_KEY_PATTERN)
             # to be plain enough for either path syntax.
             statement = statement.where(Connection.tags[key].as_string() == value)
-        if page is not None and page.after is not None:
-            after = page.after
-            statement = statement.where(
-                or_(
-                    Connection.created_at < after.created_at,
-                    and_(Connection.created_at == after.created_at, Connection.id < after.id),
-                )
-            )
-        statement = statement.order_by(Connection.created_at.desc(), Connection.id.desc())
-        if page is not None:
-            statement = statement.limit(page.limit + 1)
-        rows = list((await self.session.execute(statement)).scalars().all())
-        if page is None or len(rows) <= page.limit:
-            return Page(rows, None)
-        del rows[page.limit :]
-        return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
+        return await read_page(self.session, statement, Connection.created_at, Connection.id, page)
 
     async def list_all(
         self, organization_id: str | None = None, user_id: str | None = None

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection, EndUser, User
-from personal_connectors.storage.paging import Cursor, Page, PageRequest
+from personal_connectors.storage.paging import Page, PageRequest, read_page
 
 
 class EndUserRepository:
@@ -20,20 +20,7 @@ class EndUserRepository:
         """One page of the organization's end users, newest first (``created_at``, then ``id``,
         both descending), as ``GET /`` pages connections (``storage.paging``)."""
         statement = select(EndUser).where(EndUser.organization_id == organization_id)
-        if page.after is not None:
-            after = page.after
-            statement = statement.where(
-                or_(
-                    EndUser.created_at < after.created_at,
-                    and_(EndUser.created_at == after.created_at, EndUser.id < after.id),
-                )
-            )
-        statement = statement.order_by(EndUser.created_at.desc(), EndUser.id.desc())
-        rows = list((await self.session.execute(statement.limit(page.limit + 1))).scalars())
-        if len(rows) <= page.limit:
-            return Page(rows, None)
-        del rows[page.limit :]
-        return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
+        return await read_page(self.session, statement, EndUser.created_at, EndUser.id, page)
 
     async def connection_counts(
         self, organization_id: str, user_ids: Sequence[str]

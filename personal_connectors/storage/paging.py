@@ -13,7 +13,11 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import ID_MAX_LENGTH
@@ -74,3 +78,31 @@ class Page(Generic[T]):
 
     items: list[T]
     next: Cursor | None
+
+
+async def read_page(
+    session: AsyncSession,
+    statement: Select[Any],
+    created_at: QueryableAttribute[datetime],
+    row_id: QueryableAttribute[str],
+    page: PageRequest | None,
+) -> Page[Any]:
+    """``statement``'s rows newest first (``created_at``, then ``row_id``, both descending): one
+    page of them when ``page`` is given, else all. A page is read one row long: the extra row
+    only says that a next page exists; the cursor is the last returned row's position."""
+    if page is not None and page.after is not None:
+        after = page.after
+        statement = statement.where(
+            or_(
+                created_at < after.created_at,
+                and_(created_at == after.created_at, row_id < after.id),
+            )
+        )
+    statement = statement.order_by(created_at.desc(), row_id.desc())
+    if page is not None:
+        statement = statement.limit(page.limit + 1)
+    rows = list((await session.execute(statement)).scalars().all())
+    if page is None or len(rows) <= page.limit:
+        return Page(rows, None)
+    del rows[page.limit :]
+    return Page(rows, Cursor(rows[-1].created_at, rows[-1].id))
