@@ -177,6 +177,81 @@ class TestRequest(StrictModel):
         return check_provider_url(value)
 
 
+# How a connection is made (SPEC §10): the authorization code, or credentials the user gives.
+AuthMode = Literal["oauth2", "api_key", "basic", "oauth2_client_credentials", "jwt_bearer"]
+# Modes whose connections hold the user's own credentials fields (no authorization code) ...
+CREDENTIALS_MODES = frozenset({"api_key", "basic", "oauth2_client_credentials", "jwt_bearer"})
+# ... and, among them, those that mint access tokens with them at the entry's ``token_url``.
+MINTING_MODES = frozenset({"oauth2_client_credentials", "jwt_bearer"})
+CREDENTIAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class CredentialField(StrictModel):
+    """One value a user gives to connect an ``api_key``/``basic``/minting entry."""
+
+    name: str = Field(description="Lower-case identifier; `{name}` in `api_auth` and calls.")
+    label: str = Field(min_length=1, max_length=100)
+    secret: bool = Field(
+        default=True, description="Sealed, masked on the connect page, never shown again."
+    )
+    pattern: str | None = Field(
+        default=None, description="A regular expression the whole value must match."
+    )
+    help_url: ProviderURL | None = Field(
+        default=None, description="Where the user finds or makes this value."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CREDENTIAL_NAME.match(value) or value in BUILTIN_VARIABLES:
+            raise ValueError("must be a lower-case identifier that is not a service value")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern does not compile: {exc}") from exc
+        return value
+
+
+class BasicCredentials(StrictModel):
+    """HTTP Basic built from credentials fields (``{email}`` / ``{api_token}``)."""
+
+    username: str
+    password: str = ""
+
+
+class ApiAuth(StrictModel):
+    """How a connection's credentials go on a call to the provider's API (proxy, checks).
+
+    Values are templates over ``{access_token}`` and the entry's credentials fields. With no
+    ``api_auth`` an entry sends ``Authorization: Bearer {access_token}``.
+    """
+
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    basic: BasicCredentials | None = None
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [(f"api_auth.headers.{k}", v) for k, v in self.headers.items()]
+        found.extend((f"api_auth.query.{k}", v) for k, v in self.query.items())
+        if self.basic is not None:
+            found.append(("api_auth.basic.username", self.basic.username))
+            found.append(("api_auth.basic.password", self.basic.password))
+        return found
+
+    @model_validator(mode="after")
+    def _something(self) -> ApiAuth:
+        if not (self.headers or self.query or self.basic):
+            raise ValueError("declare headers, query or basic")
+        return self
+
+
 URL_FIELDS = (
     "authorization_url",
     "token_url",
@@ -196,7 +271,7 @@ class ProviderEntry(StrictModel):
     category: str = "other"
     icon_url: str | None = None
     docs_url: str | None = None
-    auth_mode: Literal["oauth2"] = "oauth2"
+    auth_mode: AuthMode = "oauth2"
     release_channel: Literal["stable", "beta"] = "stable"
 
     discovery_url: ProviderURL | None = None
@@ -238,6 +313,8 @@ class ProviderEntry(StrictModel):
     integration_params: dict[str, IntegrationParam] = {}
     test_request: TestRequest | None = None
     api_base_url: ProviderURL | None = None
+    api_auth: ApiAuth | None = None
+    credentials: list[CredentialField] = []
     # Some providers drop `state` on the way back (ClickUp); the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
@@ -302,9 +379,42 @@ class ProviderEntry(StrictModel):
     def metadata_names(self) -> frozenset[str]:
         return frozenset(self.token_metadata) | frozenset(self.callback_metadata)
 
+    @property
+    def credential_names(self) -> frozenset[str]:
+        return frozenset(field.name for field in self.credentials)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ProviderEntry:
+        names = [field.name for field in self.credentials]
+        if len(set(names)) != len(names):
+            raise ValueError("credentials: each field name once")
+        if self.auth_mode == "oauth2":
+            if self.credentials:
+                raise ValueError("credentials are for api_key, basic and minting modes only")
+        elif not self.credentials:
+            raise ValueError(f"auth_mode {self.auth_mode} needs its credentials fields")
+        if self.auth_mode in ("api_key", "basic") and (
+            self.api_auth is None or self.test_request is None
+        ):
+            raise ValueError(
+                f"auth_mode {self.auth_mode} needs api_auth (how the credentials are sent) and "
+                "test_request (the call that proves them)"
+            )
+        allowed = self.credential_names | {"access_token"}
+        for name, text in self.api_auth.templates() if self.api_auth else []:
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in allowed:
+                    raise ValueError(
+                        f"{name} uses {{{variable}}}, which is neither access_token nor a "
+                        "credentials field"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _complete(self) -> ProviderEntry:
-        if self.discovery_url is None:
+        if self.auth_mode in MINTING_MODES and self.token_url is None:
+            raise ValueError(f"auth_mode {self.auth_mode} needs token_url")
+        if self.discovery_url is None and self.auth_mode == "oauth2":
             missing = [
                 name for name in ("authorization_url", "token_url") if not getattr(self, name)
             ]
