@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from personal_connectors.exceptions import ResourceNotFound, unknown_connector
 from personal_connectors.providers.schema import ProviderEntry, providers_file_schema
 
-BUILTIN_CATALOG = Path(__file__).with_name("builtin.yaml")
+# The built-in entries: one YAML file per group (``oauth.yaml``, ``api-keys-*.yaml``), read in
+# name order; a key defined in two files is an error.
+BUILTIN_CATALOG = Path(__file__).with_name("builtin")
 # The committed JSON Schema of a providers file; a test keeps it equal to ``schema_document()``.
 SCHEMA_FILE = Path(__file__).with_name("provider.schema.json")
 
@@ -56,6 +58,18 @@ def read_entries(path: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(key, str) or not isinstance(value, dict):
             raise CatalogError(f"{path}: entry '{key}' must be a mapping of fields")
     return data
+
+
+def read_builtin() -> dict[str, dict[str, Any]]:
+    """The raw built-in entries of every file in ``builtin/``."""
+    entries: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    for path in sorted(BUILTIN_CATALOG.glob("*.yaml")):
+        for key, fields in read_entries(path).items():
+            if key in entries:
+                raise CatalogError(f"{path.name}: entry '{key}' is already in {origin[key]}")
+            entries[key], origin[key] = fields, path.name
+    return entries
 
 
 def validate_entries(
@@ -102,8 +116,8 @@ class Catalog:
 
 
 def load_catalog(providers_file: Path | None = None) -> Catalog:
-    builtin_raw = read_entries(BUILTIN_CATALOG)
-    entries = validate_entries(builtin_raw, str(BUILTIN_CATALOG.name))
+    builtin_raw = read_builtin()
+    entries = validate_entries(builtin_raw, "built-in catalog")
     if providers_file is not None:
         entries.update(
             validate_entries(read_entries(providers_file), str(providers_file), builtin_raw)
@@ -113,7 +127,7 @@ def load_catalog(providers_file: Path | None = None) -> Catalog:
 
 def check_file(path: Path) -> dict[str, ProviderEntry]:
     """What ``connectors providers check`` runs: the file on its own, merged over built-ins."""
-    return validate_entries(read_entries(path), str(path), read_entries(BUILTIN_CATALOG))
+    return validate_entries(read_entries(path), str(path), read_builtin())
 
 
 def schema_document() -> str:

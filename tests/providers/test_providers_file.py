@@ -162,3 +162,15 @@ def test_a_template_variable_with_a_default_needs_no_value(
     )
     hostile = authorize(integration_params={"tenant": "evil.com/"})
     assert hostile.status_code == 400 and "authorization_url" not in hostile.json()
+
+
+def test_a_key_in_two_builtin_files_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from personal_connectors.providers import catalog as catalog_module
+
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(GOOD))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(GOOD))
+    monkeypatch.setattr(catalog_module, "BUILTIN_CATALOG", tmp_path)
+    with pytest.raises(CatalogError, match="b.yaml: entry 'acme' is already in a.yaml"):
+        load_catalog()
