@@ -172,5 +172,5 @@ def test_a_key_in_two_builtin_files_is_refused(
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(GOOD))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(GOOD))
     monkeypatch.setattr(catalog_module, "BUILTIN_CATALOG", tmp_path)
-    with pytest.raises(CatalogError, match="b.yaml: entry 'acme' is already in a.yaml"):
+    with pytest.raises(CatalogError, match=r"b\.yaml: entry 'acme' is already in a\.yaml"):
         load_catalog()
