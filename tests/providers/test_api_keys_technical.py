@@ -36,6 +36,7 @@ SAMPLES: Mapping[tuple[str, str], str] = {
     ("tavily", "api_key"): "tvly-dev-0123456789abcdefABCDEF",
     ("resend", "api_key"): "re_123456789_AbCdEfGhIjKlMnOp",
     ("twilio", "account_sid"): "AC" + "0123456789abcdef" * 2,
+    ("doppler", "api_key"): "dp.st.dev." + "bAqhcVzrhy5cRHkOlNTc0Ve6w5NUDCpcutm8vGE9myi",
 }
 # Values no documented key format admits: each would be a typo or a key of another kind.
 REFUSED: Mapping[tuple[str, str], list[str]] = {
@@ -44,6 +45,7 @@ REFUSED: Mapping[tuple[str, str], list[str]] = {
     ("tavily", "api_key"): ["tvly-", "sk-abc", "tvly-a b"],
     ("resend", "api_key"): ["re_", "rk_abc", "re_a\nb"],
     ("twilio", "account_sid"): ["SK" + "0" * 32, "AC" + "0" * 31, "AC" + "g" * 32],
+    ("doppler", "api_key"): ["dp.scim." + "a" * 40, "dp.pt." + "a" * 39, "dp.pt.dev." + "a" * 40],
 }
 # Headers that carry no credential: constants a provider requires on every call.
 CONSTANT_HEADERS = {
@@ -51,6 +53,7 @@ CONSTANT_HEADERS = {
     ("pinecone", "X-Pinecone-Api-Version"): "2025-04",
     ("pagerduty", "Accept"): "application/vnd.pagerduty+json;version=2",
     ("postmark", "Accept"): "application/json",
+    ("ngrok", "ngrok-version"): "2",
 }
 # Keys the lead asked for by name (issue 13), present with the right mode.
 EXPECTED_MODES = {
