@@ -55,6 +55,8 @@ CONSTANT_HEADERS = {
     ("postmark", "Accept"): "application/json",
     ("ngrok", "ngrok-version"): "2",
 }
+# Fields that name an account or token rather than prove it (the username half of Basic).
+IDENTIFIERS = {("twilio", "account_sid"), ("mux", "token_id")}
 # Keys the lead asked for by name (issue 13), present with the right mode.
 EXPECTED_MODES = {
     "openai": "api_key",
@@ -229,7 +231,7 @@ def test_credentials_are_secret_and_patterns_admit_real_keys(entry: ProviderEntr
     assert any(field.secret for field in entry.credentials), entry.key
     for field in entry.credentials:
         assert field.label and field.help_url, (entry.key, field.name)
-        if (entry.key, field.name) != ("twilio", "account_sid"):
+        if (entry.key, field.name) not in IDENTIFIERS:
             assert field.secret, f"{entry.key}.{field.name} must be secret"
         if field.pattern is None:
             assert (entry.key, field.name) not in SAMPLES, "a sample for a field without pattern"
@@ -266,6 +268,7 @@ def test_schemes_other_than_bearer_are_kept_as_documented() -> None:
     assert auth_header("circleci", "Circle-Token") == "{api_key}"
     assert auth_header("postmark", "X-Postmark-Server-Token") == "{server_key}"
     assert auth_header("datadog", "DD-APPLICATION-KEY") == "{application_key}"
+    assert auth_header("assemblyai", "Authorization") == "{api_key}"
 
 
 def test_basic_auth_entries_name_their_username() -> None:
@@ -274,6 +277,9 @@ def test_basic_auth_entries_name_their_username() -> None:
     assert (mailgun.basic.username, mailgun.basic.password) == ("api", "{api_key}")
     assert twilio is not None and twilio.basic is not None
     assert (twilio.basic.username, twilio.basic.password) == ("{account_sid}", "{auth_token}")
+    mux = CATALOG.require("mux").api_auth
+    assert mux is not None and mux.basic is not None
+    assert (mux.basic.username, mux.basic.password) == ("{token_id}", "{token_secret}")
 
 
 def test_identity_calls_read_the_documented_paths() -> None:
