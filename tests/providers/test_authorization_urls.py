@@ -27,7 +27,8 @@ SAMPLE_CLIENT_ID = "sample-client-id"
 SAMPLE_REDIRECT = "https://connectors.example.test/v1/personal-connectors/callback"
 SAMPLE_STATE = "state_" + "s" * 43
 
-ENTRIES = list(load_catalog())
+# Only authorization-code entries have an authorization URL; credentials entries (SPEC §10) do not.
+ENTRIES = [entry for entry in load_catalog() if entry.auth_mode == "oauth2"]
 STATIC = [entry for entry in ENTRIES if not entry.uses_discovery]
 DISCOVERED = [entry for entry in ENTRIES if entry.uses_discovery]
 

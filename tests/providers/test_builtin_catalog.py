@@ -218,7 +218,7 @@ def test_entry_has_docs_and_identity(entry: ProviderEntry) -> None:
     assert entry.docs_url, f"{entry.key}: docs_url missing"
     assert entry.description, f"{entry.key}: description missing"
     assert entry.category in CATEGORIES, f"{entry.key}: unknown category {entry.category!r}"
-    if entry.discovery_url is None:
+    if entry.discovery_url is None and entry.auth_mode == "oauth2":
         assert entry.userinfo is not None, f"{entry.key}: no identity mapping"
         assert entry.userinfo.url or entry.userinfo.from_token_response, entry.key
         assert entry.authorization_url and entry.token_url, entry.key
