@@ -143,6 +143,11 @@ class TokenCache:
             else:
                 self._tokens.pop(key, None)
 
+    def forget(self, key: TokenKey) -> None:
+        """Forget one caller's token (the service refused it that token)."""
+        with self._lock:
+            self._tokens.pop(key, None)
+
     def drop(self, connection_id: str) -> None:
         """Forget the connection's tokens, for every end user (deleted, refused, re-scoped)."""
         with self._lock:
@@ -325,12 +330,13 @@ class Core:
         return self.cache.get(self.token_key(connection_id), required)
 
     def token(self, connection_id: str, required: tuple[str, ...], force: bool) -> Call[Token]:
-        """``POST /{id}/token``; its answer is cached, and a refusal forgets what was."""
+        """``POST /{id}/token``; its answer is cached, and a refusal forgets what was (for this
+        end user: another's refusal says nothing about this one's token)."""
         key = self.token_key(connection_id)
 
         def parse(response: httpx.Response) -> Token:
             if not response.is_success:
-                self.cache.drop(connection_id)
+                self.cache.forget(key)
                 raise ConnectorsError.from_response(response)
             token = Token.of(response.json())
             self.cache.put(key, token)
