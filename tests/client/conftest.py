@@ -39,6 +39,16 @@ def pc(service: ServiceProcess, tenant: Tenant) -> Iterator[Connectors]:
         yield client
 
 
+def logged(service: ServiceProcess, trace_id: str | None) -> bool:
+    """Whether the service's access log names ``trace_id`` (written just after the answer)."""
+    deadline = time.monotonic() + AUDIT_WAIT_S
+    while trace_id is None or trace_id not in service.logs():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def consent(authorization_url: str, login: str = "alice") -> str:
     """The user signs in and consents at the provider; the browser is sent back to the
     service's callback, which stores the connection. Returns the connection id."""

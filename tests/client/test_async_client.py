@@ -10,7 +10,7 @@ import os
 import pytest
 
 from personal_connectors.client import AsyncConnectors, ConnectorsError, Token
-from tests.client.conftest import async_client_of, consent, second_key, token_requests
+from tests.client.conftest import async_client_of, consent, logged, second_key, token_requests
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.support.oidc import OidcProvider
 from tests.support.platform import make_organization_key
@@ -45,7 +45,7 @@ def test_authorize_complete_list_and_page(service: ServiceProcess, tenant: Tenan
             with pytest.raises(ConnectorsError) as gone:
                 await pc.get(ids[0])
             assert (gone.value.code, gone.value.status) == ("RESOURCE_NOT_FOUND", 404)
-            assert gone.value.trace_id and gone.value.trace_id in service.logs()
+            assert logged(service, gone.value.trace_id)
 
     asyncio.run(main())
 

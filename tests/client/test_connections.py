@@ -5,12 +5,13 @@ header, tags, the provider check, disconnecting, and every refusal raised as a
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from personal_connectors.client import Connection, Connectors, ConnectorsError
-from tests.client.conftest import client_of, connect
+from tests.client.conftest import client_of, connect, logged
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.support.service import ServiceProcess
 
@@ -86,7 +87,7 @@ def test_an_unknown_connection_raises_not_found_with_the_service_trace_id(
     error = missing.value
     assert (error.code, error.status, error.type) == ("RESOURCE_NOT_FOUND", 404, "not_found_error")
     assert error.trace_id is not None and error.trace_id.startswith("req_")
-    assert error.trace_id in service.logs()  # the service's own id for that request
+    assert logged(service, error.trace_id)  # the service's own id for that request
     assert error.message and error.details == {}
     assert error.trace_id in str(error)
 
@@ -109,6 +110,10 @@ def test_insufficient_scope_carries_the_missing_scopes_and_the_authorize_body(
         },
     }
     assert error.trace_id is not None and error.trace_id.startswith("req_")
+
+    # The details are the authorize call that asks the user for what is missing.
+    asking = pc.authorize(**error.details["authorize"])
+    assert "repo:admin" in parse_qs(urlsplit(asking.authorization_url).query)["scope"][0]
 
 
 def test_a_bad_key_and_a_foreign_organization_are_refused(
