@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -96,11 +97,9 @@ class AsyncConnectors:
     def for_end_user(self, end_user_id: str) -> AsyncConnectors:
         """A client acting for ``end_user_id`` that shares this one's httpx client and token
         cache (close this one, not it)."""
-        derived = object.__new__(AsyncConnectors)
+        derived = copy.copy(self)  # the same httpx client, cache and flights
         derived._owns_http = False
-        derived._http = self._http
         derived._core = self._core.bound_to(end_user_id)
-        derived._flights = self._flights
         derived.end_users = AsyncEndUsers(derived)
         return derived
 

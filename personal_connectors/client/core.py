@@ -38,6 +38,7 @@ UNDATED_TOKEN_REUSE = timedelta(seconds=300)
 # The header the proxy puts on every answer that came from the provider (SPEC §9).
 PROXY_MARKER = "x-connectors-proxy"
 PROXY_RETRIES = "X-Connectors-Retries"
+JSON_ACCEPT = {"Accept": "application/json"}
 
 # The httpx client's ``build_request`` (sync and async have the same one): requests built with
 # it get the client's own defaults (headers, cookies, timeout) too.
@@ -239,12 +240,14 @@ class Core:
         headers: Mapping[str, str] | None = None,
         **body: Any,
     ) -> httpx.Request:
+        """A request to the API. ``headers`` (the proxy's, for the provider as the caller wrote
+        them, even none) replace the JSON ``Accept`` of the service's own routes."""
         return self.build(
             method,
             self.root + path,
             params=query,
             json=json,
-            headers={"X-API-Key": self.api_key, "Accept": "application/json", **(headers or {})},
+            headers={"X-API-Key": self.api_key, **(JSON_ACCEPT if headers is None else headers)},
             timeout=self.timeout if timeout is None else timeout,
             **body,
         )

@@ -4,6 +4,7 @@ only sends it, and makes concurrent threads asking for one token wait for one re
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -106,11 +107,9 @@ class Connectors:
     def for_end_user(self, end_user_id: str) -> Connectors:
         """A client acting for ``end_user_id`` that shares this one's httpx client and token
         cache (close this one, not it)."""
-        derived = object.__new__(Connectors)
+        derived = copy.copy(self)  # the same httpx client, cache and flights
         derived._owns_http = False
-        derived._http = self._http
         derived._core = self._core.bound_to(end_user_id)
-        derived._flights = self._flights
         derived.end_users = EndUsers(derived)
         return derived
 
