@@ -39,6 +39,7 @@ UNDATED_TOKEN_REUSE = timedelta(seconds=300)
 PROXY_MARKER = "x-connectors-proxy"
 PROXY_RETRIES = "X-Connectors-Retries"
 JSON_ACCEPT = {"Accept": "application/json"}
+DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 # The httpx client's ``build_request`` (sync and async have the same one): requests built with
 # it get the client's own defaults (headers, cookies, timeout) too.
@@ -174,6 +175,16 @@ def proxied(response: httpx.Response) -> httpx.Response:
     if response.is_error and PROXY_MARKER not in response.headers:
         raise ConnectorsError.from_response(response)
     return response
+
+
+def proxy_path(path: str) -> str:
+    """``path`` as the proxy route's tail: one leading ``/`` dropped, and dot segments
+    percent-encoded so that httpx does not resolve them into another route of the service (the
+    service refuses them, encoded or not, with 400)."""
+    path = path.removeprefix("/")
+    route, mark, rest = path.partition("?")
+    segments = [DOT_SEGMENTS.get(segment, segment) for segment in route.split("/")]
+    return "/".join(segments) + mark + rest
 
 
 def api_root(base_url: str) -> str:
@@ -423,7 +434,7 @@ class Core:
             sent[PROXY_RETRIES] = str(retries)
         request = self.request(
             method.upper(),
-            f"/{connection_id}/proxy/{path.lstrip('/')}",
+            f"/{connection_id}/proxy/{proxy_path(path)}",
             [*self.query(), *given],
             json=json,
             timeout=timeout,
