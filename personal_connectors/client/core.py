@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypedDict, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -151,7 +151,7 @@ class TokenCache:
             self._tokens.pop(key, None)
 
     def drop(self, connection_id: str) -> None:
-        """Forget the connection's tokens, for every end user (deleted, refused, re-scoped)."""
+        """Forget the connection's tokens, for every end user (deleted or disabled)."""
         with self._lock:
             for key in [key for key in self._tokens if key[0] == connection_id]:
                 del self._tokens[key]
@@ -175,6 +175,11 @@ def proxied(response: httpx.Response) -> httpx.Response:
     if response.is_error and PROXY_MARKER not in response.headers:
         raise ConnectorsError.from_response(response)
     return response
+
+
+def segment(value: str) -> str:
+    """An id as one path segment: escaped, so that no id reaches another route."""
+    return DOT_SEGMENTS.get(value) or quote(value, safe="")
 
 
 def proxy_path(path: str) -> str:
@@ -291,7 +296,7 @@ class Core:
         return self.paged("/", query, Connection.of)
 
     def get_connection(self, connection_id: str) -> Call[Connection]:
-        request = self.request("GET", f"/{connection_id}", self.query())
+        request = self.request("GET", f"/{segment(connection_id)}", self.query())
         return Call(request, lambda response: Connection.of(answer(response)))
 
     def update_connection(
@@ -305,7 +310,7 @@ class Core:
             body["tags"] = dict(tags)
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        request = self.request("PATCH", f"/{connection_id}", self.query(), json=body)
+        request = self.request("PATCH", f"/{segment(connection_id)}", self.query(), json=body)
         return Call(request, lambda response: Connection.of(answer(response)))
 
     def set_active(self, connection_id: str, is_active: bool) -> Call[None]:
@@ -313,7 +318,7 @@ class Core:
             answer(response)
             self.cache.drop(connection_id)
 
-        path = f"/connections/{connection_id}/active"
+        path = f"/connections/{segment(connection_id)}/active"
         request = self.request("PATCH", path, self.query(), json={"is_active": is_active})
         return Call(request, parse)
 
@@ -322,14 +327,14 @@ class Core:
             self.cache.drop(connection_id)
             nothing(response)
 
-        return Call(self.request("DELETE", f"/{connection_id}", self.query()), parse)
+        return Call(self.request("DELETE", f"/{segment(connection_id)}", self.query()), parse)
 
     def test_connection(self, connection_id: str) -> Call[TestResult]:
-        request = self.request("POST", f"/{connection_id}/test", self.query())
+        request = self.request("POST", f"/{segment(connection_id)}/test", self.query())
         return Call(request, lambda response: TestResult.of(answer(response)))
 
     def health(self, connection_id: str) -> Call[Health]:
-        request = self.request("GET", f"/{connection_id}/health", self.query())
+        request = self.request("GET", f"/{segment(connection_id)}/health", self.query())
         return Call(request, lambda response: Health.of(answer(response)))
 
     # -- tokens -----------------------------------------------------------------------------
@@ -360,7 +365,7 @@ class Core:
             required_scopes=" ".join(required) or None,
             force_refresh="true" if force else None,
         )
-        return Call(self.request("POST", f"/{connection_id}/token", query), parse)
+        return Call(self.request("POST", f"/{segment(connection_id)}/token", query), parse)
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -394,19 +399,23 @@ class Core:
             for name, value in (("email", email), ("display_name", display_name), ("tags", tags))
             if value is not None
         }
-        path = f"/end-users/{end_user_id}"
+        path = f"/end-users/{segment(end_user_id)}"
         request = self.request("PUT", path, self.query(acting=False), json=body)
         return Call(request, lambda response: EndUser.of(answer(response)))
 
     def get_end_user(self, end_user_id: str) -> Call[EndUser]:
-        request = self.request("GET", f"/end-users/{end_user_id}", self.query(acting=False))
+        request = self.request(
+            "GET", f"/end-users/{segment(end_user_id)}", self.query(acting=False)
+        )
         return Call(request, lambda response: EndUser.of(answer(response)))
 
     def list_end_users(self, limit: int | None) -> Call[Page[EndUser]]:
         return self.paged("/end-users", self.query(acting=False, limit=limit), EndUser.of)
 
     def delete_end_user(self, end_user_id: str) -> Call[None]:
-        request = self.request("DELETE", f"/end-users/{end_user_id}", self.query(acting=False))
+        request = self.request(
+            "DELETE", f"/end-users/{segment(end_user_id)}", self.query(acting=False)
+        )
         return Call(request, nothing)
 
     # -- proxy ------------------------------------------------------------------------------
@@ -434,7 +443,7 @@ class Core:
             sent[PROXY_RETRIES] = str(retries)
         request = self.request(
             method.upper(),
-            f"/{connection_id}/proxy/{proxy_path(path)}",
+            f"/{segment(connection_id)}/proxy/{proxy_path(path)}",
             [*self.query(), *given],
             json=json,
             timeout=timeout,

@@ -91,6 +91,12 @@ def test_an_unknown_connection_raises_not_found_with_the_service_trace_id(
     assert error.message and error.details == {}
     assert error.trace_id in str(error)
 
+    # An id is one path segment, whatever it holds: never another route of the service.
+    for odd in ("../end-users", "..", "conn_x?status=active"):
+        with pytest.raises(ConnectorsError) as strange:
+            pc.get(odd)
+        assert strange.value.status in (400, 404), odd
+
 
 def test_insufficient_scope_carries_the_missing_scopes_and_the_authorize_body(
     pc: Connectors,

@@ -74,7 +74,7 @@ def test_a_user_key_naming_an_end_user_is_refused(service: ServiceProcess, tenan
 def test_end_users_are_put_read_paged_and_erased(
     backend: Connectors, service: ServiceProcess, platform: OrganizationKey
 ) -> None:
-    ids = [user_id() for _ in range(3)]
+    ids = [user_id() for _ in range(2)] + [f"team:{os.urandom(2).hex()}@a.b|c-d_e"]
     for n, end_user in enumerate(ids):
         made = backend.end_users.put(
             end_user, email=f"{end_user}@example.test", display_name=f"User {n}", tags={"n": str(n)}
