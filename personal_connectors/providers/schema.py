@@ -378,7 +378,7 @@ class ProviderEntry(StrictModel):
     api_base_url: ProviderURL | None = None
     api_auth: ApiAuth | None = None
     credentials: list[CredentialField] = []
-    # Some providers drop `state` on the way back (ClickUp); the flow is then tied to the
+    # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
 
