@@ -34,6 +34,7 @@ from personal_connectors.oauth.errors import (
     ProviderRejected,
     ProviderUnreachable,
 )
+from personal_connectors.outbound.client import OutboundClient
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.paths import lookup, lookup_text
 from personal_connectors.providers.schema import ProviderEntry
@@ -110,7 +111,7 @@ class OAuthClient:
         *,
         redirect_uri: str,
         timeout: float,
-        http: httpx.AsyncClient,
+        http: OutboundClient,
     ) -> None:
         """``http``: the process's shared client (``Runtime.http``); never closed here."""
         self.entry = entry
@@ -227,8 +228,8 @@ class OAuthClient:
     ) -> httpx.Response:
         url, headers, body = (auth or self._auth).prepare("POST", url, headers, body)
         try:
-            return await self.http.post(
-                url, content=body.encode(), headers=headers, timeout=self.timeout
+            return await self.http.send_plain(
+                "POST", url, headers=headers, content=body.encode(), call_seconds=self.timeout
             )
         except DestinationRefused as exc:
             raise DestinationNotAllowed(exc.reason) from None
