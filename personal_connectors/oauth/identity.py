@@ -41,7 +41,8 @@ def _first_text(document: object, paths: str | list[str] | None) -> str | None:
     return None
 
 
-def _from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
+def identity_from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
+    """The account in an identity answer, as ``mapping`` places it (no id: a bad answer)."""
     account_id = _first_text(document, mapping.id_path)
     if not account_id:
         raise ProviderBadAnswer("the identity answer has no account id")
@@ -60,7 +61,7 @@ async def read_identity(
 ) -> AccountIdentity:
     mapping = entry.userinfo or DEFAULT_MAPPING
     if mapping.from_token_response:
-        return _from_document(grant.raw, mapping)
+        return identity_from_document(grant.raw, mapping)
     url = endpoints.userinfo_url
     if not url:
         raise ProviderBadAnswer("the provider declares no identity call")
@@ -80,4 +81,4 @@ async def read_identity(
         document = response.json()
     except ValueError:
         raise ProviderBadAnswer("identity answer is not JSON") from None
-    return _from_document(document, mapping)
+    return identity_from_document(document, mapping)
