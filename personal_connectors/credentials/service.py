@@ -233,6 +233,8 @@ class CredentialsService:
                 if attempt == 2:
                     raise
                 continue
+            # The owner's end user id is a deferred subquery: read for the answer.
+            await self.session.refresh(connection, ["end_user_id"])
             logger.info(
                 "connection %s: credentials for %s %s",
                 connection.id,
