@@ -7,6 +7,7 @@ the entry's templates filled with the connection's credentials fields (``JwtAsse
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -23,17 +24,31 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # The key type each family of algorithms signs with.
 _KEY_TYPES: dict[str, type[RSAKey] | type[ECKey]] = {"RS": RSAKey, "PS": RSAKey, "ES": ECKey}
 
+_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----(.*?)-----END \1-----", re.DOTALL)
+
 
 class InvalidPrivateKey(ValueError):
     """The private key field holds no key the entry's algorithm signs with (never says why
     in terms of the key's content)."""
 
 
+def _pem_lines(pem: str) -> str:
+    """``pem`` with its line breaks restored: a key pasted into a one-line input (which drops
+    them) or copied from JSON (a service-account file's literal ``\\n``) is still the key."""
+    found = _PEM.search(pem.replace("\\n", "\n"))
+    if found is None:
+        return pem
+    body = re.sub(r"\s+", "", found.group(2))
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    label = found.group(1)
+    return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----", ""])
+
+
 def signing_key(declared: JwtAssertion, pem: str) -> RSAKey | ECKey:
     """The private key of ``pem`` for the entry's algorithm, or ``InvalidPrivateKey``."""
     key_class = _KEY_TYPES[declared.algorithm[:2]]
     try:
-        key = key_class.import_key(pem.encode())
+        key = key_class.import_key(_pem_lines(pem).encode())
     except (JoseError, ValueError, TypeError):
         raise InvalidPrivateKey("not a PEM private key of the expected type") from None
     if not key.is_private:
