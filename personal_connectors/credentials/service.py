@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import API_PREFIX
+from personal_connectors.connections.checks import send_with_credentials
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.events.repository import EventRepository
@@ -50,8 +51,14 @@ from personal_connectors.oauth.errors import (
 from personal_connectors.oauth.identity import AccountIdentity, identity_from_document
 from personal_connectors.oauth.rfc7523 import InvalidPrivateKey, signing_key
 from personal_connectors.outbound.guard import DestinationRefused
-from personal_connectors.providers.schema import CREDENTIALS_MODES, MINTING_MODES, ProviderEntry
-from personal_connectors.providers.templating import api_auth_parts, connection_params, fill
+from personal_connectors.providers.schema import (
+    CREDENTIALS_MODES,
+    MINTING_MODES,
+    IdentityMapping,
+    ProviderEntry,
+    TestRequest,
+)
+from personal_connectors.providers.templating import connection_params
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.minting import mint
 from personal_connectors.tokens.service import TokenService
@@ -336,17 +343,13 @@ class CredentialsService:
             call_values["access_token"] = grant.access_token
         test = entry.test_request
         if test is not None:
-            response = await self._call(
-                entry, params, call_values, test.method, test.url, test.headers, test.body
-            )
+            response = await self._call(entry, params, call_values, test)
             _judge(response, test.expect_status, "check call")
         mapping = entry.userinfo
         if mapping is None or mapping.url is None:
             identity = AccountIdentity(account_digest(entry, values), None, None)
             return Proof(grant, identity, digested=True)
-        response = await self._call(
-            entry, params, call_values, mapping.method, mapping.url, mapping.headers, mapping.body
-        )
+        response = await self._call(entry, params, call_values, mapping)
         _judge(response, _SUCCESS, "identity call")
         try:
             identity = identity_from_document(response.json(), mapping)
@@ -377,26 +380,10 @@ class CredentialsService:
         entry: ProviderEntry,
         params: Mapping[str, str],
         values: Mapping[str, str],
-        method: str,
-        url: str,
-        declared_headers: Mapping[str, str],
-        body: Any,
+        call: TestRequest | IdentityMapping,
     ) -> httpx.Response:
-        """A call made with the credentials as the entry sends them (``api_auth``; a minted
-        token as bearer by default), with the call's own declared headers on top."""
-        sent = api_auth_parts(entry.api_auth, values)
-        headers = {"Accept": "application/json", **sent.headers}
-        headers.update({name: fill(value, values) for name, value in declared_headers.items()})
         try:
-            return await self.runtime.http.request(
-                method,
-                fill(url, params),
-                headers=headers,
-                params=sent.query or None,
-                auth=sent.basic,
-                json=body,
-                timeout=self.runtime.settings.provider_timeout_seconds,
-            )
+            return await send_with_credentials(self.runtime, entry, params, values, call)
         except DestinationRefused as exc:
             raise ProviderError(
                 f"The {entry.display_name} address is not an allowed destination ({exc.reason})."

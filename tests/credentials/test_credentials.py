@@ -334,3 +334,27 @@ def test_no_credential_reaches_the_logs(
     for secret in (key, credentials_api.client_secret, *key_lines):
         assert secret not in logs
     assert not any(token in logs for token in credentials_api.minted)
+
+
+def test_the_check_call_uses_the_stored_credentials(
+    api: httpx.Client, tenant: Tenant, credentials_api: CredentialsApi
+) -> None:
+    key = credentials_api.add_api_key("acct-checked")
+    connection_id = submit(api, tenant, KEY_API, {"api_key": key}).json()["id"]
+
+    def check() -> dict[str, Any]:
+        response = api.post(f"/{connection_id}/test", params=tenant.org, headers=tenant.headers)
+        assert response.status_code == 200, response.text
+        assert key not in response.text
+        return dict(response.json())
+
+    assert check()["success"] is True
+    credentials_api.revoke_api_key(key)  # revoked by the user at the provider
+    failed = check()
+    assert failed["success"] is False and "refused (HTTP 401)" in failed["message"]
+    health = api.get(f"/{connection_id}/health", params=tenant.org, headers=tenant.headers)
+    assert health.json()["status"] == "unhealthy"
+    fields = {"app_id": credentials_api.client_id, "app_secret": credentials_api.client_secret}
+    minting = submit(api, tenant, CC_API, fields).json()["id"]
+    checked = api.post(f"/{minting}/test", params=tenant.org, headers=tenant.headers)
+    assert checked.json()["success"] is True
