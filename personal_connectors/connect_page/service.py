@@ -244,7 +244,9 @@ class ConnectService:
     def _entries(self, active: ActiveSession, configured: set[str]) -> list[ProviderEntry]:
         allowed = active.record.allowed_connectors
         if allowed is None:
-            return [entry for entry in self.runtime.catalog if _usable(entry, configured)]
+            # Credentials connectors need no set-up, so nothing chooses among the catalog's
+            # many: they are offered when the session names them (``allowed_connectors``).
+            return [entry for entry in self.runtime.catalog if entry.key in configured]
         entries = (self.runtime.catalog.get(key) for key in allowed)
         return [entry for entry in entries if entry is not None]
 
