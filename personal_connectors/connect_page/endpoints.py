@@ -35,7 +35,7 @@ from personal_connectors.flows import binding
 from personal_connectors.flows.exceptions import TooManyPendingFlows
 from personal_connectors.flows.return_url import allowed_return_url
 from personal_connectors.http.context import request_id_of
-from personal_connectors.http.dependencies import RuntimeDep, SessionDep, WriterAccessDep
+from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.envelope import error_response
 from personal_connectors.http.openapi import errors
 from personal_connectors.http.pages import render_page, wants_json
@@ -69,7 +69,7 @@ ServiceDep = Annotated[ConnectService, Depends(get_service)]
     summary="Create a link to the hosted connect page for the caller",
 )
 async def create_connect_session(
-    body: ConnectSessionIn, access: WriterAccessDep, service: ServiceDep
+    body: ConnectSessionIn, access: OrgAccessDep, service: ServiceDep
 ) -> ConnectSessionOut:
     return await service.create(access, body)
 

@@ -167,6 +167,7 @@ class ConnectService:
         )
         now = utcnow()
         await self._check_live_bound(access.user_id, now)
+        access = await IdentityService(self.session).acting_end_user(access)  # input valid
         token = TOKEN_PREFIX + hashing.random_token()
         record = ConnectSession(
             id=new_id("csess"),

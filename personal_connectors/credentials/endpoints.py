@@ -16,7 +16,6 @@ from personal_connectors.http.dependencies import (
     OrgAccessDep,
     RuntimeDep,
     SessionDep,
-    WriterAccessDep,
 )
 from personal_connectors.http.openapi import errors
 from personal_connectors.models import ID_MAX_LENGTH
@@ -47,7 +46,7 @@ ServiceDep = Annotated[CredentialsService, Depends(get_service)]
     },
 )
 async def connect_with_credentials(
-    body: CredentialsIn, access: WriterAccessDep, service: ServiceDep
+    body: CredentialsIn, access: OrgAccessDep, service: ServiceDep
 ) -> JSONResponse:
     connection, created = await service.connect(
         access,

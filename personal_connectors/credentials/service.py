@@ -39,7 +39,7 @@ from personal_connectors.exceptions import (
     UnknownConnectorType,
     ValidationFailed,
 )
-from personal_connectors.identity.service import OrgAccess
+from personal_connectors.identity.service import IdentityService, OrgAccess
 from personal_connectors.models import Connection, ConnectionStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.errors import (
@@ -208,6 +208,8 @@ class CredentialsService:
         params = connection_params(entry, integration_params, None)
         await self.session.commit()  # no transaction held while the provider answers
         proof = await self.prove(entry, params, values)
+        # Accepted: a service key's new end user is made now, so a refusal creates nothing.
+        access = await IdentityService(self.session).acting_end_user(access)
         for attempt in (1, 2):
             existing = await self.repository.find_live_account(
                 access.organization_id, access.user_id, entry.key, proof.identity.account_id

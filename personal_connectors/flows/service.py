@@ -36,7 +36,7 @@ from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
 from personal_connectors.flows.steps import FlowSteps, flow_aad
-from personal_connectors.identity.service import OrgAccess
+from personal_connectors.identity.service import IdentityService, OrgAccess
 from personal_connectors.models import (
     Connection,
     Flow,
@@ -153,6 +153,7 @@ class FlowService(FlowSteps):
         authorization_url = (
             "" if device else await self._authorization_url(client, state, scopes, verifier)
         )
+        access = await IdentityService(self.session).acting_end_user(access)  # input valid
         flow = Flow(
             id=new_id("flow"),
             state_hash=state_hash(state),

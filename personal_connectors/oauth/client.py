@@ -122,6 +122,12 @@ class OAuthClient:
         self._auth = ClientAuth(
             credentials.client_id, credentials.client_secret, entry.token_endpoint_auth_method
         )
+        # RFC 7009 calls authenticate like the token endpoint unless the entry says otherwise.
+        self._revocation_auth = ClientAuth(
+            credentials.client_id,
+            credentials.client_secret,
+            entry.revocation_auth_method or entry.token_endpoint_auth_method,
+        )
 
     def authorization_url(self, *, state: str, scopes: list[str], code_verifier: str | None) -> str:
         params: dict[str, Any] = dict(self.entry.authorization_params)
@@ -226,7 +232,9 @@ class OAuthClient:
         if not self.endpoints.revocation_url:
             raise ProviderBadAnswer("the provider has no revocation endpoint")
         body, headers = prepare_revoke_token_request(token, token_type_hint)
-        response = await self._send(self.endpoints.revocation_url, headers, body)
+        response = await self._send(
+            self.endpoints.revocation_url, headers, body, auth=self._revocation_auth
+        )
         if response.status_code >= 500:
             raise ProviderUnreachable(f"revocation answered {response.status_code}")
         if response.status_code >= 400:
@@ -237,10 +245,18 @@ class OAuthClient:
         return self._answer(await self._send(url, dict(_FORM_HEADERS), body))
 
     async def _send(
-        self, url: str, headers: dict[str, str], body: str, *, authenticate: bool = True
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: str,
+        *,
+        auth: ClientAuth | None = None,
+        authenticate: bool = True,
     ) -> httpx.Response:
+        """``auth``: another client authentication than the app's; ``authenticate=False``:
+        none at all (an RFC 7523 assertion is the client's proof)."""
         if authenticate:
-            url, headers, body = self._auth.prepare("POST", url, headers, body)
+            url, headers, body = (auth or self._auth).prepare("POST", url, headers, body)
         try:
             return await self.http.post(
                 url, content=body.encode(), headers=headers, timeout=self.timeout

@@ -71,7 +71,9 @@ class ConnectionExporter:
             ) from None
         try:
             return ConnectionRecord(
-                user_id=connection.user_id,
+                # An end user's connection names the platform's id, not the internal user.
+                user_id=None if connection.end_user_id else connection.user_id,
+                end_user_id=connection.end_user_id,
                 app_key=connection.app_key,
                 account_id=connection.account_id,
                 account_email=connection.account_email,

@@ -93,6 +93,35 @@ class IntegrationParam(StrictModel):
         return self
 
 
+# Values an identity call's body may carry besides the token: the app's own credentials, for
+# providers whose identity call is an introspection that authenticates the client in its body
+# (HubSpot's /oauth/v3/token/introspect). Never in its URL or headers, where logs keep them.
+IDENTITY_BODY_VARIABLES = frozenset({"access_token", "client_id", "client_secret"})
+
+
+class EmailFallback(StrictModel):
+    """A second identity call for the account's e-mail when the first answer has none.
+
+    GitHub's ``/user`` shows only a public e-mail (often null); ``/user/emails`` lists every
+    address with ``primary`` and ``verified`` flags. The address taken is the first item whose
+    ``require`` fields are all true. The call is made with the token like the identity call; if
+    it fails or finds nothing, the connection is made without an e-mail (never refused).
+    """
+
+    url: ProviderURL
+    headers: dict[str, str] = {}
+    list_path: str | None = Field(
+        default=None, description="Where the list sits in the answer; unset: the answer is it."
+    )
+    email_field: str = "email"
+    require: list[str] = ["primary", "verified"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_provider_url(value)
+
+
 class IdentityMapping(StrictModel):
     """Where the account's id, email and name sit in the provider's identity answer.
 
@@ -101,23 +130,52 @@ class IdentityMapping(StrictModel):
     ``userPrincipalName`` follows it). With no ``url`` the discovered OpenID
     ``userinfo_endpoint`` is used. A header value may carry ``{access_token}`` for providers
     that take the token in their own header (Shopify's ``X-Shopify-Access-Token``); the bearer
-    header is then not sent.
+    header is then not sent. Top-level string values of ``body`` may use ``{access_token}``,
+    ``{client_id}`` and ``{client_secret}`` (an introspection call: HubSpot); a body that
+    carries the token sends no bearer header either.
     """
 
     url: ProviderURL | None = None
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = {}
     body: dict[str, Any] | None = None
+    body_format: Literal["json", "form"] = "json"
     id_path: str = "sub"
     email_path: str | list[str] | None = "email"
     name_path: str | list[str] | None = "name"
     # Fallback: read identity from the token answer itself (Slack puts the user id there).
     from_token_response: bool = False
+    email_fallback: EmailFallback | None = None
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_provider_url(value)
+
+    @model_validator(mode="after")
+    def _credentials_in_body_only(self) -> IdentityMapping:
+        for name, value in self.headers.items():
+            if "{client_secret}" in value:
+                raise ValueError(f"headers.{name}: the client secret may go in the body only")
+        if self.body_format == "form" and any(
+            not isinstance(value, str) for value in (self.body or {}).values()
+        ):
+            raise ValueError("a form body takes string values only")
+        if self.uses_client_credentials and (self.url is None or self.method != "POST"):
+            raise ValueError(
+                "a body with {client_id} or {client_secret} needs method POST and a url written "
+                "in the entry (never a discovered one)"
+            )
+        return self
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        values = [v for v in (self.body or {}).values() if isinstance(v, str)]
+        return any("{client_id}" in v or "{client_secret}" in v for v in values)
+
+    @property
+    def body_carries_token(self) -> bool:
+        return any(isinstance(v, str) and "{access_token}" in v for v in (self.body or {}).values())
 
 
 class TokenResponsePaths(StrictModel):
@@ -353,6 +411,11 @@ class ProviderEntry(StrictModel):
     # Where refresh_token grants go when not to token_url (Figma's /v1/oauth/refresh).
     refresh_url: ProviderURL | None = None
     revocation_url: ProviderURL | None = None
+    # How the RFC 7009 call authenticates when not like the token endpoint: Calendly wants the
+    # client credentials in the body, Todoist HTTP Basic. Unset: token_endpoint_auth_method.
+    revocation_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = (
+        None
+    )
     revocation: RevocationCall | None = None
     device_authorization_url: ProviderURL | None = None
     par_url: ProviderURL | None = None
@@ -391,7 +454,7 @@ class ProviderEntry(StrictModel):
         default=None,
         description="oauth2_client_credentials and jwt_bearer: how an access token is minted.",
     )
-    # Some providers drop `state` on the way back (ClickUp); the flow is then tied to the
+    # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
 
@@ -484,6 +547,15 @@ class ProviderEntry(StrictModel):
                         f"{name} uses {{{variable}}}, which is neither access_token nor a "
                         "credentials field"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _revocation_auth(self) -> ProviderEntry:
+        if self.revocation_auth_method is not None and self.revocation is not None:
+            raise ValueError(
+                "revocation_auth_method is for RFC 7009 revocation (revocation_url); a provider's "
+                "own call says how it authenticates in revocation.auth"
+            )
         return self
 
     @model_validator(mode="after")
@@ -583,6 +655,8 @@ class ProviderEntry(StrictModel):
         found = [(name, getattr(self, name)) for name in URL_FIELDS if getattr(self, name)]
         if self.userinfo and self.userinfo.url:
             found.append(("userinfo.url", self.userinfo.url))
+        if self.userinfo and self.userinfo.email_fallback:
+            found.append(("userinfo.email_fallback.url", self.userinfo.email_fallback.url))
         if self.test_request:
             found.append(("test_request.url", self.test_request.url))
         found.extend((f"authorization_params.{k}", v) for k, v in self.authorization_params.items())

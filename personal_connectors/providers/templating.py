@@ -128,16 +128,19 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return TEMPLATE_VARIABLE.sub(substitute, template)
 
 
-def token_headers(declared: Mapping[str, str], access_token: str) -> dict[str, str]:
+def token_headers(
+    declared: Mapping[str, str], access_token: str, *, bearer: bool = True
+) -> dict[str, str]:
     """Headers of a call made with a connection's token (identity call, check call).
 
     The declared headers with ``{access_token}`` filled, plus ``Authorization: Bearer`` unless
-    a declared header already carries the token (Shopify's ``X-Shopify-Access-Token``).
+    a declared header already carries the token (Shopify's ``X-Shopify-Access-Token``) or the
+    caller says the token goes elsewhere (``bearer=False``: an introspection body).
     """
     values = {"access_token": access_token}
     headers = {"Accept": "application/json"}
     headers.update({name: fill(value, values) for name, value in declared.items()})
-    if not any("{access_token}" in value for value in declared.values()):
+    if bearer and not any("{access_token}" in value for value in declared.values()):
         headers["Authorization"] = f"Bearer {access_token}"
     return headers
 
