@@ -273,6 +273,11 @@ def test_an_end_user_never_reaches_another_end_users_credentials(
 ) -> None:
     key = make_organization_key(service, tenant.organization_id)
     alice, bob = key.acting_for("alice"), key.acting_for("bob")
+    # A refused submission creates nothing, not even the end user it names.
+    carol = key.acting_for("carol")
+    error(submit(api, carol, KEY_API, {"api_key": "kk_" + "c" * 30}), 400, "CREDENTIALS_REJECTED")
+    unknown = api.get("/end-users/carol", params=key.org, headers=key.headers)
+    error(unknown, 404, "RESOURCE_NOT_FOUND")
     response = submit(api, alice, KEY_API, {"api_key": credentials_api.api_key})
     assert response.status_code == 201, response.text
     connection = response.json()
