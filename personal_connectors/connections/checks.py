@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -265,14 +266,18 @@ async def send_with_credentials(
     sent = api_auth_parts(entry.api_auth, values)
     headers = {"Accept": "application/json", **sent.headers}
     headers.update({name: fill(value, values) for name, value in call.headers.items()})
+    body: dict[str, Any] = {}
+    if call.body is not None:
+        form = isinstance(call, IdentityMapping) and call.body_format == "form"
+        body["data" if form else "json"] = call.body
     return await runtime.http.request(
         call.method,
         fill(call.url, params),
         headers=headers,
         params=sent.query or None,
         auth=sent.basic,
-        json=call.body,
         timeout=runtime.settings.provider_timeout_seconds,
+        **body,
     )
 
 
