@@ -23,6 +23,7 @@ from tests.support.credentials_api import (
 from tests.support.db import connection_row, event_types, update_connection
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
+from tests.tokens.conftest import run_refresher_once
 
 
 def submit(
@@ -363,3 +364,26 @@ def test_the_check_call_uses_the_stored_credentials(
     minting = submit(api, tenant, CC_API, fields).json()["id"]
     checked = api.post(f"/{minting}/test", params=tenant.org, headers=tenant.headers)
     assert checked.json()["success"] is True
+
+
+def test_the_background_refresher_mints_due_tokens_again(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, credentials_api: CredentialsApi
+) -> None:
+    fields = {"app_id": credentials_api.client_id, "app_secret": credentials_api.client_secret}
+    connection_id = submit(api, tenant, CC_API, fields).json()["id"]
+    key_id = submit(api, tenant, KEY_API, {"api_key": credentials_api.api_key}).json()["id"]
+    before = credentials_api.mints["client_credentials"]
+    now = utcnow()
+    update_connection(  # expiring within the refresher's window, past its half-life
+        service,
+        connection_id,
+        token_issued_at=now - timedelta(hours=1),
+        expires_at=now + timedelta(seconds=60),
+        refresh_due_at=None,
+    )
+    counts = run_refresher_once(service, tenant.organization_id)
+    assert counts["refreshed"] == 1, counts
+    assert credentials_api.mints["client_credentials"] == before + 1
+    assert event_types(service, connection_id)[-1] == "connection.refreshed"
+    assert stored_row(service, connection_id).status == "active"
+    assert event_types(service, key_id) == ["connection.created"]  # an API key is never due
