@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 USE_CREDENTIALS = (
     f"{{key}} connects with credentials ({{mode}}), not an OAuth flow: POST {API_PREFIX}"
-    "/credentials with its fields (GET /available/{{key}} names them)."
+    "/credentials with its fields (GET /available/{key} names them)."
 )
 USE_AUTHORIZE = (
     f"{{key}} connects through OAuth: start a flow with POST {API_PREFIX}/authorize instead."

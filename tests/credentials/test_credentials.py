@@ -310,7 +310,8 @@ def test_oauth_and_credentials_routes_point_at_each_other(
         "/authorize", params=tenant.org, headers=tenant.headers, json={"connector_type": KEY_API}
     )
     body = error(authorize, 400, "VALIDATION_ERROR")
-    assert "/credentials" in body["system_message"]
+    assert "POST /v1/personal-connectors/credentials" in body["system_message"]
+    assert f"GET /available/{KEY_API} names them" in body["system_message"]
     oauth = error(submit(api, tenant, PROVIDER_KEY, {"x": "y"}), 400, "VALIDATION_ERROR")
     assert "/authorize" in oauth["system_message"]
     unknown = error(submit(api, tenant, "no-such-thing", {}), 400, "VALIDATION_ERROR")
