@@ -10,6 +10,7 @@ from personal_connectors.http.schemas import RequestBody
 
 # A field's value: long enough for a PEM private key, short enough to bound a row.
 CredentialValue = Annotated[str, StringConstraints(max_length=8192)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
 MAX_FIELDS = 20
 
@@ -23,7 +24,7 @@ class CredentialsIn(RequestBody):
         validation_alias=AliasChoices("connector_type", "app_key"),
         description="The provider key; `app_key` is accepted as an alias.",
     )
-    credentials: dict[str, CredentialValue] = Field(
+    credentials: dict[FieldName, CredentialValue] = Field(
         max_length=MAX_FIELDS,
         description="The entry's declared credentials fields, by name (`GET /available/{key}` "
         "lists them). Sealed at rest; never returned by any list.",
@@ -40,7 +41,7 @@ class CredentialsIn(RequestBody):
 
 
 class CredentialsReplaceIn(RequestBody):
-    credentials: dict[str, CredentialValue] = Field(
+    credentials: dict[FieldName, CredentialValue] = Field(
         max_length=MAX_FIELDS, description="Every declared field again, e.g. with a rotated key."
     )
     name: str | None = Field(default=None, min_length=1, max_length=255)

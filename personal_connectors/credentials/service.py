@@ -18,9 +18,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -394,7 +393,7 @@ class CredentialsService:
             raise _unavailable(entry) from None
 
 
-def _judge(response: httpx.Response, expected: Any, call: str) -> None:
+def _judge(response: httpx.Response, expected: Container[int], call: str) -> None:
     status = response.status_code
     if status in (401, 403):
         raise CredentialsRejected(
