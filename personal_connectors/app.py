@@ -16,6 +16,7 @@ from personal_connectors.connect_page.endpoints import api_router as connect_api
 from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
+from personal_connectors.credentials.endpoints import router as credentials_router
 from personal_connectors.end_users.endpoints import router as end_users_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(issuers_router, prefix=API_PREFIX)
+    app.include_router(credentials_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     return app

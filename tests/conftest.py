@@ -19,6 +19,7 @@ from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
 from tests.support import outputs
+from tests.support.credentials_api import CredentialsApi
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
@@ -172,6 +173,14 @@ def fake_provider() -> Iterator[FakeProvider]:
     fake.close()
 
 
+@pytest.fixture(scope="session")
+def credentials_api() -> Iterator[CredentialsApi]:
+    """An API taking API keys, basic auth, client credentials and signed JWTs (SPEC §10)."""
+    api = CredentialsApi()
+    yield api
+    api.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
@@ -179,6 +188,7 @@ def service(
     fault_proxy: FaultProxy,
     grant_providers: GrantProviders,
     fake_provider: FakeProvider,
+    credentials_api: CredentialsApi,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -194,7 +204,11 @@ def service(
                 workdir / "providers.yaml",
                 oidc,
                 fault_proxy,
-                {**grant_providers.entries(), **fake_provider_entries(fake_provider)},
+                {
+                    **grant_providers.entries(),
+                    **fake_provider_entries(fake_provider),
+                    **credentials_api.entries(),
+                },
             )
         ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",

@@ -310,6 +310,78 @@ class ApiAuth(StrictModel):
         return self
 
 
+# Claims the service sets on every assertion itself.
+_SERVICE_CLAIMS = frozenset({"iat", "exp", "nbf", "jti"})
+
+
+class JwtAssertion(StrictModel):
+    """The RFC 7523 assertion a ``jwt_bearer`` entry signs with the user's private key.
+
+    Google service accounts are the model: ``claims: {iss: "{client_email}"}``, ``aud`` left to
+    its default (the token URL), ``scope_claim: true``. The service sets ``iat``, ``exp`` and
+    ``jti``; ``aud`` defaults to the entry's ``token_url``.
+    """
+
+    private_key: str = Field(
+        default="private_key",
+        description="The credentials field that holds the PEM private key (a secret field).",
+    )
+    algorithm: Literal[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+    ] = "RS256"
+    key_id: str | None = Field(
+        default=None, description="The JWT header's `kid`, a template (`{private_key_id}`)."
+    )
+    claims: dict[str, str] = Field(
+        default={},
+        description="Claims as templates over credentials fields (`iss`, `sub`, `aud`, …).",
+    )
+    scope_claim: bool = Field(
+        default=False,
+        description="Send the entry's default scopes as the JWT's `scope` claim (Google) rather "
+        "than as the token request's `scope` parameter (RFC 7523).",
+    )
+    lifetime_seconds: int = Field(default=3600, ge=60, le=3600)
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [(f"mint.assertion.claims.{k}", v) for k, v in self.claims.items()]
+        if self.key_id is not None:
+            found.append(("mint.assertion.key_id", self.key_id))
+        return found
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & _SERVICE_CLAIMS)
+        if reserved:
+            raise ValueError(f"the service sets {', '.join(reserved)} itself")
+        return value
+
+
+class Minting(StrictModel):
+    """How an ``oauth2_client_credentials`` or ``jwt_bearer`` entry gets an access token at its
+    ``token_url`` with a connection's credentials (SPEC §10). Values are templates over the
+    entry's credentials fields; scopes are the entry's ``default_scopes``.
+
+    ``oauth2_client_credentials``: ``client_id`` and ``client_secret``, sent as the entry's
+    ``token_endpoint_auth_method`` says. ``jwt_bearer``: ``assertion``.
+    """
+
+    client_id: str | None = Field(default=None, description="e.g. `{app_id}`")
+    client_secret: str | None = Field(default=None, description="e.g. `{app_secret}`")
+    assertion: JwtAssertion | None = None
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [
+            (f"mint.{name}", value)
+            for name in ("client_id", "client_secret")
+            if (value := getattr(self, name)) is not None
+        ]
+        if self.assertion is not None:
+            found.extend(self.assertion.templates())
+        return found
+
+
 URL_FIELDS = (
     "authorization_url",
     "token_url",
@@ -378,6 +450,10 @@ class ProviderEntry(StrictModel):
     api_base_url: ProviderURL | None = None
     api_auth: ApiAuth | None = None
     credentials: list[CredentialField] = []
+    mint: Minting | None = Field(
+        default=None,
+        description="oauth2_client_credentials and jwt_bearer: how an access token is minted.",
+    )
     # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
@@ -486,6 +562,7 @@ class ProviderEntry(StrictModel):
     def _complete(self) -> ProviderEntry:
         if self.auth_mode in MINTING_MODES and self.token_url is None:
             raise ValueError(f"auth_mode {self.auth_mode} needs token_url")
+        self._check_mint()
         if self.discovery_url is None and self.auth_mode == "oauth2":
             missing = [
                 name for name in ("authorization_url", "token_url") if not getattr(self, name)
@@ -528,6 +605,39 @@ class ProviderEntry(StrictModel):
                         "integration_param nor a kept metadata name"
                     )
         return self
+
+    def _check_mint(self) -> None:
+        mint = self.mint
+        if self.auth_mode not in MINTING_MODES:
+            if mint is not None:
+                raise ValueError("mint is for oauth2_client_credentials and jwt_bearer only")
+            return
+        if mint is None:
+            raise ValueError(f"auth_mode {self.auth_mode} needs mint (how a token is minted)")
+        if self.auth_mode == "oauth2_client_credentials" and (
+            mint.client_id is None or mint.client_secret is None or mint.assertion is not None
+        ):
+            raise ValueError(
+                "auth_mode oauth2_client_credentials needs mint.client_id and "
+                "mint.client_secret (and no mint.assertion)"
+            )
+        if self.auth_mode == "jwt_bearer":
+            if mint.assertion is None or mint.client_id or mint.client_secret:
+                raise ValueError(
+                    "auth_mode jwt_bearer needs mint.assertion (and no client_id/client_secret)"
+                )
+            key_field = next(
+                (f for f in self.credentials if f.name == mint.assertion.private_key), None
+            )
+            if key_field is None or not key_field.secret:
+                raise ValueError(
+                    f"mint.assertion.private_key names {mint.assertion.private_key!r}, which "
+                    "must be a secret credentials field"
+                )
+        for name, text in mint.templates():
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in self.credential_names:
+                    raise ValueError(f"{name} uses {{{variable}}}, which is no credentials field")
 
     def _label_only(self, name: str) -> bool:
         """Every host ``name`` appears in is ``{name}`` as the first label of a fixed domain."""
