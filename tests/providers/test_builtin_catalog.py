@@ -15,6 +15,7 @@ import pytest
 from personal_connectors.providers.catalog import BUILTIN_CATALOG, Catalog, load_catalog
 from personal_connectors.providers.schema import (
     BUILTIN_VARIABLES,
+    LEADING_ORIGIN,
     REVOCATION_VARIABLES,
     TEMPLATE_VARIABLE,
     ProviderEntry,
@@ -170,8 +171,17 @@ def entry_ids(entries: list[ProviderEntry]) -> list[str]:
 ENTRIES = all_entries()
 
 
+# Stands for an api_base_url's whole-origin metadata value (Salesforce's `{instance_url}`),
+# which its metadata pattern judges (test_metadata_origins_stay_on_the_providers_domain).
+METADATA_ORIGIN = "https://metadata.example.com"
+
+
 def templated_urls(entry: ProviderEntry) -> list[tuple[str, str]]:
     urls = [(name, getattr(entry, name)) for name in URL_FIELDS if getattr(entry, name)]
+    urls = [
+        (name, LEADING_ORIGIN.sub(METADATA_ORIGIN, url) if name == "api_base_url" else url)
+        for name, url in urls
+    ]
     if entry.userinfo and entry.userinfo.url:
         urls.append(("userinfo.url", entry.userinfo.url))
     if entry.test_request:
@@ -476,3 +486,36 @@ def test_recorded_schema_gaps_are_closed(catalog: Catalog) -> None:
     # No comment in the shipped file still says the schema cannot express something.
     text = "".join(path.read_text() for path in BUILTIN_CATALOG.glob("*.yaml"))
     assert "schema cannot" not in text and "cannot carry" not in text and "cannot send" not in text
+
+
+HOSTILE_ORIGINS = (
+    "https://evil.com",
+    "http://acme.my.salesforce.com",
+    "https://acme.my.salesforce.com.evil.com",
+    "https://acme.my.salesforce.com/",
+    "https://acme.my.salesforce.com:8443",
+    "https://user@acme.my.salesforce.com",
+    "https://evil.com#.salesforce.com",
+    "https://evil.com/.salesforce.com",
+    "https://evil.com?.salesforce.com",
+    "https://127.0.0.1",
+    "https://salesforce.com.evil.com",
+    *HOSTILE_VALUES,
+)
+
+
+@pytest.mark.parametrize("key", ["salesforce", "salesforce_sandbox"])
+def test_metadata_origins_stay_on_the_providers_domain(catalog: Catalog, key: str) -> None:
+    """Salesforce's API host comes from the token answer (`instance_url`): the proxy uses it
+    only while it is an https origin under salesforce.com."""
+    entry = catalog.get(key)
+    assert entry is not None and entry.api_base_url == "{instance_url}"
+    pattern = entry.metadata_patterns["instance_url"]
+    for legit in (
+        "https://acme.my.salesforce.com",
+        "https://acme--dev.sandbox.my.salesforce.com",
+        "https://na1.salesforce.com",
+    ):
+        assert re.fullmatch(pattern, legit), legit
+    for hostile in HOSTILE_ORIGINS:
+        assert not re.fullmatch(pattern, hostile), hostile
