@@ -29,8 +29,9 @@ from personal_connectors.tokens.endpoints import token_request
 from personal_connectors.tokens.service import TokenRequest
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# The proxy's paths, for the request body cap of the HTTP layer (``http.context``).
-PROXY_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/[^/]+/proxy/")
+# The proxy's paths, for the request body cap of the HTTP layer (``http.context``): only a
+# connection id's (``conn_…``), so no other route's path gets the proxy's larger cap.
+PROXY_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/conn_[^/]*/proxy/")
 # ``{path}`` as the caller sent it, still percent-encoded.
 _RAW_PATH = re.compile(rb"^" + re.escape(API_PREFIX.encode()) + rb"/[^/]+/proxy/(.*)$", re.DOTALL)
 
