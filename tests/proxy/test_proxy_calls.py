@@ -13,9 +13,10 @@ import httpx
 
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, is_envelope, proxied
-from tests.support.db import stored_tokens
+from tests.support.db import stored_tokens, update_connection
+from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
-from tests.support.upstream_api import PROXY_HEADER_KEY, UpstreamApi
+from tests.support.upstream_api import PROXY_HEADER_KEY, PROXY_META_KEY, UpstreamApi
 
 
 def test_a_get_reaches_the_api_with_the_connections_token(
@@ -192,7 +193,11 @@ def test_an_empty_path_calls_the_base_url(
 
 
 def test_refusals_of_the_service_keep_the_envelope(
-    api: httpx.Client, tenant: Tenant, other_tenant: Tenant, upstream: UpstreamApi
+    api: httpx.Client,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    service: ServiceProcess,
+    upstream: UpstreamApi,
 ) -> None:
     connection_id = connect_to(api, tenant)
 
@@ -218,7 +223,24 @@ def test_refusals_of_the_service_keep_the_envelope(
     )
     assert disabled.status_code == 200, disabled.text
     assert is_envelope(proxied(api, tenant, connection_id, "echo"), 409, "CONNECTION_DISABLED")
+    rejected = connect_to(api, tenant)
+    update_connection(service, rejected, status="needs_reauth")
+    response = proxied(api, tenant, rejected, "echo")
+    assert is_envelope(response, 409, "REAUTHORIZATION_REQUIRED")
     assert upstream.seen == []  # none of them reached the provider
+
+
+def test_a_provider_that_cannot_be_reached_is_503(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    connection_id = connect_to(api, tenant, PROXY_META_KEY)
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    update_connection(service, connection_id, provider_metadata={"instance_url": closed})
+
+    response = proxied(api, tenant, connection_id, "echo")
+
+    assert is_envelope(response, 503, "PROVIDER_UNAVAILABLE")
+    assert response.headers["retry-after"] == "5"
 
 
 def test_the_body_hash_survives_a_binary_upload(
