@@ -28,6 +28,8 @@ from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
+from personal_connectors.proxy.endpoints import PROXY_PATH
+from personal_connectors.proxy.endpoints import router as proxy_router
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import add_token_route
@@ -71,7 +73,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_openapi(app)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=[(PROXY_PATH, settings.proxy_max_body_bytes)],
+    )
     # The token route first: it is the hot path and routing tries the routes in order. No other
     # path is two segments ending in `/token`, so there is nothing for it to shadow.
     add_exchange_route(app)  # before /{connection_id}/token, which would take /oauth/token
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(issuers_router, prefix=API_PREFIX)
     app.include_router(credentials_router, prefix=API_PREFIX)
+    app.include_router(proxy_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     return app

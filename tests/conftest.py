@@ -30,6 +30,7 @@ from tests.support.service import (
     create_postgres_database,
     drop_postgres_database,
 )
+from tests.support.upstream_api import PROXY_KEYS, UpstreamApi, proxy_entries
 
 BACKENDS = ("sqlite", "postgres")
 CLIENT_ID = "pc-test-client"
@@ -181,6 +182,14 @@ def credentials_api() -> Iterator[CredentialsApi]:
     api.close()
 
 
+@pytest.fixture(scope="session")
+def upstream_api() -> Iterator[UpstreamApi]:
+    """A provider's API behind the proxy's test entries (tests/support/upstream_api.py)."""
+    upstream = UpstreamApi().start()
+    yield upstream
+    upstream.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
@@ -189,6 +198,7 @@ def service(
     grant_providers: GrantProviders,
     fake_provider: FakeProvider,
     credentials_api: CredentialsApi,
+    upstream_api: UpstreamApi,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -208,6 +218,7 @@ def service(
                     **grant_providers.entries(),
                     **fake_provider_entries(fake_provider),
                     **credentials_api.entries(),
+                    **proxy_entries(upstream_api, local_provider_entry(oidc)),
                 },
             )
         ),
@@ -242,7 +253,8 @@ def service(
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         fake_keys = fake_provider_entries(fake_provider)
-        for key in (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *fake_keys):
+        configured = (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *PROXY_KEYS)
+        for key in (*configured, *fake_keys):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     proc.run_db(configure_app)

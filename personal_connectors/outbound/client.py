@@ -72,7 +72,10 @@ def create_client(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> OutboundClient:
     """``transport`` replaces the network (unit tests' ``httpx.MockTransport``)."""
-    policy = OutboundPolicy(allow_internal=settings.outbound_allow_internal)
+    policy = OutboundPolicy(
+        allow_internal=settings.outbound_allow_internal,
+        allow_loopback=settings.allow_http_loopback,
+    )
     ssl_context = httpx.create_ssl_context(trust_env=True)
     if transport is None:
         transport = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)

@@ -7,7 +7,15 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Names are identifiers; camelCase is allowed for provider values such as QuickBooks' realmId.
 TEMPLATE_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,6 +42,10 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# ``{name}`` as a whole origin at the start of ``api_base_url`` (Salesforce's ``{instance_url}``).
+LEADING_ORIGIN = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}(?=/|$)")
 
 
 def check_provider_url(value: str) -> str:
@@ -447,7 +459,20 @@ class ProviderEntry(StrictModel):
     supports_refresh: bool = True
     integration_params: dict[str, IntegrationParam] = {}
     test_request: TestRequest | None = None
-    api_base_url: ProviderURL | None = None
+    api_base_url: ProviderURL | None = Field(
+        default=None,
+        description="Where the proxy sends a connection's API calls (SPEC §9). May use "
+        "integration params and provider metadata named in `metadata_patterns`, and may start "
+        "with a metadata value that is a whole origin (`{instance_url}/services/data`).",
+    )
+    # Patterns the provider metadata values used in ``api_base_url`` must match, checked on
+    # every use: such a value comes from the token answer or through the browser at the callback.
+    metadata_patterns: dict[str, str] = Field(
+        default={},
+        description="Provider metadata name -> a regular expression its whole value must "
+        "match before `api_base_url` uses it (e.g. `instance_url: "
+        "'^https://[a-z0-9-]+\\.my\\.salesforce\\.com$'`).",
+    )
     api_auth: ApiAuth | None = None
     credentials: list[CredentialField] = []
     mint: Minting | None = Field(
@@ -467,8 +492,26 @@ class ProviderEntry(StrictModel):
 
     @field_validator(*URL_FIELDS)
     @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        return None if value is None else check_provider_url(value)
+    def _https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.field_name == "api_base_url":
+            # A metadata origin stands for a whole https origin; its pattern is checked below.
+            check_provider_url(LEADING_ORIGIN.sub("https://x.x", value))
+            return value
+        return check_provider_url(value)
+
+    @field_validator("metadata_patterns")
+    @classmethod
+    def _metadata_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{name}: pattern does not compile: {exc}") from exc
+            if not (pattern.startswith("^") and pattern.endswith("$")):
+                raise ValueError(f"{name}: the pattern must be anchored (^…$)")
+        return value
 
     @field_validator("token_metadata")
     @classmethod
@@ -577,8 +620,11 @@ class ProviderEntry(StrictModel):
                     "unless discovery_url is given"
                 )
         declared = set(self.integration_params)
+        self._check_api_base_url(declared)
         for name, text in self._templated_strings():
             for variable in TEMPLATE_VARIABLE.findall(text):
+                if name == "api_base_url" and variable in self.metadata_patterns:
+                    continue  # (_check_api_base_url)
                 if variable not in declared and variable not in BUILTIN_VARIABLES:
                     raise ValueError(
                         f"{name} uses {{{variable}}} but integration_params declares no "
@@ -638,6 +684,33 @@ class ProviderEntry(StrictModel):
             for variable in TEMPLATE_VARIABLE.findall(text):
                 if variable not in self.credential_names:
                     raise ValueError(f"{name} uses {{{variable}}}, which is no credentials field")
+
+    def _check_api_base_url(self, declared: set[str]) -> None:
+        """``api_base_url`` uses integration params and patterned metadata only; a metadata
+        value may be the whole origin, an integration param never (it would choose the host
+        without being one of the host params an admin sets)."""
+        unknown = sorted(set(self.metadata_patterns) - self.metadata_names)
+        if unknown:
+            raise ValueError(
+                f"metadata_patterns.{unknown[0]} names no kept metadata (token_metadata or "
+                "callback_metadata)"
+            )
+        if self.api_base_url is None:
+            return
+        origin = LEADING_ORIGIN.match(self.api_base_url)
+        if origin and origin.group(1) not in self.metadata_patterns:
+            raise ValueError(
+                f"api_base_url starts with {{{origin.group(1)}}}: only provider metadata with a "
+                "metadata_patterns entry may stand for the whole origin"
+            )
+        for variable in TEMPLATE_VARIABLE.findall(self.api_base_url):
+            if variable in BUILTIN_VARIABLES or (
+                variable not in declared and variable not in self.metadata_patterns
+            ):
+                raise ValueError(
+                    f"api_base_url uses {{{variable}}}, which is neither an integration_param "
+                    "nor provider metadata with a metadata_patterns entry"
+                )
 
     def _label_only(self, name: str) -> bool:
         """Every host ``name`` appears in is ``{name}`` as the first label of a fixed domain."""

@@ -388,3 +388,27 @@ def test_the_background_refresher_mints_due_tokens_again(
     assert event_types(service, connection_id)[-1] == "connection.refreshed"
     assert stored_row(service, connection_id).status == "active"
     assert event_types(service, key_id) == ["connection.created"]  # an API key is never due
+
+
+def test_the_proxy_sends_the_stored_credentials_as_the_entry_declares(
+    api: httpx.Client, tenant: Tenant, credentials_api: CredentialsApi
+) -> None:
+    """SPEC §9/§10: the proxy fills ``api_auth`` from the connection's sealed fields — a bearer
+    header for the API key, HTTP Basic for the e-mail and API token."""
+    key = credentials_api.add_api_key("acct-proxied")
+    keyed = submit(api, tenant, KEY_API, {"api_key": key})
+    assert keyed.status_code == 201, keyed.text
+    basic = submit(api, tenant, BASIC_API, {"email": EMAIL, "api_token": credentials_api.api_token})
+    assert basic.status_code in (200, 201), basic.text
+    for connection_id, account in (
+        (keyed.json()["id"], "acct-proxied"),
+        (basic.json()["id"], "acct-basic"),
+    ):
+        proxied = api.get(f"/{connection_id}/proxy/me", params=tenant.org, headers=tenant.headers)
+        assert proxied.status_code == 200, proxied.text
+        assert proxied.headers["X-Connectors-Proxy"] == "upstream"
+        assert proxied.json()["id"] == account
+    # A key the provider no longer takes: its 401 comes back as the provider's (nothing to refresh).
+    credentials_api.revoke_api_key(key)
+    refused = api.get(f"/{keyed.json()['id']}/proxy/me", params=tenant.org, headers=tenant.headers)
+    assert refused.status_code == 401 and refused.headers["X-Connectors-Proxy"] == "upstream"
