@@ -15,10 +15,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from personal_connectors.models import Connection
+from personal_connectors.models import Connection, KeyKind
+from personal_connectors.oauth.rfc8693 import GRANT_TYPE, JWT_TOKEN_TYPE
 from personal_connectors.portability.importer import ConnectionImporter
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
 from tests.support.envelope import is_envelope
+from tests.support.issuer import TestIssuer
 from tests.support.oidc import free_port
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
@@ -204,3 +206,46 @@ def test_a_bad_limit_stops_the_service_naming_the_variable(
         assert result.returncode != 0
         assert variable in result.stderr, result.stderr
         assert value not in result.stderr  # values are never repeated: one may be a secret
+
+
+def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
+    service: ServiceProcess, limited: ServiceProcess
+) -> None:
+    """`/oauth/token` keeps its RFC 6749 errors: over the limit it is 429 `slow_down` (the token
+    endpoint's error for a client asking too often) with `Retry-After`, counted like a service
+    key's requests, per end user the JWT names."""
+    tenant = make_tenant(service)
+    exchanger = make_organization_key(service, tenant.organization_id, KeyKind.EXCHANGE)
+    issuer = TestIssuer()
+    try:
+        with httpx.Client(base_url=limited.api, timeout=30) as api:
+            trusted = api.post(
+                "/trusted-issuers",
+                params=tenant.org,
+                headers=tenant.headers,
+                json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
+            )
+            assert trusted.status_code == 201, trusted.text
+
+            def exchange(subject: str) -> httpx.Response:
+                form = {
+                    "grant_type": GRANT_TYPE,
+                    "subject_token": issuer.sign(subject),
+                    "subject_token_type": JWT_TOKEN_TYPE,
+                    "audience": "personal-connectors",
+                }
+                return api.post("/oauth/token", data=form, headers=exchanger.headers)
+
+            for n in range(1, PER_CALLER + 1):
+                answer = exchange("alice")
+                assert answer.status_code == 200, answer.text
+                assert limit_headers(answer)[:2] == (PER_CALLER, PER_CALLER - n)
+            over = exchange("alice")
+            assert over.status_code == 429, over.text
+            assert over.json()["error"] == "slow_down"
+            assert "Retry-After" in over.json()["error_description"]
+            assert 1 <= int(over.headers["retry-after"]) <= HOUR
+            assert limit_headers(over)[:2] == (PER_CALLER, 0)
+            assert exchange("bob").status_code == 200  # another end user: its own bucket
+    finally:
+        issuer.close()
