@@ -31,7 +31,7 @@ def origin_of(url: str) -> str:
 
 # A rate limit as `limits` (rate_limits/) parses it: N per [M] second|minute|hour|day (plurals).
 RATE_LIMIT_PATTERN = re.compile(
-    r"[1-9][0-9]{0,8}\s*(?:/|per)\s*(?:[1-9][0-9]{0,5}\s+)?(?:second|minute|hour|day)s?",
+    r"[1-9][0-9]{0,9}\s*(?:/|per)\s*(?:[1-9][0-9]{0,5}\s+)?(?:second|minute|hour|day)s?",
     re.IGNORECASE,
 )
 RATE_LIMIT_STORAGE_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
