@@ -135,7 +135,12 @@ class RateLimits:
         key = item.key_for(*ids)
         used = await self.storage.incr(key, item.get_expiry())
         reset = max(0, math.ceil(await self.storage.get_expiry(key) - time.time()))
-        return _Count(item, used <= item.amount, max(0, item.amount - used), reset)
+        admitted = used <= item.amount
+        if not admitted and reset == 0:
+            # A full bucket without an expiry: in Redis the increment that opened it lost its
+            # EXPIRE (a process killed between the two); it would refuse forever. Start anew.
+            await self.storage.clear(key)
+        return _Count(item, admitted, max(0, item.amount - used), reset)
 
     def _storage_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -94,3 +94,28 @@ def test_redis_down_admits_uncounted_with_a_warning_then_counting_resumes(
     finally:
         instance.stop()
         redis.stop()
+
+
+def test_a_count_left_without_expiry_starts_a_new_window(
+    service: ServiceProcess, redis: RedisServer, tmp_path: Path
+) -> None:
+    """A process killed between a window's first increment and its EXPIRE leaves a counter that
+    never expires: the next refusal clears it instead of refusing that caller forever."""
+    (instance,) = start_instances(service, redis, tmp_path, 1)
+    try:
+        tenant = make_tenant(service)
+        key = f"personal-connectors:LIMITER/caller/{tenant.api_key_id}/{LIMIT}/1/hour"
+        assert redis.command("SET", key, str(LIMIT * 5)) == b"+OK\r\n"  # no TTL
+
+        def listing() -> httpx.Response:
+            return httpx.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
+
+        stuck = listing()
+        assert stuck.status_code == 429
+        assert stuck.headers["retry-after"] == "1"
+        fresh = listing()
+        assert fresh.status_code == 200, fresh.text
+        assert fresh.headers["x-ratelimit-remaining-requests"] == str(LIMIT - 1)
+        assert 0 < int(fresh.headers["x-ratelimit-reset-requests"]) <= 3600
+    finally:
+        instance.stop()

@@ -65,6 +65,16 @@ class RedisServer:
         except OSError:
             return False
 
+    def command(self, *words: str) -> bytes:
+        """One command (RESP), its raw answer."""
+        request = f"*{len(words)}\r\n".encode()
+        for word in words:
+            data = word.encode()
+            request += b"$%d\r\n%s\r\n" % (len(data), data)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(request)
+            return sock.recv(4096)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
