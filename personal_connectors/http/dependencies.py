@@ -83,7 +83,11 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
     else:
         principal = await IdentityService(session).authenticate(presented)
     if runtime.rate_limits is not None:
-        await rate_limited(request, runtime, principal, request.query_params.get("end_user_id"))
+        # The end user a request is for: its query's, or the path's (``/end-users/{id}``).
+        end_user_id = request.query_params.get("end_user_id") or request.path_params.get(
+            "end_user_id"
+        )
+        await rate_limited(request, runtime, principal, end_user_id)
     return principal
 
 

@@ -160,6 +160,8 @@ def test_a_service_key_is_limited_per_end_user_and_in_total(
             # The end user's bucket is the tighter one: SERVICE_TOTAL - n > PER_CALLER - n.
             assert limit_headers(answer)[:2] == (PER_CALLER, PER_CALLER - n)
         assert_refused(listing("alice"), PER_CALLER)
+        # The same end user named by the path counts in the same bucket.
+        assert_refused(api.get("/end-users/alice", headers=key.headers), PER_CALLER)
         # Another end user has its own bucket; alice's refused request used none of the total.
         for n in range(1, SERVICE_TOTAL - PER_CALLER + 1):
             answer = listing("bob")
