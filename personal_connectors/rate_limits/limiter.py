@@ -9,8 +9,9 @@ service key's total for the others.
 
 Counting is `limits`' fixed window: a bucket's window opens at its first request and lasts the
 limit's period, every request in it is one increment (one `INCRBY` in Redis, atomic across
-instances), and it frees all its requests when it ends. In memory (the default) each process
-counts for itself; with a Redis URL every process shares the counts. When Redis cannot be
+instances), and it frees all its requests when it ends. In memory (the default,
+``rate_limits.memory``) each process counts for itself; with a Redis URL (`limits`' asyncio
+Redis storage) every process shares the counts. When Redis cannot be
 reached, requests are admitted uncounted (fail open) and a warning is logged at most once a
 minute; Redis is tried again after a few seconds.
 """
@@ -21,7 +22,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
@@ -29,6 +29,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from personal_connectors.exceptions import RateLimitExceeded
+from personal_connectors.rate_limits.memory import WindowCounters
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +62,6 @@ class _Count:
     reset_seconds: int
 
 
-def storage_uri(configured: str | None) -> str:
-    """`limits`' asyncio storage URI for ``CONNECTORS_RATE_LIMIT_STORAGE``."""
-    if configured is None or configured == "memory://":
-        return "async+memory://"
-    return f"async+{configured}"
-
-
 class RateLimits:
     def __init__(
         self, caller: str | None, service: str | None, location: str | None = None
@@ -76,17 +70,17 @@ class RateLimits:
         ``location``: ``CONNECTORS_RATE_LIMIT_STORAGE``."""
         self.caller = parse(caller) if caller else None
         self.service = parse(service) if service else None
-        uri = storage_uri(location)
-        options: dict[str, Any] = {"wrap_exceptions": True}
-        if not uri.startswith("async+memory"):
-            options.update(
+        self.storage: Storage = WindowCounters()
+        if location is not None and location != "memory://":
+            storage = storage_from_string(
+                f"async+{location}",
+                wrap_exceptions=True,
                 key_prefix=REDIS_KEY_PREFIX,
                 connect_timeout=REDIS_TIMEOUT_SECONDS,
                 stream_timeout=REDIS_TIMEOUT_SECONDS,
             )
-        storage = storage_from_string(uri, **options)
-        assert isinstance(storage, Storage)  # an async+ URI gives the asyncio storage
-        self.storage: Storage = storage
+            assert isinstance(storage, Storage)  # an async+ URI gives the asyncio storage
+            self.storage = storage
         self._skip_until: float = 0.0  # monotonic: the storage failed; admit uncounted until then
         self._warned_at: float = -math.inf
 
