@@ -18,6 +18,9 @@ from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
 
 _STATE_KEY = "request_id"
+# Headers a route's dependencies decided for its answer, whatever it turns out to be (the rate
+# limit's, http.dependencies): added to the response here, as errors are rendered elsewhere.
+_HEADERS_KEY = "response_headers"
 # API answers carry tokens, keys shown once, webhook secrets and connect links: no cache (the
 # browser's, a proxy's) may keep any of them, so none may keep any API answer.
 _NO_STORE = (b"cache-control", b"no-store")
@@ -30,6 +33,11 @@ def request_id_of(scope: Scope) -> str:
     if _STATE_KEY not in state:
         state[_STATE_KEY] = f"req_{uuid.uuid4().hex}"
     return str(state[_STATE_KEY])
+
+
+def add_response_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send ``headers`` (lower-case names) with the request's answer, success or error."""
+    scope.setdefault("state", {}).setdefault(_HEADERS_KEY, []).extend(headers)
 
 
 class RequestContextMiddleware:
@@ -56,6 +64,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        state = scope["state"]
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
         replaced = {name for name, _ in added}
@@ -67,7 +76,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in replaced]
-                message = {**message, "headers": [*headers, *added]}
+                message = {**message, "headers": [*headers, *added, *state.get(_HEADERS_KEY, ())]}
             await send(message)
 
         declared = _content_length(scope)
