@@ -1,7 +1,7 @@
 """indexes for the audit trail's retention (SPEC §12)
 
-Revision ID: 0013_limits
-Revises: 0012
+Revision ID: 0014_limits
+Revises: 0013_credentials
 
 Retention deletes each event type's oldest events first, a batch at a time
 (events/retention.py): an index on ``connection_events (type, created_at)`` finds them without
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_limits"
-down_revision: str | None = "0012"
+revision: str = "0014_limits"
+down_revision: str | None = "0013_credentials"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
