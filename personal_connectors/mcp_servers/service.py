@@ -1,0 +1,182 @@
+"""A connection's MCP server (SPEC §11): its tool list, cached, and a health probe.
+
+The server's URL is the catalog entry's ``mcp.url`` (``server_url``: the one place that says
+where a connection's server is, so a connection that brings its own URL only changes it there).
+Every session carries a fresh token from the token service; a server that answers 401 gets one
+forced refresh and one retry.
+
+The tool list is kept per connection, in each process, for ``mcp_tools_ttl_seconds`` under a
+stamp of the connection's row: its token version (a reconnect, new credentials, a refresh),
+whether it is active, and its tool settings (``PATCH /{id}/tools``). A change to any of them,
+by any worker, drops the list on the next read; the connections service also drops it at once
+on a toggle and a ``PATCH /{id}/tools`` in its own process (a toggle off and on again leaves
+the stamp as it was).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.exceptions import APIError
+from personal_connectors.mcp_servers.client import (
+    ServerAnsweredError,
+    ServerFailure,
+    ServerTimedOut,
+    SessionWork,
+    TokenRefused,
+    list_all_tools,
+    run_session,
+)
+from personal_connectors.mcp_servers.exceptions import (
+    McpServerError,
+    McpServerTimeout,
+    McpServerUnavailable,
+    NoMcpServer,
+    NoTokenForMcp,
+)
+from personal_connectors.models import Connection, utcnow
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.exceptions import ConnectionDisabled
+from personal_connectors.tokens.service import TokenService
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ToolListing:
+    """What a server said in one session: who it is, and its tools as it gave them."""
+
+    server_name: str
+    server_version: str
+    tools: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """``POST /{id}/test`` on an MCP connection: the outcome, safe to show."""
+
+    healthy: bool
+    message: str
+    server_url: str
+    response_time_ms: int | None
+    server_version: str | None
+    available_tools: int | None
+    tested_at: datetime
+
+
+def server_url(runtime: Runtime, connection: Connection) -> str | None:
+    """Where the connection's MCP server is; None when it has none."""
+    entry = runtime.catalog.get(connection.app_key)
+    if entry is None or entry.mcp is None:
+        return None
+    return entry.mcp.url
+
+
+def tool_enabled(connection: Connection, name: str) -> bool:
+    """Whether the platform may use the tool (the connection's ``PATCH /{id}/tools`` settings)."""
+    if not connection.tools_enabled:
+        return False
+    return connection.allowed_tools is None or name in connection.allowed_tools
+
+
+def _stamp(connection: Connection) -> Hashable:
+    return (
+        connection.version,
+        connection.is_active,
+        connection.tools_enabled,
+        tuple(connection.allowed_tools) if connection.allowed_tools is not None else None,
+    )
+
+
+class McpService:
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.tokens = TokenService(session, runtime)
+
+    async def tools(self, connection: Connection, *, force_refresh: bool = False) -> ToolListing:
+        """The server's tools, from the cache unless it is stale or ``force_refresh``."""
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        if not connection.is_active:
+            raise ConnectionDisabled("The connection is disabled; enable it to use its tools.")
+        cache = self.runtime.mcp_tools
+        if not force_refresh:
+            kept: ToolListing | None = cache.get(connection.id, _stamp(connection))
+            if kept is not None:
+                return kept
+        stamp = _stamp(connection)  # as read before any refresh on the way changes the row
+        try:
+            listing = await self._fetch(connection, url)
+        except ServerTimedOut as exc:
+            raise McpServerTimeout(str(exc)) from None
+        except ServerAnsweredError as exc:
+            raise McpServerError(str(exc)) from None
+        except ServerFailure as exc:  # unreachable, or the token refused after a refresh
+            if isinstance(exc, TokenRefused):
+                raise McpServerError(
+                    f"{exc} even after a refresh; reconnect the account if this persists."
+                ) from None
+            raise McpServerUnavailable(str(exc)) from None
+        cache.put(connection.id, stamp, listing, self.runtime.settings.mcp_tools_ttl_seconds)
+        return listing
+
+    async def probe(self, connection: Connection) -> Probe:
+        """A fresh session and tool list (cached for ``tools``), or why there is none."""
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        started = time.perf_counter()
+        try:
+            listing = await self.tools(connection, force_refresh=True)
+        except APIError as exc:  # the server, or the token service, said no
+            return Probe(False, exc.system_message, url, _since(started), None, None, utcnow())
+        return Probe(
+            True,
+            "Connection successful. MCP server is responding correctly.",
+            url,
+            _since(started),
+            listing.server_version,
+            len(listing.tools),
+            utcnow(),
+        )
+
+    async def _fetch(self, connection: Connection, url: str) -> ToolListing:
+        return await self._with_token(connection, url, _list_tools)
+
+    async def _with_token(
+        self, connection: Connection, url: str, work: Callable[[SessionWork], Awaitable[T]]
+    ) -> T:
+        """``work`` in a session with a fresh token; after a 401, once more with a new one."""
+        limit = self.runtime.settings.provider_timeout_seconds
+        for force in (False, True):
+            token = await self.tokens.fresh_token(connection, force=force)
+            if not token.access_token:
+                raise NoTokenForMcp()
+            headers = {"Authorization": f"Bearer {token.access_token}"}
+            try:
+                async with asyncio.timeout(limit):
+                    return await run_session(self.runtime.http, url, headers, work)
+            except TimeoutError:
+                raise ServerTimedOut(f"the MCP server did not answer within {limit:g}s") from None
+            except TokenRefused:
+                if force:
+                    raise
+        raise AssertionError("unreachable")
+
+
+async def _list_tools(work: SessionWork) -> ToolListing:
+    tools = await list_all_tools(work.session)
+    return ToolListing(work.server.name, work.server.version, tuple(tools))
+
+
+def _since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
