@@ -17,7 +17,13 @@ import httpx
 import httpx2
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import Implementation, InitializeResult, PaginatedRequestParams
+from mcp.types import (
+    CallToolResult,
+    ErrorData,
+    Implementation,
+    InitializeResult,
+    PaginatedRequestParams,
+)
 
 from personal_connectors.mcp_servers.transport import SharedClientTransport
 
@@ -45,7 +51,11 @@ class ServerTimedOut(ServerFailure):
 
 
 class ServerAnsweredError(ServerFailure):
-    """The server answered, with a JSON-RPC error or something that is not MCP."""
+    """The server answered, with a JSON-RPC error (``error``) or something that is not MCP."""
+
+    def __init__(self, message: str, error: ErrorData | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,9 @@ def _classify(exc: BaseException, transport: SharedClientTransport) -> ServerFai
         cause = type(leaf.__cause__ or leaf).__name__
         return ServerUnreachable(f"the MCP server is unreachable ({cause})")
     if isinstance(leaf, MCPError):
-        return ServerAnsweredError(f"the MCP server answered an error: {leaf.message[:200]}")
+        return ServerAnsweredError(
+            f"the MCP server answered an error: {leaf.message[:200]}", leaf.error
+        )
     if isinstance(leaf, RuntimeError):  # e.g. a protocol version the SDK does not speak
         return ServerAnsweredError(f"the MCP server's answer is not usable: {str(leaf)[:200]}")
     return None
@@ -130,3 +142,11 @@ async def list_all_tools(session: ClientSession) -> list[dict[str, Any]]:
             return tools
         seen.add(cursor)
     raise ServerAnsweredError(f"the MCP server's tool list runs past {MAX_TOOL_PAGES} pages")
+
+
+async def call_tool(session: ClientSession, name: str, arguments: dict[str, Any] | None) -> Any:
+    """``tools/call``, its result as the server gave it (``isError`` results included)."""
+    result = await session.call_tool(name, arguments)
+    if not isinstance(result, CallToolResult):  # an extension's result this client did not ask for
+        raise ServerAnsweredError("the MCP server answered tools/call with an unexpected result")
+    return result

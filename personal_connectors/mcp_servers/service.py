@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from mcp.types import CallToolResult, TextContent
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.exceptions import APIError
@@ -31,6 +32,7 @@ from personal_connectors.mcp_servers.client import (
     ServerTimedOut,
     SessionWork,
     TokenRefused,
+    call_tool,
     list_all_tools,
     run_session,
 )
@@ -149,14 +151,48 @@ class McpService:
             utcnow(),
         )
 
+    async def call_tool(
+        self, connection: Connection, name: str, arguments: dict[str, Any] | None
+    ) -> CallToolResult:
+        """``tools/call`` at the connection's server with a fresh token (the gateway).
+
+        The server's result comes back as it gave it; a JSON-RPC error from the server is
+        raised as ``ServerAnsweredError`` with its ``error``; a server that cannot be used is
+        an ``isError`` result saying why (the caller's model reads it, not an HTTP status).
+        """
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        limit = self.runtime.settings.mcp_call_timeout_seconds
+
+        async def work(opened: SessionWork) -> CallToolResult:
+            result: CallToolResult = await call_tool(opened.session, name, arguments)
+            return result
+
+        try:
+            return await self._with_token(connection, url, work, limit=limit)
+        except ServerAnsweredError as exc:
+            if exc.error is not None:
+                raise
+            return _error_result(f"{connection.app_key}: {exc}")
+        except ServerFailure as exc:
+            return _error_result(f"{connection.app_key}: {exc}")
+        except APIError as exc:  # no usable token: reconnect, provider down while refreshing …
+            return _error_result(f"{connection.app_key}: {exc.system_message}")
+
     async def _fetch(self, connection: Connection, url: str) -> ToolListing:
         return await self._with_token(connection, url, _list_tools)
 
     async def _with_token(
-        self, connection: Connection, url: str, work: Callable[[SessionWork], Awaitable[T]]
+        self,
+        connection: Connection,
+        url: str,
+        work: Callable[[SessionWork], Awaitable[T]],
+        *,
+        limit: float | None = None,
     ) -> T:
         """``work`` in a session with a fresh token; after a 401, once more with a new one."""
-        limit = self.runtime.settings.provider_timeout_seconds
+        limit = limit or self.runtime.settings.provider_timeout_seconds
         for force in (False, True):
             token = await self.tokens.fresh_token(connection, force=force)
             if not token.access_token:
@@ -176,6 +212,10 @@ class McpService:
 async def _list_tools(work: SessionWork) -> ToolListing:
     tools = await list_all_tools(work.session)
     return ToolListing(work.server.name, work.server.version, tuple(tools))
+
+
+def _error_result(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=message)], is_error=True)
 
 
 def _since(started: float) -> int:

@@ -156,4 +156,8 @@ class McpServer:
 
     async def _call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
         self.count(f"tools/call {params.name}")
-        return CallToolResult(content=[TextContent(text=f"called {params.name}")])
+        if params.name == "close_issue":  # a tool's own failure: the result says so
+            return CallToolResult(content=[TextContent(text="the issue is locked")], is_error=True)
+        return CallToolResult(
+            content=[TextContent(text=f"called {params.name} with {params.arguments or {}}")]
+        )
