@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from starlette.types import Receive, Scope, Send
 
+from personal_connectors.exceptions import MethodNotAllowed
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
 from personal_connectors.mcp_servers.exceptions import NoMcpServer
 from personal_connectors.mcp_servers.gateway import GatewayCall, McpGateway
@@ -21,11 +22,13 @@ from personal_connectors.tokens.exceptions import ConnectionNotFound
 router = APIRouter(tags=["MCP gateway"])
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
-# POST carries the JSON-RPC messages; GET (a server stream) and DELETE (end a session) are the
-# transport's too (the stateless manager answers them 405). The routes stay out of the OpenAPI
-# document: once authenticated, every answer is the MCP transport's (JSON-RPC, its own statuses),
-# which that document cannot describe; docs/guide.md "MCP servers" does.
-METHODS = ["POST", "GET", "DELETE"]
+# POST only: the JSON-RPC messages. The gateway is stateless, with no server stream to GET and
+# no session to DELETE, which Streamable HTTP says to answer 405 (here in the envelope, before
+# MCP starts). The routes stay out of the OpenAPI document: once authenticated, every answer is
+# the MCP transport's (JSON-RPC, its own statuses), which that document cannot describe;
+# docs/guide.md "MCP servers" does.
+METHODS = ["POST"]
+STATELESS = "The MCP gateway is stateless: POST JSON-RPC messages; there is no stream or session."
 
 
 class _HandOff(Response):
@@ -43,6 +46,12 @@ class _HandOff(Response):
 def _gateway(request: Request) -> McpGateway:
     gateway: McpGateway = request.app.state.mcp_gateway
     return gateway
+
+
+@router.api_route("/mcp", methods=["GET", "DELETE"], include_in_schema=False)
+async def mcp_gateway_no_stream() -> Response:
+    """Here, not at ``/{connection_id}``: the literal path wins for every method (SPEC §2)."""
+    raise MethodNotAllowed(STATELESS, headers={"Allow": "POST"})
 
 
 @router.api_route("/mcp", methods=METHODS, include_in_schema=False)

@@ -203,6 +203,14 @@ def test_refusals_before_mcp_starts_keep_the_error_envelope(
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"] == code
 
+    # Stateless: no server stream to GET, no session to DELETE (405, as Streamable HTTP says).
+    for method in ("GET", "DELETE"):
+        answer = api.request(
+            method, "/mcp", params=tenant.org, headers={**headers, **tenant.headers}, timeout=10
+        )
+        assert answer.status_code == 405, answer.text
+        assert answer.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
     # A service key acts for the end user it names, and sees only that end user's connections.
     end_users = make_organization_key(mcp_service, tenant.organization_id)
     alice = end_users.acting_for("alice@platform")
