@@ -92,11 +92,7 @@ def health_of(connection: Connection) -> Health:
 
 def record_outcome(connection: Connection, outcome: CheckOutcome) -> None:
     """Store what ``health_of`` reads back."""
-    connection.last_checked_at = outcome.tested_at
-    if outcome.success:
-        connection.last_sync_at = outcome.tested_at
-    if connection.status == ConnectionStatus.ACTIVE:
-        connection.status_reason = None if outcome.success else outcome.message
+    connection.record_check(outcome.tested_at, outcome.success, outcome.message)
 
 
 def action_of(entry: ProviderEntry | None) -> str:

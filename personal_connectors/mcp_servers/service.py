@@ -118,18 +118,22 @@ class McpService:
         stamp = _stamp(connection)  # as read before any refresh on the way changes the row
         try:
             listing = await self._fetch(connection, url)
-        except ServerTimedOut as exc:
-            raise McpServerTimeout(str(exc)) from None
-        except ServerAnsweredError as exc:
-            raise McpServerError(str(exc)) from None
-        except ServerFailure as exc:  # unreachable, or the token refused after a refresh
-            if isinstance(exc, TokenRefused):
-                raise McpServerError(
-                    f"{exc} even after a refresh; reconnect the account if this persists."
-                ) from None
-            raise McpServerUnavailable(str(exc)) from None
+        except ServerFailure as exc:
+            failure = _api_error(exc)
+            await self._record(connection, False, failure.system_message)
+            raise failure from None
+        await self._record(connection, True, None)
         cache.put(connection.id, stamp, listing, self.runtime.settings.mcp_tools_ttl_seconds)
         return listing
+
+    async def _record(self, connection: Connection, success: bool, message: str | None) -> None:
+        """The server's answer is the connection's health (``GET /{id}/health``). Commits.
+
+        Read again first: a refresh on the way commits in the token service's own sessions.
+        """
+        await self.session.refresh(connection)
+        connection.record_check(utcnow(), success, message)
+        await self.session.commit()
 
     async def probe(self, connection: Connection) -> Probe:
         """A fresh session and tool list (cached for ``tools``), or why there is none."""
@@ -212,6 +216,19 @@ class McpService:
 async def _list_tools(work: SessionWork) -> ToolListing:
     tools = await list_all_tools(work.session)
     return ToolListing(work.server.name, work.server.version, tuple(tools))
+
+
+def _api_error(failure: ServerFailure) -> APIError:
+    """The API's answer to a server that could not be used for a tool list."""
+    if isinstance(failure, ServerTimedOut):
+        return McpServerTimeout(str(failure))
+    if isinstance(failure, ServerAnsweredError):
+        return McpServerError(str(failure))
+    if isinstance(failure, TokenRefused):
+        return McpServerError(
+            f"{failure} even after a refresh; reconnect the account if it persists."
+        )
+    return McpServerUnavailable(str(failure))
 
 
 def _error_result(message: str) -> CallToolResult:

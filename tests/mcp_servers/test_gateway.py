@@ -78,11 +78,13 @@ def test_the_gateway_offers_every_connections_tools_under_its_app_key(
 ) -> None:
     connect(api, tenant, MCP_KEY, "ada")
     connect(api, tenant, PLAIN_KEY, "ada")  # no MCP server: nothing to offer
-    connect(api, tenant, DOWN_KEY, "ada")  # a server nobody answers at: left out
+    down = connect(api, tenant, DOWN_KEY, "ada")  # a server nobody answers at: left out
 
     listed = gateway(mcp_service, tenant, names)
 
     assert listed == [f"{MCP_KEY}__{name}" for name in TOOL_NAMES]
+    health = api.get(f"/{down}/health", params=tenant.org, headers=tenant.headers).json()
+    assert health["status"] == "unhealthy" and "unreachable" in health["reason"]
 
 
 def test_two_connections_of_one_app_are_told_apart_by_their_ids(
