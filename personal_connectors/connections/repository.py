@@ -174,8 +174,9 @@ class ConnectionRepository:
     async def stream_live(self, organization_id: str, rows: int) -> AsyncIterator[Connection]:
         """The organization's live connections, oldest first, fetched ``rows`` at a time."""
         statement = (
-            select(Connection)
-            .where(Connection.organization_id == organization_id, Connection.deleted_at.is_(None))
+            _SHOWN.where(
+                Connection.organization_id == organization_id, Connection.deleted_at.is_(None)
+            )
             .order_by(Connection.created_at, Connection.id)
             .execution_options(yield_per=rows)
         )

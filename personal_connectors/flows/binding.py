@@ -13,7 +13,7 @@ Two ways a flow gets bound:
 * started by the API: the answer carries a one-time *launch URL* on this service. Opening it
   shows whose account the connection will join; its Continue button (a same-origin POST) binds
   the flow to that browser and goes on to the provider. For a provider that does not return
-  ``state`` (``returns_state: false``, e.g. ClickUp) the launch URL is the only way in (it is
+  ``state`` (``returns_state: false``) the launch URL is the only way in (it is
   also the ``authorization_url``): the callback, arriving without ``state``, finds the flow by
   the cookie's hash alone — never by "the latest flow of this provider".
 

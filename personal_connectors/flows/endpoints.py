@@ -20,7 +20,6 @@ from personal_connectors.http.dependencies import (
     OrgAccessDep,
     RuntimeDep,
     SessionDep,
-    WriterAccessDep,
 )
 from personal_connectors.http.openapi import errors
 
@@ -42,9 +41,7 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     # 429: too many pending flows; 502/503: the provider's metadata, PAR or device authorization
     responses=errors(429, 502, 503),
 )
-async def authorize(
-    body: AuthorizeIn, access: WriterAccessDep, service: ServiceDep
-) -> AuthorizeOut:
+async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
     return await service.start(access, body)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from personal_connectors.apps.gateway import client_for, provider_call
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.credentials.service import oauth_only
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
     InvalidStateToken,
@@ -35,7 +36,7 @@ from personal_connectors.flows.return_url import check_return_url
 from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
 from personal_connectors.flows.state import new_state, state_hash
 from personal_connectors.flows.steps import FlowSteps, flow_aad
-from personal_connectors.identity.service import OrgAccess
+from personal_connectors.identity.service import IdentityService, OrgAccess
 from personal_connectors.models import (
     Connection,
     Flow,
@@ -110,6 +111,7 @@ class FlowService(FlowSteps):
             raise UnknownConnectorType(
                 request.connector_type, self.runtime.catalog.entries, "connector_type"
             )
+        oauth_only(entry)
         return_url = (
             check_return_url(request.return_url, self.runtime.settings)
             if request.return_url is not None
@@ -151,6 +153,7 @@ class FlowService(FlowSteps):
         authorization_url = (
             "" if device else await self._authorization_url(client, state, scopes, verifier)
         )
+        access = await IdentityService(self.session).acting_end_user(access)  # input valid
         flow = Flow(
             id=new_id("flow"),
             state_hash=state_hash(state),

@@ -64,7 +64,9 @@ class FlowSteps:
         """
         try:
             grant = await token_request
-            identity = await read_identity(entry, client.endpoints, grant, self.runtime.http)
+            identity = await read_identity(
+                entry, client.endpoints, grant, self.runtime.http, client.credentials
+            )
         except ProviderRejected as exc:
             raise FlowFailed(
                 exc.error, exc.description or "The provider refused the code."

@@ -5,8 +5,10 @@ streams in (not only from Content-Length)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,9 +33,23 @@ def request_id_of(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_limits: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
+        """``body_limits``: other caps for the paths a pattern matches (the proxy's)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_limits = tuple(body_limits)
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.body_limits:
+            if pattern.match(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,10 +71,11 @@ class RequestContextMiddleware:
             await send(message)
 
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        limit = self._limit(scope["path"]) if self.body_limits else self.max_body_bytes
+        if declared is not None and declared > limit:
             # Refuse before reading a byte of it.
             response = error_response(
-                PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
+                PayloadTooLarge(f"The body exceeds {limit} bytes."), request_id
             )
             await response(scope, receive, send_with_id)
             access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
@@ -69,7 +86,7 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
             return
-        receive = _bounded_receive(receive, self.max_body_bytes)
+        receive = _bounded_receive(receive, limit)
 
         try:
             await self.app(scope, receive, send_with_id)

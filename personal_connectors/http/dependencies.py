@@ -166,23 +166,6 @@ async def org_access(
 OrgAccessDep = Annotated[OrgAccess, Depends(org_access)]
 
 
-async def writer_access(
-    principal: PrincipalDep,
-    session: SessionDep,
-    chosen: RequestedOrganizationDep,
-    end_user_id: RequestedEndUserDep,
-) -> OrgAccess:
-    """As ``OrgAccessDep``, for the routes that create something for the caller (authorize,
-    connect sessions): a service key's end user is created the first time one is named."""
-    chosen = named_organization(principal, chosen)
-    return await IdentityService(session).organization_access(
-        principal, chosen, end_user_id, create_end_user=True
-    )
-
-
-WriterAccessDep = Annotated[OrgAccess, Depends(writer_access)]
-
-
 async def listing_access(
     principal: PrincipalDep,
     session: SessionDep,

@@ -260,12 +260,11 @@ class IdentityService:
         end_user_id: str | None = None,
         *,
         end_user_required: bool = True,
-        create_end_user: bool = False,
     ) -> OrgAccess:
         """Membership check; a missing org and a foreign org are indistinguishable (SPEC §2).
 
-        A service key acts for ``end_user_id`` (see ``access_of``); with ``create_end_user`` (a
-        write) an unknown end user is created, otherwise it owns nothing (``NO_USER``)."""
+        A service key acts for ``end_user_id`` (see ``access_of``); an unknown end user owns
+        nothing (``NO_USER``) until a write creates it (``acting_end_user``)."""
         if principal.is_service:
             end_user_id = bound_end_user(principal, end_user_id)
             end_user: EndUser | None = None
@@ -283,15 +282,21 @@ class IdentityService:
                 end_user.user_id if end_user else None,
                 end_user_required=end_user_required,
             )
-            if end_user is None and access.end_user_id is not None and create_end_user:
-                end_user = await self.ensure_end_user(organization_id, access.end_user_id)
-                access = with_end_user(access, end_user.user_id)
             return access
         membership: Membership | None = None
         if len(organization_id) <= ID_MAX_LENGTH:
             membership = await self.repository.get_membership(organization_id, principal.user_id)
         role = membership.role if membership else None
         return access_of(principal, organization_id, role, end_user_id)
+
+    async def acting_end_user(self, access: OrgAccess) -> OrgAccess:
+        """``access`` with its end user created if the request named a new one: what a write
+        (a flow, a connect session, credentials) calls once its input is valid, so a refused
+        request creates nothing. Commits when it creates."""
+        if access.end_user_id is None or access.user_id != NO_USER:
+            return access
+        end_user = await self.ensure_end_user(access.organization_id, access.end_user_id)
+        return with_end_user(access, end_user.user_id)
 
     async def ensure_end_user(self, organization_id: str, external_id: str) -> EndUser:
         """The organization's end user ``external_id``, created with its internal user (a

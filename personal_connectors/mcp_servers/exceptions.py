@@ -23,7 +23,8 @@ class NoMcpServer(ValidationFailed):
 class NoTokenForMcp(ValidationFailed):
     def __init__(self) -> None:
         super().__init__(
-            "The connection holds no access token to present to its MCP server.",
+            "The connection lacks a value the entry's api_auth sends to its MCP server "
+            "(an access token, or a credentials field).",
             message="This connection cannot reach its MCP server.",
         )
 

@@ -2,8 +2,9 @@
 
 The server's URL is the catalog entry's ``mcp.url`` (``server_url``: the one place that says
 where a connection's server is, so a connection that brings its own URL only changes it there).
-Every session carries a fresh token from the token service; a server that answers 401 gets one
-forced refresh and one retry.
+Every session carries the connection's credentials as the entry's ``api_auth`` says (by default
+a fresh access token as a bearer token: the proxy's rule, ``tokens.values``); a server that
+answers 401 gets one forced refresh and one retry.
 
 The tool list is kept per connection, in each process, for ``mcp_tools_ttl_seconds`` under a
 stamp of the connection's row: its token version (a reconnect, new credentials, a refresh),
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx
 from mcp.types import CallToolResult, TextContent
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,9 +46,10 @@ from personal_connectors.mcp_servers.exceptions import (
     NoTokenForMcp,
 )
 from personal_connectors.models import Connection, utcnow
+from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled
-from personal_connectors.tokens.service import TokenService
+from personal_connectors.tokens.values import credential_values
 
 T = TypeVar("T")
 
@@ -101,7 +104,6 @@ class McpService:
     def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
         self.session = session
         self.runtime = runtime
-        self.tokens = TokenService(session, runtime)
 
     async def tools(self, connection: Connection, *, force_refresh: bool = False) -> ToolListing:
         """The server's tools, from the cache unless it is stale or ``force_refresh``."""
@@ -195,16 +197,26 @@ class McpService:
         *,
         limit: float | None = None,
     ) -> T:
-        """``work`` in a session with a fresh token; after a 401, once more with a new one."""
+        """``work`` in a session with fresh credentials; after a 401, once more with new ones.
+
+        The credentials go as the entry's ``api_auth`` says (the proxy's rule; by default
+        ``Authorization: Bearer <access token>``), in headers or in the URL's query.
+        """
         limit = limit or self.runtime.settings.provider_timeout_seconds
+        entry = self.runtime.catalog.get(connection.app_key)
+        api_auth = entry.api_auth if entry is not None else None
         for force in (False, True):
-            token = await self.tokens.fresh_token(connection, force=force)
-            if not token.access_token:
-                raise NoTokenForMcp()
-            headers = {"Authorization": f"Bearer {token.access_token}"}
+            values = await credential_values(
+                self.session, self.runtime, connection, force_refresh=force
+            )
+            try:
+                applied = apply_api_auth(api_auth, values)
+            except MissingCredentialValue:
+                raise NoTokenForMcp() from None
+            target = str(httpx.URL(url).copy_merge_params(applied.query)) if applied.query else url
             try:
                 async with asyncio.timeout(limit):
-                    return await run_session(self.runtime.http, url, headers, work)
+                    return await run_session(self.runtime.http, target, applied.headers, work)
             except TimeoutError:
                 raise ServerTimedOut(f"the MCP server did not answer within {limit:g}s") from None
             except TokenRefused:

@@ -26,6 +26,8 @@ class ProviderEndpoints:
     iss_parameter_supported: bool = False
     # Where refresh_token grants go when the provider refreshes elsewhere (Figma).
     refresh_url: str | None = None
+    # The identity's second call for the e-mail (GitHub's /user/emails), filled like the rest.
+    email_fallback_url: str | None = None
 
 
 def _filled(template: str | None, values: Mapping[str, str]) -> str | None:
@@ -53,12 +55,19 @@ async def resolve_endpoints(
         "device_authorization_url": _filled(entry.device_authorization_url, params),
         "par_url": _filled(entry.par_url, params),
         "refresh_url": _filled(entry.refresh_url, params),
+        "email_fallback_url": _filled(
+            entry.userinfo.email_fallback.url
+            if entry.userinfo and entry.userinfo.email_fallback
+            else None,
+            params,
+        ),
     }
     issuer = _filled(entry.issuer, params)
     if entry.discovery_url is None:
-        assert static["authorization_url"] and static["token_url"]  # guaranteed by the schema
+        assert static["token_url"]  # guaranteed by the schema (and the authorization URL ...)
         return ProviderEndpoints(
-            authorization_url=static["authorization_url"],
+            # ... but for the minting modes (SPEC §10), which have no authorization step
+            authorization_url=static["authorization_url"] or "",
             token_url=static["token_url"],
             revocation_url=static["revocation_url"],
             userinfo_url=static["userinfo_url"],
@@ -66,6 +75,7 @@ async def resolve_endpoints(
             par_url=static["par_url"],
             issuer=issuer,
             refresh_url=static["refresh_url"],
+            email_fallback_url=static["email_fallback_url"],
         )
     document = await metadata.get(
         http, fill(entry.discovery_url, params), issuer, allow_http=allow_http
@@ -84,4 +94,5 @@ async def resolve_endpoints(
             document.get("authorization_response_iss_parameter_supported", False)
         ),
         refresh_url=static["refresh_url"],
+        email_fallback_url=static["email_fallback_url"],
     )

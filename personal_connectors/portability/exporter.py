@@ -46,6 +46,10 @@ class ConnectionExporter:
         """The organization's live connections, oldest first, streamed from the database."""
         connections = ConnectionRepository(self.session)
         async for connection in connections.stream_live(organization_id, STREAM_ROWS):
+            if connection.credentials_ct is not None:
+                # Connections made with credentials (SPEC §10) are not in the file format;
+                # they are connected again with their credentials.
+                continue
             yield self._record(connection)
 
     async def _require_organization(self, organization_id: str) -> None:
@@ -67,7 +71,9 @@ class ConnectionExporter:
             ) from None
         try:
             return ConnectionRecord(
-                user_id=connection.user_id,
+                # An end user's connection names the platform's id, not the internal user.
+                user_id=None if connection.end_user_id else connection.user_id,
+                end_user_id=connection.end_user_id,
                 app_key=connection.app_key,
                 account_id=connection.account_id,
                 account_email=connection.account_email,

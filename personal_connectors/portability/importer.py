@@ -28,6 +28,7 @@ from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import ConnectorNotConfigured
 from personal_connectors.identity.exceptions import IdentityError
 from personal_connectors.identity.repository import IdentityRepository
+from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Connection
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
@@ -127,10 +128,11 @@ class _Parsed:
 class _Valid:
     line: int
     record: ConnectionRecord
+    user_id: str  # the owner's internal user: the member, or the end user's
 
     @property
     def key(self) -> _AccountKey:
-        return (self.record.user_id, self.record.app_key, self.record.account_id)
+        return (self.user_id, self.record.app_key, self.record.account_id)
 
 
 class ConnectionImporter:
@@ -199,14 +201,21 @@ class ConnectionImporter:
     async def _import_batch(self, batch: list[_Parsed], report: ImportReport) -> None:
         user_ids = {p.data["user_id"] for p in batch if isinstance(p.data.get("user_id"), str)}
         context = ImportContext(await self._members(user_ids), self.runtime.catalog)
-        valid: list[_Valid] = []
+        records: list[tuple[int, ConnectionRecord]] = []
         for parsed in batch:
             try:
-                record = ConnectionRecord.model_validate(parsed.data, context=context)
+                records.append(
+                    (parsed.line, ConnectionRecord.model_validate(parsed.data, context=context))
+                )
             except ValidationError as exc:
                 report.fail(parsed.line, describe(exc))
-                continue
-            valid.append(_Valid(parsed.line, record))
+        end_users = await self._end_users(
+            {record.end_user_id for _, record in records if record.end_user_id is not None}
+        )
+        valid = [
+            _Valid(line, record, record.user_id or end_users[record.end_user_id or ""])
+            for line, record in records
+        ]
         if valid:
             await self._write(valid, report)
 
@@ -246,7 +255,7 @@ class ConnectionImporter:
                 connection, is_new = await self.connections.stage_authorization(
                     live.get(item.key),
                     organization_id=self.organization_id,
-                    user_id=record.user_id,
+                    user_id=item.user_id,
                     app_key=record.app_key,
                     oauth_app_id=self._app_in_effect[record.app_key],
                     integration_params=record.integration_params,
@@ -273,6 +282,17 @@ class ConnectionImporter:
             live[item.key] = connection  # a later line for the same account updates this one
             created.append(is_new)
         return created, refused
+
+    async def _end_users(self, external_ids: set[str]) -> dict[str, str]:
+        """The internal user of each named end user, created on first use (before any line of
+        the batch is staged: creating one commits)."""
+        identities = IdentityService(self.session)
+        return {
+            external_id: (
+                await identities.ensure_end_user(self.organization_id, external_id)
+            ).user_id
+            for external_id in sorted(external_ids)
+        }
 
     async def _members(self, user_ids: set[str]) -> set[str]:
         if not user_ids:

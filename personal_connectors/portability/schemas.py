@@ -26,6 +26,7 @@ from pydantic import (
 
 from personal_connectors.connections.tags import check_metadata, check_tags
 from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.identity.service import END_USER_ID_RULE, valid_end_user_id
 from personal_connectors.providers.catalog import Catalog
 from personal_connectors.providers.templating import validate_integration_params
 
@@ -47,7 +48,10 @@ class ConnectionRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    user_id: str = Field(min_length=1, max_length=40)
+    # The owner: a member (``user_id``) or an end user of the organization (``end_user_id``,
+    # the platform's id; created on first use, as a service key's first write creates it).
+    user_id: str | None = Field(default=None, min_length=1, max_length=40)
+    end_user_id: str | None = None
     app_key: str = Field(min_length=1, max_length=64)
     account_id: str = Field(min_length=1, max_length=255)
     account_email: str | None = Field(default=None, max_length=320)
@@ -105,11 +109,26 @@ class ConnectionRecord(BaseModel):
 
     @field_validator("user_id")
     @classmethod
-    def _member_of_the_organization(cls, value: str, info: ValidationInfo) -> str:
+    def _member_of_the_organization(cls, value: str | None, info: ValidationInfo) -> str | None:
         context = _context(info)
-        if context is not None and value not in context.members:
+        if value is not None and context is not None and value not in context.members:
             raise ValueError("not a member of this organization")
         return value
+
+    @field_validator("end_user_id")
+    @classmethod
+    def _an_end_user_id(cls, value: str | None) -> str | None:
+        if value is not None and not valid_end_user_id(value):
+            raise ValueError(END_USER_ID_RULE)
+        return value
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> ConnectionRecord:
+        if (self.user_id is None) == (self.end_user_id is None):
+            raise ValueError(
+                "name the connection's owner: user_id (a member) or end_user_id (an end user)"
+            )
+        return self
 
     @field_validator("app_key")
     @classmethod
@@ -131,9 +150,12 @@ class ConnectionRecord(BaseModel):
         return self
 
     def to_line(self) -> str:
-        """The JSON line, SPEC field order; ``integration_params``, ``tags`` and ``metadata``
-        only when there are any."""
+        """The JSON line, SPEC field order; the owner's one field; ``integration_params``,
+        ``tags`` and ``metadata`` only when there are any."""
         data = self.model_dump(mode="json")
+        for owner in ("user_id", "end_user_id"):
+            if data[owner] is None:
+                del data[owner]
         for optional in ("integration_params", "tags", "metadata"):
             if not data[optional]:
                 del data[optional]

@@ -7,7 +7,15 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Names are identifiers; camelCase is allowed for provider values such as QuickBooks' realmId.
 TEMPLATE_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,6 +42,10 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# ``{name}`` as a whole origin at the start of ``api_base_url`` (Salesforce's ``{instance_url}``).
+LEADING_ORIGIN = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}(?=/|$)")
 
 
 def check_provider_url(value: str) -> str:
@@ -93,6 +105,35 @@ class IntegrationParam(StrictModel):
         return self
 
 
+# Values an identity call's body may carry besides the token: the app's own credentials, for
+# providers whose identity call is an introspection that authenticates the client in its body
+# (HubSpot's /oauth/v3/token/introspect). Never in its URL or headers, where logs keep them.
+IDENTITY_BODY_VARIABLES = frozenset({"access_token", "client_id", "client_secret"})
+
+
+class EmailFallback(StrictModel):
+    """A second identity call for the account's e-mail when the first answer has none.
+
+    GitHub's ``/user`` shows only a public e-mail (often null); ``/user/emails`` lists every
+    address with ``primary`` and ``verified`` flags. The address taken is the first item whose
+    ``require`` fields are all true. The call is made with the token like the identity call; if
+    it fails or finds nothing, the connection is made without an e-mail (never refused).
+    """
+
+    url: ProviderURL
+    headers: dict[str, str] = {}
+    list_path: str | None = Field(
+        default=None, description="Where the list sits in the answer; unset: the answer is it."
+    )
+    email_field: str = "email"
+    require: list[str] = ["primary", "verified"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_provider_url(value)
+
+
 class IdentityMapping(StrictModel):
     """Where the account's id, email and name sit in the provider's identity answer.
 
@@ -101,23 +142,52 @@ class IdentityMapping(StrictModel):
     ``userPrincipalName`` follows it). With no ``url`` the discovered OpenID
     ``userinfo_endpoint`` is used. A header value may carry ``{access_token}`` for providers
     that take the token in their own header (Shopify's ``X-Shopify-Access-Token``); the bearer
-    header is then not sent.
+    header is then not sent. Top-level string values of ``body`` may use ``{access_token}``,
+    ``{client_id}`` and ``{client_secret}`` (an introspection call: HubSpot); a body that
+    carries the token sends no bearer header either.
     """
 
     url: ProviderURL | None = None
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, str] = {}
     body: dict[str, Any] | None = None
+    body_format: Literal["json", "form"] = "json"
     id_path: str = "sub"
     email_path: str | list[str] | None = "email"
     name_path: str | list[str] | None = "name"
     # Fallback: read identity from the token answer itself (Slack puts the user id there).
     from_token_response: bool = False
+    email_fallback: EmailFallback | None = None
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_provider_url(value)
+
+    @model_validator(mode="after")
+    def _credentials_in_body_only(self) -> IdentityMapping:
+        for name, value in self.headers.items():
+            if "{client_secret}" in value:
+                raise ValueError(f"headers.{name}: the client secret may go in the body only")
+        if self.body_format == "form" and any(
+            not isinstance(value, str) for value in (self.body or {}).values()
+        ):
+            raise ValueError("a form body takes string values only")
+        if self.uses_client_credentials and (self.url is None or self.method != "POST"):
+            raise ValueError(
+                "a body with {client_id} or {client_secret} needs method POST and a url written "
+                "in the entry (never a discovered one)"
+            )
+        return self
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        values = [v for v in (self.body or {}).values() if isinstance(v, str)]
+        return any("{client_id}" in v or "{client_secret}" in v for v in values)
+
+    @property
+    def body_carries_token(self) -> bool:
+        return any(isinstance(v, str) and "{access_token}" in v for v in (self.body or {}).values())
 
 
 class TokenResponsePaths(StrictModel):
@@ -266,6 +336,78 @@ class McpServer(StrictModel):
         return check_provider_url(value)
 
 
+# Claims the service sets on every assertion itself.
+_SERVICE_CLAIMS = frozenset({"iat", "exp", "nbf", "jti"})
+
+
+class JwtAssertion(StrictModel):
+    """The RFC 7523 assertion a ``jwt_bearer`` entry signs with the user's private key.
+
+    Google service accounts are the model: ``claims: {iss: "{client_email}"}``, ``aud`` left to
+    its default (the token URL), ``scope_claim: true``. The service sets ``iat``, ``exp`` and
+    ``jti``; ``aud`` defaults to the entry's ``token_url``.
+    """
+
+    private_key: str = Field(
+        default="private_key",
+        description="The credentials field that holds the PEM private key (a secret field).",
+    )
+    algorithm: Literal[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+    ] = "RS256"
+    key_id: str | None = Field(
+        default=None, description="The JWT header's `kid`, a template (`{private_key_id}`)."
+    )
+    claims: dict[str, str] = Field(
+        default={},
+        description="Claims as templates over credentials fields (`iss`, `sub`, `aud`, …).",
+    )
+    scope_claim: bool = Field(
+        default=False,
+        description="Send the entry's default scopes as the JWT's `scope` claim (Google) rather "
+        "than as the token request's `scope` parameter (RFC 7523).",
+    )
+    lifetime_seconds: int = Field(default=3600, ge=60, le=3600)
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [(f"mint.assertion.claims.{k}", v) for k, v in self.claims.items()]
+        if self.key_id is not None:
+            found.append(("mint.assertion.key_id", self.key_id))
+        return found
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & _SERVICE_CLAIMS)
+        if reserved:
+            raise ValueError(f"the service sets {', '.join(reserved)} itself")
+        return value
+
+
+class Minting(StrictModel):
+    """How an ``oauth2_client_credentials`` or ``jwt_bearer`` entry gets an access token at its
+    ``token_url`` with a connection's credentials (SPEC §10). Values are templates over the
+    entry's credentials fields; scopes are the entry's ``default_scopes``.
+
+    ``oauth2_client_credentials``: ``client_id`` and ``client_secret``, sent as the entry's
+    ``token_endpoint_auth_method`` says. ``jwt_bearer``: ``assertion``.
+    """
+
+    client_id: str | None = Field(default=None, description="e.g. `{app_id}`")
+    client_secret: str | None = Field(default=None, description="e.g. `{app_secret}`")
+    assertion: JwtAssertion | None = None
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [
+            (f"mint.{name}", value)
+            for name in ("client_id", "client_secret")
+            if (value := getattr(self, name)) is not None
+        ]
+        if self.assertion is not None:
+            found.extend(self.assertion.templates())
+        return found
+
+
 URL_FIELDS = (
     "authorization_url",
     "token_url",
@@ -295,6 +437,11 @@ class ProviderEntry(StrictModel):
     # Where refresh_token grants go when not to token_url (Figma's /v1/oauth/refresh).
     refresh_url: ProviderURL | None = None
     revocation_url: ProviderURL | None = None
+    # How the RFC 7009 call authenticates when not like the token endpoint: Calendly wants the
+    # client credentials in the body, Todoist HTTP Basic. Unset: token_endpoint_auth_method.
+    revocation_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = (
+        None
+    )
     revocation: RevocationCall | None = None
     device_authorization_url: ProviderURL | None = None
     par_url: ProviderURL | None = None
@@ -326,10 +473,27 @@ class ProviderEntry(StrictModel):
     supports_refresh: bool = True
     integration_params: dict[str, IntegrationParam] = {}
     test_request: TestRequest | None = None
-    api_base_url: ProviderURL | None = None
+    api_base_url: ProviderURL | None = Field(
+        default=None,
+        description="Where the proxy sends a connection's API calls (SPEC §9). May use "
+        "integration params and provider metadata named in `metadata_patterns`, and may start "
+        "with a metadata value that is a whole origin (`{instance_url}/services/data`).",
+    )
+    # Patterns the provider metadata values used in ``api_base_url`` must match, checked on
+    # every use: such a value comes from the token answer or through the browser at the callback.
+    metadata_patterns: dict[str, str] = Field(
+        default={},
+        description="Provider metadata name -> a regular expression its whole value must "
+        "match before `api_base_url` uses it (e.g. `instance_url: "
+        "'^https://[a-z0-9-]+\\.my\\.salesforce\\.com$'`).",
+    )
     api_auth: ApiAuth | None = None
     credentials: list[CredentialField] = []
-    # Some providers drop `state` on the way back (ClickUp); the flow is then tied to the
+    mint: Minting | None = Field(
+        default=None,
+        description="oauth2_client_credentials and jwt_bearer: how an access token is minted.",
+    )
+    # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
     # The provider's remote MCP server, when it runs one (GET /{id}/tools, the MCP gateway).
@@ -344,8 +508,26 @@ class ProviderEntry(StrictModel):
 
     @field_validator(*URL_FIELDS)
     @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        return None if value is None else check_provider_url(value)
+    def _https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.field_name == "api_base_url":
+            # A metadata origin stands for a whole https origin; its pattern is checked below.
+            check_provider_url(LEADING_ORIGIN.sub("https://x.x", value))
+            return value
+        return check_provider_url(value)
+
+    @field_validator("metadata_patterns")
+    @classmethod
+    def _metadata_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{name}: pattern does not compile: {exc}") from exc
+            if not (pattern.startswith("^") and pattern.endswith("$")):
+                raise ValueError(f"{name}: the pattern must be anchored (^…$)")
+        return value
 
     @field_validator("token_metadata")
     @classmethod
@@ -427,9 +609,19 @@ class ProviderEntry(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _revocation_auth(self) -> ProviderEntry:
+        if self.revocation_auth_method is not None and self.revocation is not None:
+            raise ValueError(
+                "revocation_auth_method is for RFC 7009 revocation (revocation_url); a provider's "
+                "own call says how it authenticates in revocation.auth"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _complete(self) -> ProviderEntry:
         if self.auth_mode in MINTING_MODES and self.token_url is None:
             raise ValueError(f"auth_mode {self.auth_mode} needs token_url")
+        self._check_mint()
         if self.discovery_url is None and self.auth_mode == "oauth2":
             missing = [
                 name for name in ("authorization_url", "token_url") if not getattr(self, name)
@@ -444,8 +636,11 @@ class ProviderEntry(StrictModel):
                     "unless discovery_url is given"
                 )
         declared = set(self.integration_params)
+        self._check_api_base_url(declared)
         for name, text in self._templated_strings():
             for variable in TEMPLATE_VARIABLE.findall(text):
+                if name == "api_base_url" and variable in self.metadata_patterns:
+                    continue  # (_check_api_base_url)
                 if variable not in declared and variable not in BUILTIN_VARIABLES:
                     raise ValueError(
                         f"{name} uses {{{variable}}} but integration_params declares no "
@@ -473,6 +668,66 @@ class ProviderEntry(StrictModel):
                     )
         return self
 
+    def _check_mint(self) -> None:
+        mint = self.mint
+        if self.auth_mode not in MINTING_MODES:
+            if mint is not None:
+                raise ValueError("mint is for oauth2_client_credentials and jwt_bearer only")
+            return
+        if mint is None:
+            raise ValueError(f"auth_mode {self.auth_mode} needs mint (how a token is minted)")
+        if self.auth_mode == "oauth2_client_credentials" and (
+            mint.client_id is None or mint.client_secret is None or mint.assertion is not None
+        ):
+            raise ValueError(
+                "auth_mode oauth2_client_credentials needs mint.client_id and "
+                "mint.client_secret (and no mint.assertion)"
+            )
+        if self.auth_mode == "jwt_bearer":
+            if mint.assertion is None or mint.client_id or mint.client_secret:
+                raise ValueError(
+                    "auth_mode jwt_bearer needs mint.assertion (and no client_id/client_secret)"
+                )
+            key_field = next(
+                (f for f in self.credentials if f.name == mint.assertion.private_key), None
+            )
+            if key_field is None or not key_field.secret:
+                raise ValueError(
+                    f"mint.assertion.private_key names {mint.assertion.private_key!r}, which "
+                    "must be a secret credentials field"
+                )
+        for name, text in mint.templates():
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in self.credential_names:
+                    raise ValueError(f"{name} uses {{{variable}}}, which is no credentials field")
+
+    def _check_api_base_url(self, declared: set[str]) -> None:
+        """``api_base_url`` uses integration params and patterned metadata only; a metadata
+        value may be the whole origin, an integration param never (it would choose the host
+        without being one of the host params an admin sets)."""
+        unknown = sorted(set(self.metadata_patterns) - self.metadata_names)
+        if unknown:
+            raise ValueError(
+                f"metadata_patterns.{unknown[0]} names no kept metadata (token_metadata or "
+                "callback_metadata)"
+            )
+        if self.api_base_url is None:
+            return
+        origin = LEADING_ORIGIN.match(self.api_base_url)
+        if origin and origin.group(1) not in self.metadata_patterns:
+            raise ValueError(
+                f"api_base_url starts with {{{origin.group(1)}}}: only provider metadata with a "
+                "metadata_patterns entry may stand for the whole origin"
+            )
+        for variable in TEMPLATE_VARIABLE.findall(self.api_base_url):
+            if variable in BUILTIN_VARIABLES or (
+                variable not in declared and variable not in self.metadata_patterns
+            ):
+                raise ValueError(
+                    f"api_base_url uses {{{variable}}}, which is neither an integration_param "
+                    "nor provider metadata with a metadata_patterns entry"
+                )
+
     def _label_only(self, name: str) -> bool:
         """Every host ``name`` appears in is ``{name}`` as the first label of a fixed domain."""
         urls = [text for _, text in self._templated_strings()]
@@ -489,6 +744,8 @@ class ProviderEntry(StrictModel):
         found = [(name, getattr(self, name)) for name in URL_FIELDS if getattr(self, name)]
         if self.userinfo and self.userinfo.url:
             found.append(("userinfo.url", self.userinfo.url))
+        if self.userinfo and self.userinfo.email_fallback:
+            found.append(("userinfo.email_fallback.url", self.userinfo.email_fallback.url))
         if self.test_request:
             found.append(("test_request.url", self.test_request.url))
         found.extend((f"authorization_params.{k}", v) for k, v in self.authorization_params.items())

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from personal_connectors.exceptions import ConnectorNotConfigured, ValidationFailed
 from personal_connectors.providers.schema import (
     BUILTIN_VARIABLES,
     TEMPLATE_VARIABLE,
+    ApiAuth,
     ProviderEntry,
 )
 
@@ -126,15 +128,42 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return TEMPLATE_VARIABLE.sub(substitute, template)
 
 
-def token_headers(declared: Mapping[str, str], access_token: str) -> dict[str, str]:
+def token_headers(
+    declared: Mapping[str, str], access_token: str, *, bearer: bool = True
+) -> dict[str, str]:
     """Headers of a call made with a connection's token (identity call, check call).
 
     The declared headers with ``{access_token}`` filled, plus ``Authorization: Bearer`` unless
-    a declared header already carries the token (Shopify's ``X-Shopify-Access-Token``).
+    a declared header already carries the token (Shopify's ``X-Shopify-Access-Token``) or the
+    caller says the token goes elsewhere (``bearer=False``: an introspection body).
     """
     values = {"access_token": access_token}
     headers = {"Accept": "application/json"}
     headers.update({name: fill(value, values) for name, value in declared.items()})
-    if not any("{access_token}" in value for value in declared.values()):
+    if bearer and not any("{access_token}" in value for value in declared.values()):
         headers["Authorization"] = f"Bearer {access_token}"
     return headers
+
+
+@dataclass(frozen=True)
+class SentCredentials:
+    """What a call to a provider's API carries to authenticate (``api_auth``, SPEC §9 and §10)."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    basic: tuple[str, str] | None = None
+
+
+def api_auth_parts(api_auth: ApiAuth | None, values: Mapping[str, str]) -> SentCredentials:
+    """``api_auth`` filled with ``values``: a connection's credentials fields and, where it has
+    one, ``access_token``. No ``api_auth``: ``Authorization: Bearer {access_token}``."""
+    if api_auth is None:
+        return SentCredentials(headers={"Authorization": f"Bearer {values['access_token']}"})
+    basic = None
+    if api_auth.basic is not None:
+        basic = (fill(api_auth.basic.username, values), fill(api_auth.basic.password, values))
+    return SentCredentials(
+        headers={name: fill(value, values) for name, value in api_auth.headers.items()},
+        query={name: fill(value, values) for name, value in api_auth.query.items()},
+        basic=basic,
+    )

@@ -164,6 +164,22 @@ def test_a_read_finds_nothing_for_an_unknown_end_user_and_a_write_creates_it(
     )
     assert unknown.status_code == 404
 
+    # Writes refused for their input create nothing either (SPEC §2: bad input changes nothing).
+    refused = [
+        api.post("/authorize", params=caller.org, headers=caller.headers, json={}),
+        api.post(
+            "/authorize", params=caller.org, headers=caller.headers, json={"connector_type": "nope"}
+        ),
+        api.post(
+            "/connect-sessions",
+            params=caller.org,
+            headers=caller.headers,
+            json={"allowed_connectors": ["nope"]},
+        ),
+    ]
+    assert [response.status_code for response in refused] == [400, 400, 400]
+    assert api.get("/end-users", params=service_key.org, headers=service_key.headers).json() == []
+
     started = api.post(
         "/authorize",
         params=caller.org,

@@ -24,6 +24,7 @@ from tests.support.service import (
 MCP_KEY = "mcp-oidc"  # a connector whose provider runs an MCP server
 PLAIN_KEY = "plain-oidc"  # the same provider without one
 DOWN_KEY = "down-mcp"  # an MCP server nobody listens at
+KEYED_KEY = "keyed-mcp"  # an API-key connector whose server takes the key (SPEC §10)
 SCOPES = ["openid", "email", "profile", "offline_access"]
 
 
@@ -96,6 +97,16 @@ def mcp_service(
                 MCP_KEY: _entry(mcp_oidc, "MCP OIDC", mcp_server.url),
                 PLAIN_KEY: _entry(mcp_oidc, "Plain OIDC", None),
                 DOWN_KEY: _entry(mcp_oidc, "Down MCP", f"http://127.0.0.1:{free_port()}/mcp"),
+                KEYED_KEY: {
+                    "display_name": "Keyed MCP",
+                    "auth_mode": "api_key",
+                    "credentials": [{"name": "api_key", "label": "API key", "secret": True}],
+                    # Sent as the entry says: the MCP server checks it as its bearer token.
+                    "api_auth": {"headers": {"Authorization": "Bearer {api_key}"}},
+                    # Any answer proves nothing about the key here; the MCP server checks it.
+                    "test_request": {"url": mcp_oidc.discovery_url},
+                    "mcp": {"url": mcp_server.url},
+                },
             }
         )
     )

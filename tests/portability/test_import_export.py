@@ -29,6 +29,7 @@ from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
 from tests.support import outputs
+from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
 
 PASSPHRASE_VAR = "PC_TEST_EXPORT_PASSPHRASE"
@@ -401,3 +402,68 @@ def test_tags_and_metadata_travel_through_export_and_import(
     assert now["acct-t"]["tags"] == labelled["tags"]
     assert now["acct-t"]["metadata"] == labelled["metadata"]
     assert now["acct-plain"]["tags"] == {"new": "yes"}
+
+
+def end_user_record(end_user_id: str, account_id: str, **fields: Any) -> dict[str, Any]:
+    line = record("unused", account_id, **fields)
+    del line["user_id"]
+    return {"end_user_id": end_user_id, **line}
+
+
+def test_end_users_connections_travel_by_the_platforms_id(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """SPEC §8: import and export name an end user's connection by ``end_user_id``; the end
+    user is created on first use, in the organization imported into."""
+    source = make_tenant(service)
+    platform = make_organization_key(service, source.organization_id)
+    lines: list[dict[str, Any] | str] = [
+        end_user_record("customer:42", "acct-eu"),
+        {**end_user_record("customer:43", "acct-both"), "user_id": source.user_id},
+        end_user_record("customer:42", "acct-missing") | {"end_user_id": None},
+        end_user_record("...", "acct-dots"),
+    ]
+    first = cli_in_process(
+        service, "connections", "import", str(write_lines(tmp_path / "eu.jsonl", lines)),
+        "--org", source.organization_id, "--json",
+    )  # fmt: skip
+    report = json.loads(first.stdout)
+    assert (report["imported"], report["failed"]) == (1, 3), report
+    messages = {error["line"]: error["message"] for error in report["errors"]}
+    assert "user_id (a member) or end_user_id (an end user)" in messages[2]
+    assert "user_id (a member) or end_user_id (an end user)" in messages[3]
+    assert "not only dots" in messages[4]
+    # The service key reaches it as that end user's; another end user sees nothing.
+    customer = platform.acting_for("customer:42")
+    [shown] = httpx.get(service.api, params=customer.org, headers=customer.headers).json()
+    assert (shown["account_id"], shown["end_user_id"]) == ("acct-eu", "customer:42")
+    stranger = platform.acting_for("customer:99")
+    assert httpx.get(service.api, params=stranger.org, headers=stranger.headers).json() == []
+
+    # Re-importing the same line updates the end user's connection.
+    again = cli_in_process(
+        service, "connections", "import",
+        str(write_lines(tmp_path / "again.jsonl", [end_user_record("customer:42", "acct-eu")])),
+        "--org", source.organization_id, "--json",
+    )  # fmt: skip
+    assert (json.loads(again.stdout)["imported"], json.loads(again.stdout)["updated"]) == (0, 1)
+
+    # The export names the end user, not its internal user; imported elsewhere, the end user
+    # is made in the target organization.
+    export = tmp_path / "eu.pcx"
+    passphrase = {PASSPHRASE_VAR: "end users travel by their platform id"}
+    exported = cli_in_process(
+        service, "connections", "export", str(export), "--org", source.organization_id,
+        "--passphrase-env", PASSPHRASE_VAR, env=passphrase,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    target = make_tenant(service)
+    imported = cli_in_process(
+        service, "connections", "import", str(export), "--org", target.organization_id,
+        "--passphrase-env", PASSPHRASE_VAR, "--json", env=passphrase,
+    )  # fmt: skip
+    assert json.loads(imported.stdout)["imported"] == 1, imported.stdout
+    there = make_organization_key(service, target.organization_id).acting_for("customer:42")
+    [moved] = httpx.get(service.api, params=there.org, headers=there.headers).json()
+    assert (moved["account_id"], moved["end_user_id"]) == ("acct-eu", "customer:42")
+    assert httpx.get(service.api, params=target.org, headers=target.headers).json() == []

@@ -11,15 +11,18 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from personal_connectors.providers.catalog import BUILTIN_CATALOG, Catalog, load_catalog
 from personal_connectors.providers.schema import (
     BUILTIN_VARIABLES,
+    LEADING_ORIGIN,
     REVOCATION_VARIABLES,
     TEMPLATE_VARIABLE,
     ProviderEntry,
 )
 from personal_connectors.providers.schema import URL_FIELDS as SCHEMA_URL_FIELDS
+from personal_connectors.providers.templating import fill, validate_integration_params
 
 REQUIRED_KEYS = (
     "github",
@@ -170,10 +173,21 @@ def entry_ids(entries: list[ProviderEntry]) -> list[str]:
 ENTRIES = all_entries()
 
 
+# Stands for an api_base_url's whole-origin metadata value (Salesforce's `{instance_url}`),
+# which its metadata pattern judges (test_metadata_origins_stay_on_the_providers_domain).
+METADATA_ORIGIN = "https://metadata.example.com"
+
+
 def templated_urls(entry: ProviderEntry) -> list[tuple[str, str]]:
     urls = [(name, getattr(entry, name)) for name in URL_FIELDS if getattr(entry, name)]
+    urls = [
+        (name, LEADING_ORIGIN.sub(METADATA_ORIGIN, url) if name == "api_base_url" else url)
+        for name, url in urls
+    ]
     if entry.userinfo and entry.userinfo.url:
         urls.append(("userinfo.url", entry.userinfo.url))
+    if entry.userinfo and entry.userinfo.email_fallback:
+        urls.append(("userinfo.email_fallback.url", entry.userinfo.email_fallback.url))
     if entry.test_request:
         urls.append(("test_request.url", entry.test_request.url))
     if entry.revocation:
@@ -322,10 +336,11 @@ def test_slack_tokens_are_read_from_authed_user(catalog: Catalog) -> None:
     assert slack.revocation is not None and slack.revocation.url.endswith("/auth.revoke")
 
 
-def test_clickup_does_not_return_state(catalog: Catalog) -> None:
+def test_clickup_returns_state(catalog: Catalog) -> None:
+    """ClickUp's docs show `state` on its authorize URL and never say it is dropped."""
     clickup = catalog.get("clickup")
     assert clickup is not None
-    assert clickup.returns_state is False
+    assert clickup.returns_state is True
     assert clickup.supports_refresh is False
     assert clickup.pkce is False
 
@@ -463,10 +478,9 @@ def test_recorded_schema_gaps_are_closed(catalog: Catalog) -> None:
     notion = catalog.get("notion")
     assert notion is not None and notion.revocation is not None
     assert notion.revocation.headers == {"Notion-Version": "2025-09-03"}
-    for key in ("todoist", "webflow"):
-        revocation = catalog.get(key).revocation  # type: ignore[union-attr]
-        assert revocation is not None, key
-        assert "{client_secret}" in [*revocation.query.values(), *revocation.body.values()], key
+    revocation = catalog.get("webflow").revocation  # type: ignore[union-attr]
+    assert revocation is not None
+    assert "{client_secret}" in [*revocation.query.values(), *revocation.body.values()]
     shopify = catalog.get("shopify")
     assert shopify is not None and shopify.userinfo is not None
     assert shopify.userinfo.headers == {"X-Shopify-Access-Token": "{access_token}"}
@@ -476,3 +490,222 @@ def test_recorded_schema_gaps_are_closed(catalog: Catalog) -> None:
     # No comment in the shipped file still says the schema cannot express something.
     text = "".join(path.read_text() for path in BUILTIN_CATALOG.glob("*.yaml"))
     assert "schema cannot" not in text and "cannot carry" not in text and "cannot send" not in text
+
+
+# --- revocation and identity as the providers document them ------------------------------------
+
+
+def test_rfc7009_revocation_authenticates_as_each_provider_documents(catalog: Catalog) -> None:
+    """Calendly wants the client credentials in the body, Todoist HTTP Basic at its own RFC 7009
+    endpoint, HubSpot v3 the credentials in the body; each unlike or beside its token endpoint."""
+    calendly, todoist, hubspot = (catalog.get(k) for k in ("calendly", "todoist", "hubspot"))
+    assert calendly is not None and todoist is not None and hubspot is not None
+    assert calendly.revocation_url == "https://auth.calendly.com/oauth/revoke"
+    assert calendly.token_endpoint_auth_method == "client_secret_basic"
+    assert calendly.revocation_auth_method == "client_secret_post"
+    assert todoist.revocation is None
+    assert todoist.revocation_url == "https://api.todoist.com/api/v1/revoke"
+    assert todoist.token_endpoint_auth_method == "client_secret_post"
+    assert todoist.revocation_auth_method == "client_secret_basic"
+    assert hubspot.revocation is None
+    assert hubspot.revocation_url == "https://api.hubapi.com/oauth/v3/token/revoke"
+    assert hubspot.revocation_auth_method == "client_secret_post"
+
+
+def test_no_entry_calls_hubspot_v1_oauth(catalog: Catalog) -> None:
+    """HubSpot retires /oauth/v1 on 2027-02-16; identity is the v3 introspection."""
+    hubspot = catalog.get("hubspot")
+    assert hubspot is not None and hubspot.userinfo is not None
+    for name, url in templated_urls(hubspot):
+        assert "/oauth/v1/" not in url, name
+    assert hubspot.userinfo.url == "https://api.hubapi.com/oauth/v3/token/introspect"
+    assert hubspot.userinfo.method == "POST" and hubspot.userinfo.body_format == "form"
+    assert hubspot.userinfo.body == {
+        "client_id": "{client_id}",
+        "client_secret": "{client_secret}",
+        "token": "{access_token}",
+        "token_type_hint": "access_token",
+    }
+    assert (hubspot.userinfo.id_path, hubspot.userinfo.email_path) == ("user_id", "user")
+
+
+def test_discord_names_its_issuer(catalog: Catalog) -> None:
+    discord = catalog.get("discord")
+    assert discord is not None and discord.issuer == "https://discord.com"
+
+
+def test_github_takes_the_primary_verified_email_from_user_emails(catalog: Catalog) -> None:
+    github = catalog.get("github")
+    assert github is not None and github.userinfo is not None
+    fallback = github.userinfo.email_fallback
+    assert fallback is not None
+    assert fallback.url == "https://api.github.com/user/emails"
+    assert fallback.list_path is None and fallback.email_field == "email"
+    assert fallback.require == ["primary", "verified"]
+    assert "user:email" in github.default_scopes
+
+
+# --- the API each connection calls (api_base_url, api_auth) ------------------------------------
+
+# Entries without an api_base_url, each with the reason.
+NO_API_BASE_URL = {
+    "docusign": "each account's API host (base_uri) is in the userinfo answer, not kept",
+    "oidc": "a generic OpenID issuer names no API",
+}
+# Salesforce's comes from the org's instance_url (provider metadata), set by other work: an
+# entry there may have one or not, and when it has one it must render on Salesforce's domain.
+METADATA_BASE_URL = {"salesforce", "salesforce_sandbox"}
+# Legitimate values for provider-metadata variables an api_base_url may use.
+SAMPLE_METADATA = {"instance_url": "https://acme.my.salesforce.com"}
+# The registrable domain each provider's API lives on (its own, never a third party's).
+API_DOMAINS = {
+    "github": "github.com",
+    "gitlab": "gitlab.com",
+    "bitbucket": "bitbucket.org",
+    "atlassian": "atlassian.com",
+    "jira": "atlassian.com",
+    "confluence": "atlassian.com",
+    "linear": "linear.app",
+    "digitalocean": "digitalocean.com",
+    "heroku": "heroku.com",
+    "clickup": "clickup.com",
+    "notion": "notion.com",
+    "asana": "asana.com",
+    "monday": "monday.com",
+    "todoist": "todoist.com",
+    "miro": "miro.com",
+    "calendly": "calendly.com",
+    "airtable": "airtable.com",
+    "typeform": "typeform.com",
+    "slack": "slack.com",
+    "microsoft": "microsoft.com",
+    "microsoft_teams": "microsoft.com",
+    "outlook": "microsoft.com",
+    "onedrive": "microsoft.com",
+    "sharepoint": "microsoft.com",
+    "discord": "discord.com",
+    "zoom": "zoom.us",
+    "intercom": "intercom.io",
+    "dropbox": "dropboxapi.com",
+    "box": "box.com",
+    "google": "googleapis.com",
+    "google_drive": "googleapis.com",
+    "gmail": "googleapis.com",
+    "google_calendar": "googleapis.com",
+    "google_sheets": "googleapis.com",
+    "youtube": "googleapis.com",
+    "hubspot": "hubapi.com",
+    "salesforce": "salesforce.com",
+    "salesforce_sandbox": "salesforce.com",
+    "pipedrive": "pipedrive.com",
+    "zendesk": "zendesk.com",
+    "figma": "figma.com",
+    "canva": "canva.com",
+    "webflow": "webflow.com",
+    "xero": "xero.com",
+    "quickbooks": "intuit.com",
+    "stripe": "stripe.com",
+    "shopify": "myshopify.com",
+    "spotify": "spotify.com",
+    "strava": "strava.com",
+    "twitch": "twitch.tv",
+    "reddit": "reddit.com",
+    "linkedin": "linkedin.com",
+    "x": "x.com",
+}
+# The entries of oauth.yaml (other files of the folder hold other kinds of connector).
+OAUTH_FILE_KEYS = set(yaml.safe_load((BUILTIN_CATALOG / "oauth.yaml").read_text()))
+OAUTH_ENTRIES = [e for e in ENTRIES if e.key in OAUTH_FILE_KEYS]
+
+
+def rendered_api_base_url(entry: ProviderEntry) -> str:
+    """The api_base_url filled with legitimate values, through the service's own checks."""
+    assert entry.api_base_url is not None
+    given = {name: spec.example for name, spec in entry.integration_params.items() if spec.example}
+    params = validate_integration_params(entry, given)
+    return fill(entry.api_base_url, {**SAMPLE_METADATA, **params})
+
+
+@pytest.mark.parametrize("entry", OAUTH_ENTRIES, ids=entry_ids(OAUTH_ENTRIES))
+def test_every_oauth_entry_has_an_api_base_url_on_its_own_domain(entry: ProviderEntry) -> None:
+    if entry.key in NO_API_BASE_URL:
+        assert entry.api_base_url is None, f"{entry.key} has one now: drop it from the list"
+        return
+    if entry.api_base_url is None:
+        assert entry.key in METADATA_BASE_URL, f"{entry.key}: api_base_url missing"
+        return
+    url = rendered_api_base_url(entry)
+    parts = urlsplit(url)
+    domain = API_DOMAINS[entry.key]
+    assert parts.scheme == "https", url
+    assert parts.hostname == domain or (parts.hostname or "").endswith("." + domain), url
+    assert not TEMPLATE_VARIABLE.search(url) and not parts.query and not parts.fragment, url
+    assert not url.endswith("/"), f"{entry.key}: paths are joined after it"
+
+
+def test_the_exempt_list_names_only_real_entries(catalog: Catalog) -> None:
+    assert set(NO_API_BASE_URL) | METADATA_BASE_URL <= {entry.key for entry in catalog}
+    assert {entry.key for entry in OAUTH_ENTRIES} <= set(API_DOMAINS) | set(NO_API_BASE_URL)
+
+
+def test_templated_api_base_urls_render_with_legitimate_params(catalog: Catalog) -> None:
+    """Zendesk's {subdomain} and Shopify's {shop} land in the host, under the provider's domain."""
+    zendesk, shopify = catalog.get("zendesk"), catalog.get("shopify")
+    assert zendesk is not None and shopify is not None
+    for value in LEGIT_EXAMPLES[("zendesk", "subdomain")]:
+        url = fill(
+            zendesk.api_base_url or "", validate_integration_params(zendesk, {"subdomain": value})
+        )
+        assert url == f"https://{value}.zendesk.com/api/v2"
+    for value in LEGIT_EXAMPLES[("shopify", "shop")]:
+        url = fill(
+            shopify.api_base_url or "", validate_integration_params(shopify, {"shop": value})
+        )
+        assert url == f"https://{value}.myshopify.com/admin/api/2026-01"
+
+
+def test_api_auth_where_the_api_is_not_plain_bearer(catalog: Catalog) -> None:
+    shopify, notion = catalog.get("shopify"), catalog.get("notion")
+    assert shopify is not None and shopify.api_auth is not None
+    assert shopify.api_auth.headers == {"X-Shopify-Access-Token": "{access_token}"}
+    assert notion is not None and notion.api_auth is not None
+    assert notion.api_auth.headers["Authorization"] == "Bearer {access_token}"
+    assert notion.api_auth.headers["Notion-Version"]
+    for entry in OAUTH_ENTRIES:
+        if entry.api_auth is not None:  # every declared api_auth still carries the token
+            assert any("{access_token}" in value for _, value in entry.api_auth.templates()), (
+                entry.key
+            )
+
+
+HOSTILE_ORIGINS = (
+    "https://evil.com",
+    "http://acme.my.salesforce.com",
+    "https://acme.my.salesforce.com.evil.com",
+    "https://acme.my.salesforce.com/",
+    "https://acme.my.salesforce.com:8443",
+    "https://user@acme.my.salesforce.com",
+    "https://evil.com#.salesforce.com",
+    "https://evil.com/.salesforce.com",
+    "https://evil.com?.salesforce.com",
+    "https://127.0.0.1",
+    "https://salesforce.com.evil.com",
+    *HOSTILE_VALUES,
+)
+
+
+@pytest.mark.parametrize("key", ["salesforce", "salesforce_sandbox"])
+def test_metadata_origins_stay_on_the_providers_domain(catalog: Catalog, key: str) -> None:
+    """Salesforce's API host comes from the token answer (`instance_url`): the proxy uses it
+    only while it is an https origin under salesforce.com."""
+    entry = catalog.get(key)
+    assert entry is not None and entry.api_base_url == "{instance_url}"
+    pattern = entry.metadata_patterns["instance_url"]
+    for legit in (
+        "https://acme.my.salesforce.com",
+        "https://acme--dev.sandbox.my.salesforce.com",
+        "https://na1.salesforce.com",
+    ):
+        assert re.fullmatch(pattern, legit), legit
+    for hostile in HOSTILE_ORIGINS:
+        assert not re.fullmatch(pattern, hostile), hostile

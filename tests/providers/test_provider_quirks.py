@@ -106,7 +106,9 @@ def test_github_like_form_encoded_answer_and_grant_deletion(
 
     connection = get(api, tenant, connection_id)
     assert connection["account_id"] == "4242"
+    # /user's e-mail is null: the primary verified address came from /user/emails.
     assert connection["account_email"] == "o@example.test"
+    assert fake_provider.calls_to("githubish", "user/emails", "GET")
     assert connection["account_name"] == "octo"  # name is null: the fallback path gave it
     assert connection["scopes"] == ["read:user"]
     assert connection["expires_at"] is None  # no expires_in and no default: never expires

@@ -4,9 +4,10 @@ One server, several *profiles* under path prefixes, each shaped like a real prov
 
 - ``slackish``: the user token nested under ``authed_user``, a bot ``token_type``, the
   workspace in ``team``; revocation is ``GET auth.revoke`` with the token as bearer.
-- ``githubish``: a form-encoded token answer without ``expires_in`` or a refresh token;
-  revocation is ``DELETE /applications/{client_id}/grant`` with Basic client auth and a JSON
-  body naming the token.
+- ``githubish``: a form-encoded token answer without ``expires_in`` or a refresh token; ``/user``
+  has a null e-mail and ``/user/emails`` lists the addresses (the primary verified one is
+  ``o@example.test``); revocation is ``DELETE /applications/{client_id}/grant`` with Basic
+  client auth and a JSON body naming the token.
 - ``salesforceish``: no ``expires_in`` (the entry's default lifetime applies), ``instance_url``
   in the answer and ``realmId`` on the redirect back; refreshes go to a separate URL and bring
   no new refresh token; revocation is a form POST with the client secret, a version header and
@@ -202,6 +203,8 @@ class FakeProvider:
             return self._refresh(profile, call)
         if endpoint == "user" and call.method == "GET":
             return self._user(profile, call)
+        if endpoint == "user/emails" and call.method == "GET" and profile == "githubish":
+            return self._emails(call)
         return self._revoke(profile, endpoint, call)
 
     def _authorize(self, profile: str, call: RecordedCall) -> _Reply:
@@ -356,11 +359,22 @@ class FakeProvider:
         token = call.bearer()
         if token is None or not self.is_live(token):
             return _json(401, {"message": "Bad credentials"})
-        if profile == "githubish":
-            return _json(
-                200, {"id": 4242, "login": "octo", "name": None, "email": "o@example.test"}
-            )
+        if profile == "githubish":  # GitHub shows only a public e-mail here, usually none
+            return _json(200, {"id": 4242, "login": "octo", "name": None, "email": None})
         return _json(200, {"user_id": "005xx", "email": "sf@example.test", "name": "Sales Force"})
+
+    def _emails(self, call: RecordedCall) -> _Reply:
+        token = call.bearer()
+        if token is None or not self.is_live(token):
+            return _json(401, {"message": "Bad credentials"})
+        return _json(
+            200,
+            [
+                {"email": "old@example.test", "primary": False, "verified": True},
+                {"email": "o@example.test", "primary": True, "verified": True},
+                {"email": "new@example.test", "primary": False, "verified": False},
+            ],
+        )
 
     def _revoke(self, profile: str, endpoint: str, call: RecordedCall) -> _Reply:
         revoked: str | None = None
@@ -446,6 +460,7 @@ def fake_provider_entries(fake: FakeProvider) -> dict[str, dict[str, Any]]:
                 "id_path": "id",
                 "email_path": "email",
                 "name_path": ["name", "login"],  # GitHub's name is null until the user sets one
+                "email_fallback": {"url": f"{base}/githubish/user/emails"},
             },
             "default_scopes": ["read:user"],
             "token_endpoint_auth_method": "client_secret_post",

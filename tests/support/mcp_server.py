@@ -70,6 +70,9 @@ class IntrospectingVerifier:
         if self._owner.refuse_every_token or token in self._owner.refused_tokens:
             self._owner.count("refused")
             return None
+        if token in self._owner.api_keys:  # a key the test handed out, as for an API-key server
+            self._owner.count("api key")
+            return AccessToken(token=token, client_id="api-key", scopes=[])
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.post(self._url, data={"token": token}, auth=self._auth)
         claims = answer.json() if answer.status_code == 200 else {}
@@ -96,6 +99,7 @@ class McpServer:
         # revokes its whole grant, refresh token included.
         self.refused_tokens: set[str] = set()
         self.refuse_every_token = False
+        self.api_keys: set[str] = set()
         self._lock = threading.Lock()
         server: Server[Any] = Server(
             SERVER_NAME,
@@ -144,6 +148,7 @@ class McpServer:
             self.calls.clear()
         self.refused_tokens.clear()
         self.refuse_every_token = False
+        self.api_keys.clear()
 
     async def _list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
         cursor = params.cursor if params is not None else None
