@@ -27,6 +27,8 @@ from personal_connectors.http.openapi import install_openapi, operation_id
 from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
+from personal_connectors.mcp_servers.endpoints import router as mcp_router
+from personal_connectors.mcp_servers.gateway import McpGateway
 from personal_connectors.organizations.endpoints import router as organization_router
 from personal_connectors.proxy.endpoints import PROXY_PATH
 from personal_connectors.proxy.endpoints import router as proxy_router
@@ -55,7 +57,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # Outermost, so the audit's last flush comes after the other background work stopped.
         auditing = app.state.runtime.token_audit.running(app.state.runtime.sessions)
         try:
-            async with auditing, refreshing, running_worker(app.state.runtime):
+            async with (
+                auditing,
+                refreshing,
+                running_worker(app.state.runtime),
+                app.state.mcp_gateway.running(),
+            ):
                 yield
         finally:
             if owned:
@@ -71,6 +78,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
         generate_unique_id_function=operation_id,
     )
+    app.state.mcp_gateway = McpGateway()
     install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(
@@ -96,6 +104,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(issuers_router, prefix=API_PREFIX)
+    app.include_router(mcp_router, prefix=API_PREFIX)  # `/mcp`, before `/{connection_id}`
     app.include_router(credentials_router, prefix=API_PREFIX)
     app.include_router(proxy_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)

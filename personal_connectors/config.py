@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     # complete-oauth?wait=N (flows/service.py): how often a process that has waiting calls reads
     # the database for flows another process finished (one query for all its waiters).
     complete_wait_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How long a connection's MCP tool list is kept before its server is asked again
+    # (mcp_servers/; SPEC §11); a change to the connection drops it sooner.
+    mcp_tools_ttl_seconds: float = Field(default=600.0, ge=0, le=86400)
+    # How long one tools/call through the MCP gateway may take at the connection's server.
+    mcp_call_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     # Webhooks (see webhooks/).
     webhook_worker: bool = True  # deliver from inside `serve`; off for a separate worker
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -22,6 +22,7 @@ from personal_connectors.outbound.client import OutboundClient, create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.rate_limits import rate_limits_of
 from personal_connectors.single_flight import SingleFlight
+from personal_connectors.stamped_cache import StampedCache
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.driver import HotReader, create_hot_reader
 from personal_connectors.wakeups import Wakeups
@@ -48,6 +49,8 @@ class Runtime:
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
+    # MCP servers' tool lists, per connection (mcp_servers.service).
+    mcp_tools: StampedCache[Any] = field(default_factory=StampedCache)
     # The token hot path's read on the driver (storage.driver, tokens.repository).
     hot_reader: HotReader | None = None
     # CONNECTORS_RATE_LIMIT*: None when no limit is set, and then no route does any limit work.

@@ -30,6 +30,7 @@ from personal_connectors.connections.schemas import HealthStatus
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.exceptions import APIError
 from personal_connectors.identity.service import OrgAccess
+from personal_connectors.mcp_servers.service import McpService, Probe, server_url
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.errors import ProviderFailure
@@ -46,6 +47,8 @@ from personal_connectors.tokens.vault import TokenVault
 logger = logging.getLogger(__name__)
 
 IDENTITY_ACTION = "read_identity"
+# The check of a connection whose connector runs an MCP server: a session and its tool list.
+MCP_ACTION = "mcp_list_tools"
 SUCCESS_MESSAGE = "Operation completed successfully"
 # `forceCheck` on the list: how many providers are asked at once, and for how long in all.
 CHECK_CONCURRENCY = 4
@@ -63,6 +66,8 @@ class CheckOutcome:
     message: str
     execution_time_ms: int | None
     tested_at: datetime
+    # The MCP server's side, for a connection that has one.
+    mcp: Probe | None = None
 
     @classmethod
     def not_run(cls, action: str, message: str) -> CheckOutcome:
@@ -89,14 +94,12 @@ def health_of(connection: Connection) -> Health:
 
 def record_outcome(connection: Connection, outcome: CheckOutcome) -> None:
     """Store what ``health_of`` reads back."""
-    connection.last_checked_at = outcome.tested_at
-    if outcome.success:
-        connection.last_sync_at = outcome.tested_at
-    if connection.status == ConnectionStatus.ACTIVE:
-        connection.status_reason = None if outcome.success else outcome.message
+    connection.record_check(outcome.tested_at, outcome.success, outcome.message)
 
 
 def action_of(entry: ProviderEntry | None) -> str:
+    if entry is not None and entry.mcp is not None:
+        return MCP_ACTION
     if entry is not None and entry.test_request is not None:
         return entry.test_request.action
     return IDENTITY_ACTION
@@ -167,6 +170,16 @@ class ConnectionChecker:
         action = action_of(entry)
         if entry is None:
             return CheckOutcome.not_run(action, "This connector is no longer offered.")
+        if server_url(self.runtime, connection) is not None:
+            server = await McpService(self.session, self.runtime).probe(connection)
+            return CheckOutcome(
+                server.healthy,
+                MCP_ACTION,
+                server.message,
+                server.response_time_ms,
+                server.tested_at,
+                mcp=server,
+            )
         credentials = TokenVault(self.runtime.sealer).credentials(connection)
         if connection.auth_mode in KEPT_MODES and credentials is not None:
             # An API key or basic pair (SPEC §10): no token, the fields themselves.

@@ -21,8 +21,12 @@ from personal_connectors.connections.schemas import (
     ConnectionStatusFilter,
     HealthOut,
     LabelsIn,
+    McpCheckResultOut,
+    McpTestDetails,
     ToolConnectionOut,
     ToolConnectionsOut,
+    ToolListOut,
+    ToolOut,
     ToolsData,
     ToolsIn,
     ToolsOut,
@@ -39,6 +43,7 @@ from personal_connectors.http.dependencies import (
 )
 from personal_connectors.http.openapi import ORGANIZATION_OPTIONAL
 from personal_connectors.http.paging import NEXT_LINK_RESPONSE, PageDep, set_next_link
+from personal_connectors.mcp_servers.service import McpService, tool_enabled
 from personal_connectors.models import ID_MAX_LENGTH
 
 router = APIRouter(tags=["Connections"])
@@ -178,14 +183,16 @@ async def get_health(
 
 @router.post(
     "/{connection_id}/test",
-    response_model=CheckResultOut,
+    response_model=McpCheckResultOut | CheckResultOut,
     summary="Check the connection with a read-only call at the provider",
 )
 async def check_connection(
     connection_id: ConnectionId, access: OrgAccessDep, checker: CheckerDep
 ) -> CheckResultOut:
+    """For a connection whose connector runs an MCP server, the check is a session with that
+    server and its tool list, and the answer adds `status` and the server's `details`."""
     connection, outcome = await checker.test(access, connection_id)
-    return CheckResultOut(
+    result = CheckResultOut(
         credential_id=connection.id,
         tool_key=connection.app_key,
         success=outcome.success,
@@ -193,6 +200,50 @@ async def check_connection(
         message=outcome.message,
         execution_time_ms=outcome.execution_time_ms,
         tested_at=outcome.tested_at,
+    )
+    probe = outcome.mcp
+    if probe is None:
+        return result
+    return McpCheckResultOut(
+        **result.model_dump(),
+        status="healthy" if probe.healthy else "unhealthy",
+        details=McpTestDetails(
+            server_url=probe.server_url,
+            response_time_ms=probe.response_time_ms,
+            server_version=probe.server_version,
+            available_tools=probe.available_tools,
+        ),
+    )
+
+
+@router.get(
+    "/{connection_id}/tools",
+    response_model=ToolListOut,
+    response_model_exclude_unset=True,
+    summary="The tools of the connection's MCP server",
+)
+async def list_tools(
+    connection_id: ConnectionId,
+    access: OrgAccessDep,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    force_refresh: Annotated[
+        bool,
+        Query(
+            alias="forceRefresh",
+            description="Ask the server again instead of answering from the cache.",
+        ),
+    ] = False,
+) -> ToolListOut:
+    """Every tool the server lists (all pages), cached per connection for
+    `CONNECTORS_MCP_TOOLS_TTL_SECONDS`; `enabled` says whether the platform may use it. A
+    connection whose connector has no MCP server is 400."""
+    connection = await service.get_in(access, connection_id)
+    listing = await McpService(session, runtime).tools(connection, force_refresh=force_refresh)
+    return ToolListOut(
+        object="list",
+        data=[ToolOut.of(tool, tool_enabled(connection, tool["name"])) for tool in listing.tools],
     )
 
 

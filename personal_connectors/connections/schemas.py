@@ -154,6 +154,16 @@ class HealthOut(BaseModel):
     last_checked_at: datetime | None
 
 
+class McpTestDetails(BaseModel):
+    """The MCP server's side of ``POST /{id}/test`` (SPEC §11; camelCase as Freddy's)."""
+
+    server_url: str = Field(serialization_alias="serverUrl")
+    server_type: Literal["http"] = Field(default="http", serialization_alias="serverType")
+    response_time_ms: int | None = Field(serialization_alias="responseTimeMs")
+    server_version: str | None = Field(serialization_alias="serverVersion")
+    available_tools: int | None = Field(serialization_alias="availableTools")
+
+
 class CheckResultOut(BaseModel):
     """The answer of ``POST /{id}/test``; ``message`` never holds a token."""
 
@@ -164,6 +174,47 @@ class CheckResultOut(BaseModel):
     message: str
     execution_time_ms: int | None
     tested_at: datetime
+
+
+class McpCheckResultOut(CheckResultOut):
+    """``POST /{id}/test`` of a connection whose connector runs an MCP server (SPEC §11)."""
+
+    status: Literal["healthy", "unhealthy"] = Field(
+        description="`healthy` when the server answered the handshake and listed its tools."
+    )
+    details: McpTestDetails
+
+
+class ToolOut(BaseModel):
+    """One tool of ``GET /{id}/tools``: the server's definition, and whether it is enabled."""
+
+    name: str
+    description: str | None
+    input_schema: dict[str, Any] = Field(serialization_alias="inputSchema")
+    output_schema: dict[str, Any] | None = Field(default=None, serialization_alias="outputSchema")
+    annotations: dict[str, Any] | None = None
+    enabled: bool = Field(description="Whether the platform may use it (`PATCH /{id}/tools`).")
+
+    @classmethod
+    def of(cls, tool: dict[str, Any], enabled: bool) -> ToolOut:
+        """Optional fields only when the server gave them (the answer leaves them out)."""
+        optional = {
+            field: tool[key]
+            for field, key in (("output_schema", "outputSchema"), ("annotations", "annotations"))
+            if tool.get(key) is not None
+        }
+        return cls(
+            name=tool["name"],
+            description=tool.get("description"),
+            input_schema=tool.get("inputSchema") or {},
+            enabled=enabled,
+            **optional,
+        )
+
+
+class ToolListOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ToolOut]
 
 
 ToolName = Annotated[

@@ -223,6 +223,7 @@ class ConnectionService:
                 connection, EventType.ENABLED if is_active else EventType.DISABLED
             )
             await self.session.commit()
+            self.runtime.mcp_tools.drop(connection.id)  # SPEC §11: a toggle drops the tool list
         return connection
 
     async def configure_tools(
@@ -238,6 +239,7 @@ class ConnectionService:
         connection.tools_enabled = enabled
         connection.allowed_tools = allowed_tools
         await self.session.commit()
+        self.runtime.mcp_tools.drop(connection.id)  # SPEC §11: the tool list is asked again
         return connection
 
     async def get_in(self, access: OrgAccess, connection_id: str) -> Connection:

@@ -116,6 +116,16 @@ class Connection(TimestampedMixin, Base):
         expire_on_flush=False,
     )
 
+    def record_check(self, tested_at: datetime, success: bool, message: str | None) -> None:
+        """Store a check's outcome where health is read from (``connections.checks.health_of``):
+        when one ran, when one last succeeded, and on an *active* connection why the last one
+        failed (a ``needs_reauth`` connection keeps the reason its refresh token was refused)."""
+        self.last_checked_at = tested_at
+        if success:
+            self.last_sync_at = tested_at
+        if self.status == ConnectionStatus.ACTIVE:
+            self.status_reason = None if success else message
+
 
 class ConnectionEvent(Base):
     """The audit trail of a connection; never holds a token."""

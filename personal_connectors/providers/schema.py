@@ -322,6 +322,20 @@ class ApiAuth(StrictModel):
         return self
 
 
+class McpServer(StrictModel):
+    """The provider's own remote MCP server (Streamable HTTP), reached with the connection's
+    token (SPEC §11). The URL is the operator's, fixed: no template variables."""
+
+    url: ProviderURL
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if TEMPLATE_VARIABLE.search(value) or "{" in value:
+            raise ValueError("an MCP server URL takes no template variables")
+        return check_provider_url(value)
+
+
 # Claims the service sets on every assertion itself.
 _SERVICE_CLAIMS = frozenset({"iat", "exp", "nbf", "jti"})
 
@@ -482,6 +496,8 @@ class ProviderEntry(StrictModel):
     # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
+    # The provider's remote MCP server, when it runs one (GET /{id}/tools, the MCP gateway).
+    mcp: McpServer | None = None
 
     @field_validator("key")
     @classmethod

@@ -1,0 +1,200 @@
+"""The service as an MCP server (SPEC §11): the tools of the caller's connections, in one place.
+
+``/v1/personal-connectors/mcp`` offers the enabled tools of every active connection of the
+caller that has an MCP server, each named ``<prefix>__<tool>``; ``/{id}/mcp`` offers one
+connection's, under the server's own names. It is the official SDK's low-level ``Server`` over
+Streamable HTTP, stateless: every HTTP request is authenticated by the API's own dependencies
+before it gets here (a refusal there keeps the error envelope), reads the connections afresh
+(a disabled connection or tool is gone on the next request) and lists tools from the per-
+connection cache. A ``tools/call`` goes to that connection's server with a fresh token and its
+result comes back unchanged; a name the caller may not use is an unknown tool, never a call.
+
+The prefix is the app key; when two of the caller's live connections with an MCP server share
+it, each gets ``_`` and the first 6 hex digits of its connection id. A server that cannot be
+listed drops out of ``tools/list`` (logged with the connection id and the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+from mcp import MCPError
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    Tool,
+)
+from starlette.types import Receive, Scope, Send
+
+from personal_connectors.exceptions import APIError
+from personal_connectors.identity.service import OrgAccess
+from personal_connectors.mcp_servers.client import ServerAnsweredError
+from personal_connectors.mcp_servers.repository import McpRepository
+from personal_connectors.mcp_servers.service import (
+    McpService,
+    ToolListing,
+    server_url,
+    tool_enabled,
+)
+from personal_connectors.models import Connection, ConnectionStatus
+from personal_connectors.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "personal-connectors"
+SEPARATOR = "__"
+SUFFIX_HEX_DIGITS = 6
+# Where a request carries its ``GatewayCall`` from the route to the SDK's handlers.
+CALL_STATE_KEY = "connectors_mcp_call"
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``)."""
+
+    runtime: Runtime
+    access: OrgAccess
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ExposedTool:
+    name: str
+    connection_id: str
+    upstream_name: str
+    definition: dict[str, Any]
+
+
+def prefixes(connections: Sequence[Connection]) -> dict[str, str]:
+    """Each connection's tool-name prefix (see the module doc), by connection id."""
+    sharing = Counter(connection.app_key for connection in connections)
+    return {
+        connection.id: connection.app_key
+        if sharing[connection.app_key] == 1
+        else f"{connection.app_key}_{connection.id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
+        for connection in connections
+    }
+
+
+class McpGateway:
+    """The server and its Streamable HTTP session manager, for one application."""
+
+    def __init__(self) -> None:
+        self.server: Server[Any] = Server(
+            SERVER_NAME,
+            version=version("personal-connectors"),
+            on_list_tools=_list_tools,
+            on_call_tool=_call_tool,
+        )
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server, json_response=True, stateless=True
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the application's lifespan: the manager's task group."""
+        async with self.manager.run():
+            yield
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, call: GatewayCall) -> None:
+        state = scope.setdefault("state", {})
+        state[CALL_STATE_KEY] = call
+        await self.manager.handle_request(scope, receive, send)
+
+
+def _call_of(ctx: Any) -> GatewayCall:
+    call = getattr(ctx.request.state, CALL_STATE_KEY, None) if ctx.request is not None else None
+    if not isinstance(call, GatewayCall):  # only the API's routes hand requests to the manager
+        raise MCPError(code=INVALID_PARAMS, message="No caller.")
+    return call
+
+
+async def _list_tools(ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
+    exposed = await _exposed(_call_of(ctx))
+    return ListToolsResult(
+        tools=[Tool.model_validate({**tool.definition, "name": tool.name}) for tool in exposed]
+    )
+
+
+async def _call_tool(ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+    call = _call_of(ctx)
+    exposed = await _exposed(call, wanted=params.name)
+    match = next((tool for tool in exposed if tool.name == params.name), None)
+    if match is None:
+        raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+    async with call.runtime.sessions() as session:
+        connection = await session.get(Connection, match.connection_id)
+        if connection is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        try:
+            return await McpService(session, call.runtime).call_tool(
+                connection, match.upstream_name, params.arguments
+            )
+        except ServerAnsweredError as exc:  # the server's own JSON-RPC error, passed on
+            assert exc.error is not None
+            raise MCPError.from_error_data(exc.error) from None
+
+
+async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[ExposedTool]:
+    """The tools the caller may use now; with ``wanted``, only the servers it could be at."""
+    async with call.runtime.sessions() as session:
+        connections = await McpRepository(session).live_of(
+            call.access.user_id, call.access.organization_id
+        )
+    with_server = [c for c in connections if server_url(call.runtime, c) is not None]
+    if call.connection_id is not None:
+        named = {c.id: "" for c in with_server if c.id == call.connection_id}
+    else:
+        named = prefixes(with_server)
+    usable = [
+        c
+        for c in with_server
+        if c.id in named
+        and c.is_active
+        and c.tools_enabled
+        and c.status == ConnectionStatus.ACTIVE
+        and (wanted is None or _could_be(wanted, named[c.id]))
+    ]
+    listings = await asyncio.gather(
+        *(_listing(call.runtime, c.id) for c in usable), return_exceptions=True
+    )
+    exposed: list[ExposedTool] = []
+    for connection, listing in zip(usable, listings, strict=True):
+        if isinstance(listing, BaseException):
+            if not isinstance(listing, Exception):
+                raise listing
+            reason = listing.code if isinstance(listing, APIError) else type(listing).__name__
+            logger.warning("MCP server of %s left out of tools/list: %s", connection.id, reason)
+            continue
+        prefix = named[connection.id]
+        for tool in listing.tools:
+            upstream = str(tool["name"])
+            if tool_enabled(connection, upstream):
+                name = f"{prefix}{SEPARATOR}{upstream}" if prefix else upstream
+                exposed.append(ExposedTool(name, connection.id, upstream, tool))
+    return exposed
+
+
+def _could_be(name: str, prefix: str) -> bool:
+    return not prefix or name.startswith(prefix + SEPARATOR)
+
+
+async def _listing(runtime: Runtime, connection_id: str) -> ToolListing:
+    """One connection's tools, in a session of its own (the listings run side by side)."""
+    async with runtime.sessions() as session:
+        connection = await session.get(Connection, connection_id)
+        if connection is None:
+            raise LookupError(connection_id)
+        return await McpService(session, runtime).tools(connection)

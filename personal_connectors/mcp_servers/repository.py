@@ -1,0 +1,42 @@
+"""The connection reads of the MCP gateway: the caller's live connections, or one of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.models import ID_MAX_LENGTH, Connection
+
+
+class McpRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def live_of(self, user_id: str, organization_id: str) -> Sequence[Connection]:
+        """The caller's live connections in the organization, oldest first."""
+        statement = (
+            select(Connection)
+            .where(
+                Connection.organization_id == organization_id,
+                Connection.user_id == user_id,
+                Connection.deleted_at.is_(None),
+            )
+            .order_by(Connection.created_at, Connection.id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def owned(
+        self, connection_id: str, user_id: str, organization_id: str
+    ) -> Connection | None:
+        """The caller's live connection; anything else (foreign, deleted, unknown) is None."""
+        if len(connection_id) > ID_MAX_LENGTH:
+            return None
+        statement = select(Connection).where(
+            Connection.id == connection_id,
+            Connection.organization_id == organization_id,
+            Connection.user_id == user_id,
+            Connection.deleted_at.is_(None),
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()

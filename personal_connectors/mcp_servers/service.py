@@ -1,0 +1,251 @@
+"""A connection's MCP server (SPEC §11): its tool list, cached, and a health probe.
+
+The server's URL is the catalog entry's ``mcp.url`` (``server_url``: the one place that says
+where a connection's server is, so a connection that brings its own URL only changes it there).
+Every session carries the connection's credentials as the entry's ``api_auth`` says (by default
+a fresh access token as a bearer token: the proxy's rule, ``tokens.values``); a server that
+answers 401 gets one forced refresh and one retry.
+
+The tool list is kept per connection, in each process, for ``mcp_tools_ttl_seconds`` under a
+stamp of the connection's row: its token version (a reconnect, new credentials, a refresh),
+whether it is active, and its tool settings (``PATCH /{id}/tools``). A change to any of them,
+by any worker, drops the list on the next read; the connections service also drops it at once
+on a toggle and a ``PATCH /{id}/tools`` in its own process (a toggle off and on again leaves
+the stamp as it was).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from mcp.types import CallToolResult, TextContent
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from personal_connectors.exceptions import APIError
+from personal_connectors.mcp_servers.client import (
+    ServerAnsweredError,
+    ServerFailure,
+    ServerTimedOut,
+    SessionWork,
+    TokenRefused,
+    call_tool,
+    list_all_tools,
+    run_session,
+)
+from personal_connectors.mcp_servers.exceptions import (
+    McpServerError,
+    McpServerTimeout,
+    McpServerUnavailable,
+    NoMcpServer,
+    NoTokenForMcp,
+)
+from personal_connectors.models import Connection, utcnow
+from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.exceptions import ConnectionDisabled
+from personal_connectors.tokens.values import credential_values
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ToolListing:
+    """What a server said in one session: who it is, and its tools as it gave them."""
+
+    server_name: str
+    server_version: str
+    tools: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """``POST /{id}/test`` on an MCP connection: the outcome, safe to show."""
+
+    healthy: bool
+    message: str
+    server_url: str
+    response_time_ms: int | None
+    server_version: str | None
+    available_tools: int | None
+    tested_at: datetime
+
+
+def server_url(runtime: Runtime, connection: Connection) -> str | None:
+    """Where the connection's MCP server is; None when it has none."""
+    entry = runtime.catalog.get(connection.app_key)
+    if entry is None or entry.mcp is None:
+        return None
+    return entry.mcp.url
+
+
+def tool_enabled(connection: Connection, name: str) -> bool:
+    """Whether the platform may use the tool (the connection's ``PATCH /{id}/tools`` settings)."""
+    if not connection.tools_enabled:
+        return False
+    return connection.allowed_tools is None or name in connection.allowed_tools
+
+
+def _stamp(connection: Connection) -> Hashable:
+    return (
+        connection.version,
+        connection.is_active,
+        connection.tools_enabled,
+        tuple(connection.allowed_tools) if connection.allowed_tools is not None else None,
+    )
+
+
+class McpService:
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+
+    async def tools(self, connection: Connection, *, force_refresh: bool = False) -> ToolListing:
+        """The server's tools, from the cache unless it is stale or ``force_refresh``."""
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        if not connection.is_active:
+            raise ConnectionDisabled("The connection is disabled; enable it to use its tools.")
+        cache = self.runtime.mcp_tools
+        if not force_refresh:
+            kept: ToolListing | None = cache.get(connection.id, _stamp(connection))
+            if kept is not None:
+                return kept
+        stamp = _stamp(connection)  # as read before any refresh on the way changes the row
+        try:
+            listing = await self._fetch(connection, url)
+        except ServerFailure as exc:
+            failure = _api_error(exc)
+            await self._record(connection, False, failure.system_message)
+            raise failure from None
+        await self._record(connection, True, None)
+        cache.put(connection.id, stamp, listing, self.runtime.settings.mcp_tools_ttl_seconds)
+        return listing
+
+    async def _record(self, connection: Connection, success: bool, message: str | None) -> None:
+        """The server's answer is the connection's health (``GET /{id}/health``). Commits.
+
+        Read again first: a refresh on the way commits in the token service's own sessions.
+        """
+        await self.session.refresh(connection)
+        connection.record_check(utcnow(), success, message)
+        await self.session.commit()
+
+    async def probe(self, connection: Connection) -> Probe:
+        """A fresh session and tool list (cached for ``tools``), or why there is none."""
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        started = time.perf_counter()
+        try:
+            listing = await self.tools(connection, force_refresh=True)
+        except APIError as exc:  # the server, or the token service, said no
+            return Probe(False, exc.system_message, url, _since(started), None, None, utcnow())
+        return Probe(
+            True,
+            "Connection successful. MCP server is responding correctly.",
+            url,
+            _since(started),
+            listing.server_version,
+            len(listing.tools),
+            utcnow(),
+        )
+
+    async def call_tool(
+        self, connection: Connection, name: str, arguments: dict[str, Any] | None
+    ) -> CallToolResult:
+        """``tools/call`` at the connection's server with a fresh token (the gateway).
+
+        The server's result comes back as it gave it; a JSON-RPC error from the server is
+        raised as ``ServerAnsweredError`` with its ``error``; a server that cannot be used is
+        an ``isError`` result saying why (the caller's model reads it, not an HTTP status).
+        """
+        url = server_url(self.runtime, connection)
+        if url is None:
+            raise NoMcpServer(connection.app_key)
+        limit = self.runtime.settings.mcp_call_timeout_seconds
+
+        async def work(opened: SessionWork) -> CallToolResult:
+            result: CallToolResult = await call_tool(opened.session, name, arguments)
+            return result
+
+        try:
+            return await self._with_token(connection, url, work, limit=limit)
+        except ServerAnsweredError as exc:
+            if exc.error is not None:
+                raise
+            return _error_result(f"{connection.app_key}: {exc}")
+        except ServerFailure as exc:
+            return _error_result(f"{connection.app_key}: {exc}")
+        except APIError as exc:  # no usable token: reconnect, provider down while refreshing …
+            return _error_result(f"{connection.app_key}: {exc.system_message}")
+
+    async def _fetch(self, connection: Connection, url: str) -> ToolListing:
+        return await self._with_token(connection, url, _list_tools)
+
+    async def _with_token(
+        self,
+        connection: Connection,
+        url: str,
+        work: Callable[[SessionWork], Awaitable[T]],
+        *,
+        limit: float | None = None,
+    ) -> T:
+        """``work`` in a session with fresh credentials; after a 401, once more with new ones.
+
+        The credentials go as the entry's ``api_auth`` says (the proxy's rule; by default
+        ``Authorization: Bearer <access token>``), in headers or in the URL's query.
+        """
+        limit = limit or self.runtime.settings.provider_timeout_seconds
+        entry = self.runtime.catalog.get(connection.app_key)
+        api_auth = entry.api_auth if entry is not None else None
+        for force in (False, True):
+            values = await credential_values(
+                self.session, self.runtime, connection, force_refresh=force
+            )
+            try:
+                applied = apply_api_auth(api_auth, values)
+            except MissingCredentialValue:
+                raise NoTokenForMcp() from None
+            target = str(httpx.URL(url).copy_merge_params(applied.query)) if applied.query else url
+            try:
+                async with asyncio.timeout(limit):
+                    return await run_session(self.runtime.http, target, applied.headers, work)
+            except TimeoutError:
+                raise ServerTimedOut(f"the MCP server did not answer within {limit:g}s") from None
+            except TokenRefused:
+                if force:
+                    raise
+        raise AssertionError("unreachable")
+
+
+async def _list_tools(work: SessionWork) -> ToolListing:
+    tools = await list_all_tools(work.session)
+    return ToolListing(work.server.name, work.server.version, tuple(tools))
+
+
+def _api_error(failure: ServerFailure) -> APIError:
+    """The API's answer to a server that could not be used for a tool list."""
+    if isinstance(failure, ServerTimedOut):
+        return McpServerTimeout(str(failure))
+    if isinstance(failure, ServerAnsweredError):
+        return McpServerError(str(failure))
+    if isinstance(failure, TokenRefused):
+        return McpServerError(
+            f"{failure} even after a refresh; reconnect the account if it persists."
+        )
+    return McpServerUnavailable(str(failure))
+
+
+def _error_result(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=message)], is_error=True)
+
+
+def _since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

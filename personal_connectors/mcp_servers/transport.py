@@ -1,0 +1,72 @@
+"""The MCP SDK's HTTP calls, made by the process's one shared client.
+
+The SDK speaks HTTP through ``httpx2``; the service sends every outbound call through its own
+``httpx`` client (``runtime.http``: one pool, the outbound guard, no cookies, no redirects).
+``SharedClientTransport`` is the ``httpx2`` transport that hands each request the SDK makes to
+that client and gives the answer back streamed, so a server-sent event stream flows as it comes.
+It also remembers whether the server refused the token (HTTP 401): the SDK turns any error
+status into a generic JSON-RPC error, and a refused token is the one case worth a refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import httpx
+import httpx2
+
+
+class _Body(httpx2.AsyncByteStream):
+    """An ``httpx`` response's body as an ``httpx2`` stream; closing it closes the response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx2_errors():
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+@contextmanager
+def _as_httpx2_errors() -> Iterator[None]:
+    """The shared client's transport errors, raised as the ``httpx2`` errors the SDK handles."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise httpx2.ReadTimeout(str(exc)) from exc
+    except httpx.ConnectError as exc:  # the outbound guard's refusals among them
+        raise httpx2.ConnectError(str(exc)) from exc
+    except httpx.TransportError as exc:
+        raise httpx2.ReadError(str(exc)) from exc
+
+
+class SharedClientTransport(httpx2.AsyncBaseTransport):
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+        self.refused_token = False
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = await request.aread()  # JSON-RPC messages: small, and sent whole anyway
+        timeout = request.extensions.get("timeout")
+        outbound = self._client.build_request(
+            request.method,
+            str(request.url),
+            headers=list(request.headers.multi_items()),
+            content=body,
+            timeout=httpx.Timeout(**timeout) if isinstance(timeout, dict) else None,
+        )
+        with _as_httpx2_errors():
+            response = await self._client.send(outbound, stream=True)
+        if response.status_code == 401:
+            self.refused_token = True
+        return httpx2.Response(
+            response.status_code,
+            headers=list(response.headers.multi_items()),
+            stream=_Body(response),
+            request=request,
+        )

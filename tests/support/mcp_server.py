@@ -1,0 +1,168 @@
+"""A real MCP server for tests: the official SDK's low-level ``Server`` over Streamable HTTP,
+under uvicorn on a loopback port, in a thread of the test process.
+
+It is a resource server of the tests' real OpenID provider: every request's bearer token is
+checked by that provider's token introspection (RFC 7662), so a token the provider revoked is
+refused with HTTP 401 as a production MCP server would. Its ``tools/list`` answers in pages of
+``page_size``; it counts what it was asked so a test can tell a cached answer from a new one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.lowlevel import Server
+from mcp.types import (
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
+
+from tests.support.oidc import OidcProvider, free_port
+
+SERVER_NAME = "test-mcp"
+SERVER_VERSION = "3.1.4"
+START_TIMEOUT_S = 10.0
+
+TOOLS = [
+    Tool(
+        name="search_issues",
+        description="Search the account's issues.",
+        input_schema={
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+        annotations=ToolAnnotations(read_only_hint=True),
+    ),
+    Tool(
+        name="create_issue",
+        description="Create an issue.",
+        input_schema={"type": "object", "properties": {"title": {"type": "string"}}},
+        output_schema={"type": "object", "properties": {"id": {"type": "string"}}},
+    ),
+    Tool(name="close_issue", description="Close an issue.", input_schema={"type": "object"}),
+    Tool(name="whoami", description="Who the token belongs to.", input_schema={"type": "object"}),
+    Tool(name="ping", input_schema={"type": "object"}),
+]
+
+
+class IntrospectingVerifier:
+    """Asks the OpenID provider about each token (the MCP SDK's ``TokenVerifier``)."""
+
+    def __init__(self, oidc: OidcProvider, client_id: str, client_secret: str, owner: McpServer):
+        self._url = oidc.metadata["introspection_endpoint"]
+        self._auth = (client_id, client_secret)
+        self._owner = owner
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if self._owner.refuse_every_token or token in self._owner.refused_tokens:
+            self._owner.count("refused")
+            return None
+        if token in self._owner.api_keys:  # a key the test handed out, as for an API-key server
+            self._owner.count("api key")
+            return AccessToken(token=token, client_id="api-key", scopes=[])
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(self._url, data={"token": token}, auth=self._auth)
+        claims = answer.json() if answer.status_code == 200 else {}
+        if not claims.get("active"):
+            self._owner.count("refused")
+            return None
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id", "")),
+            scopes=str(claims.get("scope", "")).split(),
+            expires_at=claims.get("exp"),
+            subject=claims.get("sub"),
+        )
+
+
+class McpServer:
+    def __init__(
+        self, oidc: OidcProvider, client_id: str, client_secret: str, *, page_size: int = 2
+    ) -> None:
+        self.page_size = page_size
+        self.calls: Counter[str] = Counter()
+        # Tokens this server refuses although the provider still vouches for them (as a server
+        # that revoked them on its side would): revoking an access token at oidc-provider
+        # revokes its whole grant, refresh token included.
+        self.refused_tokens: set[str] = set()
+        self.refuse_every_token = False
+        self.api_keys: set[str] = set()
+        self._lock = threading.Lock()
+        server: Server[Any] = Server(
+            SERVER_NAME,
+            version=SERVER_VERSION,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
+        self.port = free_port()
+        app = server.streamable_http_app(
+            token_verifier=IntrospectingVerifier(oidc, client_id, client_secret, self),
+            auth=AuthSettings(
+                issuer_url=oidc.issuer,  # type: ignore[arg-type]
+                resource_server_url=self.url,  # type: ignore[arg-type]
+                # The provider issues opaque tokens without an audience: introspection decides.
+                validate_token_resource=False,
+            ),
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> McpServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test MCP server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self.calls[what] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+        self.refused_tokens.clear()
+        self.refuse_every_token = False
+        self.api_keys.clear()
+
+    async def _list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
+        cursor = params.cursor if params is not None else None
+        start = int(cursor) if cursor else 0
+        self.count("tools/list" if cursor is None else "tools/list page")
+        end = start + self.page_size
+        return ListToolsResult(
+            tools=TOOLS[start:end], next_cursor=str(end) if end < len(TOOLS) else None
+        )
+
+    async def _call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+        self.count(f"tools/call {params.name}")
+        if params.name == "close_issue":  # a tool's own failure: the result says so
+            return CallToolResult(content=[TextContent(text="the issue is locked")], is_error=True)
+        return CallToolResult(
+            content=[TextContent(text=f"called {params.name} with {params.arguments or {}}")]
+        )
