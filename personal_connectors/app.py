@@ -28,7 +28,7 @@ from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.mcp_servers.endpoints import router as mcp_router
-from personal_connectors.mcp_servers.gateway import McpGateway
+from personal_connectors.mcp_servers.lifecycle import GatewayHolder
 from personal_connectors.organizations.endpoints import router as organization_router
 from personal_connectors.proxy.endpoints import PROXY_PATH
 from personal_connectors.proxy.endpoints import router as proxy_router
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
         generate_unique_id_function=operation_id,
     )
-    app.state.mcp_gateway = McpGateway()
+    app.state.mcp_gateway = GatewayHolder()
     install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(

@@ -9,7 +9,6 @@ below, never as a framework's exception group. The token goes only into the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -19,58 +18,40 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import (
     CallToolResult,
-    ErrorData,
     Implementation,
     InitializeResult,
     PaginatedRequestParams,
 )
 
+from personal_connectors.mcp_servers.outcomes import (
+    ServerAnsweredError,
+    ServerFailure,
+    ServerInfo,
+    ServerTimedOut,
+    ServerUnreachable,
+    SessionWork,
+    TokenRefused,
+)
 from personal_connectors.mcp_servers.transport import SharedClientTransport
+
+__all__ = [
+    "ServerAnsweredError",
+    "ServerFailure",
+    "ServerInfo",
+    "ServerTimedOut",
+    "ServerUnreachable",
+    "SessionWork",
+    "TokenRefused",
+    "call_tool",
+    "list_all_tools",
+    "run_session",
+]
 
 T = TypeVar("T")
 
 CLIENT_INFO = Implementation(name="personal-connectors", version=version("personal-connectors"))
 # A server that pages forever (or repeats a cursor) is cut off here.
 MAX_TOOL_PAGES = 100
-
-
-class ServerFailure(Exception):
-    """The MCP server could not be used; the message is safe to show (no token, no body)."""
-
-
-class TokenRefused(ServerFailure):
-    """The server answered HTTP 401 to the connection's token."""
-
-
-class ServerUnreachable(ServerFailure):
-    """No answer: the connection failed, was refused by the outbound guard, or broke."""
-
-
-class ServerTimedOut(ServerFailure):
-    """A read from the server ran past its limit."""
-
-
-class ServerAnsweredError(ServerFailure):
-    """The server answered, with a JSON-RPC error (``error``) or something that is not MCP."""
-
-    def __init__(self, message: str, error: ErrorData | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    name: str
-    version: str
-    protocol_version: str
-
-
-@dataclass(frozen=True)
-class SessionWork:
-    """What a piece of work gets: the open session and who the server said it is."""
-
-    session: ClientSession
-    server: ServerInfo
 
 
 async def run_session(

@@ -5,19 +5,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from personal_connectors.exceptions import MethodNotAllowed
 from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.mcp_servers.calls import GatewayCall
 from personal_connectors.mcp_servers.exceptions import NoMcpServer
-from personal_connectors.mcp_servers.gateway import GatewayCall, McpGateway
+from personal_connectors.mcp_servers.lifecycle import GatewayHolder
 from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import server_url
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.tokens.exceptions import ConnectionNotFound
+
+if TYPE_CHECKING:
+    from personal_connectors.mcp_servers.gateway import McpGateway
 
 router = APIRouter(tags=["MCP gateway"])
 
@@ -43,9 +47,9 @@ class _HandOff(Response):
         await self._gateway.handle(scope, receive, send, self._call)
 
 
-def _gateway(request: Request) -> McpGateway:
-    gateway: McpGateway = request.app.state.mcp_gateway
-    return gateway
+async def _gateway(request: Request) -> McpGateway:
+    holder: GatewayHolder = request.app.state.mcp_gateway
+    return await holder.gateway()
 
 
 @router.api_route("/mcp", methods=["GET", "DELETE"], include_in_schema=False)
@@ -57,7 +61,7 @@ async def mcp_gateway_no_stream() -> Response:
 @router.api_route("/mcp", methods=METHODS, include_in_schema=False)
 async def mcp_gateway(request: Request, access: OrgAccessDep, runtime: RuntimeDep) -> Response:
     """The tools of all the caller's connections that have an MCP server."""
-    return _HandOff(_gateway(request), GatewayCall(runtime, access))
+    return _HandOff(await _gateway(request), GatewayCall(runtime, access))
 
 
 @router.api_route("/{connection_id}/mcp", methods=METHODS, include_in_schema=False)
@@ -76,4 +80,4 @@ async def connection_mcp_gateway(
         raise ConnectionNotFound()
     if server_url(runtime, connection) is None:
         raise NoMcpServer(connection.app_key)
-    return _HandOff(_gateway(request), GatewayCall(runtime, access, connection.id))
+    return _HandOff(await _gateway(request), GatewayCall(runtime, access, connection.id))

@@ -39,8 +39,8 @@ from mcp.types import (
 from starlette.types import Receive, Scope, Send
 
 from personal_connectors.exceptions import APIError
-from personal_connectors.identity.service import OrgAccess
-from personal_connectors.mcp_servers.client import ServerAnsweredError
+from personal_connectors.mcp_servers.calls import CALL_STATE_KEY, GatewayCall
+from personal_connectors.mcp_servers.outcomes import ServerAnsweredError
 from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import (
     McpService,
@@ -56,17 +56,6 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "personal-connectors"
 SEPARATOR = "__"
 SUFFIX_HEX_DIGITS = 6
-# Where a request carries its ``GatewayCall`` from the route to the SDK's handlers.
-CALL_STATE_KEY = "connectors_mcp_call"
-
-
-@dataclass(frozen=True)
-class GatewayCall:
-    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``)."""
-
-    runtime: Runtime
-    access: OrgAccess
-    connection_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,23 +21,12 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from mcp.types import CallToolResult, TextContent
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.exceptions import APIError
-from personal_connectors.mcp_servers.client import (
-    ServerAnsweredError,
-    ServerFailure,
-    ServerTimedOut,
-    SessionWork,
-    TokenRefused,
-    call_tool,
-    list_all_tools,
-    run_session,
-)
 from personal_connectors.mcp_servers.exceptions import (
     McpServerError,
     McpServerTimeout,
@@ -45,11 +34,21 @@ from personal_connectors.mcp_servers.exceptions import (
     NoMcpServer,
     NoTokenForMcp,
 )
+from personal_connectors.mcp_servers.outcomes import (
+    ServerAnsweredError,
+    ServerFailure,
+    ServerTimedOut,
+    SessionWork,
+    TokenRefused,
+)
 from personal_connectors.models import Connection, utcnow
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled
 from personal_connectors.tokens.values import credential_values
+
+if TYPE_CHECKING:
+    from mcp.types import CallToolResult
 
 T = TypeVar("T")
 
@@ -172,7 +171,9 @@ class McpService:
         limit = self.runtime.settings.mcp_call_timeout_seconds
 
         async def work(opened: SessionWork) -> CallToolResult:
-            result: CallToolResult = await call_tool(opened.session, name, arguments)
+            from personal_connectors.mcp_servers.client import call_tool as send_call
+
+            result: CallToolResult = await send_call(opened.session, name, arguments)
             return result
 
         try:
@@ -216,6 +217,8 @@ class McpService:
             target = str(httpx.URL(url).copy_merge_params(applied.query)) if applied.query else url
             try:
                 async with asyncio.timeout(limit):
+                    from personal_connectors.mcp_servers.client import run_session
+
                     return await run_session(self.runtime.http, target, applied.headers, work)
             except TimeoutError:
                 raise ServerTimedOut(f"the MCP server did not answer within {limit:g}s") from None
@@ -226,6 +229,8 @@ class McpService:
 
 
 async def _list_tools(work: SessionWork) -> ToolListing:
+    from personal_connectors.mcp_servers.client import list_all_tools
+
     tools = await list_all_tools(work.session)
     return ToolListing(work.server.name, work.server.version, tuple(tools))
 
@@ -244,6 +249,8 @@ def _api_error(failure: ServerFailure) -> APIError:
 
 
 def _error_result(message: str) -> CallToolResult:
+    from mcp.types import CallToolResult, TextContent
+
     return CallToolResult(content=[TextContent(text=message)], is_error=True)
 
 

@@ -1,0 +1,20 @@
+"""A request to the gateway as its route hands it to the SDK's handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from personal_connectors.identity.service import OrgAccess
+from personal_connectors.runtime import Runtime
+
+# Where a request carries its ``GatewayCall`` from the route to the SDK's handlers.
+CALL_STATE_KEY = "connectors_mcp_call"
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``)."""
+
+    runtime: Runtime
+    access: OrgAccess
+    connection_id: str | None = None
