@@ -104,7 +104,8 @@ class AsyncConnectors:
         return derived
 
     async def send(self, call: Call[T]) -> T:
-        return call.parse(await self._http.send(call.request))
+        # Never followed: a redirect would carry the key to wherever the provider points.
+        return call.parse(await self._http.send(call.request, follow_redirects=False))
 
     async def _all(self, call: Call[Page[T]] | None) -> AsyncIterator[T]:
         while call is not None:

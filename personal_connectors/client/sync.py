@@ -114,7 +114,8 @@ class Connectors:
         return derived
 
     def send(self, call: Call[T]) -> T:
-        return call.parse(self._http.send(call.request))
+        # Never followed: a redirect would carry the key to wherever the provider points.
+        return call.parse(self._http.send(call.request, follow_redirects=False))
 
     def _all(self, call: Call[Page[T]] | None) -> Iterator[T]:
         while call is not None:

@@ -87,7 +87,9 @@ def csrf_token_for(session_token: str) -> str:
 
 
 def csrf_matches(session_token: str, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(csrf_token_for(session_token), presented or "")
+    # Bytes: ``compare_digest`` refuses non-ASCII text, which a form field may carry.
+    expected = csrf_token_for(session_token).encode()
+    return bool(presented) and hmac.compare_digest(expected, (presented or "").encode())
 
 
 @dataclass(frozen=True)

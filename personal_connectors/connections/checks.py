@@ -50,6 +50,8 @@ IDENTITY_ACTION = "read_identity"
 # The check of a connection whose connector runs an MCP server: a session and its tool list.
 MCP_ACTION = "mcp_list_tools"
 SUCCESS_MESSAGE = "Operation completed successfully"
+# The answers that prove a call worked when the entry declares none (`expect_status`).
+SUCCESS_STATUSES = range(200, 300)
 # `forceCheck` on the list: how many providers are asked at once, and for how long in all.
 CHECK_CONCURRENCY = 4
 CHECK_TIME_LIMIT_SECONDS = 10.0
@@ -301,7 +303,7 @@ async def _credentials_check(
     if call is None or call.url is None:
         raise CheckFailed("the catalog entry declares no read-only check call (test_request).")
     response = await send_with_credentials(runtime, entry, params, values, call)
-    expected = entry.test_request.expect_status if entry.test_request else range(200, 300)
+    expected = entry.test_request.expect_status if entry.test_request else SUCCESS_STATUSES
     if response.status_code in (401, 403):
         raise CheckFailed(f"the credentials were refused (HTTP {response.status_code}).")
     if response.status_code not in expected:

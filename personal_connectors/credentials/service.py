@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import API_PREFIX
-from personal_connectors.connections.checks import send_with_credentials
+from personal_connectors.connections.checks import SUCCESS_STATUSES, send_with_credentials
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.connections.service import ConnectionService
 from personal_connectors.events.repository import EventRepository
@@ -74,7 +74,6 @@ USE_AUTHORIZE = (
 )
 # Prefix of an account id made from the credentials themselves (no identity call).
 DIGEST_PREFIX = "cred_"
-_SUCCESS = range(200, 300)
 
 
 def oauth_only(entry: ProviderEntry) -> None:
@@ -326,7 +325,7 @@ class CredentialsService:
             identity = AccountIdentity(account_digest(entry, values), None, None)
             return Proof(grant, identity, digested=True)
         response = await self._call(entry, params, call_values, mapping)
-        _judge(response, _SUCCESS, "identity call")
+        _judge(response, SUCCESS_STATUSES, "identity call")
         try:
             identity = identity_from_document(response.json(), mapping)
         except (ValueError, ProviderBadAnswer):

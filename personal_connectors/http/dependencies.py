@@ -126,6 +126,10 @@ async def exchanged_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+# The query parameters that name the caller's organization and end user (never a provider's).
+CALLER_QUERY = frozenset({"organization_id", "organizationId", "end_user_id"})
+
+
 async def requested_organization(
     organization_id: Annotated[
         str | None, Query(description="The organization (`org_…`); `organizationId` also accepted.")

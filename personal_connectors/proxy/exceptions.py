@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from personal_connectors.exceptions import APIError, ValidationFailed
+from personal_connectors.tokens.exceptions import ReauthorizationRequired
 
 
 class ProviderTimeout(APIError):
@@ -39,4 +40,15 @@ class NoApiBaseUrl(ValidationFailed):
             f"The connector {app_key} declares no api_base_url, so its API cannot be called "
             "through the proxy; the operator can add one in the providers file.",
             details={"fields": ["connection_id"]},
+        )
+
+
+class CredentialsIncomplete(ReauthorizationRequired):
+    """The connection lacks a value its entry's ``api_auth`` sends (fields renamed since it was
+    made, or an entry that sends a token such a connection never has)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This connection lacks a value its connector's api_auth sends to the provider: "
+            "replace its credentials (PUT /{id}/credentials) or connect it again."
         )

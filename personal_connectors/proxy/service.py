@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -30,10 +31,14 @@ from personal_connectors.credentials.service import credential_values
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable, ValidationFailed
 from personal_connectors.models import Connection
 from personal_connectors.outbound.guard import DestinationRefused
-from personal_connectors.providers.api_auth import apply_api_auth
+from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.proxy import headers as header_rules
-from personal_connectors.proxy.exceptions import NoApiBaseUrl, ProviderTimeout
+from personal_connectors.proxy.exceptions import (
+    CredentialsIncomplete,
+    NoApiBaseUrl,
+    ProviderTimeout,
+)
 from personal_connectors.proxy.upstream import base_url, check_path, upstream_url
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ConnectionNotFound
@@ -49,11 +54,15 @@ RETRIED_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+# ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 def retries_asked(value: str | None) -> int:
     """``X-Connectors-Retries``: 0 when absent; a whole number 0-5, else 400."""
     if value is None:
         return 0
-    if not value.strip().isdigit() or int(value) > MAX_RETRIES:
+    if not _WHOLE_NUMBER.fullmatch(value.strip()) or int(value) > MAX_RETRIES:
         raise ValidationFailed.for_fields(
             f"{RETRIES_HEADER} must be a whole number from 0 to {MAX_RETRIES}.", RETRIES_HEADER
         )
@@ -67,7 +76,7 @@ def retry_wait(retry_after: str | None, retry: int) -> float | None:
     if retry_after is None or not retry_after.strip():
         return float(min(0.5 * 2**retry, RETRY_AFTER_CAP))
     text = retry_after.strip()
-    if text.isdigit():
+    if _WHOLE_NUMBER.fullmatch(text):
         wait = float(text)
     else:
         try:
@@ -206,7 +215,10 @@ class ProxyService:
         body: RequestBody,
         values: dict[str, str],
     ) -> httpx.Response:
-        credentials = apply_api_auth(entry.api_auth, values)
+        try:
+            credentials = apply_api_auth(entry.api_auth, values)
+        except MissingCredentialValue:
+            raise CredentialsIncomplete() from None
         url = upstream_url(base, call.path, call.raw_query, credentials.query)
         sent = header_rules.to_provider(call.headers, credentials.headers)
         content = body.content()

@@ -20,13 +20,12 @@ from urllib.parse import unquote, unquote_plus, urlencode
 import httpx
 
 from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.http.dependencies import CALLER_QUERY
 from personal_connectors.outbound.urls import check_url
 from personal_connectors.providers.schema import LEADING_ORIGIN, TEMPLATE_VARIABLE, ProviderEntry
 from personal_connectors.providers.templating import fill
 from personal_connectors.proxy.exceptions import NoApiBaseUrl, UnsafeDestination, UnsafePath
 
-# The service's own query parameters: never sent to the provider.
-SERVICE_QUERY = frozenset({"organization_id", "organizationId", "end_user_id"})
 # A scheme and a slash (``https://…``, ``file:/…``), or a scheme browsers and servers act on.
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[/\\]")
 _WEB_SCHEME = re.compile(r"^(https?|wss?|ftp|file|data|javascript):", re.IGNORECASE)
@@ -121,7 +120,7 @@ def forwarded_query(raw_query: str, dropped: frozenset[str]) -> list[str]:
 def upstream_url(base: str, path: str, raw_query: str, added: Mapping[str, str]) -> httpx.URL:
     """``base`` joined with a checked ``path``; the caller's query less the service's own
     parameters and those ``added`` sets (the credentials' own, which win)."""
-    items = forwarded_query(raw_query, SERVICE_QUERY | frozenset(added))
+    items = forwarded_query(raw_query, CALLER_QUERY | frozenset(added))
     if added:
         items.append(urlencode(added))
     url = httpx.URL(f"{base}/{path}" + (f"?{'&'.join(items)}" if items else ""))

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response
 
 from personal_connectors.config import API_PREFIX
 from personal_connectors.http.dependencies import (
+    CALLER_QUERY,
     RequestedEndUserDep,
     RequestedOrganizationDep,
     RuntimeDep,
@@ -97,10 +98,6 @@ async def issue_token(
     return Response(token.model_dump_json(), media_type="application/json")
 
 
-# The query parameters the shortcut answers for; any other goes to the declared route.
-_PLAIN_QUERY = frozenset({"organization_id", "organizationId", "end_user_id"})
-
-
 async def plain_token_request(request: Request) -> Response | None:
     """The shortcut's answer to a request with nothing to validate but what ``authorized``
     checks (the declared route's dependencies, the ``force_refresh`` default); None for any
@@ -108,7 +105,7 @@ async def plain_token_request(request: Request) -> Response | None:
     # As ``request.query_params`` reads it (the last of a repeated name wins), without building
     # its multi-dict on the busiest route.
     query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    if len(request.path_params["connection_id"]) > ID_MAX_LENGTH or not _PLAIN_QUERY.issuperset(
+    if len(request.path_params["connection_id"]) > ID_MAX_LENGTH or not CALLER_QUERY.issuperset(
         query
     ):
         return None
