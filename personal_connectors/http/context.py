@@ -1,6 +1,7 @@
-"""Per-request context: a trace id on every response, ``Cache-Control: no-store`` on every API
-answer, an access log without query strings, and a cap on body size enforced while the body
-streams in (not only from Content-Length)."""
+"""Per-request context: a trace id on every response (and on every log line written while the
+request is served), ``Cache-Control: no-store`` on every API answer, an access log without query
+strings, the request's metric (``telemetry.metrics``: by route template, method and status), and a
+cap on body size enforced while the body streams in (not only from Content-Length)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
+from personal_connectors.logs import TRACE_ID
+from personal_connectors.telemetry import tracing
+from personal_connectors.telemetry.metrics import observe_request
 
 _STATE_KEY = "request_id"
 # API answers carry tokens, keys shown once, webhook secrets and connect links: no cache (the
@@ -31,15 +35,26 @@ def request_id_of(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, route_templates: dict[int, str] | None = None
+    ) -> None:
+        """``route_templates``: the full path template of each included route, by the route's
+        id (an included route's own ``path`` lacks its router's prefix); a route not in it is
+        named by its ``path``."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.route_templates = route_templates if route_templates is not None else {}
+        # With tracing on: the request's trace id written on its server span.
+        self.tag_span = tracing.request_tagger()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        traced = TRACE_ID.set(request_id)
+        if self.tag_span is not None:
+            self.tag_span(request_id)
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
         replaced = {name for name, _ in added}
@@ -54,34 +69,43 @@ class RequestContextMiddleware:
                 message = {**message, "headers": [*headers, *added]}
             await send(message)
 
+        try:
+            await self._answer(scope, receive, send_with_id, request_id)
+        finally:
+            seconds = time.perf_counter() - started
+            # The router leaves the route it matched (or just its endpoint) in the scope.
+            matched = scope.get("route") or scope.get("endpoint")
+            route = self.route_templates.get(id(matched)) or getattr(matched, "path", None)
+            method = scope["method"]
+            observe_request(route, method, status, seconds)
+            path = scope["path"]
+            access_logger.info(
+                "%s %s %s %.1fms %s",
+                method,
+                path if "\x00" not in path else path.replace("\x00", "%00"),
+                status,
+                seconds * 1000,
+                request_id,
+                extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
+            )
+            TRACE_ID.reset(traced)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             # Refuse before reading a byte of it.
             response = error_response(
                 PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
             )
-            await response(scope, receive, send_with_id)
-            access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
+            await response(scope, receive, send)
             return
         if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
             response = error_response(
                 ValidationFailed("The request URL must not contain NUL characters."), request_id
             )
-            await response(scope, receive, send_with_id)
+            await response(scope, receive, send)
             return
-        receive = _bounded_receive(receive, self.max_body_bytes)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            access_logger.info(
-                "%s %s %s %.1fms %s",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
+        await self.app(scope, _bounded_receive(receive, self.max_body_bytes), send)
 
 
 def _content_length(scope: Scope) -> int | None:
