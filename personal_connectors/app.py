@@ -121,5 +121,4 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if isinstance(route, Route):
             templates.setdefault(id(route), route.path)
             templates.setdefault(id(route.endpoint), route.path)
-    tracing.instrument_app(app)  # (when tracing is on)
     return app

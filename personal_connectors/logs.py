@@ -4,9 +4,10 @@ The code never logs a token, code, state or key on purpose; this filter catches 
 (an exception message quoting a URL, a library logging a request) before they reach a handler.
 
 Two formats (``CONNECTORS_LOG_FORMAT``): ``text``, a line a record, and ``json``, one JSON object
-a line (``JsonFormatter``) with the time, level, logger, message, the trace id of the request
-being served (``TRACE_ID``, set by ``http.context``) and the fields a record carries beyond the
-standard ones (the access log's route, status and duration). Both go through the same redaction.
+a line (``JsonFormatter``) with the time, level, logger, message, process id, the trace id of the
+request being served (``TRACE_ID``, set by ``http.context``) and the fields a record carries
+beyond the standard ones (the access log's route, status and duration). Both go through the same
+redaction.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ class RedactingFilter(logging.Filter):
 TRACE_ID: ContextVar[str | None] = ContextVar("trace_id", default=None)
 # What every LogRecord has; anything else on a record came from ``extra=`` and is logged as a
 # field of its own in JSON ("message" and "asctime" are set by formatting).
+# uvicorn's "color_message" is its message again with terminal colours.
 _STANDARD_ATTRIBUTES = frozenset(
-    {*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime", "taskName"}
+    {
+        *logging.LogRecord("", 0, "", 0, "", None, None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+        "color_message",
+    }
 )
 
 
@@ -87,6 +95,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "process": record.process,  # which worker of `serve --workers N`
         }
         trace_id = TRACE_ID.get()
         if trace_id is not None:

@@ -7,14 +7,17 @@ OTLP/HTTP (protobuf) through a batch processor to the endpoint, with the SDK's o
 honoured (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_*``, …):
 
-- a server span per request (the FastAPI instrumentation, named by route template);
+- a server span per request, named by route template, with spans for its dependencies,
+  endpoint and serialization: FastAPI's own telemetry, which traces once a tracer provider is
+  set; the span carries the request's trace id (``req_…``) as ``personal_connectors.trace_id``;
 - a span per SQL statement (the SQLAlchemy instrumentation, engines made after ``configure``),
   and one per token lookup on the token path's own reader (``storage.driver``);
 - a client span per outbound call (the httpx instrumentation on the shared client).
 
-Query strings never reach a span: the callback's carries the authorization code and state,
-and some providers take a key in the query. Request and response bodies and headers are never
-recorded (the instrumentations' defaults).
+Query strings never reach the exporter: the callback's carries the authorization code and
+state, and some providers take a key in the query. ``_WithoutQueries``, the first span
+processor, writes every URL attribute again without its query as each span starts. Request and
+response bodies and headers are never recorded (the instrumentations' defaults).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import httpx
-    from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
@@ -79,11 +81,13 @@ def configure() -> bool:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     provider = TracerProvider(resource=resource)
+    provider.add_span_processor(_without_queries())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     # Engines created from now on are traced (storage.database calls the factory through its
-    # module, where the instrumentation wraps it).
-    SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
+    # module, where the instrumentation wraps it). The instrumentation declares SQLAlchemy
+    # below 2.1; the engine events it listens to are the same in 2.1.
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _provider = provider
     logger.info("tracing on: spans go to the OTLP endpoint")
     return True
@@ -95,27 +99,12 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-def instrument_app(app: FastAPI) -> None:
-    if _provider is None:
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=_provider,
-        server_request_hook=_without_query_server,
-        exclude_spans=["receive", "send"],
-    )
-
-
 def instrument_client(client: httpx.AsyncClient) -> None:
     if _provider is None:
         return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor.instrument_client(
-        client, tracer_provider=_provider, request_hook=_without_query_client
-    )
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
 
 
 def tracer(name: str) -> Any:
@@ -151,24 +140,22 @@ def strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _rewrite_url_attributes(span: Any) -> None:
-    attributes = getattr(span, "attributes", None) or {}
-    for name in _URL_ATTRIBUTES:
-        if isinstance(attributes.get(name), str):
-            span.set_attribute(name, strip_query(attributes[name]))
-    for name in _TARGET_ATTRIBUTES:
-        if isinstance(attributes.get(name), str):
-            span.set_attribute(name, attributes[name].partition("?")[0])
-    for name in _QUERY_ATTRIBUTES:
-        if name in attributes:
-            span.set_attribute(name, "")
+def _without_queries() -> Any:
+    from opentelemetry.sdk.trace import SpanProcessor
 
+    class WithoutQueries(SpanProcessor):
+        """Rewrites a starting span's URL attributes without their query (and user-info)."""
 
-def _without_query_server(span: Any, scope: dict[str, Any]) -> None:
-    if span is not None and span.is_recording():
-        _rewrite_url_attributes(span)
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            attributes = span.attributes or {}
+            for name in _URL_ATTRIBUTES:
+                if isinstance(attributes.get(name), str):
+                    span.set_attribute(name, strip_query(attributes[name]))
+            for name in _TARGET_ATTRIBUTES:
+                if isinstance(attributes.get(name), str):
+                    span.set_attribute(name, attributes[name].partition("?")[0])
+            for name in _QUERY_ATTRIBUTES:
+                if name in attributes:
+                    span.set_attribute(name, "")
 
-
-def _without_query_client(span: Any, request: Any) -> None:
-    if span is not None and span.is_recording():
-        _rewrite_url_attributes(span)
+    return WithoutQueries()
