@@ -131,5 +131,6 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Libraries that log request lines or SQL parameters (sealed blobs, URLs) at DEBUG stay quiet
     # even when the service's own level is DEBUG.
-    for name in ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine"):
+    # (urllib3: the OTLP exporter's requests, a line per batch of spans sent.)
+    for name in ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
