@@ -17,6 +17,7 @@ from personal_connectors.connect_page.endpoints import api_router as connect_api
 from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
+from personal_connectors.credentials.endpoints import router as credentials_router
 from personal_connectors.end_users.endpoints import router as end_users_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
@@ -29,6 +30,8 @@ from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
+from personal_connectors.proxy.endpoints import PROXY_PATH
+from personal_connectors.proxy.endpoints import router as proxy_router
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry import metrics, tracing
@@ -85,7 +88,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # request metric's label; filled below as routes are added.
     templates: dict[int, str] = {}
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, route_templates=templates
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=[(PROXY_PATH, settings.proxy_max_body_bytes)],
+        route_templates=templates,
     )
 
     def include(router: APIRouter, prefix: str = "") -> None:
@@ -111,6 +117,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         tool_connections_router,
         webhooks_router,
         issuers_router,
+        credentials_router,
+        proxy_router,
         connections_router,
     ):
         include(router, API_PREFIX)

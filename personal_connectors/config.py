@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     # addresses only (outbound/guard.py); true allows plain http and loopback, private and
     # link-local destinations too: development and tests, never production.
     outbound_allow_internal: bool = False
+    # Narrower: plain http to this machine's loopback (`127.0.0.1`, `[::1]`, `localhost`) and
+    # nothing else internal (SPEC §9's outbound rule); development and tests.
+    allow_http_loopback: bool = False
+    # The proxy (proxy/): the largest request body it forwards (413 beyond), and how long a call
+    # to the provider may take until its answer starts (504 beyond).
+    proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    proxy_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # The HTTP server (http/server.py): how long a client may take to send a request's headers (from
     # connecting, or from the first byte of the next request), how long an idle keep-alive
     # connection stays open, how large a request's line and headers may be (431 beyond), and how
@@ -166,6 +173,11 @@ class Settings(BaseSettings):
         """The longest a refresh runs once it holds its lease: retries of what never reached
         the provider, its request, and one more after an outcome it never heard."""
         return self.refresh_retry_seconds + 2 * self.refresh_request_seconds
+
+    @property
+    def loopback_allowed(self) -> bool:
+        """Whether an outbound call may go to this machine's loopback over plain http."""
+        return self.outbound_allow_internal or self.allow_http_loopback
 
     @property
     def redirect_uri(self) -> str:

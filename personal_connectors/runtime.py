@@ -18,7 +18,7 @@ from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.events.audit import TokenAudit
 from personal_connectors.oauth.rfc7517 import KeySetCache
 from personal_connectors.oauth.rfc8414 import MetadataCache
-from personal_connectors.outbound.client import create_client
+from personal_connectors.outbound.client import OutboundClient, create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
@@ -34,7 +34,7 @@ class Runtime:
     sealer: Sealer
     catalog: Catalog
     # Every outbound call of the process (outbound.client.create_client).
-    http: httpx.AsyncClient
+    http: OutboundClient
     # complete-oauth calls waiting for their flow, keyed by flow id (flows.service).
     flow_wakeups: Wakeups
     metadata: MetadataCache = field(default_factory=MetadataCache)

@@ -19,6 +19,7 @@ from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
 from tests.support import outputs
+from tests.support.credentials_api import CredentialsApi
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
@@ -29,6 +30,7 @@ from tests.support.service import (
     create_postgres_database,
     drop_postgres_database,
 )
+from tests.support.upstream_api import PROXY_KEYS, UpstreamApi, proxy_entries
 
 BACKENDS = ("sqlite", "postgres")
 CLIENT_ID = "pc-test-client"
@@ -174,6 +176,22 @@ def fake_provider() -> Iterator[FakeProvider]:
     fake.close()
 
 
+@pytest.fixture(scope="session")
+def credentials_api() -> Iterator[CredentialsApi]:
+    """An API taking API keys, basic auth, client credentials and signed JWTs (SPEC §10)."""
+    api = CredentialsApi()
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def upstream_api() -> Iterator[UpstreamApi]:
+    """A provider's API behind the proxy's test entries (tests/support/upstream_api.py)."""
+    upstream = UpstreamApi().start()
+    yield upstream
+    upstream.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
@@ -181,6 +199,8 @@ def service(
     fault_proxy: FaultProxy,
     grant_providers: GrantProviders,
     fake_provider: FakeProvider,
+    credentials_api: CredentialsApi,
+    upstream_api: UpstreamApi,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -196,7 +216,12 @@ def service(
                 workdir / "providers.yaml",
                 oidc,
                 fault_proxy,
-                {**grant_providers.entries(), **fake_provider_entries(fake_provider)},
+                {
+                    **grant_providers.entries(),
+                    **fake_provider_entries(fake_provider),
+                    **credentials_api.entries(),
+                    **proxy_entries(upstream_api, local_provider_entry(oidc)),
+                },
             )
         ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
@@ -230,7 +255,8 @@ def service(
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         fake_keys = fake_provider_entries(fake_provider)
-        for key in (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *fake_keys):
+        configured = (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *PROXY_KEYS)
+        for key in (*configured, *fake_keys):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     proc.run_db(configure_app)

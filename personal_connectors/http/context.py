@@ -6,8 +6,10 @@ cap on body size enforced while the body streams in (not only from Content-Lengt
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,16 +38,29 @@ def request_id_of(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, route_templates: dict[int, str] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_limits: Sequence[tuple[re.Pattern[str], int]] = (),
+        route_templates: dict[int, str] | None = None,
     ) -> None:
-        """``route_templates``: the full path template of each included route, by the route's
-        id (an included route's own ``path`` lacks its router's prefix); a route not in it is
+        """``body_limits``: other caps for the paths a pattern matches (the proxy's).
+        ``route_templates``: the full path template of each included route, by the route's id
+        (an included route's own ``path`` lacks its router's prefix); a route not in it is
         named by its ``path``."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_limits = tuple(body_limits)
         self.route_templates = route_templates if route_templates is not None else {}
         # With tracing on: the request's trace id written on its server span.
         self.tag_span = tracing.request_tagger()
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.body_limits:
+            if pattern.match(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,10 +107,11 @@ class RequestContextMiddleware:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        limit = self._limit(scope["path"]) if self.body_limits else self.max_body_bytes
+        if declared is not None and declared > limit:
             # Refuse before reading a byte of it.
             response = error_response(
-                PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
+                PayloadTooLarge(f"The body exceeds {limit} bytes."), request_id
             )
             await response(scope, receive, send)
             return
@@ -105,7 +121,7 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, _bounded_receive(receive, self.max_body_bytes), send)
+        await self.app(scope, _bounded_receive(receive, limit), send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -167,7 +167,7 @@ class TokenExchange:
     async def _jwks_uri(self, issuer: TrustedIssuer) -> str:
         if issuer.jwks_uri is not None:
             return issuer.jwks_uri
-        allow_internal = self.runtime.settings.outbound_allow_internal
+        allow_internal = self.runtime.settings.loopback_allowed
         try:
             document = await self.runtime.metadata.get(
                 self.runtime.http,
