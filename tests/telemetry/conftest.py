@@ -21,6 +21,7 @@ from tests.conftest import (
     PROVIDER_KEY,
     RETURN_ORIGIN,
     Tenant,
+    local_provider_entry,
     write_providers_file,
 )
 from tests.flows.conftest import authorize_and_consent, follow_callback
@@ -34,6 +35,7 @@ from tests.support.service import (
     create_postgres_database,
     drop_postgres_database,
 )
+from tests.support.upstream_api import PROXY_KEY, UpstreamApi, proxy_entries
 
 WORKERS = 2
 
@@ -120,6 +122,7 @@ def observed(
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
     otlp: OtlpReceiver,
+    upstream_api: UpstreamApi,
 ) -> Iterator[Observed]:
     backend: str = request.param
     workdir = tmp_path_factory.mktemp(f"observed-{backend}")
@@ -131,7 +134,12 @@ def observed(
         "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
         "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
         "CONNECTORS_PROVIDERS_FILE": str(
-            write_providers_file(workdir / "providers.yaml", oidc, fault_proxy)
+            write_providers_file(
+                workdir / "providers.yaml",
+                oidc,
+                fault_proxy,
+                proxy_entries(upstream_api, local_provider_entry(oidc)),  # (an API to proxy to)
+            )
         ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
         "CONNECTORS_LOG_LEVEL": "DEBUG",
@@ -158,7 +166,8 @@ def observed(
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
-        await apps.configure(None, PROVIDER_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+        for key in (PROVIDER_KEY, PROXY_KEY):
+            await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     process.run_db(configure_app)
     yield Observed(process, token, otlp)
@@ -173,9 +182,11 @@ def observed_api(observed: Observed) -> Iterator[httpx.Client]:
         yield client
 
 
-def connect_account(api: httpx.Client, tenant: Tenant) -> str:
+def connect_account(api: httpx.Client, tenant: Tenant, connector_type: str = PROVIDER_KEY) -> str:
     """A connection through the whole flow at the real OpenID provider."""
-    flow = authorize_and_consent(api, tenant, login=f"user-{os.urandom(4).hex()}")
+    flow = authorize_and_consent(
+        api, tenant, login=f"user-{os.urandom(4).hex()}", connector_type=connector_type
+    )
     response = follow_callback(flow.callback_url)
     assert response.status_code == 200, response.text
     return str(response.json()["data"]["connection_id"])

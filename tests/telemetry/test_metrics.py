@@ -10,6 +10,7 @@ import httpx
 
 from tests.conftest import PROVIDER_KEY, make_tenant
 from tests.support.envelope import is_envelope
+from tests.support.upstream_api import PROXY_KEY
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.telemetry.conftest import WORKERS, Observed, Samples, connect_account, hand_out
 from tests.webhooks.conftest import add_webhook
@@ -19,7 +20,9 @@ BUCKETS = "connectors_http_request_duration_seconds_bucket"
 HANDOUTS = "connectors_token_handouts_total"
 REFRESHES = "connectors_token_refreshes_total"
 DELIVERIES = "connectors_webhook_deliveries_total"
+PROXIED = "connectors_proxy_requests_total"
 TOKEN_ROUTE = "/v1/personal-connectors/{connection_id}/token"
+PROXY_ROUTE = "/v1/personal-connectors/{connection_id}/proxy/{path:path}"
 
 
 def test_metrics_answer_only_with_the_metrics_token(observed: Observed) -> None:
@@ -95,6 +98,35 @@ def test_token_handouts_and_refreshes_count_by_provider_and_outcome(
     assert delta(after, HANDOUTS, "refreshed") == 1
     assert delta(after, REFRESHES, "refreshed") == 1  # the provider was asked once
     assert delta(after, REFRESHES, "failed") == 0
+
+
+def test_proxied_requests_count_by_provider_and_the_providers_status(
+    observed: Observed, observed_api: httpx.Client
+) -> None:
+    tenant = make_tenant(observed.service)
+    connection_id = connect_account(observed_api, tenant, PROXY_KEY)
+    before = observed.scrape()
+
+    def proxied(path: str) -> httpx.Response:
+        return observed_api.get(
+            f"/{connection_id}/proxy/{path}", params=tenant.org, headers=tenant.headers
+        )
+
+    assert proxied("echo/a").status_code == 200
+    assert proxied("status/404").status_code == 404  # the provider's answer, relayed
+
+    def delta(after: Samples, name: str, **labels: str) -> float:
+        return after.get(name, provider=PROXY_KEY, **labels) - before.get(
+            name, provider=PROXY_KEY, **labels
+        )
+
+    after = observed.wait_for_metric(
+        lambda after: delta(after, PROXIED, status="404") == 1, "the proxied requests"
+    )
+    assert delta(after, PROXIED, status="200") == 1
+    assert delta(after, "connectors_proxy_request_duration_seconds_count") == 2
+    # The proxy route is one template, whatever the path under it.
+    assert after.has(REQUESTS, route=PROXY_ROUTE, method="GET", status="404")
 
 
 def test_webhook_deliveries_count_each_attempt_by_outcome(
