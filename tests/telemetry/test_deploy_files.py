@@ -22,6 +22,7 @@ import httpx
 import yaml
 
 from tests.conftest import make_tenant
+from tests.support.upstream_api import PROXY_KEY
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.telemetry.conftest import Observed, Samples, connect_account, hand_out
 from tests.webhooks.conftest import add_webhook
@@ -132,8 +133,8 @@ def dashboard_queries() -> list[Used]:
 
 
 def little_traffic(observed: Observed, api: httpx.Client) -> Samples:
-    """A connection, its token handed out and refreshed, a webhook delivered, and the refresher
-    and pool sampler heard from."""
+    """A connection, its token handed out and refreshed, a webhook delivered, a proxied request,
+    and the refresher and pool sampler heard from."""
     receiver = WebhookReceiver()
     try:
         tenant = make_tenant(observed.service)
@@ -141,9 +142,15 @@ def little_traffic(observed: Observed, api: httpx.Client) -> Samples:
         connection_id = connect_account(api, tenant)
         assert hand_out(api, tenant, connection_id).status_code == 200
         assert hand_out(api, tenant, connection_id, force_refresh="true").status_code == 200
+        proxy_connection = connect_account(api, tenant, PROXY_KEY)
+        proxied = api.get(
+            f"/{proxy_connection}/proxy/echo", params=tenant.org, headers=tenant.headers
+        )
+        assert proxied.status_code == 200
         return observed.wait_for_metric(
             lambda samples: (
                 samples.has("connectors_webhook_deliveries_total")
+                and samples.has("connectors_proxy_requests_total")
                 and samples.has("connectors_refresher_lag_seconds")
                 and samples.has("connectors_db_pool_connections")
             ),
