@@ -50,7 +50,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from personal_connectors.telemetry.folder import MULTIPROCESS_ENV
+from personal_connectors.telemetry.folder import MULTIPROCESS_ENV, process_alive
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Request latencies: from a token handed out of memory (well under 5 ms) to a provider call.
@@ -216,18 +216,8 @@ def _forget_dead_workers(folder: str) -> None:
     A worker that stops normally removes its own (``worker_stopped``)."""
     for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
         match = _LIVE_FILE.search(path)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             mark_process_dead(int(match.group(1)), folder)  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process holds that id now; leave it
-    return True
 
 
 def worker_stopped() -> None:
