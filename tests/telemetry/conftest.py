@@ -107,14 +107,15 @@ class Samples:
         return {sample for sample, _ in self.values}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def otlp() -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver()
     yield receiver
     receiver.close()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# Session-wide, as the service fixture: one start per backend (and xdist worker), not per module.
+@pytest.fixture(scope="session", params=BACKENDS)
 def observed(
     request: pytest.FixtureRequest,
     oidc: OidcProvider,
