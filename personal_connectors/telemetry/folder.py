@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,14 +33,32 @@ def multiprocess_folder() -> Iterator[str]:
     Path(folder, OWNER_FILE).write_text(str(os.getpid()))
     previous = os.environ.get(MULTIPROCESS_ENV)
     os.environ[MULTIPROCESS_ENV] = folder
+    # uvicorn stops on SIGTERM and then raises it again with the handler it found: this one
+    # leaves through the block's end, which removes the folder, and SIGTERM is raised once
+    # more with the handler from before, so the process ends as a SIGTERM ends it.
+    terminating = signal.signal(signal.SIGTERM, _exit_on_signal)
+    terminated = False
     try:
         yield folder
+    except _Terminated:
+        terminated = True
     finally:
+        signal.signal(signal.SIGTERM, terminating)
         if previous is None:
             os.environ.pop(MULTIPROCESS_ENV, None)
         else:
             os.environ[MULTIPROCESS_ENV] = previous
         shutil.rmtree(folder, ignore_errors=True)
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (raised out of the running code, as KeyboardInterrupt is for SIGINT)."""
+
+
+def _exit_on_signal(_signum: int, _frame: object) -> None:
+    raise _Terminated()
 
 
 def _remove_abandoned() -> None:

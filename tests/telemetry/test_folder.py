@@ -5,6 +5,7 @@ start, named in the environment while ``serve`` runs, removed when it ends; one 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,3 +37,22 @@ def test_a_private_folder_for_the_run_and_none_left_after_it() -> None:
 
     assert not path.exists()
     assert os.environ.get(MULTIPROCESS_ENV) == before
+
+
+def test_sigterm_removes_the_folder_and_still_ends_the_process_as_sigterm_does() -> None:
+    program = (
+        "import os, signal\n"
+        "from personal_connectors.telemetry.folder import multiprocess_folder\n"
+        "with multiprocess_folder() as folder:\n"
+        "    print(folder, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    signal.pause()\n"
+        "print('not reached', flush=True)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=30
+    )
+    assert ran.returncode == -signal.SIGTERM, ran.stderr
+    folder = ran.stdout.strip()
+    assert folder.startswith(tempfile.gettempdir()) and "not reached" not in folder
+    assert not Path(folder).exists()
