@@ -7,6 +7,7 @@ with ``CONNECTORS_``; docs/configuration.md lists them all.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
@@ -26,6 +27,14 @@ def origin_of(url: str) -> str:
     host, default ports dropped, IPv6 in brackets; ``null`` for a non-http(s) URL. Raises
     ValueError for a URL a browser would not parse."""
     return str(ada_url.URL(url).origin)
+
+
+# A rate limit as `limits` (rate_limits/) parses it: N per [M] second|minute|hour|day (plurals).
+RATE_LIMIT_PATTERN = re.compile(
+    r"[1-9][0-9]{0,9}\s*(?:/|per)\s*(?:[1-9][0-9]{0,5}\s+)?(?:second|minute|hour|day)s?",
+    re.IGNORECASE,
+)
+RATE_LIMIT_STORAGE_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
 
 
 class Settings(BaseSettings):
@@ -109,6 +118,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Seconds before each retry; attempts = retries + 1. Jitter adds up to 10% to each.
     webhook_retry_schedule: str = "5,30,120,600,3600,21600"
+    # Rate limits (SPEC §12, rate_limits/): a limit such as `1200/minute` per user key and per
+    # (service key, end user); a cap on a service key's requests for all its end users; where
+    # they are counted (unset: in each process's memory; a redis:// URL: shared by all).
+    rate_limit: str | None = None
+    rate_limit_service: str | None = None
+    rate_limit_storage: str | None = None
+    # Retention of the audit trail (events/retention.py), in days; 0 keeps events forever.
+    event_retention_days: int = Field(default=90, ge=0, le=36500)
+    token_event_retention_days: int = Field(default=7, ge=0, le=36500)
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +220,32 @@ class Settings(BaseSettings):
         delays = [item.strip() for item in value.split(",") if item.strip()]
         if not 0 < len(delays) <= 20 or any(not 0 < float(item) <= 7 * 86400 for item in delays):
             raise ValueError("a comma-separated list of 1-20 delays in seconds, each up to 7 days")
+        return value
+
+    @field_validator("rate_limit", "rate_limit_service")
+    @classmethod
+    def _check_rate_limit(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if RATE_LIMIT_PATTERN.fullmatch(value.strip()) is None:
+            raise ValueError(
+                "must be a number of requests per period, such as `1200/minute`, `20/second` "
+                "or `50000/hour` (periods: second, minute, hour, day; `10/5 minutes` also works)"
+            )
+        return value.strip()
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value != "memory://" and urlsplit(value).scheme not in RATE_LIMIT_STORAGE_SCHEMES:
+            raise ValueError(
+                "must be a Redis URL (redis://host:6379/0, rediss:// for TLS, "
+                "redis+unix:///path/to/socket), or memory:// (the default: each process counts "
+                "for itself)"
+            )
         return value
 
     @property

@@ -7,7 +7,7 @@ the tests all get their dependencies from here, so there is one place that wires
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,10 +20,14 @@ from personal_connectors.oauth.rfc7517 import KeySetCache
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.outbound.client import OutboundClient, create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
+from personal_connectors.rate_limits import rate_limits_of
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.driver import HotReader, create_hot_reader
 from personal_connectors.wakeups import Wakeups
+
+if TYPE_CHECKING:
+    from personal_connectors.rate_limits.limiter import RateLimits
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Runtime:
     token_audit: TokenAudit = field(default_factory=TokenAudit)
     # The token hot path's read on the driver (storage.driver, tokens.repository).
     hot_reader: HotReader | None = None
+    # CONNECTORS_RATE_LIMIT*: None when no limit is set, and then no route does any limit work.
+    rate_limits: RateLimits | None = None
 
     @classmethod
     def start(
@@ -64,6 +70,7 @@ class Runtime:
             key_sets=KeySetCache(refetch_after=settings.jwks_refetch_seconds),
             hot_reader=create_hot_reader(settings),
             flow_wakeups=Wakeups(settings.complete_wait_poll_seconds),
+            rate_limits=rate_limits_of(settings),
         )
 
     async def close(self) -> None:

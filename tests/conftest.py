@@ -23,6 +23,7 @@ from tests.support.credentials_api import CredentialsApi
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
+from tests.support.minting_servers import MachineSecrets, MintingServers, start_machine_oidc
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
@@ -185,6 +186,31 @@ def credentials_api() -> Iterator[CredentialsApi]:
 
 
 @pytest.fixture(scope="session")
+def machine_secrets() -> MachineSecrets:
+    return MachineSecrets()
+
+
+@pytest.fixture(scope="session")
+def machine_oidc(
+    tmp_path_factory: pytest.TempPathFactory, machine_secrets: MachineSecrets
+) -> Iterator[OidcProvider]:
+    """A second oidc-provider, with its client credentials grant on (machine clients only)."""
+    provider = start_machine_oidc(machine_secrets, tmp_path_factory.mktemp("machine-oidc"))
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def minting_servers(
+    machine_oidc: OidcProvider, machine_secrets: MachineSecrets
+) -> Iterator[MintingServers]:
+    """Authlib's RFC 7523 server and the resources that check tokens (SPEC §10)."""
+    servers = MintingServers(machine_oidc, machine_secrets).start()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="session")
 def upstream_api() -> Iterator[UpstreamApi]:
     """A provider's API behind the proxy's test entries (tests/support/upstream_api.py)."""
     upstream = UpstreamApi().start()
@@ -201,6 +227,7 @@ def service(
     fake_provider: FakeProvider,
     credentials_api: CredentialsApi,
     upstream_api: UpstreamApi,
+    minting_servers: MintingServers,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -220,6 +247,7 @@ def service(
                     **grant_providers.entries(),
                     **fake_provider_entries(fake_provider),
                     **credentials_api.entries(),
+                    **minting_servers.entries(),
                     **proxy_entries(upstream_api, local_provider_entry(oidc)),
                 },
             )

@@ -22,6 +22,9 @@ from personal_connectors.telemetry import tracing
 from personal_connectors.telemetry.metrics import observe_request
 
 _STATE_KEY = "request_id"
+# Headers a route's dependencies decided for its answer, whatever it turns out to be (the rate
+# limit's, http.dependencies): added to the response here, as errors are rendered elsewhere.
+_HEADERS_KEY = "response_headers"
 # API answers carry tokens, keys shown once, webhook secrets and connect links: no cache (the
 # browser's, a proxy's) may keep any of them, so none may keep any API answer.
 _NO_STORE = (b"cache-control", b"no-store")
@@ -34,6 +37,11 @@ def request_id_of(scope: Scope) -> str:
     if _STATE_KEY not in state:
         state[_STATE_KEY] = f"req_{uuid.uuid4().hex}"
     return str(state[_STATE_KEY])
+
+
+def add_response_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send ``headers`` (lower-case names) with the request's answer, success or error."""
+    scope.setdefault("state", {}).setdefault(_HEADERS_KEY, []).extend(headers)
 
 
 class RequestContextMiddleware:
@@ -70,6 +78,7 @@ class RequestContextMiddleware:
         traced = TRACE_ID.set(request_id)
         if self.tag_span is not None:
             self.tag_span(request_id)
+        state = scope["state"]
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
         replaced = {name for name, _ in added}
@@ -81,7 +90,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in replaced]
-                message = {**message, "headers": [*headers, *added]}
+                message = {**message, "headers": [*headers, *added, *state.get(_HEADERS_KEY, ())]}
             await send(message)
 
         try:

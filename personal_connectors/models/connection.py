@@ -121,7 +121,11 @@ class ConnectionEvent(Base):
     """The audit trail of a connection; never holds a token."""
 
     __tablename__ = "connection_events"
-    __table_args__ = (Index("ix_connection_events_connection", "connection_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_connection_events_connection", "connection_id", "created_at"),
+        # Retention deletes each type's oldest rows first (events/retention.py).
+        Index("ix_connection_events_type_created", "type", "created_at"),
+    )
 
     id: Mapped[str] = id_column()
     connection_id: Mapped[str] = mapped_column(String(40))
