@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.routing import Route
 
 from personal_connectors.api_keys.endpoints import router as api_keys_router
 from personal_connectors.apps.endpoints import router as apps_router
@@ -20,6 +21,7 @@ from personal_connectors.credentials.endpoints import router as credentials_rout
 from personal_connectors.end_users.endpoints import router as end_users_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
+from personal_connectors.health.sampler import sampling
 from personal_connectors.http.context import RequestContextMiddleware
 from personal_connectors.http.docs import install_docs
 from personal_connectors.http.errors import install_error_handlers
@@ -34,6 +36,7 @@ from personal_connectors.proxy.endpoints import PROXY_PATH
 from personal_connectors.proxy.endpoints import router as proxy_router
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry import metrics, tracing
 from personal_connectors.tokens.endpoints import add_token_route
 from personal_connectors.webhooks.endpoints import router as webhooks_router
 from personal_connectors.webhooks.worker import running_worker
@@ -47,7 +50,8 @@ Authenticate with `X-API-Key: ak_…` or `Authorization: Bearer ak_…`."""
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    tracing.configure()  # before the runtime: its engine and client are traced when on
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,11 +66,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 refreshing,
                 running_worker(app.state.runtime),
                 app.state.mcp_gateway.running(),
+                sampling(app.state.runtime),
             ):
                 yield
         finally:
             if owned:
                 await app.state.runtime.close()
+            metrics.worker_stopped()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Personal Connectors",
@@ -81,32 +88,50 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.mcp_gateway = GatewayHolder()
     install_openapi(app)
     install_error_handlers(app)
+    # Each route's full path template (an included route knows only its own part), for the
+    # request metric's label; filled below as routes are added.
+    templates: dict[int, str] = {}
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         body_limits=[(PROXY_PATH, settings.proxy_max_body_bytes)],
+        route_templates=templates,
     )
+
+    def include(router: APIRouter, prefix: str = "") -> None:
+        app.include_router(router, prefix=prefix)
+        templates.update({id(route): prefix + route.path for route in router.routes})  # type: ignore[attr-defined]
+
     # The token route first: it is the hot path and routing tries the routes in order. No other
     # path is two segments ending in `/token`, so there is nothing for it to shadow.
     add_exchange_route(app)  # before /{connection_id}/token, which would take /oauth/token
     add_token_route(app)
-    app.include_router(health_router)
-    app.include_router(connect_page_router)  # the hosted connect page, outside the API
+    include(health_router)
+    include(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
-    app.include_router(flows_router, prefix=API_PREFIX)
-    app.include_router(callback_router, prefix=API_PREFIX)
-    app.include_router(connect_api_router, prefix=API_PREFIX)
-    app.include_router(apps_router, prefix=API_PREFIX)
-    app.include_router(api_keys_router, prefix=API_PREFIX)
-    app.include_router(end_users_router, prefix=API_PREFIX)
-    app.include_router(organization_router, prefix=API_PREFIX)
-    app.include_router(catalog_router, prefix=API_PREFIX)
-    app.include_router(tool_connections_router, prefix=API_PREFIX)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
-    app.include_router(issuers_router, prefix=API_PREFIX)
-    app.include_router(mcp_router, prefix=API_PREFIX)  # `/mcp`, before `/{connection_id}`
-    app.include_router(credentials_router, prefix=API_PREFIX)
-    app.include_router(proxy_router, prefix=API_PREFIX)
-    app.include_router(connections_router, prefix=API_PREFIX)
+    for router in (
+        flows_router,
+        callback_router,
+        connect_api_router,
+        apps_router,
+        api_keys_router,
+        end_users_router,
+        organization_router,
+        catalog_router,
+        tool_connections_router,
+        webhooks_router,
+        issuers_router,
+        mcp_router,  # `/mcp`, before `/{connection_id}`
+        credentials_router,
+        proxy_router,
+        connections_router,
+    ):
+        include(router, API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
+    # The application's own routes carry their full path. A plain Starlette route (the token
+    # shortcut, the docs) is found by its endpoint: the router records no route for it.
+    for route in app.router.routes:
+        if isinstance(route, Route):
+            templates.setdefault(id(route), route.path)
+            templates.setdefault(id(route.endpoint), route.path)
     return app

@@ -11,11 +11,11 @@ import re
 from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import ada_url
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 API_PREFIX = "/v1/personal-connectors"
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
 
     # Beyond SPEC §5: tuning knobs with safe defaults.
     log_level: str = "INFO"
+    # Operations (SPEC §12; telemetry/): one JSON object a log line instead of text; the bearer
+    # token `/metrics` asks for (open without one); how often gauges that are read rather than
+    # counted (database pools) are sampled.
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: SecretStr | None = None
+    metrics_sample_seconds: float = Field(default=5.0, gt=0, le=3600)
     flow_ttl_seconds: int = Field(default=600, ge=60, le=3600)
     # Per user: flows waiting for their callback, and connect sessions still valid (429 beyond).
     max_pending_flows: int = Field(default=20, ge=1, le=10_000)
@@ -143,6 +149,12 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"http", "https"} or not ada_url.check_url(value):
             raise ValueError("must be an http(s) URL a browser can parse")
         return value.rstrip("/")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """CONNECTORS_METRICS_TOKEN= (empty) leaves /metrics open, as unset does."""
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("allowed_return_origins")
     @classmethod

@@ -2,13 +2,23 @@
 
 The code never logs a token, code, state or key on purpose; this filter catches the accidents
 (an exception message quoting a URL, a library logging a request) before they reach a handler.
+
+Two formats (``CONNECTORS_LOG_FORMAT``): ``text``, a line a record, and ``json``, one JSON object
+a line (``JsonFormatter``) with the time, level, logger, message, process id, the trace id of the
+request being served (``TRACE_ID``, set by ``http.context``) and the fields a record carries
+beyond the standard ones (the access log's route, status and duration). Both go through the same
+redaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
 _PATTERNS = [
     (re.compile(r"\bak_[A-Za-z0-9]{8,}"), "ak_[REDACTED]"),
@@ -59,9 +69,56 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+# The trace id (``req_…``, the error envelope's ``trace_id``) of the request this code serves.
+TRACE_ID: ContextVar[str | None] = ContextVar("trace_id", default=None)
+# What every LogRecord has; anything else on a record came from ``extra=`` and is logged as a
+# field of its own in JSON ("message" and "asctime" are set by formatting).
+# uvicorn's "color_message" is its message again with terminal colours.
+_STANDARD_ATTRIBUTES = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", None, None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+        "color_message",
+    }
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a record; string fields from ``extra=`` are redacted like the message
+    (which ``RedactingFilter`` has already redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,  # which worker of `serve --workers N`
+        }
+        trace_id = TRACE_ID.get()
+        if trace_id is not None:
+            line["trace_id"] = trace_id
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRIBUTES:
+                line[name] = redact(value) if isinstance(value, str) else value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -74,5 +131,6 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Libraries that log request lines or SQL parameters (sealed blobs, URLs) at DEBUG stay quiet
     # even when the service's own level is DEBUG.
-    for name in ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine"):
+    # (urllib3: the OTLP exporter's requests, a line per batch of spans sent.)
+    for name in ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -61,7 +61,9 @@ def no_secret_in_any_output() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def service_ports() -> dict[str, int]:
-    return {backend: free_port() for backend in BACKENDS}
+    """Each backend's service, and the one tests/telemetry runs beside it (``BACKEND-observed``):
+    all of them redirect URIs the OpenID provider knows."""
+    return {name: free_port() for b in BACKENDS for name in (b, f"{b}-observed")}
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,16 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP service (the embedded default is created and migrated first)."""
+    # First, before anything imports prometheus-client: the workers' shared metrics folder.
+    from personal_connectors.telemetry.folder import multiprocess_folder
+
+    with multiprocess_folder():
+        _serve(host, port, workers, with_refresher)
+
+
+def _serve(host: str | None, port: int | None, workers: int, with_refresher: bool) -> None:
+    import logging
+
     import uvicorn
     from rich.markup import escape
 
@@ -92,7 +102,7 @@ def serve(
     settings = load_settings()
     host = settings.host if host is None else host
     port = settings.port if port is None else port
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         # Checked here, once, so workers never race to generate a key file.
         load_catalog(settings.providers_file)
@@ -101,17 +111,25 @@ def serve(
     except (CatalogError, KeyConfigurationError) as exc:
         fail(str(exc))
     mismatch = base_url_mismatch(settings, host, port)
-    if mismatch is not None:
-        errors.print(
-            f"[yellow]warning:[/yellow] {escape(mismatch)}", highlight=False, soft_wrap=True
+    where = f"http://{host}:{port}"
+    detail = f"(public URL {settings.base_url}, API docs at /docs)"
+    if settings.log_format == "json":
+        # Every line of the output is a JSON object: the banner and warning are log records.
+        logger = logging.getLogger("personal_connectors.serve")
+        if mismatch is not None:
+            logger.warning("%s", mismatch)
+        logger.info("Personal Connectors on %s %s", where, detail)
+    else:
+        if mismatch is not None:
+            errors.print(
+                f"[yellow]warning:[/yellow] {escape(mismatch)}", highlight=False, soft_wrap=True
+            )
+        console.print(
+            f"Personal Connectors on [bold]{where}[/bold] {detail}\n"
+            "First API key: connectors orgs create NAME → connectors users create EMAIL "
+            "--org ORG_ID --role owner → connectors api-keys create --user USER_ID",
+            highlight=False,
         )
-    console.print(
-        f"Personal Connectors on [bold]http://{host}:{port}[/bold] "
-        f"(public URL {settings.base_url}, API docs at /docs)\n"
-        "First API key: connectors orgs create NAME → connectors users create EMAIL --org ORG_ID "
-        "--role owner → connectors api-keys create --user USER_ID",
-        highlight=False,
-    )
     uvicorn.run(
         "personal_connectors.cli.serving:create_served_app",
         factory=True,

@@ -42,7 +42,7 @@ def refresher(
     """
 
     async def work(_: AsyncSession, runtime: Runtime) -> dict[str, float | int]:
-        configure_logging(runtime.settings.log_level)
+        configure_logging(runtime.settings.log_level, runtime.settings.log_format)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,7 @@
-"""Per-request context: a trace id on every response, ``Cache-Control: no-store`` on every API
-answer, an access log without query strings, and a cap on body size enforced while the body
-streams in (not only from Content-Length)."""
+"""Per-request context: a trace id on every response (and on every log line written while the
+request is served), ``Cache-Control: no-store`` on every API answer, an access log without query
+strings, the request's metric (``telemetry.metrics``: by route template, method and status), and a
+cap on body size enforced while the body streams in (not only from Content-Length)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
+from personal_connectors.logs import TRACE_ID
+from personal_connectors.telemetry import tracing
+from personal_connectors.telemetry.metrics import observe_request
 
 _STATE_KEY = "request_id"
 # Headers a route's dependencies decided for its answer, whatever it turns out to be (the rate
@@ -47,11 +51,18 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         body_limits: Sequence[tuple[re.Pattern[str], int]] = (),
+        route_templates: dict[int, str] | None = None,
     ) -> None:
-        """``body_limits``: other caps for the paths a pattern matches (the proxy's)."""
+        """``body_limits``: other caps for the paths a pattern matches (the proxy's).
+        ``route_templates``: the full path template of each included route, by the route's id
+        (an included route's own ``path`` lacks its router's prefix); a route not in it is
+        named by its ``path``."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_limits = tuple(body_limits)
+        self.route_templates = route_templates if route_templates is not None else {}
+        # With tracing on: the request's trace id written on its server span.
+        self.tag_span = tracing.request_tagger()
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.body_limits:
@@ -64,6 +75,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        traced = TRACE_ID.set(request_id)
+        if self.tag_span is not None:
+            self.tag_span(request_id)
         state = scope["state"]
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
@@ -79,6 +93,28 @@ class RequestContextMiddleware:
                 message = {**message, "headers": [*headers, *added, *state.get(_HEADERS_KEY, ())]}
             await send(message)
 
+        try:
+            await self._answer(scope, receive, send_with_id, request_id)
+        finally:
+            seconds = time.perf_counter() - started
+            # The router leaves the route it matched (or just its endpoint) in the scope.
+            matched = scope.get("route") or scope.get("endpoint")
+            route = self.route_templates.get(id(matched)) or getattr(matched, "path", None)
+            method = scope["method"]
+            observe_request(route, method, status, seconds)
+            path = scope["path"]
+            access_logger.info(
+                "%s %s %s %.1fms %s",
+                method,
+                path if "\x00" not in path else path.replace("\x00", "%00"),
+                status,
+                seconds * 1000,
+                request_id,
+                extra={"route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
+            )
+            TRACE_ID.reset(traced)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         declared = _content_length(scope)
         limit = self._limit(scope["path"]) if self.body_limits else self.max_body_bytes
         if declared is not None and declared > limit:
@@ -86,28 +122,15 @@ class RequestContextMiddleware:
             response = error_response(
                 PayloadTooLarge(f"The body exceeds {limit} bytes."), request_id
             )
-            await response(scope, receive, send_with_id)
-            access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
+            await response(scope, receive, send)
             return
         if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
             response = error_response(
                 ValidationFailed("The request URL must not contain NUL characters."), request_id
             )
-            await response(scope, receive, send_with_id)
+            await response(scope, receive, send)
             return
-        receive = _bounded_receive(receive, limit)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            access_logger.info(
-                "%s %s %s %.1fms %s",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
+        await self.app(scope, _bounded_receive(receive, limit), send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -44,6 +44,7 @@ from personal_connectors.mcp_servers.outcomes import (
 from personal_connectors.models import Connection, utcnow
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
 from personal_connectors.tokens.values import credential_values
 
@@ -215,16 +216,24 @@ class McpService:
             except MissingCredentialValue:
                 raise NoTokenForMcp() from None
             target = str(httpx.URL(url).copy_merge_params(applied.query)) if applied.query else url
+            started, outcome = time.perf_counter(), "ok"
             try:
                 async with asyncio.timeout(limit):
                     from personal_connectors.mcp_servers.client import run_session
 
                     return await run_session(self.runtime.http, target, applied.headers, work)
             except TimeoutError:
+                outcome = "timeout"
                 raise ServerTimedOut(f"the MCP server did not answer within {limit:g}s") from None
             except TokenRefused:
+                outcome = "401"
                 if force:
                     raise
+            except ServerFailure as exc:
+                outcome = type(exc).__name__
+                raise
+            finally:
+                record_mcp_call(connection.app_key, outcome, time.perf_counter() - started)
         raise AssertionError("unreachable")
 
 

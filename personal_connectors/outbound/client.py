@@ -21,6 +21,7 @@ import httpx
 from personal_connectors.config import Settings
 from personal_connectors.outbound.guard import OutboundPolicy
 from personal_connectors.outbound.transport import GuardedTransport
+from personal_connectors.telemetry import tracing
 
 USER_AGENT = "personal-connectors/0.1"
 # Connections per destination (origin): enough that a busy refresher (64 refreshes in flight
@@ -82,7 +83,7 @@ def create_client(
         mounts = _environment_proxies(policy, ssl_context)
     else:
         mounts = {}
-    return OutboundClient(
+    client = OutboundClient(
         plain=None if mounts else transport,
         transport=transport,
         mounts=mounts,
@@ -92,6 +93,8 @@ def create_client(
         cookies=no_cookies(),
         trust_env=True,
     )
+    tracing.instrument_client(client)  # a span per call when tracing is on
+    return client
 
 
 def _environment_proxies(

@@ -41,6 +41,7 @@ from personal_connectors.proxy.exceptions import (
 )
 from personal_connectors.proxy.upstream import base_url, check_path, upstream_url
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry.metrics import record_proxy_request
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ConnectionNotFound
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.service import TokenRequest
@@ -227,18 +228,26 @@ class ProxyService:
         request = self.runtime.http.build_request(
             call.method, url, headers=sent, content=content, timeout=httpx.Timeout(self.timeout)
         )
+        # Each request sent to the provider is counted: its status, or why there was none.
+        started = time.perf_counter()
+        outcome: int | str = "error"
         try:
             async with asyncio.timeout(self.timeout):
-                return await self.runtime.http.send(request, stream=True)
+                response = await self.runtime.http.send(request, stream=True)
+            outcome = response.status_code
+            return response
         except (TimeoutError, httpx.TimeoutException):
+            outcome = "timeout"
             raise ProviderTimeout(
                 f"The provider did not answer within {self.timeout:g} seconds."
             ) from None
         except DestinationRefused as exc:
+            outcome = "refused"
             raise ProviderError(
                 f"The provider's API address is not an allowed destination: {exc.reason}."
             ) from None
         except (httpx.ConnectError, httpx.ReadError, httpx.WriteError):
+            outcome = "unreachable"
             raise ProviderUnavailable(
                 "The provider's API could not be reached.", headers={"Retry-After": "5"}
             ) from None
@@ -246,6 +255,8 @@ class ProxyService:
             raise ProviderError(
                 f"The provider's API answered with something unusable ({type(exc).__name__})."
             ) from None
+        finally:
+            record_proxy_request(entry.key, outcome, time.perf_counter() - started)
 
 
 def _raw(response: httpx.Response) -> Iterable[tuple[str, str]]:

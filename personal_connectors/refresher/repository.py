@@ -185,6 +185,24 @@ class RefresherRepository:
         connections = (await self.session.scalars(statement)).all()
         return [Claimed(connection) for connection in connections]
 
+    async def backlog(
+        self, due: ColumnElement[bool]
+    ) -> tuple[int, tuple[datetime, datetime | None] | None]:
+        """How many connections match ``due`` and no one has claimed, and the soonest-expiring
+        one's ``expires_at`` and ``refresh_due_at`` (the metrics' queue depth and lag)."""
+        count = await self.session.scalar(select(func.count()).where(due))
+        soonest = (
+            await self.session.execute(
+                select(Connection.expires_at, Connection.refresh_due_at)
+                .where(due)
+                .order_by(Connection.expires_at.asc())
+                .limit(1)
+            )
+        ).first()
+        if soonest is None or soonest[0] is None:
+            return int(count or 0), None
+        return int(count or 0), (soonest[0], soonest[1])
+
     async def apps(self, app_ids: Collection[str]) -> list[OAuthApp]:
         """The OAuth apps of claimed rows, in one query per claim rather than one per refresh."""
         if not app_ids:

@@ -30,6 +30,7 @@ import time
 from asyncio import FIRST_COMPLETED, Semaphore
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +46,7 @@ from personal_connectors.refresher.repository import Claimed, DuePolicy, Refresh
 from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.database import create_sessionmaker, create_unpinged_engine
+from personal_connectors.telemetry import metrics
 from personal_connectors.tokens import lease
 from personal_connectors.tokens.exceptions import ReauthorizationRequired
 from personal_connectors.tokens.refresh import Refresher
@@ -111,6 +113,9 @@ class BackgroundRefresher:
         # The idle scan reads every row (no index serves it): after one that found nothing, the
         # next waits this long (monotonic), unless the expiring claim leaves slots free anyway.
         self._idle_rest_until = 0.0
+        # The backlog (metrics' queue depth and lag) is counted at most once an interval
+        # (monotonic), by a query of its own after a claim.
+        self._backlog_due = 0.0
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._stop = asyncio.Event()
         # Rows that failed in an unexpected way rest until then (monotonic): no hot loop on them.
@@ -202,7 +207,34 @@ class BackgroundRefresher:
                 continue
             queued[item.app_key] += 1
             self._running[asyncio.create_task(self._refresh(item))] = item
+        metrics.set_refresher_in_flight(len(self._running))
+        await self._count_pass()
         return claimed
+
+    async def _count_pass(self) -> None:
+        """A claim pass for the metrics; with the backlog at most once an interval."""
+        now = time.monotonic()
+        if now < self._backlog_due:
+            metrics.count_refresher_pass()
+            return
+        self._backlog_due = now + self.runtime.settings.refresher_interval_seconds
+        policy = self.policy()
+        try:
+            async with self.runtime.sessions() as session:
+                depth, soonest = await RefresherRepository(session).backlog(policy.expiring())
+        except Exception:
+            logger.exception("the background refresher could not count its backlog")
+            metrics.count_refresher_pass()
+            return
+        lag = 0.0
+        if soonest is not None:
+            # Due from the window's start before its expiry, or its half-life if that is later.
+            expires_at, half_life = soonest
+            due_since = expires_at - timedelta(seconds=self._window)
+            if half_life is not None and half_life > due_since:
+                due_since = half_life
+            lag = max(0.0, (policy.now - due_since).total_seconds())
+        metrics.count_refresher_pass(depth, lag)
 
     async def _claim(self, limit: int, skip_providers: set[str]) -> list[Claimed]:
         """Expiring rows first (an index range); idle ones only with slots left over.
@@ -271,6 +303,7 @@ class BackgroundRefresher:
             raise
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            metrics.set_refresher_in_flight(len(self._running))
 
     async def _outcome(self, item: Claimed) -> Outcome:
         try:

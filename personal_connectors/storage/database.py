@@ -11,14 +11,16 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from personal_connectors.config import Settings
+
+
+def create_async_engine(url: Any, **options: Any) -> AsyncEngine:
+    """SQLAlchemy's factory, looked up on its module at each call: with tracing on, the
+    SQLAlchemy instrumentation wraps it there (``telemetry.tracing``)."""
+    return sqlalchemy_asyncio.create_async_engine(url, **options)
 
 
 def is_sqlite(url: str) -> bool:
@@ -87,6 +89,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def pool_usage(engine: AsyncEngine) -> tuple[int, int] | None:
+    """The engine's pooled connections (in use, idle); None for a pool that keeps no count."""
+    pool = engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if checked_out is None or checked_in is None:
+        return None
+    return int(checked_out()), int(checked_in())
 
 
 async def ping(engine: AsyncEngine) -> None:

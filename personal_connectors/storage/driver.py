@@ -21,6 +21,7 @@ from sqlalchemy.engine.url import make_url
 
 from personal_connectors.config import Settings
 from personal_connectors.storage.database import is_sqlite
+from personal_connectors.telemetry import tracing
 
 # What a lost or refused connection raises (a read is then tried once more, on a new one).
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ class SQLiteReader:
     def fetch_row(self, sql: str, parameters: dict[str, str | None]) -> Row | None:
         row: Row | None = self._connection().execute(sql, parameters).fetchone()
         return row
+
+    def usage(self) -> tuple[int, int] | None:
+        """No pool: a connection per thread, held for good (nothing to report)."""
+        return None
 
     async def close(self) -> None:
         for connection in self._connections:
@@ -166,6 +171,13 @@ class PostgresReader:
         found = {record[0]: tuple(record)[1:] for record in await self.query("fetch", many, arrays)}
         return [found.get(position) for position in range(1, len(sets) + 1)]
 
+    def usage(self) -> tuple[int, int] | None:
+        """Connections of the pool (in use, idle); None before it opened."""
+        if self._pool is None:
+            return None
+        idle = self._pool.get_idle_size()
+        return self._pool.get_size() - idle, idle
+
     async def close(self) -> None:
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
@@ -177,6 +189,37 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
     """Nothing to reset: the reader only runs single SELECTs outside transactions."""
 
 
+class TracedSQLiteReader(SQLiteReader):
+    """With tracing on (``telemetry.tracing``): a span around each lookup. The plain class
+    serves otherwise, so tracing that is off costs the token path nothing."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._tracer = tracing.tracer(__name__)
+        self._kind = tracing.client_kind()
+
+    def fetch_row(self, sql: str, parameters: dict[str, str | None]) -> Row | None:
+        with self._tracer.start_as_current_span(
+            "token lookup", kind=self._kind, attributes={"db.system": "sqlite"}
+        ):
+            return super().fetch_row(sql, parameters)
+
+
+class TracedPostgresReader(PostgresReader):
+    """As ``TracedSQLiteReader``; the span covers the wait for the batch it joins."""
+
+    def __init__(self, dsn: str, pool_size: int) -> None:
+        super().__init__(dsn, pool_size)
+        self._tracer = tracing.tracer(__name__)
+        self._kind = tracing.client_kind()
+
+    async def fetch_row(self, one: str, many: str, arguments: Sequence[Any]) -> Row | None:
+        with self._tracer.start_as_current_span(
+            "token lookup", kind=self._kind, attributes={"db.system": "postgresql"}
+        ):
+            return await super().fetch_row(one, many, arguments)
+
+
 HotReader = SQLiteReader | PostgresReader
 
 
@@ -186,7 +229,9 @@ def create_hot_reader(settings: Settings) -> HotReader | None:
     url = make_url(settings.sqlalchemy_url)
     if not is_sqlite(settings.sqlalchemy_url):
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresReader(dsn, settings.hot_read_pool_size)
+        postgres = TracedPostgresReader if tracing.active() else PostgresReader
+        return postgres(dsn, settings.hot_read_pool_size)
     if url.database in (None, "", ":memory:"):
         return None
-    return SQLiteReader(url.database)
+    sqlite = TracedSQLiteReader if tracing.active() else SQLiteReader
+    return sqlite(url.database)

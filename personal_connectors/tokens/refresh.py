@@ -55,6 +55,7 @@ from personal_connectors.oauth.errors import (
 from personal_connectors.oauth.rfc7523 import InvalidPrivateKey
 from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry.metrics import count_refresh
 from personal_connectors.tokens import lease
 from personal_connectors.tokens.exceptions import (
     ReauthorizationRequired,
@@ -334,6 +335,7 @@ class Refresher:
         refresh_token = self.vault.refresh_token(connection)
         app = await credentials(connection.oauth_app_id)
         if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
+            count_refresh(connection.app_key, "cannot_refresh")
             return await self._cannot_refresh(session, connection)
         await (
             session.commit()
@@ -345,6 +347,7 @@ class Refresher:
             app,
             call_seconds=self.runtime.settings.refresh_request_seconds,
         )
+        provider = connection.app_key
         try:
             scopes = list(connection.scopes or [])
             grant = await self._send(
@@ -353,6 +356,7 @@ class Refresher:
         except ProviderRejected as exc:
             if exc.is_terminal:
                 lost = exc.error == "invalid_grant" and attempt.uncertain
+                count_refresh(provider, ROTATION_LOST if lost else "rejected")
                 await self._mark_needs_reauth(session, connection, exc, attempt, lost)
                 raise ReauthorizationRequired(
                     f"The refresh token was rotated in an answer that never arrived "
@@ -360,10 +364,18 @@ class Refresher:
                     if lost
                     else f"The provider rejected the refresh token ({exc.error})."
                 ) from None
+            count_refresh(provider, "failed")
             return await self._transient_failure(session, connection, exc, attempt)
         except ProviderFailure as exc:
+            count_refresh(provider, "failed")
             return await self._transient_failure(session, connection, exc, attempt)
-        return await self._store(connection, grant, owner, writer)
+        try:
+            stored = await self._store(connection, grant, owner, writer)
+        except Exception:
+            count_refresh(provider, "not_stored")  # lost its compare-and-swap, or the write failed
+            raise
+        count_refresh(provider, "refreshed")
+        return stored
 
     async def _mint_again(
         self,

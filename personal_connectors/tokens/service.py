@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import API_PREFIX
-from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.exceptions import APIError, ValidationFailed
 from personal_connectors.identity.service import (
     IdentityService,
     OrgAccess,
@@ -27,6 +27,7 @@ from personal_connectors.identity.service import (
 from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, utcnow
 from personal_connectors.providers.scopes import MAX_SCOPES, SCOPE_MAX_LENGTH, Scope
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry.metrics import count_handout
 from personal_connectors.tokens.exceptions import (
     ConnectionDisabled,
     ConnectionNotFound,
@@ -162,14 +163,21 @@ class TokenService:
         connection = request.connection
         if connection is None:
             raise ConnectionNotFound()
-        if not connection.is_active:
-            raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
-        if connection.auth_mode in KEPT_MODES:  # (an OAuth connection never branches here)
-            return await self._kept_credentials(request, connection)
-        check_scopes(connection, required, connection.scopes or ())
-        token = await self.fresh_token(connection, force=force_refresh)
-        if token.refreshed:
-            check_scopes(connection, required, token.scopes)
+        try:
+            if not connection.is_active:
+                raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
+            if connection.auth_mode in KEPT_MODES:  # (an OAuth connection never branches here)
+                kept = await self._kept_credentials(request, connection)
+                count_handout(connection.app_key, "credentials")
+                return kept
+            check_scopes(connection, required, connection.scopes or ())
+            token = await self.fresh_token(connection, force=force_refresh)
+            if token.refreshed:
+                check_scopes(connection, required, token.scopes)
+        except APIError as exc:
+            count_handout(connection.app_key, exc.code.lower())
+            raise
+        count_handout(connection.app_key, "refreshed" if token.refreshed else "current")
         self.runtime.token_audit.record(
             connection.id,
             connection.organization_id,

@@ -38,6 +38,7 @@ from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.runtime import Runtime
+from personal_connectors.telemetry.metrics import count_webhook_delivery
 from personal_connectors.webhooks.repository import WebhookRepository
 from personal_connectors.webhooks.service import open_secret
 from personal_connectors.webhooks.signing import sign
@@ -102,11 +103,15 @@ class DeliveryWorker:
         async with self.runtime.sessions() as session:
             repository = WebhookRepository(session)
             finished = utcnow()
+            outcomes = []
             for (delivery, _), attempt in zip(claimed, attempts, strict=True):
                 values = self._outcome(delivery, attempt, finished)
                 if not await repository.finish_attempt(delivery, **values):
                     logger.warning("webhook %s: claim expired before the outcome", delivery.id)
+                outcomes.append(_outcome_name(values))
             await session.commit()
+        for outcome in outcomes:
+            count_webhook_delivery(outcome)
         return Round(len(claimed), sum(attempt.ok for attempt in attempts))
 
     async def drain(self) -> Round:
@@ -187,6 +192,14 @@ class DeliveryWorker:
         """Seconds before the next attempt, after ``attempts_made`` failed ones."""
         base = self.delays[min(attempts_made, len(self.delays)) - 1]
         return base * (1 + _random.uniform(0, JITTER))
+
+
+def _outcome_name(values: dict[str, Any]) -> str:
+    """The metric's outcome of an attempt: delivered, to be retried, or given up."""
+    status = values.get("status")
+    if status == DeliveryStatus.SUCCEEDED:
+        return "succeeded"
+    return "failed" if status == DeliveryStatus.FAILED else "retrying"
 
 
 @asynccontextmanager

@@ -270,3 +270,24 @@ def test_an_api_key_connection_reaches_its_server_with_the_key_as_api_auth_says(
 
     assert [tool["name"] for tool in data] == TOOL_NAMES
     assert upstream.calls["api key"] >= 1 and upstream.calls["refused"] == 0
+
+
+def test_each_session_with_an_mcp_server_is_counted_on_metrics(
+    api: httpx.Client, tenant: Tenant, mcp_service: ServiceProcess
+) -> None:
+    """SPEC §12: MCP calls by provider and outcome on ``/metrics``."""
+
+    def calls() -> float:
+        text = httpx.get(f"http://127.0.0.1:{mcp_service.port}/metrics", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("connectors_mcp_calls_total{")
+            and f'provider="{MCP_KEY}"' in line
+            and 'status="ok"' in line
+        )
+
+    connection_id = connect(api, tenant)
+    before = calls()
+    listed(api, tenant, connection_id, forceRefresh="true")
+    assert calls() == before + 1
