@@ -20,6 +20,31 @@ from sqlalchemy.ext.asyncio import (
 
 from personal_connectors.config import Settings
 
+# SQLSTATE classes of a server that cannot serve now: 08 connection exception, 57P operator
+# intervention (shutting down, crashed, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unavailable(failure: BaseException) -> bool:
+    """Whether ``failure`` is the database being out of reach (a restart, a lost or refused
+    connection) rather than something wrong with the statement: the same work succeeds once it
+    is back. Looks through the causes SQLAlchemy and asyncpg wrap it in."""
+    seen: BaseException | None = failure
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return True
+        if getattr(seen, "connection_invalidated", False):
+            return True  # sqlalchemy.exc.DBAPIError on a connection found dead
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if type(seen).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"} and (
+            type(seen).__module__.startswith("asyncpg")
+        ):
+            return True  # asyncpg: "connection is closed", connection lost mid-query
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
