@@ -21,7 +21,12 @@ the machine's speed drifts between two 10-second windows by about that much.
 
 Run: .venv/bin/python bench/token_path.py [--connections 10000] [--concurrency 32]
      [--rounds 4] [--duration 5] [--warmup 2] [--clients 1] [--client raw|httpx]
-     [--db sqlite|postgres|both] [--keys user|service|both]
+     [--db sqlite|postgres|both] [--keys user|service|both] [--rate-limit SPEC]
+     [--rate-limit-storage URL]
+
+`--rate-limit 1000000000/minute` runs the same with rate limits on (a limit never reached, so
+every request pays the counting and none is refused): its token/trivial figures against a run
+without it are what the limits cost.
 """
 
 from __future__ import annotations
@@ -119,10 +124,12 @@ class Deployment:
 
 
 @contextmanager
-def deployment(db: str) -> Iterator[Deployment]:
+def deployment(db: str, settings: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """``settings``: more ``CONNECTORS_`` variables (the rate limit's)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-token-{db}-") as tmp:
         workdir = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORS_")}
+        env.update(settings or {})
         env["CONNECTORS_DATA_DIR"] = str(workdir / "data")
         env["CONNECTORS_ENCRYPTION_KEYS"] = base64.b64encode(os.urandom(32)).decode()
         env["CONNECTORS_LOG_LEVEL"] = "INFO"
@@ -532,7 +539,7 @@ def measure(base_url: str, server_pid: int, target: Target, args: argparse.Names
     )
 
 
-def check_token_answer(base_url: str, seeded: Seeded) -> None:
+def check_token_answer(base_url: str, seeded: Seeded, *, limited: bool = False) -> None:
     """One real call first: a benchmark of 404s or 401s would measure nothing useful."""
     params = {"organization_id": seeded.organization_id}
     key = seeded.api_key
@@ -546,6 +553,19 @@ def check_token_answer(base_url: str, seeded: Seeded) -> None:
     )
     response.raise_for_status()
     assert response.json()["access_token"].startswith("gho_bench_")
+    if limited:  # the limit is really on: a benchmark with it off would compare nothing
+        assert "x-ratelimit-remaining-requests" in response.headers, response.headers
+
+
+def rate_limit_settings(args: argparse.Namespace) -> dict[str, str]:
+    """``--rate-limit``, ``--rate-limit-storage`` as the service's variables."""
+    settings: dict[str, str] = {}
+    if args.rate_limit:
+        settings["CONNECTORS_RATE_LIMIT"] = args.rate_limit
+        settings["CONNECTORS_RATE_LIMIT_SERVICE"] = args.rate_limit
+    if args.rate_limit_storage:
+        settings["CONNECTORS_RATE_LIMIT_STORAGE"] = args.rate_limit_storage
+    return settings
 
 
 # --------------------------------------------------------------------------- the report
@@ -605,13 +625,13 @@ def report(db: str, base: RunResult, hot: RunResult) -> None:
 def bench_backend(db: str, args: argparse.Namespace) -> None:
     print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
     trivial = Target("GET /livez", "GET", ["/livez"], {}, {})
-    with deployment(db) as deployed:
+    with deployment(db, rate_limit_settings(args)) as deployed:
         seeded, import_seconds = seed(deployed, args.connections)
         print(f"  import: {import_seconds:.1f} s")
         analyze(deployed)
         if args.keys in ("user", "both"):
             with served(deployed) as (base_url, pid):
-                check_token_answer(base_url, seeded)
+                check_token_answer(base_url, seeded, limited=bool(args.rate_limit))
                 token = Target(
                     "POST /{id}/token",
                     "POST",
@@ -624,7 +644,7 @@ def bench_backend(db: str, args: argparse.Namespace) -> None:
             seeded = hand_to_end_users(deployed, seeded)
             print(f"  [{db}, service key] each connection an end user's, end_user_id per request")
             with served(deployed) as (base_url, pid):
-                check_token_answer(base_url, seeded)
+                check_token_answer(base_url, seeded, limited=bool(args.rate_limit))
                 token = Target(
                     "POST /{id}/token (svc)",
                     "POST",
@@ -658,6 +678,18 @@ def main() -> None:
     )
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
+        "--rate-limit",
+        metavar="SPEC",
+        help="run the server with CONNECTORS_RATE_LIMIT (and _SERVICE) set to SPEC, e.g. "
+        "1000000000/minute (high enough never to refuse: the limits' cost alone); compare "
+        "with a run without it",
+    )
+    parser.add_argument(
+        "--rate-limit-storage",
+        metavar="URL",
+        help="CONNECTORS_RATE_LIMIT_STORAGE, e.g. redis://127.0.0.1:6379/0 (default: memory)",
+    )
+    parser.add_argument(
         "--keys",
         choices=("user", "service", "both"),
         default="both",
@@ -671,6 +703,8 @@ def main() -> None:
         f"over {args.clients} client process(es), {args.rounds} interleaved rounds of "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured per endpoint; "
         f"{os.cpu_count()} CPUs, "
+        f"rate limit {args.rate_limit or 'off'}"
+        f"{' in ' + args.rate_limit_storage if args.rate_limit_storage else ''}, "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):

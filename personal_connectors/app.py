@@ -16,6 +16,7 @@ from personal_connectors.connect_page.endpoints import api_router as connect_api
 from personal_connectors.connect_page.endpoints import page_router as connect_page_router
 from personal_connectors.connections.endpoints import by_tool_router as tool_connections_router
 from personal_connectors.connections.endpoints import router as connections_router
+from personal_connectors.credentials.endpoints import router as credentials_router
 from personal_connectors.end_users.endpoints import router as end_users_router
 from personal_connectors.flows.endpoints import router as flows_router
 from personal_connectors.health.endpoints import router as health_router
@@ -27,6 +28,8 @@ from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
+from personal_connectors.proxy.endpoints import PROXY_PATH
+from personal_connectors.proxy.endpoints import router as proxy_router
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import add_token_route
@@ -70,7 +73,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_openapi(app)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=[(PROXY_PATH, settings.proxy_max_body_bytes)],
+    )
     # The token route first: it is the hot path and routing tries the routes in order. No other
     # path is two segments ending in `/token`, so there is nothing for it to shadow.
     add_exchange_route(app)  # before /{connection_id}/token, which would take /oauth/token
@@ -89,6 +96,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(tool_connections_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(issuers_router, prefix=API_PREFIX)
+    app.include_router(credentials_router, prefix=API_PREFIX)
+    app.include_router(proxy_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     return app

@@ -7,6 +7,7 @@ with ``CONNECTORS_``; docs/configuration.md lists them all.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
@@ -26,6 +27,14 @@ def origin_of(url: str) -> str:
     host, default ports dropped, IPv6 in brackets; ``null`` for a non-http(s) URL. Raises
     ValueError for a URL a browser would not parse."""
     return str(ada_url.URL(url).origin)
+
+
+# A rate limit as `limits` (rate_limits/) parses it: N per [M] second|minute|hour|day (plurals).
+RATE_LIMIT_PATTERN = re.compile(
+    r"[1-9][0-9]{0,9}\s*(?:/|per)\s*(?:[1-9][0-9]{0,5}\s+)?(?:second|minute|hour|day)s?",
+    re.IGNORECASE,
+)
+RATE_LIMIT_STORAGE_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
 
 
 class Settings(BaseSettings):
@@ -79,6 +88,13 @@ class Settings(BaseSettings):
     # addresses only (outbound/guard.py); true allows plain http and loopback, private and
     # link-local destinations too: development and tests, never production.
     outbound_allow_internal: bool = False
+    # Narrower: plain http to this machine's loopback (`127.0.0.1`, `[::1]`, `localhost`) and
+    # nothing else internal (SPEC §9's outbound rule); development and tests.
+    allow_http_loopback: bool = False
+    # The proxy (proxy/): the largest request body it forwards (413 beyond), and how long a call
+    # to the provider may take until its answer starts (504 beyond).
+    proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    proxy_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # The HTTP server (http/server.py): how long a client may take to send a request's headers (from
     # connecting, or from the first byte of the next request), how long an idle keep-alive
     # connection stays open, how large a request's line and headers may be (431 beyond), and how
@@ -96,6 +112,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Seconds before each retry; attempts = retries + 1. Jitter adds up to 10% to each.
     webhook_retry_schedule: str = "5,30,120,600,3600,21600"
+    # Rate limits (SPEC §12, rate_limits/): a limit such as `1200/minute` per user key and per
+    # (service key, end user); a cap on a service key's requests for all its end users; where
+    # they are counted (unset: in each process's memory; a redis:// URL: shared by all).
+    rate_limit: str | None = None
+    rate_limit_service: str | None = None
+    rate_limit_storage: str | None = None
+    # Retention of the audit trail (events/retention.py), in days; 0 keeps events forever.
+    event_retention_days: int = Field(default=90, ge=0, le=36500)
+    token_event_retention_days: int = Field(default=7, ge=0, le=36500)
 
     @model_validator(mode="before")
     @classmethod
@@ -156,6 +181,11 @@ class Settings(BaseSettings):
         return self.refresh_retry_seconds + 2 * self.refresh_request_seconds
 
     @property
+    def loopback_allowed(self) -> bool:
+        """Whether an outbound call may go to this machine's loopback over plain http."""
+        return self.outbound_allow_internal or self.allow_http_loopback
+
+    @property
     def redirect_uri(self) -> str:
         return f"{self.base_url}{API_PREFIX}/callback"
 
@@ -178,6 +208,32 @@ class Settings(BaseSettings):
         delays = [item.strip() for item in value.split(",") if item.strip()]
         if not 0 < len(delays) <= 20 or any(not 0 < float(item) <= 7 * 86400 for item in delays):
             raise ValueError("a comma-separated list of 1-20 delays in seconds, each up to 7 days")
+        return value
+
+    @field_validator("rate_limit", "rate_limit_service")
+    @classmethod
+    def _check_rate_limit(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if RATE_LIMIT_PATTERN.fullmatch(value.strip()) is None:
+            raise ValueError(
+                "must be a number of requests per period, such as `1200/minute`, `20/second` "
+                "or `50000/hour` (periods: second, minute, hour, day; `10/5 minutes` also works)"
+            )
+        return value.strip()
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value != "memory://" and urlsplit(value).scheme not in RATE_LIMIT_STORAGE_SCHEMES:
+            raise ValueError(
+                "must be a Redis URL (redis://host:6379/0, rediss:// for TLS, "
+                "redis+unix:///path/to/socket), or memory:// (the default: each process counts "
+                "for itself)"
+            )
         return value
 
     @property

@@ -157,6 +157,14 @@ class RateLimitExceeded(APIError):
         return cls(message, headers={"Retry-After": str(wait)}, details={"limit": limit})
 
 
+class CredentialsRejected(APIError):
+    """SPEC §10: the provider refused credentials a caller submitted (401 or 403 to the entry's
+    check call, or an OAuth error from the token endpoint of a minting entry)."""
+
+    status, code, type = 400, "CREDENTIALS_REJECTED", "validation_error"
+    message = "The service refused these credentials. Check them and try again."
+
+
 class ProviderError(APIError):
     status, code, type = 502, "PROVIDER_ERROR", "server_error"
     message = "The connected service answered unexpectedly."

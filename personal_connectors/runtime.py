@@ -7,7 +7,7 @@ the tests all get their dependencies from here, so there is one place that wires
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,12 +18,16 @@ from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.events.audit import TokenAudit
 from personal_connectors.oauth.rfc7517 import KeySetCache
 from personal_connectors.oauth.rfc8414 import MetadataCache
-from personal_connectors.outbound.client import create_client
+from personal_connectors.outbound.client import OutboundClient, create_client
 from personal_connectors.providers.catalog import Catalog, load_catalog
+from personal_connectors.rate_limits import rate_limits_of
 from personal_connectors.single_flight import SingleFlight
 from personal_connectors.storage.database import create_engine, create_sessionmaker
 from personal_connectors.storage.driver import HotReader, create_hot_reader
 from personal_connectors.wakeups import Wakeups
+
+if TYPE_CHECKING:
+    from personal_connectors.rate_limits.limiter import RateLimits
 
 
 @dataclass
@@ -34,7 +38,7 @@ class Runtime:
     sealer: Sealer
     catalog: Catalog
     # Every outbound call of the process (outbound.client.create_client).
-    http: httpx.AsyncClient
+    http: OutboundClient
     # complete-oauth calls waiting for their flow, keyed by flow id (flows.service).
     flow_wakeups: Wakeups
     metadata: MetadataCache = field(default_factory=MetadataCache)
@@ -46,6 +50,8 @@ class Runtime:
     token_audit: TokenAudit = field(default_factory=TokenAudit)
     # The token hot path's read on the driver (storage.driver, tokens.repository).
     hot_reader: HotReader | None = None
+    # CONNECTORS_RATE_LIMIT*: None when no limit is set, and then no route does any limit work.
+    rate_limits: RateLimits | None = None
 
     @classmethod
     def start(
@@ -64,6 +70,7 @@ class Runtime:
             key_sets=KeySetCache(refetch_after=settings.jwks_refetch_seconds),
             hot_reader=create_hot_reader(settings),
             flow_wakeups=Wakeups(settings.complete_wait_poll_seconds),
+            rate_limits=rate_limits_of(settings),
         )
 
     async def close(self) -> None:

@@ -19,9 +19,11 @@ from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
 from tests.support import outputs
+from tests.support.credentials_api import CredentialsApi
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
+from tests.support.minting_servers import MachineSecrets, MintingServers, start_machine_oidc
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
@@ -29,6 +31,7 @@ from tests.support.service import (
     create_postgres_database,
     drop_postgres_database,
 )
+from tests.support.upstream_api import PROXY_KEYS, UpstreamApi, proxy_entries
 
 BACKENDS = ("sqlite", "postgres")
 CLIENT_ID = "pc-test-client"
@@ -172,6 +175,47 @@ def fake_provider() -> Iterator[FakeProvider]:
     fake.close()
 
 
+@pytest.fixture(scope="session")
+def credentials_api() -> Iterator[CredentialsApi]:
+    """An API taking API keys, basic auth, client credentials and signed JWTs (SPEC §10)."""
+    api = CredentialsApi()
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def machine_secrets() -> MachineSecrets:
+    return MachineSecrets()
+
+
+@pytest.fixture(scope="session")
+def machine_oidc(
+    tmp_path_factory: pytest.TempPathFactory, machine_secrets: MachineSecrets
+) -> Iterator[OidcProvider]:
+    """A second oidc-provider, with its client credentials grant on (machine clients only)."""
+    provider = start_machine_oidc(machine_secrets, tmp_path_factory.mktemp("machine-oidc"))
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def minting_servers(
+    machine_oidc: OidcProvider, machine_secrets: MachineSecrets
+) -> Iterator[MintingServers]:
+    """Authlib's RFC 7523 server and the resources that check tokens (SPEC §10)."""
+    servers = MintingServers(machine_oidc, machine_secrets).start()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="session")
+def upstream_api() -> Iterator[UpstreamApi]:
+    """A provider's API behind the proxy's test entries (tests/support/upstream_api.py)."""
+    upstream = UpstreamApi().start()
+    yield upstream
+    upstream.close()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def service(
     request: pytest.FixtureRequest,
@@ -179,6 +223,9 @@ def service(
     fault_proxy: FaultProxy,
     grant_providers: GrantProviders,
     fake_provider: FakeProvider,
+    credentials_api: CredentialsApi,
+    upstream_api: UpstreamApi,
+    minting_servers: MintingServers,
     service_ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
@@ -194,7 +241,13 @@ def service(
                 workdir / "providers.yaml",
                 oidc,
                 fault_proxy,
-                {**grant_providers.entries(), **fake_provider_entries(fake_provider)},
+                {
+                    **grant_providers.entries(),
+                    **fake_provider_entries(fake_provider),
+                    **credentials_api.entries(),
+                    **minting_servers.entries(),
+                    **proxy_entries(upstream_api, local_provider_entry(oidc)),
+                },
             )
         ),
         "CONNECTORS_ALLOWED_RETURN_ORIGINS": f"{RETURN_ORIGIN},http://127.0.0.1:{port}",
@@ -228,7 +281,8 @@ def service(
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         fake_keys = fake_provider_entries(fake_provider)
-        for key in (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *fake_keys):
+        configured = (PROVIDER_KEY, FAULTY_KEY, STATELESS_KEY, *grant_providers.keys, *PROXY_KEYS)
+        for key in (*configured, *fake_keys):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
     proc.run_db(configure_app)

@@ -31,7 +31,7 @@ async def endpoints_for(
             params,
             runtime.http,
             runtime.metadata,
-            allow_http=runtime.settings.outbound_allow_internal,
+            allow_http=runtime.settings.loopback_allowed,
         )
     except MetadataUnavailable:
         raise ProviderUnavailable(

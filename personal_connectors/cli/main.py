@@ -41,7 +41,8 @@ class ConnectorsGroup(LazyGroup):
             "Organization webhook endpoints and their delivery.",
         ),
         "events": LazySubcommand(
-            "personal_connectors.cli.webhooks:events", "The audit trail of connections."
+            "personal_connectors.cli.webhooks:events",
+            "The audit trail of connections: list, prune.",
         ),
         "refresher": LazySubcommand(
             "personal_connectors.cli.refresher:refresher",

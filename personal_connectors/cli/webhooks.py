@@ -1,5 +1,5 @@
 """``connectors webhooks`` (organization endpoints, the delivery worker) and ``connectors
-events`` (the audit trail of connections)."""
+events`` (the audit trail of connections: listing it, pruning it by the retention settings)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.cli.context import run_with_session
 from personal_connectors.cli.output import JsonOption, emit, emit_table, fail
 from personal_connectors.events.repository import EventRepository
+from personal_connectors.events.retention import Pruned, prune_events
 from personal_connectors.identity.repository import IdentityRepository
 from personal_connectors.models import ConnectionEvent, WebhookEndpoint
 from personal_connectors.runtime import Runtime
@@ -171,4 +172,48 @@ def list_events(
         ["created_at", "type", "connection_id", "detail"],  # the organization: in --json
         as_json,
         "Events",
+    )
+
+
+@events.command("prune")
+def prune_events_command(
+    org: Annotated[
+        str | None, typer.Option("--org", help="Only this organization's events.")
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days", min=0, help="Keep this many days; default CONNECTORS_EVENT_RETENTION_DAYS."
+        ),
+    ] = None,
+    token_days: Annotated[
+        int | None,
+        typer.Option(
+            "--token-days",
+            min=0,
+            help="For token_issued events; default CONNECTORS_TOKEN_EVENT_RETENTION_DAYS.",
+        ),
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete events older than the retention (90 days; token_issued events 7), in batches,
+    and webhook deliveries finished that long ago; never one still pending. 0 days keeps all.
+    The refresher does the same hourly: use this for a first clean-up, or from cron where no
+    refresher runs."""
+
+    async def work(_: AsyncSession, runtime: Runtime) -> Pruned:
+        overrides: dict[str, int] = {}
+        if days is not None:
+            overrides["event_retention_days"] = days
+        if token_days is not None:
+            overrides["token_event_retention_days"] = token_days
+        settings = runtime.settings.model_copy(update=overrides)
+        return await prune_events(runtime.sessions, settings, organization_id=org)
+
+    pruned = run_with_session(work).as_dict()
+    emit(
+        pruned,
+        as_json,
+        f"Deleted {pruned['events']} events, {pruned['token_events']} token_issued events and "
+        f"{pruned['deliveries']} finished webhook deliveries.",
     )

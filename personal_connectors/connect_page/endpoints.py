@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from typing import Annotated
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -30,7 +30,7 @@ from personal_connectors.connect_page.service import (
     ConnectService,
     csrf_matches,
 )
-from personal_connectors.exceptions import APIError, ConnectorNotConfigured
+from personal_connectors.exceptions import APIError, ConnectorNotConfigured, ValidationFailed
 from personal_connectors.flows import binding
 from personal_connectors.flows.exceptions import TooManyPendingFlows
 from personal_connectors.flows.return_url import allowed_return_url
@@ -40,6 +40,7 @@ from personal_connectors.http.envelope import error_response
 from personal_connectors.http.openapi import errors
 from personal_connectors.http.pages import render_page, wants_json
 from personal_connectors.models import ID_MAX_LENGTH, utcnow
+from personal_connectors.providers.schema import CREDENTIALS_MODES, ProviderEntry
 
 api_router = APIRouter(tags=["Connect page"])
 page_router = APIRouter(include_in_schema=False)
@@ -223,6 +224,10 @@ async def start_connect(
         active = await _active(request, service)
     except ConnectSessionInvalid:
         return _start_error("session_expired", connector_key, runtime, attempt)
+    entry = runtime.catalog.get(connector_key)
+    if entry is not None and entry.auth_mode in CREDENTIALS_MODES:
+        # No OAuth flow for it: its form, in the popup or the page that asked.
+        return RedirectResponse(pages.credentials_path(entry.key), status_code=303)
     try:
         started = await service.start(active, connector_key, attempt)
     except TooManyPendingFlows:
@@ -274,6 +279,89 @@ async def disconnect(
     if wants_json(request):
         return JSONResponse({"disconnected": True, "connection_id": connection_id})
     return RedirectResponse(f"{pages.CONNECT_PATH}?result=disconnected", status_code=303)
+
+
+ConnectorKey = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@page_router.get("/connect/credentials/{connector_key}")
+async def credentials_form(
+    request: Request, service: ServiceDep, connector_key: ConnectorKey
+) -> Response:
+    """The form of a connector that connects with credentials (SPEC §10)."""
+    try:
+        active = await _active(request, service)
+    except ConnectSessionInvalid:
+        return pages.session_error_page(from_link=False)
+    try:
+        entry = service.credentials_entry(active, connector_key)
+    except ConnectorNotAllowed as exc:
+        return pages.error_page("Not available", exc.message, status_code=exc.status)
+    owner = await service.owner(active.record)
+    return pages.credentials_form_page(entry, owner, active.csrf_token)
+
+
+@page_router.post("/connect/credentials/{connector_key}")
+async def submit_credentials(
+    request: Request, service: ServiceDep, runtime: RuntimeDep, connector_key: ConnectorKey
+) -> Response:
+    """The form's submission: same-origin and the session's CSRF token (as disconnecting),
+    then checked and proved exactly as ``POST /credentials``. A refusal shows the form again,
+    naming what to fix; secret values are never sent back."""
+    try:
+        active = await _active(request, service)
+    except ConnectSessionInvalid:
+        return pages.session_error_page(from_link=False)
+    try:
+        entry = service.credentials_entry(active, connector_key)
+        if request.headers.get("origin") != origin_of(runtime.settings.base_url):
+            raise CrossSiteRequest("The Origin header is missing or foreign.")
+        if not csrf_matches(active.token, await _presented_csrf(request)):
+            raise CrossSiteRequest("The CSRF token is missing or wrong.")
+    except (ConnectorNotAllowed, CrossSiteRequest) as exc:
+        return pages.error_page("Not connected", exc.message, status_code=exc.status)
+    form = {
+        name: values[0]
+        for name, values in parse_qs(
+            (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
+        ).items()
+    }
+    fields = {k.removeprefix("field_"): v for k, v in form.items() if k.startswith("field_")}
+    params = {k.removeprefix("param_"): v for k, v in form.items() if k.startswith("param_") and v}
+    try:
+        await service.connect_with_credentials(active, entry, fields, params)
+    except APIError as exc:
+        invalid, text = _form_problem(entry, exc)
+        owner = await service.owner(active.record)
+        return pages.credentials_form_page(
+            entry,
+            owner,
+            active.csrf_token,
+            error=text,
+            invalid=invalid,
+            given=form,
+            status_code=exc.status,
+        )
+    query = urlencode({"result": "connected", "connector": entry.key})
+    return RedirectResponse(f"{pages.CONNECT_PATH}?{query}", status_code=303)
+
+
+def _form_problem(entry: ProviderEntry, exc: APIError) -> tuple[frozenset[str], str]:
+    """What the form says of a refused submission: the inputs to mark, and a sentence in the
+    entry's own labels (never a submitted value)."""
+    if not isinstance(exc, ValidationFailed):
+        return frozenset(), exc.message
+    named = [str(name) for name in exc.details.get("fields", [])]
+    invalid = {n.removeprefix("credentials.") for n in named if n.startswith("credentials.")}
+    invalid |= {
+        "param:" + n.removeprefix("integration_params.")
+        for n in named
+        if n.startswith("integration_params.")
+    }
+    labels = [field.label for field in entry.credentials if field.name in invalid]
+    if not labels:
+        return frozenset(invalid), "These values could not be used. Check them and try again."
+    return frozenset(invalid), f"Check these and try again: {', '.join(labels)}."
 
 
 @page_router.get("/connect/static/{name}")

@@ -22,6 +22,7 @@ from personal_connectors.flows.exceptions import (
 )
 from personal_connectors.http.pages import render_page
 from personal_connectors.providers.catalog import Catalog
+from personal_connectors.providers.schema import ProviderEntry
 
 if TYPE_CHECKING:
     from personal_connectors.flows.service import CallbackOutcome
@@ -229,6 +230,64 @@ def session_confirm_page(owner: Owner, session_token: str) -> HTMLResponse:
         owner=owner,
         session_token=session_token,
         action=f"{CONNECT_PATH}/session",
+    )
+    page.headers["Referrer-Policy"] = "same-origin"  # the POST must carry our Origin
+    return page
+
+
+def credentials_path(connector_key: str) -> str:
+    return f"{CONNECT_PATH}/credentials/{connector_key}"
+
+
+def credentials_form_page(
+    entry: ProviderEntry,
+    owner: Owner,
+    csrf_token: str,
+    *,
+    error: str | None = None,
+    invalid: frozenset[str] = frozenset(),
+    given: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The form of a credentials connector (SPEC §10): a labelled input per field, secret ones
+    masked and never filled in again, the entry's help links, the member's integration params.
+    ``invalid``: the names (fields and params) the last submission got wrong; ``given``: what it
+    sent, of which only the non-secret values are shown again."""
+    given = given or {}
+    fields = [
+        {
+            "name": field.name,
+            "label": field.label,
+            "secret": field.secret,
+            "help_url": field.help_url,
+            "invalid": field.name in invalid,
+            "value": "" if field.secret else given.get(f"field_{field.name}", ""),
+        }
+        for field in entry.credentials
+    ]
+    params = [
+        {
+            "name": name,
+            "label": spec.description or name,
+            "required": spec.required and spec.default is None,
+            "invalid": f"param:{name}" in invalid,
+            "value": given.get(f"param_{name}", spec.default or ""),
+        }
+        for name, spec in entry.integration_params.items()
+        if name not in entry.admin_params
+    ]
+    page = render_page(
+        "connect_credentials.html",
+        status_code=status_code,
+        name=entry.display_name,
+        owner=owner,
+        csrf_token=csrf_token,
+        error=error,
+        fields=fields,
+        params=params,
+        action=credentials_path(entry.key),
+        back=CONNECT_PATH,
+        script=None,
     )
     page.headers["Referrer-Policy"] = "same-origin"  # the POST must carry our Origin
     return page

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from personal_connectors.connect_page.pages import CONNECT_PATH, Owner
 from personal_connectors.connect_page.repository import ConnectSessionRepository
 from personal_connectors.connect_page.schemas import ConnectSessionIn, ConnectSessionOut
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.credentials.service import CredentialsService
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
     APIError,
@@ -47,7 +49,7 @@ from personal_connectors.models import (
     new_id,
     utcnow,
 )
-from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.providers.schema import CREDENTIALS_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
 
 TOKEN_PREFIX = "cs_"
@@ -75,6 +77,11 @@ class ActiveSession:
         return allowed is None or app_key in allowed
 
 
+def _usable(entry: ProviderEntry, configured: set[str]) -> bool:
+    """An OAuth connector needs its app; a credentials one brings its own with each user."""
+    return entry.key in configured or entry.auth_mode in CREDENTIALS_MODES
+
+
 def csrf_token_for(session_token: str) -> str:
     return hashing.digest("csrf:" + session_token)
 
@@ -90,6 +97,8 @@ class ConnectorView:
     description: str | None
     icon_url: str | None
     configured: bool
+    # Connects with credentials typed into the page's form (SPEC §10), not through a popup.
+    form: bool = False
 
     @property
     def letter(self) -> str:
@@ -105,6 +114,7 @@ class ConnectionView:
     account: str
     status: str
     is_active: bool
+    form: bool = False  # reconnected with the credentials form
 
     @property
     def letter(self) -> str:
@@ -235,6 +245,8 @@ class ConnectService:
     def _entries(self, active: ActiveSession, configured: set[str]) -> list[ProviderEntry]:
         allowed = active.record.allowed_connectors
         if allowed is None:
+            # Credentials connectors need no set-up, so nothing chooses among the catalog's
+            # many: they are offered when the session names them (``allowed_connectors``).
             return [entry for entry in self.runtime.catalog if entry.key in configured]
         entries = (self.runtime.catalog.get(key) for key in allowed)
         return [entry for entry in entries if entry is not None]
@@ -248,7 +260,8 @@ class ConnectService:
                 name=entry.display_name,
                 description=entry.description,
                 icon_url=entry.icon_url,
-                configured=entry.key in configured,
+                configured=_usable(entry, configured),
+                form=entry.auth_mode in CREDENTIALS_MODES,
             )
             for entry in self._entries(active, configured)
         ]
@@ -292,6 +305,7 @@ class ConnectService:
             account=connection.account_email or connection.account_name or connection.account_id,
             status=connection.status,
             is_active=connection.is_active,
+            form=connection.auth_mode in CREDENTIALS_MODES,
         )
 
     async def start(
@@ -311,6 +325,32 @@ class ConnectService:
         flow = await FlowRepository(self.session).by_state_hash(digest) if digest else None
         assert flow is not None  # (just started)
         return StartedConnect(started.authorization_url, flow.id, binding)
+
+    def credentials_entry(self, active: ActiveSession, connector_key: str) -> ProviderEntry:
+        """A connector this session offers that connects with the credentials form."""
+        entry = self.runtime.catalog.get(connector_key)
+        if (
+            entry is None
+            or not active.allows(entry.key)
+            or entry.auth_mode not in CREDENTIALS_MODES
+        ):
+            raise ConnectorNotAllowed(
+                f"The session offers no credentials form for {connector_key[:64]}."
+            )
+        return entry
+
+    async def connect_with_credentials(
+        self,
+        active: ActiveSession,
+        entry: ProviderEntry,
+        fields: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> Connection:
+        """The form's submission, checked and proved exactly as ``POST /credentials``."""
+        connection, _ = await CredentialsService(self.session, self.runtime).connect(
+            active.access, entry.key, fields, integration_params=params or None
+        )
+        return connection
 
     async def disconnect(self, active: ActiveSession, connection_id: str) -> None:
         connections = ConnectionService(self.session, self.runtime)

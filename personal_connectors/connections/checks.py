@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,11 +36,12 @@ from personal_connectors.oauth.errors import ProviderFailure
 from personal_connectors.oauth.identity import read_identity
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.answers import says_not_ok
-from personal_connectors.providers.schema import ProviderEntry, TestRequest
-from personal_connectors.providers.templating import fill, token_headers
+from personal_connectors.providers.schema import IdentityMapping, ProviderEntry, TestRequest
+from personal_connectors.providers.templating import api_auth_parts, fill, token_headers
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.paging import Page, PageRequest
-from personal_connectors.tokens.service import TokenService
+from personal_connectors.tokens.service import KEPT_MODES, TokenService
+from personal_connectors.tokens.vault import TokenVault
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +167,10 @@ class ConnectionChecker:
         action = action_of(entry)
         if entry is None:
             return CheckOutcome.not_run(action, "This connector is no longer offered.")
+        credentials = TokenVault(self.runtime.sealer).credentials(connection)
+        if connection.auth_mode in KEPT_MODES and credentials is not None:
+            # An API key or basic pair (SPEC §10): no token, the fields themselves.
+            return await probe(self.runtime, entry, connection.integration_params, credentials)
         try:
             access_token = await TokenService(self.session, self.runtime).valid_access_token(
                 connection
@@ -173,13 +179,21 @@ class ConnectionChecker:
             return CheckOutcome.not_run(action, exc.message)
         if access_token is None:
             return CheckOutcome.not_run(action, "The connection holds no access token.")
+        if credentials is not None:  # a minting connection: its fields and its minted token
+            values = {**credentials, "access_token": access_token}
+            return await probe(self.runtime, entry, connection.integration_params, values)
         return await probe(self.runtime, entry, connection.integration_params, access_token)
 
 
 async def probe(
-    runtime: Runtime, entry: ProviderEntry, params: Mapping[str, str], access_token: str
+    runtime: Runtime,
+    entry: ProviderEntry,
+    params: Mapping[str, str],
+    access_token: str | Mapping[str, str],
 ) -> CheckOutcome:
-    """Make the check call with ``access_token``, bounded as a whole by the provider timeout."""
+    """Make the check call with ``access_token`` (or, for a credentials connection, with its
+    fields and any minted ``access_token`` in a mapping), bounded as a whole by the provider
+    timeout."""
     limit = runtime.settings.provider_timeout_seconds
     started = time.perf_counter()
     try:
@@ -204,8 +218,14 @@ async def probe(
 
 
 async def _call(
-    runtime: Runtime, entry: ProviderEntry, params: Mapping[str, str], access_token: str
+    runtime: Runtime,
+    entry: ProviderEntry,
+    params: Mapping[str, str],
+    access_token: str | Mapping[str, str],
 ) -> None:
+    if not isinstance(access_token, str):
+        await _credentials_check(runtime, entry, params, access_token)
+        return
     if entry.test_request is not None:
         await _test_request(runtime.http, entry.test_request, params, access_token)
         return
@@ -230,6 +250,49 @@ async def _test_request(
         raise CheckFailed(_describe_status(response.status_code))
     if says_not_ok(response):
         raise CheckFailed("the check call answered ok: false.")
+
+
+async def send_with_credentials(
+    runtime: Runtime,
+    entry: ProviderEntry,
+    params: Mapping[str, str],
+    values: Mapping[str, str],
+    call: TestRequest | IdentityMapping,
+) -> httpx.Response:
+    """A declared call (``test_request``, ``userinfo``) made with a credentials connection's
+    ``values`` as the entry's ``api_auth`` sends them (a minted ``access_token`` as bearer by
+    default), the call's own declared headers, filled from ``values``, on top (SPEC §10)."""
+    assert call.url is not None
+    sent = api_auth_parts(entry.api_auth, values)
+    headers = {"Accept": "application/json", **sent.headers}
+    headers.update({name: fill(value, values) for name, value in call.headers.items()})
+    body: dict[str, Any] = {}
+    if call.body is not None:
+        form = isinstance(call, IdentityMapping) and call.body_format == "form"
+        body["data" if form else "json"] = call.body
+    return await runtime.http.request(
+        call.method,
+        fill(call.url, params),
+        headers=headers,
+        params=sent.query or None,
+        auth=sent.basic,
+        timeout=runtime.settings.provider_timeout_seconds,
+        **body,
+    )
+
+
+async def _credentials_check(
+    runtime: Runtime, entry: ProviderEntry, params: Mapping[str, str], values: Mapping[str, str]
+) -> None:
+    call = entry.test_request or entry.userinfo
+    if call is None or call.url is None:
+        raise CheckFailed("the catalog entry declares no read-only check call (test_request).")
+    response = await send_with_credentials(runtime, entry, params, values, call)
+    expected = entry.test_request.expect_status if entry.test_request else range(200, 300)
+    if response.status_code in (401, 403):
+        raise CheckFailed(f"the credentials were refused (HTTP {response.status_code}).")
+    if response.status_code not in expected:
+        raise CheckFailed(_describe_status(response.status_code))
 
 
 def _describe_status(status: int) -> str:

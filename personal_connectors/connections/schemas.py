@@ -52,6 +52,19 @@ class ConnectionOut(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="The platform's own JSON object, stored as given."
     )
+    auth_mode: str = Field(
+        default="oauth2",
+        description="`oauth2`, or how the credentials were given (SPEC §10): `api_key`, "
+        "`basic`, `oauth2_client_credentials`, `jwt_bearer`.",
+    )
+    credential_fields: list[str] | None = Field(
+        default=None,
+        description="A credentials connection's field names (never their values); null for "
+        "OAuth connections.",
+    )
+    credential_name: str | None = Field(
+        default=None, description="The label given with `POST /credentials` (`name`)."
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -75,6 +88,9 @@ class ConnectionOut(BaseModel):
             provider_metadata=connection.provider_metadata or {},
             tags=connection.tags or {},
             metadata=connection.metadata_ or {},
+            auth_mode=connection.auth_mode,
+            credential_fields=connection.credential_fields,
+            credential_name=connection.credential_name,
         )
 
 
@@ -105,7 +121,7 @@ class ToolConnectionOut(BaseModel):
             id=connection.id,
             tool_key=connection.app_key,
             display_name=f"{account} - {provider_name}",
-            credential_name=None,  # user-set names are not stored yet
+            credential_name=connection.credential_name,
             account_email=connection.account_email,
             connection_id=connection.id,
             is_active=connection.is_active,

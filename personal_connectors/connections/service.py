@@ -272,6 +272,10 @@ class ConnectionService:
         await self.session.commit()
 
     async def _revoke(self, connection: Connection) -> None:
+        if connection.credentials_ct is not None:
+            # Credentials (SPEC §10) are the user's own: only they can revoke them at the
+            # provider; wiping our copy is the disconnect.
+            return
         entry = self.runtime.catalog.get(connection.app_key)
         apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
         resolved = await apps.by_id(connection.oauth_app_id)

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.events import outbox
@@ -23,7 +23,9 @@ from personal_connectors.events.types import EventType
 from personal_connectors.models import (
     Connection,
     ConnectionEvent,
+    DeliveryStatus,
     EndUser,
+    WebhookDelivery,
     WebhookEndpoint,
     new_time_ordered_ids,
     utcnow,
@@ -211,3 +213,50 @@ class EventRepository:
             ConnectionEvent.created_at.desc(), ConnectionEvent.id.desc()
         ).limit(limit)
         return (await self.session.execute(statement)).scalars().all()
+
+    async def delete_oldest(
+        self,
+        event_type: str,
+        before: datetime,
+        limit: int,
+        organization_id: str | None = None,
+    ) -> int:
+        """Delete at most ``limit`` of the oldest ``event_type`` events recorded before
+        ``before`` (of one organization, or all), except those a webhook delivery still pending
+        refers to; the number deleted. One statement, on the ``(type, created_at)`` index."""
+        pending = exists().where(
+            WebhookDelivery.event_id == ConnectionEvent.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        oldest = select(ConnectionEvent.id).where(
+            ConnectionEvent.type == event_type, ConnectionEvent.created_at < before, ~pending
+        )
+        if organization_id is not None:
+            oldest = oldest.where(ConnectionEvent.organization_id == organization_id)
+        oldest = oldest.order_by(ConnectionEvent.created_at).limit(limit)
+        statement = delete(ConnectionEvent).where(ConnectionEvent.id.in_(oldest))
+        result = await self.session.execute(statement.execution_options(synchronize_session=False))
+        return cast(CursorResult[Any], result).rowcount
+
+    async def delete_finished_deliveries(
+        self, before: datetime, limit: int, organization_id: str | None = None
+    ) -> int:
+        """Delete at most ``limit`` webhook deliveries that succeeded or failed for good and
+        were last attempted before ``before``; never a pending one. One statement per status,
+        on the ``(status, next_attempt_at)`` index."""
+        deleted = 0
+        for status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+            oldest = select(WebhookDelivery.id).where(
+                WebhookDelivery.status == status, WebhookDelivery.next_attempt_at < before
+            )
+            if organization_id is not None:
+                oldest = oldest.where(WebhookDelivery.organization_id == organization_id)
+            oldest = oldest.order_by(WebhookDelivery.next_attempt_at).limit(limit - deleted)
+            statement = delete(WebhookDelivery).where(WebhookDelivery.id.in_(oldest))
+            result = await self.session.execute(
+                statement.execution_options(synchronize_session=False)
+            )
+            deleted += cast(CursorResult[Any], result).rowcount
+            if deleted >= limit:
+                break
+        return deleted

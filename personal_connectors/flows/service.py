@@ -19,6 +19,7 @@ from typing import Any
 from personal_connectors.apps.gateway import client_for, provider_call
 from personal_connectors.connections.schemas import ConnectionSummary
 from personal_connectors.connections.service import ConnectionService
+from personal_connectors.credentials.service import oauth_only
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
     InvalidStateToken,
@@ -110,6 +111,7 @@ class FlowService(FlowSteps):
             raise UnknownConnectorType(
                 request.connector_type, self.runtime.catalog.entries, "connector_type"
             )
+        oauth_only(entry)
         return_url = (
             check_return_url(request.return_url, self.runtime.settings)
             if request.return_url is not None

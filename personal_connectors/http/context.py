@@ -5,8 +5,10 @@ streams in (not only from Content-Length)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +18,9 @@ from personal_connectors.exceptions import PayloadTooLarge, ValidationFailed
 from personal_connectors.http.envelope import REQUEST_ID_HEADER, error_response
 
 _STATE_KEY = "request_id"
+# Headers a route's dependencies decided for its answer, whatever it turns out to be (the rate
+# limit's, http.dependencies): added to the response here, as errors are rendered elsewhere.
+_HEADERS_KEY = "response_headers"
 # API answers carry tokens, keys shown once, webhook secrets and connect links: no cache (the
 # browser's, a proxy's) may keep any of them, so none may keep any API answer.
 _NO_STORE = (b"cache-control", b"no-store")
@@ -30,16 +35,36 @@ def request_id_of(scope: Scope) -> str:
     return str(state[_STATE_KEY])
 
 
+def add_response_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send ``headers`` (lower-case names) with the request's answer, success or error."""
+    scope.setdefault("state", {}).setdefault(_HEADERS_KEY, []).extend(headers)
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_limits: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
+        """``body_limits``: other caps for the paths a pattern matches (the proxy's)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_limits = tuple(body_limits)
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.body_limits:
+            if pattern.match(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        state = scope["state"]
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         added = [header, _NO_STORE] if scope["path"].startswith(API_PREFIX) else [header]
         replaced = {name for name, _ in added}
@@ -51,14 +76,15 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in replaced]
-                message = {**message, "headers": [*headers, *added]}
+                message = {**message, "headers": [*headers, *added, *state.get(_HEADERS_KEY, ())]}
             await send(message)
 
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        limit = self._limit(scope["path"]) if self.body_limits else self.max_body_bytes
+        if declared is not None and declared > limit:
             # Refuse before reading a byte of it.
             response = error_response(
-                PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes."), request_id
+                PayloadTooLarge(f"The body exceeds {limit} bytes."), request_id
             )
             await response(scope, receive, send_with_id)
             access_logger.info("%s %s 413 %s", scope.get("method"), scope.get("path"), request_id)
@@ -69,7 +95,7 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
             return
-        receive = _bounded_receive(receive, self.max_body_bytes)
+        receive = _bounded_receive(receive, limit)
 
         try:
             await self.app(scope, receive, send_with_id)

@@ -14,6 +14,7 @@ from personal_connectors.exceptions import (
     OrganizationAccessDenied,
     ValidationFailed,
 )
+from personal_connectors.http.context import add_response_headers
 from personal_connectors.identity.pct import is_exchanged_token
 from personal_connectors.identity.service import (
     END_USER_NEEDS_SERVICE_KEY,
@@ -23,6 +24,7 @@ from personal_connectors.identity.service import (
     OrgAccess,
     Principal,
     access_of,
+    valid_end_user_id,
 )
 from personal_connectors.runtime import Runtime
 
@@ -67,15 +69,47 @@ def presented_api_key(request: Request) -> str | None:
 
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:
+    """The caller, authenticated, and counted against its rate limits: every route with an API
+    key comes here (the token route's shortcut applies the same ``rate_limited``)."""
     presented = presented_api_key(request)
+    runtime = await get_runtime(request)
     if is_exchanged_token(presented):
         if request.method not in READ_METHODS:
             raise InsufficientPermissions(
                 "A pct_ token reads its end user's connections and hands out their tokens; "
                 "changing anything needs the service key."
             )
-        return await exchanged_principal(await get_runtime(request), session, presented)
-    return await IdentityService(session).authenticate(presented)
+        principal = await exchanged_principal(runtime, session, presented)
+    else:
+        principal = await IdentityService(session).authenticate(presented)
+    if runtime.rate_limits is not None:
+        # The end user a request is for: its query's, or the path's (``/end-users/{id}``).
+        end_user_id = request.query_params.get("end_user_id") or request.path_params.get(
+            "end_user_id"
+        )
+        await rate_limited(request, runtime, principal, end_user_id)
+    return principal
+
+
+async def rate_limited(
+    request: Request, runtime: Runtime, principal: Principal, end_user_id: str | None
+) -> None:
+    """Count the request against its caller's rate limits (SPEC §12, ``rate_limits``; call it
+    only when ``runtime.rate_limits`` is set): a user key's own, or a service key's for the end
+    user it names (``end_user_id``, or a ``pct_`` token's) and for all of them together. Its
+    answer, whatever it is, carries the ``x-ratelimit-*`` headers; a full bucket is 429."""
+    assert runtime.rate_limits is not None
+    end_user = None
+    if principal.is_service:
+        end_user = principal.bound_end_user_id or end_user_id
+        if end_user is not None and not valid_end_user_id(end_user):
+            end_user = None  # refused later (400); counted with the requests naming none
+    headers, refused = await runtime.rate_limits.check(
+        principal.api_key_id, principal.is_service, end_user
+    )
+    add_response_headers(request.scope, headers)
+    if refused is not None:
+        raise refused
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})

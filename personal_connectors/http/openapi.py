@@ -58,7 +58,9 @@ ERROR_DESCRIPTIONS = {
     413: "`PAYLOAD_TOO_LARGE`: the body is over the limit (64 KiB by default).",
     431: "`REQUEST_HEADERS_TOO_LARGE`: the request line and headers are over the limit (32 KiB "
     "by default, `CONNECTORS_HTTP_MAX_HEADER_BYTES`).",
-    429: "`RATE_LIMIT_EXCEEDED`: slow down; `Retry-After` says when to try again.",
+    429: "`RATE_LIMIT_EXCEEDED`: the caller's rate limit is spent (when the operator set "
+    "one); `Retry-After` says when to try again, as the `x-ratelimit-*` headers of every answer "
+    "do.",
     502: "`PROVIDER_ERROR`: the provider answered wrongly.",
     503: "Unavailable (`PROVIDER_UNAVAILABLE`, `SERVICE_UNAVAILABLE`); see `Retry-After`.",
     504: "`PROVIDER_TIMEOUT`: the provider took too long.",
@@ -159,7 +161,7 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
     if parameters or "requestBody" in operation:
         statuses.append(400)
     if operation.get("security"):
-        statuses.append(401)
+        statuses.extend((401, 429))  # 429: when CONNECTORS_RATE_LIMIT* is set
     if any(p["name"] == ORGANIZATION_PARAMETER for p in parameters):
         statuses.append(403)
     if any(p["in"] == "path" for p in parameters):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from personal_connectors.config import API_PREFIX
+from personal_connectors.http.context import add_response_headers
 from personal_connectors.http.dependencies import AdminAccessDep, RuntimeDep, SessionDep
 from personal_connectors.http.forms import FormError, read_form
 from personal_connectors.http.openapi import errors
@@ -83,6 +84,7 @@ def _oauth_error(description: str) -> dict[str, object]:
 
 async def exchange_token(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     basic = False
+    exchange = TokenExchange(session, runtime)
     try:
         credentials = client_credentials(request)
         basic = credentials.basic_client_id is not None
@@ -90,12 +92,14 @@ async def exchange_token(request: Request, runtime: RuntimeDep, session: Session
             form = await read_form(request)
         except FormError as exc:
             raise ExchangeError("invalid_request", str(exc)) from None
-        body = await TokenExchange(session, runtime).exchange(credentials, form)
+        body = await exchange.exchange(credentials, form)
     except ExchangeError as exc:
-        headers = dict(NO_STORE)
+        add_response_headers(request.scope, exchange.response_headers)
+        headers = {**NO_STORE, **exc.headers}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = 'Basic realm="personal-connectors"' if basic else "Bearer"
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    add_response_headers(request.scope, exchange.response_headers)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -118,6 +122,10 @@ def add_exchange_route(app: FastAPI) -> None:
                 "`unauthorized_client` (a user key), `unsupported_grant_type`."
             ),
             401: _oauth_error("`invalid_client`: no key, or not a usable exchange or service key."),
+            429: _oauth_error(
+                "`slow_down`: the key's rate limit for this end user, or its total, is spent "
+                "(`CONNECTORS_RATE_LIMIT`, `CONNECTORS_RATE_LIMIT_SERVICE`); with `Retry-After`."
+            ),
             503: _oauth_error("`temporarily_unavailable`: the provider or the issuer is down."),
         },
     )

@@ -83,6 +83,8 @@ class TokenExchange:
     def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
         self.session = session
         self.runtime = runtime
+        # The rate limit's x-ratelimit-* headers for the answer, once counted.
+        self.response_headers: list[tuple[bytes, bytes]] = []
 
     async def exchange(
         self, credentials: ClientCredentials, form: dict[str, str]
@@ -110,6 +112,8 @@ class TokenExchange:
             )
         assert key.organization_id is not None
         end_user_id = await self._end_user_of(key.organization_id, subject_token)
+        if self.runtime.rate_limits is not None:
+            await self._rate_limited(key, end_user_id)
         if audience == SELF_AUDIENCE:
             token, seconds = pct.mint(self.runtime.sealer, key.organization_id, end_user_id, key.id)
             return _answer(token, seconds)
@@ -136,6 +140,16 @@ class TokenExchange:
                 "unauthorized_client", "A user key cannot exchange tokens; use an exchange key."
             )
         return key
+
+    async def _rate_limited(self, key: APIKey, end_user_id: str) -> None:
+        """The rate limits of SPEC §12, counted as a service key's: per (key, end user the JWT
+        names) and for the key's total. Over them: 429 ``slow_down`` (the token endpoint's error
+        for a client that asks too often, RFC 8628 §3.5) with ``Retry-After``."""
+        assert self.runtime.rate_limits is not None
+        headers, refused = await self.runtime.rate_limits.check(key.id, True, end_user_id)
+        self.response_headers = headers
+        if refused is not None:
+            raise ExchangeError("slow_down", refused.system_message, 429, refused.headers)
 
     async def _end_user_of(self, organization_id: str, subject_token: str) -> str:
         """The end user a trusted issuer's JWT names (its prefix, then its subject claim)."""
@@ -167,7 +181,7 @@ class TokenExchange:
     async def _jwks_uri(self, issuer: TrustedIssuer) -> str:
         if issuer.jwks_uri is not None:
             return issuer.jwks_uri
-        allow_internal = self.runtime.settings.outbound_allow_internal
+        allow_internal = self.runtime.settings.loopback_allowed
         try:
             document = await self.runtime.metadata.get(
                 self.runtime.http,

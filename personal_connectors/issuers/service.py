@@ -33,7 +33,7 @@ class TrustedIssuerService:
         self.repository = TrustedIssuerRepository(session)
 
     async def create(self, organization_id: str, body: TrustedIssuerIn) -> TrustedIssuer:
-        allow_internal = self.settings.outbound_allow_internal
+        allow_internal = self.settings.loopback_allowed
         check_url(body.issuer, allow_internal=allow_internal, field="issuer")
         jwks_uri = body.jwks_uri
         if jwks_uri is not None:

@@ -72,6 +72,7 @@ SEALED_TABLES: tuple[SealedTable, ...] = (
         (
             SealedColumn("access_token_ct", "access_token"),
             SealedColumn("refresh_token_ct", "refresh_token"),
+            SealedColumn("credentials_ct", "credentials"),
         ),
     ),
     SealedTable(_table(OAuthApp), (SealedColumn("client_secret_ct", "client_secret"),)),

@@ -63,6 +63,15 @@ class Connection(TimestampedMixin, Base):
     # ``metadata`` is the declarative base's own attribute, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
     token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
+    # How the connection was made (SPEC §10): `oauth2`, or a credentials mode of the catalog
+    # (`api_key`, `basic`, `oauth2_client_credentials`, `jwt_bearer`).
+    auth_mode: Mapped[str] = mapped_column(String(40), default="oauth2", server_default="oauth2")
+    # A credentials mode's fields as a sealed JSON object (``TokenVault.seal_credentials``),
+    # under the row's ``key_id`` like the tokens; their names alone in ``credential_fields``
+    # (what lists show), and the caller's label for them in ``credential_name``.
+    credentials_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credential_fields: Mapped[list[str] | None]
+    credential_name: Mapped[str | None] = mapped_column(String(255))
     key_id: Mapped[str] = mapped_column(String(32))
     access_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     refresh_token_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -112,7 +121,11 @@ class ConnectionEvent(Base):
     """The audit trail of a connection; never holds a token."""
 
     __tablename__ = "connection_events"
-    __table_args__ = (Index("ix_connection_events_connection", "connection_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_connection_events_connection", "connection_id", "created_at"),
+        # Retention deletes each type's oldest rows first (events/retention.py).
+        Index("ix_connection_events_type_created", "type", "created_at"),
+    )
 
     id: Mapped[str] = id_column()
     connection_id: Mapped[str] = mapped_column(String(40))

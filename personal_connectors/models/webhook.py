@@ -54,6 +54,8 @@ class WebhookDelivery(Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+        # Retention keeps an event while a delivery of it is pending (events/retention.py).
+        Index("ix_webhook_deliveries_event", "event_id"),
     )
 
     id: Mapped[str] = id_column()

@@ -26,7 +26,7 @@ from authlib.oauth2.rfc7009 import prepare_revoke_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from personal_connectors.models.base import utcnow
-from personal_connectors.oauth import rfc8628, rfc9126
+from personal_connectors.oauth import rfc7523, rfc8628, rfc9126
 from personal_connectors.oauth.endpoints import ProviderEndpoints
 from personal_connectors.oauth.errors import (
     DestinationNotAllowed,
@@ -34,6 +34,7 @@ from personal_connectors.oauth.errors import (
     ProviderRejected,
     ProviderUnreachable,
 )
+from personal_connectors.outbound.client import OutboundClient
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.paths import lookup, lookup_text
 from personal_connectors.providers.schema import ProviderEntry
@@ -110,7 +111,7 @@ class OAuthClient:
         *,
         redirect_uri: str,
         timeout: float,
-        http: httpx.AsyncClient,
+        http: OutboundClient,
     ) -> None:
         """``http``: the process's shared client (``Runtime.http``); never closed here."""
         self.entry = entry
@@ -169,6 +170,28 @@ class OAuthClient:
         # by ``TokenVault.sealed``, the rule's one place.
         return self._grant(await self._post_authenticated(url, body), current_scopes)
 
+    async def client_credentials_grant(self, scopes: list[str]) -> TokenGrant:
+        """RFC 6749 §4.4: a token for the client itself (``oauth2_client_credentials``)."""
+        params: dict[str, Any] = dict(self.entry.token_params)
+        if scopes:
+            params["scope"] = self.entry.join_scopes(scopes)
+        body = prepare_token_request("client_credentials", "", **params)
+        return self._grant(await self._post_authenticated(self.endpoints.token_url, body), scopes)
+
+    async def jwt_bearer_grant(
+        self, assertion: str, scopes: list[str], *, scope_param: bool
+    ) -> TokenGrant:
+        """RFC 7523 §2.1: a token for a signed assertion (``jwt_bearer``); the assertion is the
+        client's proof, so no client authentication is added."""
+        params: dict[str, Any] = {"assertion": assertion, **self.entry.token_params}
+        if scopes and scope_param:
+            params["scope"] = self.entry.join_scopes(scopes)
+        body = prepare_token_request(rfc7523.GRANT_TYPE, "", **params)
+        response = await self._send(
+            self.endpoints.token_url, dict(_FORM_HEADERS), body, authenticate=False
+        )
+        return self._grant(self._answer(response), scopes)
+
     async def pushed_authorization_url(
         self, *, state: str, scopes: list[str], code_verifier: str | None
     ) -> str:
@@ -223,12 +246,21 @@ class OAuthClient:
         return self._answer(await self._send(url, dict(_FORM_HEADERS), body))
 
     async def _send(
-        self, url: str, headers: dict[str, str], body: str, *, auth: ClientAuth | None = None
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: str,
+        *,
+        auth: ClientAuth | None = None,
+        authenticate: bool = True,
     ) -> httpx.Response:
-        url, headers, body = (auth or self._auth).prepare("POST", url, headers, body)
+        """``auth``: another client authentication than the app's; ``authenticate=False``:
+        none at all (an RFC 7523 assertion is the client's proof)."""
+        if authenticate:
+            url, headers, body = (auth or self._auth).prepare("POST", url, headers, body)
         try:
-            return await self.http.post(
-                url, content=body.encode(), headers=headers, timeout=self.timeout
+            return await self.http.send_plain(
+                "POST", url, headers=headers, content=body.encode(), call_seconds=self.timeout
             )
         except DestinationRefused as exc:
             raise DestinationNotAllowed(exc.reason) from None

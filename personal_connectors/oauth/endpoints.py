@@ -64,9 +64,10 @@ async def resolve_endpoints(
     }
     issuer = _filled(entry.issuer, params)
     if entry.discovery_url is None:
-        assert static["authorization_url"] and static["token_url"]  # guaranteed by the schema
+        assert static["token_url"]  # guaranteed by the schema (and the authorization URL ...)
         return ProviderEndpoints(
-            authorization_url=static["authorization_url"],
+            # ... but for the minting modes (SPEC §10), which have no authorization step
+            authorization_url=static["authorization_url"] or "",
             token_url=static["token_url"],
             revocation_url=static["revocation_url"],
             userinfo_url=static["userinfo_url"],

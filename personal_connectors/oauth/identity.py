@@ -49,7 +49,8 @@ def _first_text(document: object, paths: str | list[str] | None) -> str | None:
     return None
 
 
-def _from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
+def identity_from_document(document: object, mapping: IdentityMapping) -> AccountIdentity:
+    """The account in an identity answer, as ``mapping`` places it (no id: a bad answer)."""
     account_id = _first_text(document, mapping.id_path)
     if not account_id:
         raise ProviderBadAnswer("the identity answer has no account id")
@@ -143,13 +144,13 @@ async def read_identity(
     """``credentials``: the app's, for identity calls that authenticate the client (HubSpot)."""
     mapping = entry.userinfo or DEFAULT_MAPPING
     if mapping.from_token_response:
-        identity = _from_document(grant.raw, mapping)
+        identity = identity_from_document(grant.raw, mapping)
     else:
         url = endpoints.userinfo_url
         if not url:
             raise ProviderBadAnswer("the provider declares no identity call")
         document = await _identity_answer(mapping, url, grant, http, credentials)
-        identity = _from_document(document, mapping)
+        identity = identity_from_document(document, mapping)
     if identity.email is None and mapping.email_fallback and endpoints.email_fallback_url:
         email = await _fallback_email(
             mapping.email_fallback, endpoints.email_fallback_url, grant, http

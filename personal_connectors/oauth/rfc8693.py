@@ -35,10 +35,17 @@ MAX_SUBJECT_TOKEN_BYTES = 16_384
 class ExchangeError(Exception):
     """An RFC 6749 §5.2 / RFC 8693 §2.2.2 error answer; ``description`` is safe to show."""
 
-    def __init__(self, error: str, description: str, status_code: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status_code: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.error = error
         self.description = description
         self.status_code = status_code
+        self.headers = headers or {}
         super().__init__(f"{error}: {description}")
 
     def body(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ import ipaddress
 import ssl
 import urllib.request
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
 
 import httpx
 
@@ -33,18 +34,56 @@ def no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
+class OutboundClient(httpx.AsyncClient):
+    """The shared client, plus ``send_plain``: a request handed straight to its transport.
+
+    httpx's client layer (merging defaults into the request, the cookie jar's per-response
+    work, the auth and redirect steps) costs about a quarter of a token request's client CPU
+    (bench/RESULTS.md), and the OAuth token calls use none of it here: no cookie is kept, no
+    redirect followed, client authentication is in the headers. Without proxy mounts every URL
+    uses the one transport, so ``send_plain`` goes there through httpx's public transport
+    interface; with mounts it is an ordinary ``send``.
+    """
+
+    def __init__(self, *, plain: httpx.AsyncBaseTransport | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.plain = plain
+
+    async def send_plain(
+        self, method: str, url: str, *, headers: dict[str, str], content: bytes, call_seconds: float
+    ) -> httpx.Response:
+        """The answer, read whole; the client's default headers under ``headers``."""
+        merged = httpx.Headers(self.headers)
+        merged.update(headers)
+        extensions = {"timeout": httpx.Timeout(call_seconds).as_dict()}
+        request = httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
+        if self.plain is None:
+            return await self.send(request)
+        response = await self.plain.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+
 def create_client(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+) -> OutboundClient:
     """``transport`` replaces the network (unit tests' ``httpx.MockTransport``)."""
-    policy = OutboundPolicy(allow_internal=settings.outbound_allow_internal)
+    policy = OutboundPolicy(
+        allow_internal=settings.outbound_allow_internal,
+        allow_loopback=settings.allow_http_loopback,
+    )
     ssl_context = httpx.create_ssl_context(trust_env=True)
     if transport is None:
         transport = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)
         mounts = _environment_proxies(policy, ssl_context)
     else:
         mounts = {}
-    return httpx.AsyncClient(
+    return OutboundClient(
+        plain=None if mounts else transport,
         transport=transport,
         mounts=mounts,
         timeout=settings.provider_timeout_seconds,

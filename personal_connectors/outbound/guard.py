@@ -6,7 +6,8 @@ connection it resolves the host once, refuses the connection when any address is
 themselves, so the HTTP client cannot look the name up again and be answered differently (DNS
 rebinding). TLS still verifies the certificate against the host name (httpcore passes it as
 the server name). With ``allow_internal`` (the operator's development setting) every address
-is accepted, and plain http too.
+is accepted, and plain http too; with ``allow_loopback`` only the loopback names
+(``urls.LOOPBACK_HOSTS``) are, over plain http too, and only at loopback addresses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpcore
 import httpx
 
 from personal_connectors.outbound.addresses import parse_address, refusal
+from personal_connectors.outbound.urls import LOOPBACK_HOSTS
 
 # ``host, port -> addresses``; the system resolver unless a unit test gives another.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -43,12 +45,16 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
 @dataclass(frozen=True)
 class OutboundPolicy:
     allow_internal: bool = False
+    allow_loopback: bool = False
     resolver: Resolver = system_resolver
 
     def check_scheme(self, url: httpx.URL) -> None:
         """https only, unless internal destinations are allowed (local servers speak http)."""
-        if url.scheme != "https" and not self.allow_internal:
+        if url.scheme != "https" and not (self.allow_internal or self._loopback(url.host)):
             raise DestinationRefused(url.host, f"{url.scheme} is not https")
+
+    def _loopback(self, host: str) -> bool:
+        return self.allow_loopback and host.lower().strip("[]") in LOOPBACK_HOSTS
 
     async def addresses(self, host: str, port: int) -> Sequence[str]:
         """The addresses to connect to, every one judged; ``DestinationRefused`` otherwise."""
@@ -66,6 +72,8 @@ class OutboundPolicy:
             for text in found:
                 address = parse_address(text)
                 reason = "an unreadable address" if address is None else refusal(address)
+                if address is not None and address.is_loopback and self._loopback(host):
+                    reason = None
                 if reason is not None:
                     shown = "it is" if literal is not None else "it resolves to"
                     raise DestinationRefused(host, f"{shown} {reason}")

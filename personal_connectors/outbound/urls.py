@@ -23,7 +23,7 @@ def check_url(url: str, *, allow_internal: bool, field: str = "url") -> str:
     Credentials and fragments are refused: the URL is listed back to every admin and logged
     nowhere, so it must not carry a password, and a fragment never reaches the server. A name
     is not resolved here (its answer can change): the outbound guard judges the address each
-    call connects to. With ``allow_internal`` (``CONNECTORS_OUTBOUND_ALLOW_INTERNAL``,
+    call connects to. With ``allow_internal`` (``Settings.loopback_allowed``,
     development) a server on this machine may be named, over plain http too; nothing else.
     """
     try:

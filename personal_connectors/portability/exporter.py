@@ -46,6 +46,10 @@ class ConnectionExporter:
         """The organization's live connections, oldest first, streamed from the database."""
         connections = ConnectionRepository(self.session)
         async for connection in connections.stream_live(organization_id, STREAM_ROWS):
+            if connection.credentials_ct is not None:
+                # Connections made with credentials (SPEC §10) are not in the file format;
+                # they are connected again with their credentials.
+                continue
             yield self._record(connection)
 
     async def _require_organization(self, organization_id: str) -> None:

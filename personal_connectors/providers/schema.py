@@ -7,7 +7,15 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Names are identifiers; camelCase is allowed for provider values such as QuickBooks' realmId.
 TEMPLATE_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,6 +42,10 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# ``{name}`` as a whole origin at the start of ``api_base_url`` (Salesforce's ``{instance_url}``).
+LEADING_ORIGIN = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}(?=/|$)")
 
 
 def check_provider_url(value: str) -> str:
@@ -310,6 +322,78 @@ class ApiAuth(StrictModel):
         return self
 
 
+# Claims the service sets on every assertion itself.
+_SERVICE_CLAIMS = frozenset({"iat", "exp", "nbf", "jti"})
+
+
+class JwtAssertion(StrictModel):
+    """The RFC 7523 assertion a ``jwt_bearer`` entry signs with the user's private key.
+
+    Google service accounts are the model: ``claims: {iss: "{client_email}"}``, ``aud`` left to
+    its default (the token URL), ``scope_claim: true``. The service sets ``iat``, ``exp`` and
+    ``jti``; ``aud`` defaults to the entry's ``token_url``.
+    """
+
+    private_key: str = Field(
+        default="private_key",
+        description="The credentials field that holds the PEM private key (a secret field).",
+    )
+    algorithm: Literal[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+    ] = "RS256"
+    key_id: str | None = Field(
+        default=None, description="The JWT header's `kid`, a template (`{private_key_id}`)."
+    )
+    claims: dict[str, str] = Field(
+        default={},
+        description="Claims as templates over credentials fields (`iss`, `sub`, `aud`, …).",
+    )
+    scope_claim: bool = Field(
+        default=False,
+        description="Send the entry's default scopes as the JWT's `scope` claim (Google) rather "
+        "than as the token request's `scope` parameter (RFC 7523).",
+    )
+    lifetime_seconds: int = Field(default=3600, ge=60, le=3600)
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [(f"mint.assertion.claims.{k}", v) for k, v in self.claims.items()]
+        if self.key_id is not None:
+            found.append(("mint.assertion.key_id", self.key_id))
+        return found
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & _SERVICE_CLAIMS)
+        if reserved:
+            raise ValueError(f"the service sets {', '.join(reserved)} itself")
+        return value
+
+
+class Minting(StrictModel):
+    """How an ``oauth2_client_credentials`` or ``jwt_bearer`` entry gets an access token at its
+    ``token_url`` with a connection's credentials (SPEC §10). Values are templates over the
+    entry's credentials fields; scopes are the entry's ``default_scopes``.
+
+    ``oauth2_client_credentials``: ``client_id`` and ``client_secret``, sent as the entry's
+    ``token_endpoint_auth_method`` says. ``jwt_bearer``: ``assertion``.
+    """
+
+    client_id: str | None = Field(default=None, description="e.g. `{app_id}`")
+    client_secret: str | None = Field(default=None, description="e.g. `{app_secret}`")
+    assertion: JwtAssertion | None = None
+
+    def templates(self) -> list[tuple[str, str]]:
+        found = [
+            (f"mint.{name}", value)
+            for name in ("client_id", "client_secret")
+            if (value := getattr(self, name)) is not None
+        ]
+        if self.assertion is not None:
+            found.extend(self.assertion.templates())
+        return found
+
+
 URL_FIELDS = (
     "authorization_url",
     "token_url",
@@ -375,9 +459,26 @@ class ProviderEntry(StrictModel):
     supports_refresh: bool = True
     integration_params: dict[str, IntegrationParam] = {}
     test_request: TestRequest | None = None
-    api_base_url: ProviderURL | None = None
+    api_base_url: ProviderURL | None = Field(
+        default=None,
+        description="Where the proxy sends a connection's API calls (SPEC §9). May use "
+        "integration params and provider metadata named in `metadata_patterns`, and may start "
+        "with a metadata value that is a whole origin (`{instance_url}/services/data`).",
+    )
+    # Patterns the provider metadata values used in ``api_base_url`` must match, checked on
+    # every use: such a value comes from the token answer or through the browser at the callback.
+    metadata_patterns: dict[str, str] = Field(
+        default={},
+        description="Provider metadata name -> a regular expression its whole value must "
+        "match before `api_base_url` uses it (e.g. `instance_url: "
+        "'^https://[a-z0-9-]+\\.my\\.salesforce\\.com$'`).",
+    )
     api_auth: ApiAuth | None = None
     credentials: list[CredentialField] = []
+    mint: Minting | None = Field(
+        default=None,
+        description="oauth2_client_credentials and jwt_bearer: how an access token is minted.",
+    )
     # Some providers drop `state` on the way back; the flow is then tied to the
     # browser by a per-flow cookie instead.
     returns_state: bool = True
@@ -391,8 +492,26 @@ class ProviderEntry(StrictModel):
 
     @field_validator(*URL_FIELDS)
     @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        return None if value is None else check_provider_url(value)
+    def _https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.field_name == "api_base_url":
+            # A metadata origin stands for a whole https origin; its pattern is checked below.
+            check_provider_url(LEADING_ORIGIN.sub("https://x.x", value))
+            return value
+        return check_provider_url(value)
+
+    @field_validator("metadata_patterns")
+    @classmethod
+    def _metadata_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{name}: pattern does not compile: {exc}") from exc
+            if not (pattern.startswith("^") and pattern.endswith("$")):
+                raise ValueError(f"{name}: the pattern must be anchored (^…$)")
+        return value
 
     @field_validator("token_metadata")
     @classmethod
@@ -486,6 +605,7 @@ class ProviderEntry(StrictModel):
     def _complete(self) -> ProviderEntry:
         if self.auth_mode in MINTING_MODES and self.token_url is None:
             raise ValueError(f"auth_mode {self.auth_mode} needs token_url")
+        self._check_mint()
         if self.discovery_url is None and self.auth_mode == "oauth2":
             missing = [
                 name for name in ("authorization_url", "token_url") if not getattr(self, name)
@@ -500,8 +620,11 @@ class ProviderEntry(StrictModel):
                     "unless discovery_url is given"
                 )
         declared = set(self.integration_params)
+        self._check_api_base_url(declared)
         for name, text in self._templated_strings():
             for variable in TEMPLATE_VARIABLE.findall(text):
+                if name == "api_base_url" and variable in self.metadata_patterns:
+                    continue  # (_check_api_base_url)
                 if variable not in declared and variable not in BUILTIN_VARIABLES:
                     raise ValueError(
                         f"{name} uses {{{variable}}} but integration_params declares no "
@@ -528,6 +651,66 @@ class ProviderEntry(StrictModel):
                         "integration_param nor a kept metadata name"
                     )
         return self
+
+    def _check_mint(self) -> None:
+        mint = self.mint
+        if self.auth_mode not in MINTING_MODES:
+            if mint is not None:
+                raise ValueError("mint is for oauth2_client_credentials and jwt_bearer only")
+            return
+        if mint is None:
+            raise ValueError(f"auth_mode {self.auth_mode} needs mint (how a token is minted)")
+        if self.auth_mode == "oauth2_client_credentials" and (
+            mint.client_id is None or mint.client_secret is None or mint.assertion is not None
+        ):
+            raise ValueError(
+                "auth_mode oauth2_client_credentials needs mint.client_id and "
+                "mint.client_secret (and no mint.assertion)"
+            )
+        if self.auth_mode == "jwt_bearer":
+            if mint.assertion is None or mint.client_id or mint.client_secret:
+                raise ValueError(
+                    "auth_mode jwt_bearer needs mint.assertion (and no client_id/client_secret)"
+                )
+            key_field = next(
+                (f for f in self.credentials if f.name == mint.assertion.private_key), None
+            )
+            if key_field is None or not key_field.secret:
+                raise ValueError(
+                    f"mint.assertion.private_key names {mint.assertion.private_key!r}, which "
+                    "must be a secret credentials field"
+                )
+        for name, text in mint.templates():
+            for variable in TEMPLATE_VARIABLE.findall(text):
+                if variable not in self.credential_names:
+                    raise ValueError(f"{name} uses {{{variable}}}, which is no credentials field")
+
+    def _check_api_base_url(self, declared: set[str]) -> None:
+        """``api_base_url`` uses integration params and patterned metadata only; a metadata
+        value may be the whole origin, an integration param never (it would choose the host
+        without being one of the host params an admin sets)."""
+        unknown = sorted(set(self.metadata_patterns) - self.metadata_names)
+        if unknown:
+            raise ValueError(
+                f"metadata_patterns.{unknown[0]} names no kept metadata (token_metadata or "
+                "callback_metadata)"
+            )
+        if self.api_base_url is None:
+            return
+        origin = LEADING_ORIGIN.match(self.api_base_url)
+        if origin and origin.group(1) not in self.metadata_patterns:
+            raise ValueError(
+                f"api_base_url starts with {{{origin.group(1)}}}: only provider metadata with a "
+                "metadata_patterns entry may stand for the whole origin"
+            )
+        for variable in TEMPLATE_VARIABLE.findall(self.api_base_url):
+            if variable in BUILTIN_VARIABLES or (
+                variable not in declared and variable not in self.metadata_patterns
+            ):
+                raise ValueError(
+                    f"api_base_url uses {{{variable}}}, which is neither an integration_param "
+                    "nor provider metadata with a metadata_patterns entry"
+                )
 
     def _label_only(self, name: str) -> bool:
         """Every host ``name`` appears in is ``{name}`` as the first label of a fixed domain."""

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection, ConnectionStatus, OAuthApp
 from personal_connectors.oauth.client import ClientCredentials
+from personal_connectors.providers.schema import MINTING_MODES
 from personal_connectors.tokens import lease
 
 # A connection whose last attempt failed transiently waits this long before the next one,
@@ -104,12 +105,16 @@ class DuePolicy:
             self._backoff_over(),
         )
 
-    def _can_refresh(self) -> ColumnElement[bool]:
+    def _has_refresh_token(self) -> ColumnElement[bool]:
         return and_(
             Connection.refresh_token_ct.is_not(None),
             Connection.oauth_app_id.is_not(None),
             Connection.app_key.in_(sorted(self.refreshable)),
         )
+
+    def _can_refresh(self) -> ColumnElement[bool]:
+        """A refresh token to refresh with, or credentials that mint a new token (SPEC §10)."""
+        return or_(self._has_refresh_token(), Connection.auth_mode.in_(sorted(MINTING_MODES)))
 
     def expiring(self) -> ColumnElement[bool]:
         """Due by ``expires_at`` (within the window; an index range, soonest first) once past
@@ -133,7 +138,8 @@ class DuePolicy:
         """Idle: keep the grant alive where providers expire unused refresh tokens."""
         idle_since = self.now - timedelta(seconds=self.idle_seconds)
         last_refresh = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
-        return and_(self._claimable(), self._can_refresh(), last_refresh < idle_since)
+        # (A minted token has no grant to keep alive.)
+        return and_(self._claimable(), self._has_refresh_token(), last_refresh < idle_since)
 
 
 class RefresherRepository:

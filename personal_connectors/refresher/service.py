@@ -14,11 +14,16 @@ for a slot, and lets the refreshes in flight finish within their bound; anything
 then is cancelled and releases its lease (marking the rotation uncertain if a request was out).
 A ``kill -9`` releases nothing: the leases, no longer renewed, expire within a lease's life and
 the next refresher takes the rows again, knowing their attempt's outcome is unknown.
+
+Beside refreshing, it prunes the audit trail by the retention settings (``events.retention``)
+when it starts and then hourly (``--once``: once), in a task of its own, so a backlog of old
+events never delays a refresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -32,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
+from personal_connectors.events.retention import Pruned, prune_events
 from personal_connectors.exceptions import APIError
 from personal_connectors.models import utcnow
 from personal_connectors.oauth.client import ClientCredentials
@@ -48,6 +54,8 @@ logger = logging.getLogger(__name__)
 # Write transactions in flight on PostgreSQL: a second overlaps one batch's round trips and WAL
 # flush with the next (more measured no faster in bench/refresher.py).
 WRITE_TRANSACTIONS = 2
+# How often a running refresher prunes the audit trail (events.retention).
+PRUNE_INTERVAL_SECONDS = 3600.0
 
 
 class Outcome(StrEnum):
@@ -61,10 +69,12 @@ class Outcome(StrEnum):
 class RefresherStats:
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    pruned: Pruned = field(default_factory=Pruned)
 
     def as_dict(self) -> dict[str, float | int]:
         return {
             **{outcome.value: self.outcomes[outcome] for outcome in Outcome},
+            **{f"pruned_{name}": count for name, count in self.pruned.as_dict().items()},
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -122,6 +132,7 @@ class BackgroundRefresher:
         interval = self.runtime.settings.refresher_interval_seconds
         self._stop = stop
         stopping = asyncio.create_task(stop.wait())
+        pruning = asyncio.create_task(self._prune(once=once))
         seconds = self.runtime.settings.refresh_lease_seconds
         try:
             # Its leases, waiting or running, live while this refresher does.
@@ -143,10 +154,36 @@ class BackgroundRefresher:
                     stopping.cancel()
                     await self._drain()
                     await self.writer.close()
+                    await pruning  # stops between batches once ``stop`` is set
         finally:
+            pruning.cancel()
             if self._write_engine is not None:
                 await self._write_engine.dispose()
         return self.stats
+
+    async def _prune(self, *, once: bool) -> None:
+        """Retention (``events.retention``) now, then every ``PRUNE_INTERVAL_SECONDS`` until
+        stopped; with ``once``, one pass. A failure is logged and tried again next time."""
+        while not self._stop.is_set():
+            try:
+                pruned = await prune_events(
+                    self.runtime.sessions,
+                    self.runtime.settings,
+                    organization_id=self.organization_id,
+                    stop=self._stop,
+                )
+            except Exception as exc:  # any database fault: retention waits for the next pass
+                logger.warning(
+                    "pruning old events failed (%s); trying again later", type(exc).__name__
+                )
+            else:
+                self.stats.pruned = self.stats.pruned.plus(pruned)
+                if any(pruned.as_dict().values()):
+                    logger.info("pruned old events: %s", pruned.as_dict())
+            if once:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PRUNE_INTERVAL_SECONDS)
 
     async def _claim_into_free_slots(self) -> list[Claimed]:
         free = self.concurrency - len(self._running)

@@ -23,6 +23,7 @@ from personal_connectors.http.dependencies import (
     get_runtime,
     missing_organization,
     presented_api_key,
+    rate_limited,
 )
 from personal_connectors.http.direct import add_direct_route
 from personal_connectors.http.openapi import error_response, errors
@@ -56,16 +57,21 @@ async def authorized(
     connection_id = request.path_params["connection_id"]
     if is_exchanged_token(presented):
         assert presented is not None
-        return await service.authorize_exchanged(
+        caller = await service.authorize_exchanged(
             presented, organization_id, connection_id, end_user_id
         )
-    if organization_id is None:
-        async with service.runtime.sessions() as session:
-            principal = await IdentityService(session).authenticate(presented)  # 401 first
-        if not principal.is_service:
-            raise missing_organization()
-        organization_id = principal.organization_id or ""  # a service key's is implied
-    return await service.authorize(presented, organization_id, connection_id, end_user_id)
+    else:
+        if organization_id is None:
+            async with service.runtime.sessions() as session:
+                principal = await IdentityService(session).authenticate(presented)  # 401 first
+            if not principal.is_service:
+                raise missing_organization()
+            organization_id = principal.organization_id or ""  # a service key's is implied
+        caller = await service.authorize(presented, organization_id, connection_id, end_user_id)
+    if service.runtime.rate_limits is not None:  # off: not even a call
+        access = caller.access
+        await rate_limited(request, service.runtime, access.principal, access.end_user_id)
+    return caller
 
 
 async def issue_token(

@@ -29,6 +29,9 @@ class ConnectionRecord(NamedTuple):
     scopes: list[str]
     provider_metadata: dict[str, Any] | None
     token_type: str
+    # `oauth2`, or a credentials mode (SPEC §10): the token route branches on it, and reads
+    # a credentials connection's fields only then (``TokenService.issue``).
+    auth_mode: str
     key_id: str
     access_token_ct: bytes | None
     expires_at: datetime | None

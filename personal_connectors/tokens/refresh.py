@@ -46,14 +46,15 @@ from personal_connectors.events.repository import EventRepository, event_row
 from personal_connectors.events.types import EventType
 from personal_connectors.exceptions import ProviderError
 from personal_connectors.models import Connection, ConnectionStatus, utcnow
-from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
+from personal_connectors.oauth.client import ClientCredentials, TokenGrant
 from personal_connectors.oauth.errors import (
     ProviderBadAnswer,
     ProviderFailure,
     ProviderRejected,
     ProviderUnreachable,
 )
-from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.oauth.rfc7523 import InvalidPrivateKey
+from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.database import database_unavailable
 from personal_connectors.tokens import lease
@@ -63,6 +64,7 @@ from personal_connectors.tokens.exceptions import (
     TokenUnavailable,
 )
 from personal_connectors.tokens.lifetime import needs_refresh
+from personal_connectors.tokens.minting import mint
 from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.repository import TokenWrite, write_tokens
 from personal_connectors.tokens.vault import TokenVault
@@ -345,6 +347,8 @@ class Refresher:
         writer: TokenWriter,
         attempt: _Attempt,
     ) -> FreshToken:
+        if connection.auth_mode in MINTING_MODES:
+            return await self._mint_again(session, connection, entry, owner, writer, attempt)
         refresh_token = self.vault.refresh_token(connection)
         app = await credentials(connection.oauth_app_id)
         if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
@@ -360,7 +364,10 @@ class Refresher:
             call_seconds=self.runtime.settings.refresh_request_seconds,
         )
         try:
-            grant = await self._send(client, refresh_token, list(connection.scopes or []), attempt)
+            scopes = list(connection.scopes or [])
+            grant = await self._send(
+                lambda: client.refresh(refresh_token, current_scopes=scopes), attempt
+            )
         except ProviderRejected as exc:
             if exc.is_terminal:
                 lost = exc.error == "invalid_grant" and attempt.uncertain
@@ -376,10 +383,50 @@ class Refresher:
             return await self._transient_failure(session, connection, exc, attempt)
         return await self._store(connection, grant, owner, writer)
 
+    async def _mint_again(
+        self,
+        session: AsyncSession,
+        connection: Connection,
+        entry: ProviderEntry | None,
+        owner: str,
+        writer: TokenWriter,
+        attempt: _Attempt,
+    ) -> FreshToken:
+        """A minting connection (SPEC §10) is refreshed by minting a new token with its stored
+        credentials, under the same lease, retries and compare-and-swap as a refresh. A
+        refusal means the credentials no longer work: ``needs_reauth`` until they are replaced
+        (``PUT /{id}/credentials``)."""
+        values = self.vault.credentials(connection)
+        if entry is None or values is None or entry.auth_mode != connection.auth_mode:
+            return await self._cannot_refresh(session, connection)
+        params = dict(connection.integration_params or {})
+        await session.commit()  # no transaction (nor its connection) held while minting
+        call_seconds = self.runtime.settings.refresh_request_seconds
+        try:
+            grant = await self._send(
+                lambda: mint(self.runtime, entry, params, values, call_seconds=call_seconds),
+                attempt,
+            )
+        except (ProviderRejected, InvalidPrivateKey) as exc:
+            refused = (
+                exc
+                if isinstance(exc, ProviderRejected)
+                else ProviderRejected("invalid_client", "the stored private key does not load")
+            )
+            await self._mark_needs_reauth(session, connection, refused, attempt, False)
+            raise ReauthorizationRequired(
+                f"The provider refused the stored credentials ({refused.error}); replace them "
+                "with PUT /{connection_id}/credentials."
+            ) from None
+        except ProviderFailure as exc:
+            return await self._transient_failure(session, connection, exc, attempt)
+        return await self._store(connection, grant, owner, writer)
+
     async def _send(
-        self, client: OAuthClient, refresh_token: str, scopes: list[str], attempt: _Attempt
+        self, request: Callable[[], Awaitable[TokenGrant]], attempt: _Attempt
     ) -> TokenGrant:
-        """The provider's answer to the refresh, sent again as ``attempt`` allows."""
+        """The provider's answer to ``request`` (a refresh, a mint), sent again as ``attempt``
+        allows."""
         retrying = AsyncRetrying(
             retry=retry_if_exception(attempt.worth_retrying),
             wait=wait_random_exponential(multiplier=0.2, max=2.0),
@@ -390,7 +437,7 @@ class Refresher:
             with call:
                 attempt.in_flight = True  # stays so only if cancelled mid-request
                 try:
-                    grant = await client.refresh(refresh_token, current_scopes=scopes)
+                    grant = await request()
                 except Exception:
                     attempt.in_flight = False
                     raise

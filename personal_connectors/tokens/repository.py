@@ -195,6 +195,21 @@ class TokenRepository:
         )
         return (await session.scalars(statement)).one_or_none()
 
+    @staticmethod
+    async def credentials_of(
+        sessions: async_sessionmaker[AsyncSession], connection_id: str
+    ) -> tuple[str, bytes] | None:
+        """A credentials connection's key id and sealed fields (SPEC §10), read apart from the
+        lookup so that an OAuth connection's token costs no more for their existence."""
+        statement = select(Connection.key_id, Connection.credentials_ct).where(
+            Connection.id == connection_id, Connection.deleted_at.is_(None)
+        )
+        async with sessions() as session:
+            row = (await session.execute(statement)).one_or_none()
+        if row is None or row.credentials_ct is None:
+            return None
+        return row.key_id, bytes(row.credentials_ct)
+
 
 # --- Storing refreshed grants (tokens.refresh, refresher.writes) ------------------------------
 

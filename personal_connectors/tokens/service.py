@@ -38,6 +38,10 @@ from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.refresh import FreshToken, Refresher
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
+from personal_connectors.tokens.vault import TokenVault
+
+# Credentials modes whose connections hold no token: the token route hands out the fields.
+KEPT_MODES = frozenset({"api_key", "basic"})
 
 _SCOPES = TypeAdapter(list[Scope])
 
@@ -160,6 +164,8 @@ class TokenService:
             raise ConnectionNotFound()
         if not connection.is_active:
             raise ConnectionDisabled("The connection is disabled; enable it to use its token.")
+        if connection.auth_mode in KEPT_MODES:  # (an OAuth connection never branches here)
+            return await self._kept_credentials(request, connection)
         check_scopes(connection, required, connection.scopes or ())
         token = await self.fresh_token(connection, force=force_refresh)
         if token.refreshed:
@@ -178,6 +184,40 @@ class TokenService:
             connection_id=connection.id,
             app_key=connection.app_key,
             provider_metadata=connection.provider_metadata or {},
+            auth_mode=connection.auth_mode,
+        )
+
+    async def _kept_credentials(
+        self, request: TokenRequest, connection: ConnectionLike
+    ) -> TokenOut:
+        """An ``api_key``/``basic`` connection's answer: no token, its credentials fields (read
+        only now, so the token route reads no more for OAuth connections). Scopes are unknown
+        for such credentials, so ``required_scopes`` is not checked against them."""
+        if connection.status == ConnectionStatus.NEEDS_REAUTH:
+            raise ReauthorizationRequired(
+                connection.status_reason or "The provider refused the stored credentials."
+            )
+        sealed = await TokenRepository.credentials_of(self.runtime.sessions, connection.id)
+        if sealed is None:
+            raise ConnectionNotFound()  # deleted since the lookup
+        key_id, blob = sealed
+        values = TokenVault(self.runtime.sealer).open_credentials(connection.id, key_id, blob)
+        self.runtime.token_audit.record(
+            connection.id,
+            connection.organization_id,
+            request.access.principal.api_key_id,
+            refreshed=False,
+        )
+        return TokenOut(
+            access_token=None,
+            token_type=None,
+            expires_at=None,
+            scopes=list(connection.scopes or []),
+            connection_id=connection.id,
+            app_key=connection.app_key,
+            provider_metadata=connection.provider_metadata or {},
+            auth_mode=connection.auth_mode,
+            credentials=values,
         )
 
     async def fresh_token(self, connection: ConnectionLike, *, force: bool = False) -> FreshToken:

@@ -22,6 +22,7 @@ CONNECTOR_FIELDS = {
     "is_connected",
     "connection_id",
     "release_channel",
+    "credentials",  # the fields of a credentials connector (SPEC §10); null for OAuth ones
 }
 
 
@@ -67,6 +68,7 @@ def test_every_catalog_entry_is_listed_in_key_order(
         "is_connected": False,
         "connection_id": None,
         "release_channel": "stable",
+        "credentials": None,
     }
     github = one(api, tenant, "github")
     assert github == catalog(api, tenant)["github"]

@@ -16,15 +16,19 @@ from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
 
 
-def rows_left(service: ServiceProcess, connection_id: str, end_user_id: str) -> tuple[int, int]:
-    """How many rows of the connection and of the end user are still stored."""
+def rows_left(
+    service: ServiceProcess, connection_id: str, organization_id: str, end_user_id: str
+) -> tuple[int, int]:
+    """How many rows of the connection and of the organization's end user are still stored."""
 
     async def work(session, runtime):  # type: ignore[no-untyped-def]
         connections = await session.scalar(
             select(func.count()).select_from(Connection).where(Connection.id == connection_id)
         )
         end_users = await session.scalar(
-            select(func.count()).select_from(EndUser).where(EndUser.external_id == end_user_id)
+            select(func.count())
+            .select_from(EndUser)
+            .where(EndUser.organization_id == organization_id, EndUser.external_id == end_user_id)
         )
         return int(connections), int(end_users)
 
@@ -58,7 +62,7 @@ def test_erasing_an_end_user_revokes_its_grants_and_leaves_the_others(
         assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
     # Here: the end user and its connections are gone; the audit trail says they were revoked.
     for connection in alices:
-        assert rows_left(service, connection, "alice") == (0, 0)
+        assert rows_left(service, connection, tenant.organization_id, "alice") == (0, 0)
         assert event_types(service, connection) == [
             "connection.created",
             "connection.revoked",

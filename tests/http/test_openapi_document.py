@@ -46,7 +46,7 @@ def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
 
 
 OAUTH_TOKEN = "/v1/personal-connectors/oauth/token"
-OAUTH_ERRORS = ("400", "401", "503")
+OAUTH_ERRORS = ("400", "401", "429", "503")
 
 
 def test_errors_are_the_envelope_at_400_never_422(document: dict[str, Any]) -> None:

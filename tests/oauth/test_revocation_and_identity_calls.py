@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 import pytest
 
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
@@ -24,6 +23,7 @@ from personal_connectors.oauth.endpoints import resolve_endpoints
 from personal_connectors.oauth.errors import ProviderBadAnswer
 from personal_connectors.oauth.identity import AccountIdentity, read_identity
 from personal_connectors.oauth.rfc8414 import MetadataCache
+from personal_connectors.outbound.client import OutboundClient
 from personal_connectors.providers.schema import ProviderEntry
 from tests.support.loopback import LoopbackServer, QuietHandler
 
@@ -106,7 +106,7 @@ def entry(provider: Provider, **fields: Any) -> ProviderEntry:
 
 
 async def _revoke(item: ProviderEntry, token: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with OutboundClient(plain=None) as http:
         endpoints = await resolve_endpoints(item, {}, http, MetadataCache())
         client = OAuthClient(
             item, endpoints, CLIENT, redirect_uri="https://x.test/cb", timeout=5, http=http
@@ -117,7 +117,7 @@ async def _revoke(item: ProviderEntry, token: str) -> None:
 async def _identity(
     item: ProviderEntry, credentials: ClientCredentials | None = CLIENT
 ) -> AccountIdentity:
-    async with httpx.AsyncClient() as http:
+    async with OutboundClient(plain=None) as http:
         endpoints = await resolve_endpoints(item, {}, http, MetadataCache())
         grant = TokenGrant(TOKEN, None, "Bearer", None, None)
         return await read_identity(item, endpoints, grant, http, credentials)

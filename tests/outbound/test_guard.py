@@ -81,6 +81,28 @@ def test_the_operator_setting_allows_internal_destinations_and_http() -> None:
         OutboundPolicy().check_scheme(httpx.URL("http://hooks.example.com/"))
 
 
+def test_the_loopback_setting_allows_this_machines_loopback_names_only() -> None:
+    """CONNECTORS_ALLOW_HTTP_LOOPBACK: http to 127.0.0.1, [::1] and localhost, at loopback
+    addresses; no other internal destination, no other name that resolves to loopback."""
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        return {"localhost": ["127.0.0.1", "::1"], "rebind.example": ["127.0.0.1"]}.get(
+            host, ["10.0.0.7"]
+        )
+
+    loopback = OutboundPolicy(allow_loopback=True, resolver=resolve)
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert judged(loopback, host)
+        loopback.check_scheme(httpx.URL(f"http://{'[::1]' if host == '::1' else host}:8080/"))
+    assert refused(loopback, "rebind.example") == "it resolves to a loopback address"
+    assert refused(loopback, "10.0.0.7") == "it is a private address"
+    assert refused(loopback, "internal.example") == "it resolves to a private address"
+    with pytest.raises(DestinationRefused, match="http is not https"):
+        loopback.check_scheme(httpx.URL("http://10.0.0.7/"))
+    with pytest.raises(DestinationRefused, match="http is not https"):
+        loopback.check_scheme(httpx.URL("http://rebind.example/"))
+
+
 @dataclass
 class LocalServer:
     url: str  # http://127.0.0.1:PORT

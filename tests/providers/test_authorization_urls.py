@@ -13,12 +13,12 @@ import base64
 import hashlib
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, new_code_verifier
 from personal_connectors.oauth.endpoints import resolve_endpoints
 from personal_connectors.oauth.rfc8414 import MetadataCache
+from personal_connectors.outbound.client import OutboundClient
 from personal_connectors.providers.catalog import load_catalog
 from personal_connectors.providers.schema import TEMPLATE_VARIABLE, ProviderEntry
 from personal_connectors.providers.templating import fill, validate_integration_params
@@ -41,7 +41,7 @@ def sample_params(entry: ProviderEntry) -> dict[str, str]:
 
 async def build(entry: ProviderEntry, verifier: str | None) -> tuple[str, dict[str, str]]:
     params = sample_params(entry)
-    async with httpx.AsyncClient() as http:
+    async with OutboundClient(plain=None) as http:
         endpoints = await resolve_endpoints(entry, params, http, MetadataCache())
         client = OAuthClient(
             entry,

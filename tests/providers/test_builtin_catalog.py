@@ -16,6 +16,7 @@ import yaml
 from personal_connectors.providers.catalog import BUILTIN_CATALOG, Catalog, load_catalog
 from personal_connectors.providers.schema import (
     BUILTIN_VARIABLES,
+    LEADING_ORIGIN,
     REVOCATION_VARIABLES,
     TEMPLATE_VARIABLE,
     ProviderEntry,
@@ -172,8 +173,17 @@ def entry_ids(entries: list[ProviderEntry]) -> list[str]:
 ENTRIES = all_entries()
 
 
+# Stands for an api_base_url's whole-origin metadata value (Salesforce's `{instance_url}`),
+# which its metadata pattern judges (test_metadata_origins_stay_on_the_providers_domain).
+METADATA_ORIGIN = "https://metadata.example.com"
+
+
 def templated_urls(entry: ProviderEntry) -> list[tuple[str, str]]:
     urls = [(name, getattr(entry, name)) for name in URL_FIELDS if getattr(entry, name)]
+    urls = [
+        (name, LEADING_ORIGIN.sub(METADATA_ORIGIN, url) if name == "api_base_url" else url)
+        for name, url in urls
+    ]
     if entry.userinfo and entry.userinfo.url:
         urls.append(("userinfo.url", entry.userinfo.url))
     if entry.userinfo and entry.userinfo.email_fallback:
@@ -666,3 +676,36 @@ def test_api_auth_where_the_api_is_not_plain_bearer(catalog: Catalog) -> None:
             assert any("{access_token}" in value for _, value in entry.api_auth.templates()), (
                 entry.key
             )
+
+
+HOSTILE_ORIGINS = (
+    "https://evil.com",
+    "http://acme.my.salesforce.com",
+    "https://acme.my.salesforce.com.evil.com",
+    "https://acme.my.salesforce.com/",
+    "https://acme.my.salesforce.com:8443",
+    "https://user@acme.my.salesforce.com",
+    "https://evil.com#.salesforce.com",
+    "https://evil.com/.salesforce.com",
+    "https://evil.com?.salesforce.com",
+    "https://127.0.0.1",
+    "https://salesforce.com.evil.com",
+    *HOSTILE_VALUES,
+)
+
+
+@pytest.mark.parametrize("key", ["salesforce", "salesforce_sandbox"])
+def test_metadata_origins_stay_on_the_providers_domain(catalog: Catalog, key: str) -> None:
+    """Salesforce's API host comes from the token answer (`instance_url`): the proxy uses it
+    only while it is an https origin under salesforce.com."""
+    entry = catalog.get(key)
+    assert entry is not None and entry.api_base_url == "{instance_url}"
+    pattern = entry.metadata_patterns["instance_url"]
+    for legit in (
+        "https://acme.my.salesforce.com",
+        "https://acme--dev.sandbox.my.salesforce.com",
+        "https://na1.salesforce.com",
+    ):
+        assert re.fullmatch(pattern, legit), legit
+    for hostile in HOSTILE_ORIGINS:
+        assert not re.fullmatch(pattern, hostile), hostile

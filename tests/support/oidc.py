@@ -110,13 +110,16 @@ class OidcProvider:
         auto_login: str | None = None,
         workdir: Path,
         refresh_token_ttl: int | None = None,
+        extra_scopes: list[str] | None = None,
     ) -> OidcProvider:
         """Start the provider and return once discovery answers.
 
         ``clients`` are oidc-provider client metadata (``client_id``, ``client_secret``,
         ``redirect_uris``, ``grant_types`` default to authorization_code + refresh_token,
         ``token_endpoint_auth_method``...). ``features`` keys: ``par``, ``device_flow``,
-        ``require_par``. With ``auto_login`` every interaction is completed by redirects
+        ``require_par``, ``client_credentials`` (machine clients registered with
+        ``grant_types: ["client_credentials"]``). ``extra_scopes``: scopes it grants besides
+        ``openid email profile offline_access``. With ``auto_login`` every interaction is completed by redirects
         as that account, granting all requested scopes.
         """
         ensure_node_modules()
@@ -132,6 +135,7 @@ class OidcProvider:
                     features or {},
                     auto_login,
                     workdir,
+                    extra_scopes or [],
                 )
             except _AddressInUse:
                 if attempt == attempts - 1:
@@ -148,6 +152,7 @@ class OidcProvider:
         features: dict[str, bool],
         auto_login: str | None,
         workdir: Path,
+        extra_scopes: list[str],
     ) -> OidcProvider:
         issuer = f"http://127.0.0.1:{port}"
         config: dict[str, Any] = {
@@ -157,6 +162,7 @@ class OidcProvider:
             "access_token_ttl": access_token_ttl,
             "features": features,
             "auto_login": auto_login,
+            "extra_scopes": extra_scopes,
             "exit_on_stdin_eof": True,  # the provider dies with the test process
         }
         if refresh_token_ttl is not None:
@@ -251,6 +257,12 @@ class OidcProvider:
     def metadata(self) -> dict[str, Any]:
         """The discovery document as fetched at start-up."""
         return self._metadata
+
+    def grants_issued(self) -> dict[str, int]:
+        """How many token requests the provider answered with a token, per ``grant_type``."""
+        response = httpx.get(f"{self._issuer}/test/grants", timeout=5.0)
+        response.raise_for_status()
+        return {str(name): int(count) for name, count in response.json().items()}
 
     @property
     def stderr(self) -> str:

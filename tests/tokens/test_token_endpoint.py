@@ -45,7 +45,10 @@ def test_a_current_token_is_handed_out_as_stored(
         "connection_id",
         "app_key",
         "provider_metadata",
+        "auth_mode",
+        "credentials",
     }
+    assert body["auth_mode"] == "oauth2" and body["credentials"] is None
     assert body["access_token"] == access and body["connection_id"] == connection_id
     assert body["token_type"] == "Bearer" and body["app_key"] == "local-oidc"
     assert refresh not in response.text

@@ -21,6 +21,7 @@ const {
   refresh_token_ttl: refreshTokenTTL = 14 * 24 * 3600,
   features = {},
   auto_login: autoLogin = null,
+  extra_scopes: extraScopes = [],
 } = config;
 
 const log = (...args) => process.stderr.write(`[oidc-provider] ${args.join(' ')}\n`);
@@ -54,7 +55,7 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   findAccount,
-  scopes: ['openid', 'email', 'profile', 'offline_access'],
+  scopes: ['openid', 'email', 'profile', 'offline_access', ...extraScopes],
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
@@ -67,6 +68,7 @@ const provider = new Provider(issuer, {
   ttl: {
     AccessToken: accessTokenTTL,
     AuthorizationCode: 600,
+    ClientCredentials: accessTokenTTL,
     IdToken: 3600,
     Interaction: 3600,
     Session: 14 * 24 * 3600,
@@ -84,6 +86,8 @@ const provider = new Provider(issuer, {
       requirePushedAuthorizationRequests: Boolean(features.require_par),
     },
     deviceFlow: { enabled: Boolean(features.device_flow) },
+    // Machine clients (grant_types ["client_credentials"]) mint tokens with no user.
+    clientCredentials: { enabled: Boolean(features.client_credentials) },
   },
   ...(autoLogin ? { interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` } } : {}),
 });
@@ -168,6 +172,18 @@ provider.use(async (ctx, next) => {
   if (coop === 'same-origin' || coop === 'same-origin-allow-popups') {
     ctx.set('Cross-Origin-Opener-Policy', coop);
   }
+});
+
+// GET /test/grants: how many token requests succeeded, per grant_type, so a test can count
+// what the provider itself issued (e.g. exactly one client_credentials token for ten callers).
+const grantsIssued = {};
+provider.on('grant.success', (ctx) => {
+  const grantType = ctx.oidc.params.grant_type;
+  grantsIssued[grantType] = (grantsIssued[grantType] ?? 0) + 1;
+});
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'GET' || ctx.path !== '/test/grants') return next();
+  ctx.body = grantsIssued;
 });
 
 // Error codes and descriptions only (they never contain token values).

@@ -1,0 +1,1 @@
+"""Connections made with credentials other than an authorization code (SPEC §10)."""

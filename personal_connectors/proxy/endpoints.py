@@ -1,0 +1,117 @@
+"""The proxy route: ``GET|POST|PUT|PATCH|DELETE /{connection_id}/proxy/{path}`` (SPEC §9).
+
+The caller is authorized as on ``POST /{id}/token`` (an API key, a service key with
+``end_user_id``, or a ``pct_`` token for its end user), by the same function. The body is not
+read by the framework: the service streams it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import StreamingResponse
+
+from personal_connectors.config import API_PREFIX
+from personal_connectors.http.dependencies import RuntimeDep
+from personal_connectors.http.openapi import error_response, errors
+from personal_connectors.models import ID_MAX_LENGTH
+from personal_connectors.proxy.exceptions import UnsafePath
+from personal_connectors.proxy.service import (
+    MAX_RETRIES,
+    RETRIES_HEADER,
+    ProxyCall,
+    ProxyService,
+    retries_asked,
+)
+from personal_connectors.tokens.endpoints import token_request
+from personal_connectors.tokens.service import TokenRequest
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# The proxy's paths, for the request body cap of the HTTP layer (``http.context``): only a
+# connection id's (``conn_…``), so no other route's path gets the proxy's larger cap.
+PROXY_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/conn_[^/]*/proxy/")
+# ``{path}`` as the caller sent it, still percent-encoded.
+_RAW_PATH = re.compile(rb"^" + re.escape(API_PREFIX.encode()) + rb"/[^/]+/proxy/(.*)$", re.DOTALL)
+
+router = APIRouter(tags=["Proxy"])
+
+DESCRIPTION = f"""Sends the request to the connection's provider API (the connector's
+`api_base_url` joined with `path`, the query string less `organization_id`, `organizationId`
+and `end_user_id`) with the connection's credentials, and streams the provider's answer back
+unchanged, marked `X-Connectors-Proxy: upstream`. The service's own refusals keep the error
+envelope and have no such header.
+
+A provider 401 is answered by one refresh of the token and one retry (bodies up to 1 MiB).
+`{RETRIES_HEADER}: N` (0-{MAX_RETRIES}) retries an idempotent request (GET, PUT, DELETE) on
+429 and 503 after the provider's `Retry-After` (30 s at most)."""
+
+
+def raw_path(request: Request) -> str:
+    """The ``{path}`` as sent (percent-encoding kept), from the raw request target."""
+    raw = request.scope.get("raw_path")
+    found = _RAW_PATH.match(raw) if isinstance(raw, bytes) else None
+    if found is None:  # e.g. `proxy` itself percent-encoded
+        raise UnsafePath("could not be read from the request target")
+    return found.group(1).decode("latin-1")
+
+
+async def proxy(
+    request: Request,
+    # Declared for validation and the OpenAPI document; token_request has already used it.
+    connection_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)],
+    path: Annotated[
+        str, Path(description="The API path under the connector's `api_base_url`, e.g. `user`.")
+    ],
+    caller: Annotated[TokenRequest, Depends(token_request)],
+    runtime: RuntimeDep,
+    retries: Annotated[
+        str | None,
+        Header(
+            alias=RETRIES_HEADER,
+            description=f"0-{MAX_RETRIES}: retries of an idempotent request on 429 and 503.",
+        ),
+    ] = None,
+) -> StreamingResponse:
+    call = ProxyCall(
+        method=request.method,
+        path=raw_path(request),
+        raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+        chunks=request.stream(),
+        retries=retries_asked(retries),
+        declared_length=request.headers.get("content-length"),
+    )
+    answer = await ProxyService(runtime).call(caller, call)
+    response = StreamingResponse(answer.body, status_code=answer.status)
+    response.raw_headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
+    ]
+    return response
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The provider's answer, whatever its status (marked by the header "
+        "`X-Connectors-Proxy: upstream`)."
+    },
+    **errors(409, 502, 503, 504),
+    413: {
+        **error_response(413),
+        "description": "`PAYLOAD_TOO_LARGE`: the body is over `CONNECTORS_PROXY_MAX_BODY_BYTES` "
+        "(10 MiB by default).",
+    },
+}
+
+for _method in METHODS:
+    router.add_api_route(
+        "/{connection_id}/proxy/{path:path}",
+        proxy,
+        methods=[_method],
+        name=f"proxy_{_method.lower()}",
+        summary=f"{_method} on the connection's provider API",
+        description=DESCRIPTION,
+        responses=_RESPONSES,
+        response_class=StreamingResponse,
+    )

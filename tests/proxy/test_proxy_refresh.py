@@ -1,0 +1,128 @@
+"""A provider 401 is answered by one forced refresh — one across workers, however many calls
+saw it — and one retry when the body can be sent again (SPEC §9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Tenant
+from tests.proxy.conftest import connect_to, proxied
+from tests.support.db import event_types, stored_tokens
+from tests.support.oidc import free_port
+from tests.support.service import ServiceProcess
+from tests.support.upstream_api import UpstreamApi
+
+REFRESHED = "connection.refreshed"
+
+
+def refreshes(service: ServiceProcess, connection_id: str) -> int:
+    return event_types(service, connection_id).count(REFRESHED)
+
+
+def test_a_stale_token_is_refreshed_and_the_call_sent_again(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    connection_id = connect_to(api, tenant)
+    old, _ = stored_tokens(service, connection_id)
+    assert old is not None
+    upstream.stale.add(old)
+
+    response = proxied(api, tenant, connection_id, "echo/items", "POST", json={"name": "replayed"})
+
+    assert response.status_code == 200, response.text
+    new, _ = stored_tokens(service, connection_id)
+    assert new != old
+    assert [seen.token for seen in upstream.seen] == [old, new]
+    assert response.json()["body"] == '{"name":"replayed"}'
+    assert refreshes(service, connection_id) == 1
+
+
+@pytest.fixture
+def second_process(service: ServiceProcess, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """Another `connectors serve` on the same database, keys and catalog."""
+    other = ServiceProcess(free_port(), dict(service.env), tmp_path / "second.log").start()
+    yield other
+    other.stop()
+
+
+async def concurrently(urls: list[str], tenant: Tenant, connection_id: str) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(
+            *(
+                client.get(
+                    f"{url}/{connection_id}/proxy/echo/{n}",
+                    params=tenant.org,
+                    headers=tenant.headers,
+                )
+                for n, url in enumerate(urls)
+            )
+        )
+
+
+def test_calls_on_two_processes_that_see_401_refresh_once(
+    api: httpx.Client,
+    tenant: Tenant,
+    service: ServiceProcess,
+    second_process: ServiceProcess,
+    upstream: UpstreamApi,
+) -> None:
+    """Four calls, two per process, all answered 401 before any refresh (the upstream holds
+    its 401s until all four arrived): one refresh, and every call retried with its token.
+    The local provider rotates refresh tokens with reuse detection, so a second refresh would
+    have revoked the grant."""
+    connection_id = connect_to(api, tenant)
+    old, _ = stored_tokens(service, connection_id)
+    assert old is not None
+    upstream.stale.add(old)
+    upstream.hold_stale = 4
+
+    urls = [service.api, second_process.api] * 2
+    responses = asyncio.run(concurrently(urls, tenant, connection_id))
+
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert not upstream.waited_out
+    new, _ = stored_tokens(service, connection_id)
+    assert refreshes(service, connection_id) == 1
+    assert sorted(seen.token or "" for seen in upstream.seen) == sorted([old] * 4 + [new] * 4)
+    assert proxied(api, tenant, connection_id, "echo").status_code == 200
+
+
+def test_a_large_body_is_not_sent_twice_and_the_401_goes_back(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    """Over 1 MiB the body streams through once: the 401 comes back as the provider sent it,
+    after the refresh, so the caller's own retry carries the new token."""
+    connection_id = connect_to(api, tenant)
+    old, _ = stored_tokens(service, connection_id)
+    assert old is not None
+    upstream.stale.add(old)
+
+    response = proxied(api, tenant, connection_id, "echo", "PUT", content=b"x" * (1024 * 1024 + 1))
+
+    assert response.status_code == 401
+    assert response.headers["x-connectors-proxy"] == "upstream"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert response.json() == {"message": "Bad credentials"}
+    assert len(upstream.seen) == 1
+    assert refreshes(service, connection_id) == 1
+    again = proxied(api, tenant, connection_id, "echo", "PUT", content=b"x" * (1024 * 1024 + 1))
+    assert again.status_code == 200 and again.json()["body_length"] == 1024 * 1024 + 1
+
+
+def test_a_401_that_survives_the_refresh_goes_back(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    """One refresh and one retry, not a loop."""
+    connection_id = connect_to(api, tenant)
+
+    response = proxied(api, tenant, connection_id, "status/401")
+
+    assert response.status_code == 401 and response.json() == {"from": "upstream"}
+    assert response.headers["x-connectors-proxy"] == "upstream"
+    assert len(upstream.seen) == 2
+    assert refreshes(service, connection_id) == 1
