@@ -89,6 +89,21 @@ def test_the_timeouts_fit_the_service() -> None:
     # answered before nginx gives up on the instance.
     assert seconds("proxy_read_timeout") > MAX_COMPLETE_WAIT_SECONDS
     assert seconds("proxy_read_timeout") > default("refresh_wait_seconds")
+    # A proxied call runs to the service's own limit, which answers 504 in the envelope.
+    assert seconds("proxy_read_timeout") > default("proxy_timeout_seconds")
+
+
+def test_proxied_bodies_reach_the_service_s_own_limit() -> None:
+    """nginx lets through what the proxy route takes, so the service answers the 413 (and the
+    body streams: no buffering on that route)."""
+    text = DEPLOY_CONF.read_text()
+    start = text.index('{32}/proxy/" {')
+    route = text[start : text.index("}", start + len('{32}/proxy/" {'))]
+    megabytes = re.search(r"client_max_body_size (\d+)m;", route)
+    assert megabytes is not None
+    limit = Settings.model_fields["proxy_max_body_bytes"].default
+    assert int(megabytes.group(1)) * 1024 * 1024 > limit
+    assert "proxy_request_buffering off;" in route and "proxy_buffering off;" in route
 
 
 def test_the_config_names_no_instance_port_the_systemd_target_does_not_start() -> None:
