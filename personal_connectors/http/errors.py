@@ -16,13 +16,23 @@ from personal_connectors.exceptions import (
     MethodNotAllowed,
     PayloadTooLarge,
     ResourceNotFound,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from personal_connectors.http.context import request_id_of
 from personal_connectors.http.envelope import error_response
+from personal_connectors.storage.database import database_unavailable
 
 logger = logging.getLogger(__name__)
+
+
+def database_unavailable_error() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database did not answer (restarting or failing over); retry after Retry-After.",
+        message="The service is briefly unavailable. Please try again in a few seconds.",
+        headers={"Retry-After": "2"},
+    )
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -100,6 +110,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            # A restart or failover of the database: nothing is wrong with the request, and
+            # the same request succeeds in a moment. Said so, with when to retry.
+            logger.warning(
+                "database unavailable on %s %s (request %s)",
+                request.method,
+                request.url.path,
+                request_id_of(request.scope),
+            )
+            return error_response(database_unavailable_error(), request_id_of(request.scope))
         logger.error(
             "unhandled %s on %s %s (request %s)",
             type(exc).__name__,

@@ -120,6 +120,8 @@ class BackgroundRefresher:
         self._stop = asyncio.Event()
         # Rows that failed in an unexpected way rest until then (monotonic): no hot loop on them.
         self._resting: dict[str, float] = {}
+        # Connections whose refresh failed unexpectedly and whose lease is not given back yet.
+        self._unreleased: set[str] = set()
         entries = list(runtime.catalog)
         self._refreshable = [entry.key for entry in entries if entry.supports_refresh]
         # Never later than the token path would refresh by itself.
@@ -142,6 +144,8 @@ class BackgroundRefresher:
             async with lease.kept(self.runtime.sessions, self.owner, seconds):
                 try:
                     while not stop.is_set():
+                        if self._unreleased:
+                            await self._release_unreleased()
                         claimed = await self._claim_into_free_slots()
                         if once and not claimed and not self._running:
                             break
@@ -317,10 +321,27 @@ class BackgroundRefresher:
             logger.warning("background refresh of %s failed: %s", item.id, exc.system_message)
         except Exception:
             logger.exception("background refresh of %s failed unexpectedly", item.id)
+            # Its lease may still be held (the refresh could not give it back, e.g. with the
+            # database away): this refresher renews every lease it holds, so it must give
+            # this one back itself, or the connection would wait for it as long as it runs.
+            self._unreleased.add(item.id)
+            await self._release_unreleased()
         else:
             return Outcome.REFRESHED if token.refreshed else Outcome.UNCHANGED
         self._resting[item.id] = time.monotonic() + self.runtime.settings.refresher_interval_seconds
         return Outcome.FAILED
+
+    async def _release_unreleased(self) -> None:
+        """Give back the leases of refreshes that failed unexpectedly (tried again each turn
+        until the database takes it). Their outcome is unknown: the row says so."""
+        for connection_id in sorted(self._unreleased):
+            try:
+                async with self.runtime.sessions() as session:
+                    await lease.release(session, connection_id, self.owner, uncertain=True)
+            except Exception:
+                logger.warning("giving back the lease of %s failed; trying again", connection_id)
+                return
+            self._unreleased.discard(connection_id)
 
     async def _release(self, item: Claimed) -> None:
         async with self.runtime.sessions() as session:

@@ -16,6 +16,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from personal_connectors.config import Settings
 
+# SQLSTATE classes of a server that cannot serve now: 08 connection exception, 57P operator
+# intervention (shutting down, crashed, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unavailable(failure: BaseException) -> bool:
+    """Whether ``failure`` is the database being out of reach (a restart, a lost or refused
+    connection) rather than something wrong with the statement: the same work succeeds once it
+    is back. Looks through every exception it was raised from or while handling (SQLAlchemy and
+    asyncpg wrap it; the token path's reader retries once on a new connection)."""
+    pending: list[BaseException] = [failure]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _unavailable(current):
+            return True
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def _unavailable(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return True
+    if getattr(error, "connection_invalidated", False):
+        return True  # sqlalchemy.exc.DBAPIError on a connection found dead
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
+    # asyncpg: "connection is closed", or its protocol left mid-operation by a lost connection
+    # ("cannot switch to state …; another operation is in progress").
+    return type(error).__module__.startswith("asyncpg") and type(error).__name__ in {
+        "InterfaceError",
+        "InternalClientError",
+        "ConnectionDoesNotExistError",
+    }
+
 
 def create_async_engine(url: Any, **options: Any) -> AsyncEngine:
     """SQLAlchemy's factory, looked up on its module at each call: with tracing on, the

@@ -27,6 +27,7 @@ at a time; only where the row comes from and how the write is committed differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -55,6 +56,7 @@ from personal_connectors.oauth.errors import (
 from personal_connectors.oauth.rfc7523 import InvalidPrivateKey
 from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
+from personal_connectors.storage.database import database_unavailable
 from personal_connectors.telemetry.metrics import count_refresh
 from personal_connectors.tokens import lease
 from personal_connectors.tokens.exceptions import (
@@ -71,6 +73,8 @@ from personal_connectors.tokens.vault import TokenVault
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
+# Between tries to store a refreshed grant while the database is out of reach (``_lead``).
+FIRST_STORE_PAUSE, MAX_STORE_PAUSE = 0.2, 1.0
 ROTATION_LOST = "rotation_lost"
 # Transport failures that happen before a request is sent: the provider never saw it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -285,17 +289,31 @@ class Refresher:
             # and lose a refresh token the provider has already rotated. The write clears the
             # lease when it lands. A write that failed outright leaves nothing pending: the
             # lease is released at once rather than left to expire under waiting callers.
+            # The database out of reach (a restart, a failover) is waited for, up to a
+            # request's lifetime: the rotated refresh token lives only in this process until
+            # the write lands, and the lease is ours again once renewals reach the database.
             nonlocal handed_over
             handed_over = True
-            try:
-                return await writer(write)
-            except Exception:
-                handed_over = False
-                # The provider has rotated the refresh token and the new one is not stored: a
-                # later invalid_grant is that loss (rotation_lost), not a revoked grant.
-                attempt.doubt()
-                await session.rollback()  # the failed write may have been on this session
-                raise
+            deadline = time.monotonic() + self.runtime.settings.refresh_request_seconds
+            pause = FIRST_STORE_PAUSE
+            while True:
+                try:
+                    return await writer(write)
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await session.rollback()  # the failed write may have been on it
+                    if database_unavailable(exc) and time.monotonic() + pause < deadline:
+                        logger.warning(
+                            "storing the refresh of %s waits for the database", connection_id
+                        )
+                        await asyncio.sleep(pause)
+                        pause = min(2 * pause, MAX_STORE_PAUSE)
+                        continue
+                    handed_over = False
+                    # The provider has rotated the refresh token and the new one is not stored:
+                    # a later invalid_grant is that loss (rotation_lost), not a revoked grant.
+                    attempt.doubt()
+                    raise
 
         try:
             self._raise_if_unusable(connection)

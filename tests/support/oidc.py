@@ -83,9 +83,15 @@ class OidcProvider:
     """A running oidc-provider process; stop it with ``stop()`` or a ``with`` block."""
 
     def __init__(
-        self, process: subprocess.Popen[str], issuer: str, port: int, metadata: dict[str, Any]
+        self,
+        process: subprocess.Popen[str],
+        issuer: str,
+        port: int,
+        metadata: dict[str, Any],
+        refresh_log: Path,
     ) -> None:
         self._process = process
+        self._refresh_log = refresh_log
         self._issuer = issuer
         self._port = port
         self._metadata = metadata
@@ -165,6 +171,7 @@ class OidcProvider:
         # What it issues, for the session's scan of every output (tests/support/outputs.py).
         config["issued_file"] = str(workdir / f"oidc-issued-{port}.jsonl")
         outputs.RECORD.issued_file(Path(config["issued_file"]))
+        config["refresh_log_file"] = str(workdir / f"oidc-refreshes-{port}.jsonl")
         for client in clients:
             outputs.RECORD.add_secret(client.get("client_secret"), "client_secret")
         config_path = workdir / f"oidc-provider-{port}.json"
@@ -183,7 +190,7 @@ class OidcProvider:
         except BaseException:
             _terminate(process)
             raise
-        return cls(process, issuer, port, metadata)
+        return cls(process, issuer, port, metadata, Path(config["refresh_log_file"]))
 
     @staticmethod
     def _wait_ready(process: subprocess.Popen[str], issuer: str) -> None:
@@ -261,6 +268,14 @@ class OidcProvider:
     def stderr(self) -> str:
         """What the provider logged so far (error codes only, never tokens)."""
         return "".join(self._stderr_lines)
+
+    def refresh_grants(self) -> list[dict[str, Any]]:
+        """Every refresh_token grant the provider answered so far, oldest first:
+        ``presented_sha256`` (of the refresh token sent), ``status`` and ``error``."""
+        if not self._refresh_log.exists():
+            return []
+        lines = self._refresh_log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_GRACE_S; idempotent."""

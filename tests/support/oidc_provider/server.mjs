@@ -5,7 +5,7 @@
 // Exits on SIGTERM/SIGINT, and (with "exit_on_stdin_eof": true) when stdin closes, so a
 // killed test run leaves no orphan.
 // Never logs tokens: only event names, error codes and descriptions go to stderr.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 
 import Provider from 'oidc-provider';
@@ -145,6 +145,23 @@ if (config.issued_file) {
       if (code) seen.push(['code', code]);
     }
     if (seen.length) appendFileSync(config.issued_file, `${JSON.stringify(seen)}\n`);
+  });
+}
+// Every refresh_token grant, one JSON object a line, into the file the tests name: the SHA-256 of
+// the refresh token presented (never the token) and the answer's status and error, so a test
+// can see whether any refresh token was ever presented twice (tests/deploy/).
+if (config.refresh_log_file) {
+  provider.use(async (ctx, next) => {
+    await next();
+    const params = ctx.oidc?.params ?? {};
+    if (ctx.oidc?.route !== 'token' || params.grant_type !== 'refresh_token') return;
+    const presented = typeof params.refresh_token === 'string' ? params.refresh_token : '';
+    const body = ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body) ? ctx.body : {};
+    appendFileSync(config.refresh_log_file, `${JSON.stringify({
+      presented_sha256: createHash('sha256').update(presented).digest('hex'),
+      status: ctx.status,
+      error: body.error ?? null,
+    })}\n`);
   });
 }
 // A browser holding the cookie `pc_test_coop` (set by a test for this provider's origin) gets
