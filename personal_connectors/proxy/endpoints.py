@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from personal_connectors.config import API_PREFIX
 from personal_connectors.http.dependencies import RuntimeDep
@@ -73,7 +73,7 @@ async def proxy(
             description=f"0-{MAX_RETRIES}: retries of an idempotent request on 429 and 503.",
         ),
     ] = None,
-) -> StreamingResponse:
+) -> Response:
     call = ProxyCall(
         method=request.method,
         path=raw_path(request),
@@ -84,7 +84,11 @@ async def proxy(
         declared_length=request.headers.get("content-length"),
     )
     answer = await ProxyService(runtime).call(caller, call)
-    response = StreamingResponse(answer.body, status_code=answer.status)
+    response: Response
+    if isinstance(answer.body, bytes):
+        response = Response(answer.body, status_code=answer.status)
+    else:
+        response = StreamingResponse(answer.body, status_code=answer.status)
     response.raw_headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
     ]
