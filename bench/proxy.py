@@ -18,8 +18,15 @@ also measured without load (one connection) for what a single call pays. The ups
 printed for the direct runs, the service's for the proxied ones; the upstream also serves the
 proxied runs, so the two share the machine's cores with the load generator.
 
+An upstream that answers at once (the default) costs a few tens of microseconds of CPU a
+request, far less than any request to the service (its own `GET /livez` included; see
+token_path.py), so the ratio then says how much CPU the proxy spends against almost none.
+`--upstream-delay-ms` makes the upstream wait before answering, as a provider's API does: the
+ratio then says whether the proxy holds the throughput a real provider allows.
+
 Run: .venv/bin/python bench/proxy.py [--connections 100] [--concurrency 32] [--rounds 4]
      [--duration 5] [--warmup 2] [--clients 1] [--client raw|httpx] [--db sqlite|postgres|both]
+     [--upstream-delay-ms 0] [--no-unloaded]
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ APP_KEY = "bench-api"
 UPSTREAM_PATH = "user"
 # The upstream: any GET answers a small JSON object, as a provider's `GET /user` would.
 UPSTREAM_APP = """
-import json
+import asyncio, json, sys
+DELAY = float(sys.argv[1])
 BODY = json.dumps({"id": 1234567, "login": "bench", "name": "Bench Account",
                    "email": "bench@example.test", "plan": {"name": "free"}}).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
@@ -65,6 +73,8 @@ async def app(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
+    if DELAY:
+        await asyncio.sleep(DELAY)
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 """
@@ -79,15 +89,18 @@ class Upstream:
 
 
 @contextmanager
-def upstream() -> Iterator[Upstream]:
+def upstream(delay_ms: float) -> Iterator[Upstream]:
     """The upstream API in a uvicorn process of its own (uvloop and httptools when installed,
-    uvicorn's defaults; no access log)."""
+    uvicorn's defaults; no access log), answering after ``delay_ms`` (a provider's own time,
+    spent waiting, not computing)."""
     port = free_port()
     code = (
         f"{UPSTREAM_APP}\nimport uvicorn\n"
         f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='error', access_log=False)"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(delay_ms / 1000)], stdin=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -238,7 +251,7 @@ def report(base: RunResult, hot: RunResult, concurrency: int) -> None:
 
 def bench_backend(db: str, args: argparse.Namespace) -> None:
     print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
-    with upstream() as api, deployment(db) as deployed:
+    with upstream(args.upstream_delay_ms) as api, deployment(db) as deployed:
         seeded = seed(deployed, api, args.connections)
         direct = Target("GET upstream (direct)", "GET", [f"/api/{UPSTREAM_PATH}"], {}, {})
         proxied = Target(
@@ -269,6 +282,12 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
+        "--upstream-delay-ms",
+        type=float,
+        default=0.0,
+        help="the upstream answers after this long, as a real provider would (default: at once)",
+    )
+    parser.add_argument(
         "--no-unloaded",
         dest="unloaded",
         action="store_false",
@@ -280,7 +299,8 @@ def main() -> None:
     print(
         f"proxy benchmark: {args.connections} connections, concurrency {args.concurrency} over "
         f"{args.clients} client process(es), {args.rounds} interleaved rounds of "
-        f"{args.warmup:g} s warm-up + {args.duration:g} s measured each; {os.cpu_count()} CPUs, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured each; upstream delay "
+        f"{args.upstream_delay_ms:g} ms; {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
