@@ -28,8 +28,7 @@ from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
 from personal_connectors.organizations.endpoints import router as organization_router
-from personal_connectors.proxy.endpoints import PROXY_PATH
-from personal_connectors.proxy.endpoints import router as proxy_router
+from personal_connectors.proxy.endpoints import PROXY_PATH, add_proxy_routes
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import add_token_route
@@ -97,7 +96,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(issuers_router, prefix=API_PREFIX)
     app.include_router(credentials_router, prefix=API_PREFIX)
-    app.include_router(proxy_router, prefix=API_PREFIX)
+    add_proxy_routes(app)
     app.include_router(connections_router, prefix=API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     return app

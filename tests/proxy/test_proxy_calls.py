@@ -210,6 +210,9 @@ def test_refusals_of_the_service_keep_the_envelope(
     assert is_envelope(foreign, 404, "RESOURCE_NOT_FOUND")
     unknown = proxied(api, tenant, "conn_" + "0" * 32, "echo")
     assert is_envelope(unknown, 404, "RESOURCE_NOT_FOUND")
+    too_long = proxied(api, tenant, "conn_" + "0" * 300, "echo")
+    assert is_envelope(too_long, 400, "VALIDATION_ERROR")
+    assert too_long.json()["error"]["details"]["fields"] == ["connection_id"]
     for bad in ("6", "-1", "x", "1.5"):
         response = proxied(
             api, tenant, connection_id, "echo", headers={"X-Connectors-Retries": bad}
