@@ -10,7 +10,8 @@ Under ``/api``:
 - ``upload``: reads the body as it comes (``received`` counts it), answers its length and hash;
 - ``flaky/{key}?fail=N&status=S&retry_after=R``: S (with ``Retry-After: R``) N times, then 200;
 - ``redirect?to=URL``: a 302 there (by default a public address); ``slow?seconds=S``: answers after S seconds;
-  ``status/{code}``: that status; ``gzip``: a gzip-encoded body.
+  ``status/{code}``: that status; ``gzip``: a gzip-encoded body; ``short``: an answer
+  broken off before the length it declares.
 
 A token in ``stale`` (as bearer or in ``X-Upstream-Token``) is answered 401; with
 ``hold_stale = N`` those answers wait until N such requests have arrived, so concurrent calls
@@ -20,6 +21,7 @@ all see their 401 before any refresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -194,6 +196,13 @@ class UpstreamApi:
         elif route == "slow":
             await asyncio.sleep(float(parse_qs(query)["seconds"][0]))
             await self._json(send, 200, {"slow": True})
+        elif route == "short":
+            # Declares more than it sends, then the connection ends (uvicorn closes it): a
+            # provider breaking off a small answer.
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            with contextlib.suppress(RuntimeError):  # uvicorn: shorter than Content-Length
+                await send({"type": "http.response.body", "body": b'{"cut": '})
         elif route.startswith("status/"):
             await self._json(send, int(route.split("/")[1]), {"from": "upstream"})
         elif route == "gzip":
