@@ -32,8 +32,7 @@ from personal_connectors.logs import configure_logging
 from personal_connectors.mcp_servers.endpoints import router as mcp_router
 from personal_connectors.mcp_servers.lifecycle import GatewayHolder
 from personal_connectors.organizations.endpoints import router as organization_router
-from personal_connectors.proxy.endpoints import PROXY_PATH
-from personal_connectors.proxy.endpoints import router as proxy_router
+from personal_connectors.proxy.endpoints import PROXY_PATH, add_proxy_routes
 from personal_connectors.refresher.embedded import embedded_refresher
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry import metrics, tracing
@@ -123,10 +122,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         issuers_router,
         mcp_router,  # `/mcp`, before `/{connection_id}`
         credentials_router,
-        proxy_router,
-        connections_router,
     ):
         include(router, API_PREFIX)
+    add_proxy_routes(app)
+    include(connections_router, API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     # The application's own routes carry their full path. A plain Starlette route (the token
     # shortcut, the docs) is found by its endpoint: the router records no route for it.

@@ -3,18 +3,24 @@
 The caller is authorized as on ``POST /{id}/token`` (an API key, a service key with
 ``end_user_id``, or a ``pct_`` token for its end user), by the same function. The body is not
 read by the framework: the service streams it.
+
+Like the token route, a busy route of plain requests: a shortcut (``http.direct``) answers
+every call but those FastAPI's declared route must validate (an over-long connection id) or
+whose header it reads (``X-Connectors-Retries``), without solving dependencies per call.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import StreamingResponse
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.responses import Response, StreamingResponse
 
 from personal_connectors.config import API_PREFIX
-from personal_connectors.http.dependencies import RuntimeDep
+from personal_connectors.http.dependencies import RuntimeDep, get_runtime
+from personal_connectors.http.direct import add_direct_route
 from personal_connectors.http.openapi import error_response, errors
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.proxy.exceptions import UnsafePath
@@ -25,8 +31,9 @@ from personal_connectors.proxy.service import (
     ProxyService,
     retries_asked,
 )
-from personal_connectors.tokens.endpoints import token_request
-from personal_connectors.tokens.service import TokenRequest
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.endpoints import authorized, token_request
+from personal_connectors.tokens.service import TokenRequest, TokenService
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # The proxy's paths, for the request body cap of the HTTP layer (``http.context``): only a
@@ -35,7 +42,6 @@ PROXY_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/conn_[^/]*/proxy/")
 # ``{path}`` as the caller sent it, still percent-encoded.
 _RAW_PATH = re.compile(rb"^" + re.escape(API_PREFIX.encode()) + rb"/[^/]+/proxy/(.*)$", re.DOTALL)
 
-router = APIRouter(tags=["Proxy"])
 
 DESCRIPTION = f"""Sends the request to the connection's provider API (the connector's
 `api_base_url` joined with `path`, the query string less `organization_id`, `organizationId`
@@ -73,18 +79,29 @@ async def proxy(
             description=f"0-{MAX_RETRIES}: retries of an idempotent request on 429 and 503.",
         ),
     ] = None,
-) -> StreamingResponse:
+) -> Response:
+    return await respond(request, caller, runtime, retries_asked(retries))
+
+
+async def respond(
+    request: Request, caller: TokenRequest, runtime: Runtime, retries: int
+) -> Response:
+    """The provider's answer to the caller's request, as the caller gets it."""
     call = ProxyCall(
         method=request.method,
         path=raw_path(request),
         raw_query=request.scope.get("query_string", b"").decode("latin-1"),
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
         chunks=request.stream(),
-        retries=retries_asked(retries),
+        retries=retries,
         declared_length=request.headers.get("content-length"),
     )
     answer = await ProxyService(runtime).call(caller, call)
-    response = StreamingResponse(answer.body, status_code=answer.status)
+    response: Response
+    if isinstance(answer.body, bytes):
+        response = Response(answer.body, status_code=answer.status)
+    else:
+        response = StreamingResponse(answer.body, status_code=answer.status)
     response.raw_headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
     ]
@@ -104,14 +121,38 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 
-for _method in METHODS:
-    router.add_api_route(
-        "/{connection_id}/proxy/{path:path}",
-        proxy,
-        methods=[_method],
-        name=f"proxy_{_method.lower()}",
-        summary=f"{_method} on the connection's provider API",
-        description=DESCRIPTION,
-        responses=_RESPONSES,
-        response_class=StreamingResponse,
-    )
+
+async def plain_proxy_request(request: Request) -> Response | None:
+    """The shortcut's answer: the declared route's work without its dependency solving (the
+    caller authorized by the same function, the service's query parameters read as FastAPI
+    reads them: the last of a repeated name wins); None for a call the declared route must
+    take."""
+    if RETRIES_HEADER in request.headers or (
+        len(request.path_params["connection_id"]) > ID_MAX_LENGTH
+    ):
+        return None
+    query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    organization_id = query.get("organization_id") or query.get("organizationId")
+    runtime = await get_runtime(request)
+    service = TokenService(None, runtime)
+    caller = await authorized(service, request, organization_id, query.get("end_user_id"))
+    return await respond(request, caller, runtime, 0)
+
+
+def add_proxy_routes(app: FastAPI) -> None:
+    """The proxy's routes, one a method, each with its shortcut (on the application's own
+    router, as the token route: an included router is matched twice)."""
+    for method in METHODS:
+        add_direct_route(
+            app,
+            f"{API_PREFIX}/{{connection_id}}/proxy/{{path:path}}",
+            method,
+            plain_proxy_request,
+            endpoint=proxy,
+            name=f"proxy_{method.lower()}",
+            summary=f"{method} on the connection's provider API",
+            description=DESCRIPTION,
+            responses=_RESPONSES,
+            response_class=StreamingResponse,
+            tags=["Proxy"],
+        )

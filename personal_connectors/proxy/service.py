@@ -4,7 +4,8 @@ credentials, the provider's answer streamed back.
 - Credentials: the values ``api_auth`` is filled from (``credentials.service.credential_values``:
   the connection's fields, and a token fresh by the rules of ``POST /{id}/token``).
 - Bodies stream both ways. A request body of at most ``REPLAY_BYTES`` is read first, so it can
-  be sent again; a larger one streams through once (its first ``REPLAY_BYTES`` read ahead).
+  be sent again; a larger one streams through once (its first ``REPLAY_BYTES`` read ahead). An
+  answer declaring at most ``WHOLE_ANSWER_BYTES`` is read, then sent whole; others stream.
 - A provider 401 forces one refresh (the refresh machinery's single flight, lease and
   compare-and-swap make it one refresh across workers, however many calls saw the 401), then
   the call is sent once more with the new token when its body can be sent again; otherwise the
@@ -32,7 +33,7 @@ from personal_connectors.exceptions import ProviderError, ProviderUnavailable, V
 from personal_connectors.models import Connection
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
-from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
+from personal_connectors.providers.schema import MINTING_MODES, TEMPLATE_VARIABLE, ProviderEntry
 from personal_connectors.proxy import headers as header_rules
 from personal_connectors.proxy.exceptions import (
     CredentialsIncomplete,
@@ -43,11 +44,15 @@ from personal_connectors.proxy.upstream import base_url, check_path, upstream_ur
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_proxy_request
 from personal_connectors.tokens.exceptions import ConnectionDisabled, ConnectionNotFound
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.service import TokenRequest
 
 # A body up to this size is kept to be sent again (after a refresh, or a retry).
 REPLAY_BYTES = 1024 * 1024
+# An answer whose Content-Length is at most this is read whole, then sent in one piece (the
+# caller gets it as soon as it has come; no streaming machinery for a typical JSON answer).
+WHOLE_ANSWER_BYTES = 64 * 1024
 RETRIES_HEADER = "X-Connectors-Retries"
 MAX_RETRIES = 5
 RETRY_AFTER_CAP = 30.0
@@ -139,11 +144,12 @@ class ProxyCall:
 
 @dataclass
 class ProviderAnswer:
-    """The provider's answer as the caller gets it; ``body`` closes the upstream when done."""
+    """The provider's answer as the caller gets it: ``body`` whole (a small answer, already
+    read), or streamed (closing the upstream when done)."""
 
     status: int
     headers: list[tuple[str, str]]
-    body: AsyncIterator[bytes]
+    body: bytes | AsyncIterator[bytes]
 
 
 class ProxyService:
@@ -153,13 +159,19 @@ class ProxyService:
 
     async def call(self, caller: TokenRequest, call: ProxyCall) -> ProviderAnswer:
         check_path(call.path)
-        connection = await self._connection(caller)
-        entry = self.runtime.catalog.get(connection.app_key)
+        found = caller.connection
+        if found is None:
+            raise ConnectionNotFound()
+        if not found.is_active:
+            raise ConnectionDisabled("The connection is disabled; enable it to call its API.")
+        entry = self.runtime.catalog.get(found.app_key)
         if entry is None:
-            raise NoApiBaseUrl(connection.app_key)
+            raise NoApiBaseUrl(found.app_key)
+        connection = await self._connection(found, entry)
         base = base_url(
             entry,
-            connection.integration_params,
+            # (a record: the address takes none)
+            connection.integration_params if isinstance(connection, Connection) else None,
             connection.provider_metadata,
             loopback_allowed=self.runtime.settings.loopback_allowed,
         )
@@ -189,17 +201,17 @@ class ProxyService:
                     retried += 1
                     await asyncio.sleep(wait)
                     continue
-            return ProviderAnswer(
-                response.status_code, header_rules.to_caller(_raw(response)), _relay(response)
-            )
+            headers = header_rules.to_caller(_raw(response))
+            if _small(response):
+                return ProviderAnswer(response.status_code, headers, await _read_raw(response))
+            return ProviderAnswer(response.status_code, headers, _relay(response))
 
-    async def _connection(self, caller: TokenRequest) -> Connection:
-        """The caller's connection, whole (the token lookup reads only the token's columns)."""
-        found = caller.connection
-        if found is None:
-            raise ConnectionNotFound()
-        if not found.is_active:
-            raise ConnectionDisabled("The connection is disabled; enable it to call its API.")
+    async def _connection(self, found: ConnectionLike, entry: ProviderEntry) -> ConnectionLike:
+        """The caller's connection as the call needs it: the token lookup's record (its token
+        and provider metadata) for an OAuth connection whose API address takes no integration
+        param; else the whole row (its credentials fields, its integration params)."""
+        if found.auth_mode == "oauth2" and not _reads_integration_params(entry):
+            return found
         async with self.runtime.sessions() as session:
             connection = await TokenRepository.owned(
                 session, found.id, found.user_id, found.organization_id
@@ -259,6 +271,13 @@ class ProxyService:
             record_proxy_request(entry.key, outcome, time.perf_counter() - started)
 
 
+def _reads_integration_params(entry: ProviderEntry) -> bool:
+    """Whether the entry's API address is filled from integration params (the variables that
+    are not provider metadata)."""
+    variables = TEMPLATE_VARIABLE.findall(entry.api_base_url or "")
+    return any(name not in entry.metadata_patterns for name in variables)
+
+
 def _raw(response: httpx.Response) -> Iterable[tuple[str, str]]:
     return (
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw
@@ -274,6 +293,12 @@ async def _read_raw(response: httpx.Response) -> bytes:
         ) from None
     finally:
         await response.aclose()
+
+
+def _small(response: httpx.Response) -> bool:
+    """Whether the answer declares a length of at most ``WHOLE_ANSWER_BYTES``."""
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= WHOLE_ANSWER_BYTES
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:

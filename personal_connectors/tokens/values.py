@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import Connection
 from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.service import TokenService
 from personal_connectors.tokens.vault import TokenVault
 
@@ -16,7 +17,7 @@ from personal_connectors.tokens.vault import TokenVault
 async def credential_values(
     session: AsyncSession | None,
     runtime: Runtime,
-    connection: Connection,
+    connection: ConnectionLike,
     *,
     force_refresh: bool = False,
 ) -> dict[str, str]:
@@ -30,8 +31,16 @@ async def credential_values(
     ``TokenService``'s). Never log or return the result: it is the user's secrets. The fields
     of a minting connection (client secret, private key) are included, for entries whose
     ``api_auth`` names them; the proxy sends only what ``api_auth`` names.
+
+    ``connection``: the row, or for an OAuth connection (which has no fields) the token
+    lookup's record.
     """
-    values = TokenVault(runtime.sealer).credentials(connection) or {}
+    if isinstance(connection, Connection):
+        values = TokenVault(runtime.sealer).credentials(connection) or {}
+    elif connection.auth_mode == "oauth2":
+        values = {}
+    else:
+        raise TypeError("a credentials connection's fields are read from its row")
     if connection.auth_mode in ("api_key", "basic"):
         return values
     token = await TokenService(session, runtime).fresh_token(connection, force=force_refresh)

@@ -12,7 +12,11 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support.db import event_types
+from tests.support.service import ServiceProcess
 from tests.support.upstream_api import PROXY_KEY, UpstreamApi
+
+REFRESHED = "connection.refreshed"
 
 
 @pytest.fixture
@@ -23,10 +27,13 @@ def upstream(upstream_api: UpstreamApi) -> Iterator[UpstreamApi]:
     upstream_api.reset()
 
 
-def connect_to(api: httpx.Client, caller: Tenant, connector_type: str = PROXY_KEY) -> str:
-    """A connection of a fresh account at ``connector_type``, through the whole flow."""
+def connect_to(
+    api: httpx.Client, caller: Tenant, connector_type: str = PROXY_KEY, *, login: str | None = None
+) -> str:
+    """A connection of an account (a fresh one unless ``login`` names it) at
+    ``connector_type``, through the whole flow."""
     flow = authorize_and_consent(
-        api, caller, login=f"user-{os.urandom(4).hex()}", connector_type=connector_type
+        api, caller, login=login or f"user-{os.urandom(4).hex()}", connector_type=connector_type
     )
     response = follow_callback(flow.callback_url)
     assert response.status_code == 200, response.text
@@ -61,3 +68,8 @@ def is_envelope(response: httpx.Response, status: int, code: str) -> bool:
         and body["error"]["code"] == code
         and "x-connectors-proxy" not in response.headers
     )
+
+
+def refreshes(service: ServiceProcess, connection_id: str) -> int:
+    """How many refreshes the connection's audit events record."""
+    return event_types(service, connection_id).count(REFRESHED)

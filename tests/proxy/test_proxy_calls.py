@@ -210,6 +210,9 @@ def test_refusals_of_the_service_keep_the_envelope(
     assert is_envelope(foreign, 404, "RESOURCE_NOT_FOUND")
     unknown = proxied(api, tenant, "conn_" + "0" * 32, "echo")
     assert is_envelope(unknown, 404, "RESOURCE_NOT_FOUND")
+    too_long = proxied(api, tenant, "conn_" + "0" * 300, "echo")
+    assert is_envelope(too_long, 400, "VALIDATION_ERROR")
+    assert too_long.json()["error"]["details"]["fields"] == ["connection_id"]
     for bad in ("6", "-1", "x", "1.5"):
         response = proxied(
             api, tenant, connection_id, "echo", headers={"X-Connectors-Retries": bad}
@@ -250,3 +253,15 @@ def test_the_body_hash_survives_a_binary_upload(
     body = bytes(range(256)) * 64
     response = proxied(api, tenant, connection_id, "echo", "POST", content=body)
     assert response.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_small_answer_the_provider_breaks_off_is_503(
+    api: httpx.Client, tenant: Tenant, upstream: UpstreamApi
+) -> None:
+    """An answer declaring a small length is read whole before it is sent: one broken off
+    comes back as the service's 503, not as a cut connection."""
+    connection_id = connect_to(api, tenant)
+    response = proxied(api, tenant, connection_id, "short")
+    assert is_envelope(response, 503, "PROVIDER_UNAVAILABLE")
+    assert response.headers["retry-after"] == "5"
+    assert [seen.path for seen in upstream.seen] == ["/api/short"]

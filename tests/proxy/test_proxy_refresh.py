@@ -11,17 +11,11 @@ import httpx
 import pytest
 
 from tests.conftest import Tenant
-from tests.proxy.conftest import connect_to, proxied
-from tests.support.db import event_types, stored_tokens
-from tests.support.oidc import free_port
+from tests.proxy.conftest import connect_to, proxied, refreshes
+from tests.support.db import stored_tokens
+from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import ServiceProcess
 from tests.support.upstream_api import UpstreamApi
-
-REFRESHED = "connection.refreshed"
-
-
-def refreshes(service: ServiceProcess, connection_id: str) -> int:
-    return event_types(service, connection_id).count(REFRESHED)
 
 
 def test_a_stale_token_is_refreshed_and_the_call_sent_again(
@@ -64,31 +58,43 @@ async def concurrently(urls: list[str], tenant: Tenant, connection_id: str) -> l
         )
 
 
+@pytest.mark.parametrize("calls", [4, 20])
 def test_calls_on_two_processes_that_see_401_refresh_once(
     api: httpx.Client,
     tenant: Tenant,
     service: ServiceProcess,
     second_process: ServiceProcess,
     upstream: UpstreamApi,
+    oidc: OidcProvider,
+    calls: int,
 ) -> None:
-    """Four calls, two per process, all answered 401 before any refresh (the upstream holds
-    its 401s until all four arrived): one refresh, and every call retried with its token.
-    The local provider rotates refresh tokens with reuse detection, so a second refresh would
-    have revoked the grant."""
+    """Concurrent calls, half on each process, all answered 401 before any refresh (the
+    upstream holds its 401s until all have arrived): one refresh, and every call retried with
+    its token. The local provider rotates refresh tokens with reuse detection, so a second
+    refresh would have revoked the grant (and the last call would fail)."""
     connection_id = connect_to(api, tenant)
     old, _ = stored_tokens(service, connection_id)
     assert old is not None
     upstream.stale.add(old)
-    upstream.hold_stale = 4
+    upstream.hold_stale = calls
 
-    urls = [service.api, second_process.api] * 2
+    urls = [service.api, second_process.api] * (calls // 2)
     responses = asyncio.run(concurrently(urls, tenant, connection_id))
 
-    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert [r.status_code for r in responses] == [200] * calls, [r.text for r in responses]
     assert not upstream.waited_out
+    assert upstream.stale_hits == calls  # every call met its 401
     new, _ = stored_tokens(service, connection_id)
-    assert refreshes(service, connection_id) == 1
-    assert sorted(seen.token or "" for seen in upstream.seen) == sorted([old] * 4 + [new] * 4)
+    assert new != old and refreshes(service, connection_id) == 1
+    assert sorted(seen.token or "" for seen in upstream.seen) == sorted(
+        [old] * calls + [new] * calls
+    )
+    # At the provider: a second refresh would have replayed the consumed refresh token, and
+    # the provider would have revoked the grant with every token of it.
+    userinfo = httpx.get(
+        oidc.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {new}"}
+    )
+    assert userinfo.status_code == 200, userinfo.text
     assert proxied(api, tenant, connection_id, "echo").status_code == 200
 
 

@@ -38,19 +38,40 @@ UNSAFE_PATHS = (
     "echo%5Cadmin",
     "echo/%09tab",
     "javascript:alert(1)",
+    # More of the same kinds: the scheme's case, a bare or half-encoded `..`, a `..` whose
+    # slashes are encoded, an `@` or backslash encoded twice, a backslash standing for `/`.
+    "HtTp://evil.example/x",
+    "http:evil.example",
+    "..",
+    "%2e%2e",
+    ".%2E/admin",
+    "%2E./admin",
+    "echo/..%2Fadmin",
+    "echo%2F..%2F..%2Fadmin",
+    "echo/%2e%2e%5cadmin",
+    "user%2540evil.example/x",
+    "a:b@evil.example/x",
+    "\\evil.example/x",
+    "%5C%5Cevil.example/x",
+    "echo%255Cadmin",
 )
 
 
 def raw_get(
-    service: ServiceProcess, tenant: Tenant, connection_id: str, path: str
+    service: ServiceProcess,
+    tenant: Tenant,
+    connection_id: str,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> httpx.Response:
-    """A GET whose request target is sent exactly as written (http.client does not normalize
+    """A request whose target is sent exactly as written (http.client does not normalize
     dot segments, as httpx does)."""
     target = f"/v1/personal-connectors/{connection_id}/proxy/{path}"
     target += f"?organization_id={tenant.organization_id}"
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
     try:
-        connection.request("GET", target, headers=tenant.headers)
+        connection.request(method, target, body=body, headers=tenant.headers)
         answer = connection.getresponse()
         return httpx.Response(answer.status, headers=answer.getheaders(), content=answer.read())
     finally:
@@ -72,7 +93,12 @@ def test_paths_that_could_leave_the_entrys_host_are_refused(
         response = raw_get(service, tenant, connection_id, path)
         assert response.status_code in (400, 404), (path, response.text)
         assert response.json()["success"] is False and "x-connectors-proxy" not in response.headers
-    assert upstream.seen == []
+    # Whatever the method, and with a body: refused before anything is sent.
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for path in ("../admin", "echo/%2e%2e/admin", "http://evil.example/x", "a@evil/x"):
+            response = raw_get(service, tenant, connection_id, path, method, b'{"a": 1}')
+            assert is_envelope(response, 400, "VALIDATION_ERROR"), (method, path, response.text)
+    assert upstream.seen == []  # nothing was sent
 
     # What looks alike but stays under the base URL goes through.
     for path in ("echo/a..b/c", "echo/v1/items:batchGet", "echo/%40me", "echo/a@b"):
@@ -111,6 +137,46 @@ def test_host_values_must_match_the_entrys_patterns(
         response = proxied(api, tenant, port, "echo")
         assert is_envelope(response, 400, "VALIDATION_ERROR"), (hostile, response.text)
     assert [seen.path for seen in upstream.seen] == ["/api/echo", "/api/echo"]
+
+
+def test_host_values_aimed_at_a_listening_server_send_it_nothing(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    """Provider metadata that names the test's own upstream (which would answer) but with
+    more than the pattern admits — a path, a query, credentials, a backslash, whitespace —
+    is refused before anything is sent."""
+    meta = connect_to(api, tenant, PROXY_META_KEY)
+    host = f"127.0.0.1:{upstream.port}"
+    for hostile in (
+        f"http://{host}/api/echo/sneaked#",
+        f"http://{host}/../",
+        f"http://{host}?x=",
+        f"http://user:pass@{host}",
+        f"http://{host}\\@evil.example",
+        f"http://{host}%2F",
+        f"http://{host}\n",
+        f" http://{host}",
+        f"HTTP://{host}",
+    ):
+        update_connection(service, meta, provider_metadata={"instance_url": hostile})
+        response = proxied(api, tenant, meta, "echo")
+        assert is_envelope(response, 400, "VALIDATION_ERROR"), (hostile, response.text)
+    assert upstream.seen == []  # nothing was sent
+    update_connection(service, meta, provider_metadata={"instance_url": f"http://{host}"})
+    assert proxied(api, tenant, meta, "echo").status_code == 200  # the same host, as admitted
+    assert len(upstream.seen) == 1
+
+
+def test_a_redirect_to_an_internal_address_comes_back_unfollowed(
+    api: httpx.Client, tenant: Tenant, upstream: UpstreamApi
+) -> None:
+    connection_id = connect_to(api, tenant)
+    for internal in (f"{upstream.url}/api/echo/followed", "http://169.254.169.254/latest/"):
+        moved = proxied(api, tenant, connection_id, "redirect", params={"to": internal})
+        assert moved.status_code == 302, moved.text
+        assert moved.headers["location"] == internal
+        assert moved.headers["x-connectors-proxy"] == "upstream"
+    assert [seen.path for seen in upstream.seen] == ["/api/redirect"] * 2  # none followed
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ Under ``/api``:
 - ``echo/…`` (any method): what arrived — method, raw path and query, headers, the body's
   length, hash and (when short) text — answered with headers the proxy must pass, rename or
   drop (``X-Request-ID``, ``x-ratelimit-*``, ``Set-Cookie``, ``Cache-Control``, hop-by-hop);
-- ``download/{n}``: n bytes streamed, the second half only after the test ``release``s it;
+- ``download/{n}``: n bytes of ``PATTERN`` generated as they are sent (never held whole), the
+  second half only after the test ``release``s it;
 - ``upload``: reads the body as it comes (``received`` counts it), answers its length and hash;
 - ``flaky/{key}?fail=N&status=S&retry_after=R``: S (with ``Retry-After: R``) N times, then 200;
-- ``redirect``: a 302 elsewhere; ``slow?seconds=S``: answers after S seconds;
-  ``status/{code}``: that status; ``gzip``: a gzip-encoded body.
+- ``redirect?to=URL``: a 302 there (by default a public address); ``slow?seconds=S``: answers after S seconds;
+  ``status/{code}``: that status; ``gzip``: a gzip-encoded body; ``short``: an answer
+  broken off before the length it declares.
 
 A token in ``stale`` (as bearer or in ``X-Upstream-Token``) is answered 401; with
 ``hold_stale = N`` those answers wait until N such requests have arrived, so concurrent calls
@@ -19,12 +21,14 @@ all see their 401 before any refresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -42,6 +46,21 @@ HOLD_SECONDS = 20.0  # the longest the server waits for the test's signal
 def pattern_bytes(size: int) -> bytes:
     whole, rest = divmod(size, len(PATTERN))
     return PATTERN * whole + PATTERN[:rest]
+
+
+def pattern_chunks(size: int, chunk: int = CHUNK) -> Iterator[bytes]:
+    """``pattern_bytes(size)`` generated a chunk at a time, never held whole."""
+    for start in range(0, size, chunk):
+        yield _pattern_slice(start, chunk, size)
+
+
+def _pattern_slice(start: int, length: int, size: int) -> bytes:
+    """Bytes ``start`` to ``start + length`` (at most ``size``) of the repeated pattern."""
+    end = min(start + length, size)
+    offset = start % len(PATTERN)
+    if offset + (end - start) <= len(PATTERN):
+        return PATTERN[offset : offset + end - start]
+    return pattern_bytes(offset + end - start)[offset:]
 
 
 @dataclass(frozen=True)
@@ -169,11 +188,21 @@ class UpstreamApi:
         elif route.startswith("flaky/"):
             await self._flaky(send, route.split("/")[1], parse_qs(query))
         elif route == "redirect":
-            extra = [(b"location", b"https://elsewhere.example/landing")]
+            # ``?to=URL``: where to (this server's own address, for a redirect to an internal
+            # one); else a public address.
+            target = parse_qs(query).get("to", ["https://elsewhere.example/landing"])[0]
+            extra = [(b"location", target.encode())]
             await self._json(send, 302, {"moved": True}, extra)
         elif route == "slow":
             await asyncio.sleep(float(parse_qs(query)["seconds"][0]))
             await self._json(send, 200, {"slow": True})
+        elif route == "short":
+            # Declares more than it sends, then the connection ends (uvicorn closes it): a
+            # provider breaking off a small answer.
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            with contextlib.suppress(RuntimeError):  # uvicorn: shorter than Content-Length
+                await send({"type": "http.response.body", "body": b'{"cut": '})
         elif route.startswith("status/"):
             await self._json(send, int(route.split("/")[1]), {"from": "upstream"})
         elif route == "gzip":
@@ -262,13 +291,12 @@ class UpstreamApi:
                 "headers": [(b"content-type", b"application/octet-stream")],
             }
         )
-        data = pattern_bytes(size)
         half = size // 2
         for start in range(0, size, CHUNK):
             if start >= half and not self.released.is_set():
                 await self._wait(self.released.is_set)
-            end = min(start + CHUNK, size)
-            await send({"type": "http.response.body", "body": data[start:end], "more_body": True})
+            chunk = _pattern_slice(start, CHUNK, size)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
     async def _flaky(self, send: Any, key: str, query: dict[str, list[str]]) -> None:
@@ -286,9 +314,13 @@ class UpstreamApi:
 
 def proxy_entries(upstream: UpstreamApi, base: dict[str, object]) -> dict[str, dict[str, object]]:
     """Providers-file entries for the proxy tests: ``base`` (the local OpenID provider's entry)
-    with an API at ``upstream``, credentials sent four ways."""
+    with an API at ``upstream``, credentials sent four ways; and the OpenID provider itself as
+    the API (its userinfo at ``/me``)."""
     api = f"{upstream.url}/api"
+    # The issuer, whose discovery document is at ``{issuer}/.well-known/openid-configuration``.
+    issuer = str(base["discovery_url"]).removesuffix(DISCOVERY_SUFFIX)
     return {
+        PROXY_USERINFO_KEY: {**base, "display_name": "Proxy Userinfo OIDC", "api_base_url": issuer},
         PROXY_KEY: {**base, "display_name": "Proxy OIDC", "api_base_url": api},
         PROXY_HEADER_KEY: {
             **base,
@@ -325,4 +357,6 @@ PROXY_KEY = "proxy-oidc"
 PROXY_HEADER_KEY = "proxy-header-oidc"
 PROXY_META_KEY = "proxy-meta-oidc"
 PROXY_PORT_KEY = "proxy-port-oidc"
-PROXY_KEYS = (PROXY_KEY, PROXY_HEADER_KEY, PROXY_META_KEY, PROXY_PORT_KEY)
+PROXY_USERINFO_KEY = "proxy-userinfo-oidc"
+PROXY_KEYS = (PROXY_KEY, PROXY_HEADER_KEY, PROXY_META_KEY, PROXY_PORT_KEY, PROXY_USERINFO_KEY)
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
