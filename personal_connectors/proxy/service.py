@@ -184,12 +184,17 @@ class ProxyService:
             response = await self._send(entry, base, call, body, values)
             if response.status_code == 401 and not refreshed and refreshable(entry):
                 refreshed = True
-                kept = await _read_raw(response)  # given back unless the retry happens
+                # A small answer is read (given back unless the retry happens); a large or
+                # unmeasured one is never held in memory: dropped for a retry, else relayed.
+                kept = await _read_raw(response) if _small(response) else None
                 fresh = await credential_values(None, self.runtime, connection, force_refresh=True)
                 if body.replayable is not None and fresh != values:
+                    await response.aclose()
                     values = fresh
                     continue
-                return ProviderAnswer(401, header_rules.to_caller(_raw(response)), _once(kept))
+                headers = header_rules.to_caller(_raw(response))
+                answer = _once(kept) if kept is not None else _relay(response)
+                return ProviderAnswer(401, headers, answer)
             if (
                 response.status_code in RETRIED_STATUSES
                 and retried < retries
