@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import (
     AuthenticationRequired,
     InsufficientPermissions,
@@ -74,7 +76,7 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
     presented = presented_api_key(request)
     runtime = await get_runtime(request)
     if is_exchanged_token(presented):
-        if request.method not in READ_METHODS:
+        if request.method not in READ_METHODS and not MCP_MESSAGES.match(request.url.path):
             raise InsufficientPermissions(
                 "A pct_ token reads its end user's connections and hands out their tokens; "
                 "changing anything needs the service key."
@@ -113,6 +115,9 @@ async def rate_limited(
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+# The MCP gateway's messages: POSTs that use the end user's tools and change nothing here, so a
+# ``pct_`` token sends them (SPEC §8: list, token, proxy and MCP).
+MCP_MESSAGES = re.compile(rf"^{re.escape(API_PREFIX)}/(?:[^/]+/)?mcp$")
 
 
 async def exchanged_principal(

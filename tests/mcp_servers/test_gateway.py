@@ -16,9 +16,11 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from personal_connectors.identity import pct
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
 from tests.mcp_servers.conftest import DOWN_KEY, MCP_KEY, PLAIN_KEY
+from tests.support import outputs
 from tests.support.mcp_server import TOOLS, McpServer
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
@@ -223,3 +225,29 @@ def test_refusals_before_mcp_starts_keep_the_error_envelope(
         f"/{mine}/mcp", params=alice.org, headers={**headers, **alice.headers}, json=body
     )
     assert response.status_code == 404, response.text
+
+
+def test_a_pct_token_reaches_its_end_users_tools_through_the_gateway(
+    api: httpx.Client, tenant: Tenant, mcp_service: ServiceProcess
+) -> None:
+    """SPEC §8: a token-exchange ``pct_`` token is accepted on the MCP routes (its messages are
+    POSTs), for its own end user only; it still changes nothing elsewhere."""
+    platform = make_organization_key(mcp_service, tenant.organization_id)
+    carol = platform.acting_for("carol")
+    connect(api, carol, MCP_KEY, "carol")
+
+    async def minted(session, runtime):  # type: ignore[no-untyped-def]
+        token, _ = pct.mint(runtime.sealer, tenant.organization_id, "carol", platform.api_key_id)
+        outputs.RECORD.add_secret(token, "pct")
+        return token
+
+    token = mcp_service.run_db(minted)
+    bearer = Tenant(tenant.organization_id, "", token, "")
+    assert gateway(mcp_service, bearer, names) == [f"{MCP_KEY}__{name}" for name in TOOL_NAMES]
+    refused = api.post(
+        "/authorize",
+        params=bearer.org,
+        headers=bearer.headers,
+        json={"connector_type": MCP_KEY},
+    )
+    assert refused.status_code == 403, refused.text
