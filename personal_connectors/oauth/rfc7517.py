@@ -11,13 +11,14 @@ published set would let anyone holding the set sign.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from personal_connectors.outbound.guard import DestinationRefused
+
+if TYPE_CHECKING:  # the JOSE library is imported on first use, not at start-up
+    from joserfc.jwk import KeySet
 
 CACHE_SECONDS = 3600.0
 REFETCH_AFTER_SECONDS = 30.0
@@ -65,6 +66,9 @@ class KeySetCache:
         if not isinstance(keys, list):
             raise KeySetUnavailable("the JWKS has no keys array")
         public = [key for key in keys if _is_public_signing_key(key)]
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         try:
             return KeySet.import_key_set({"keys": public})
         except (JoseError, ValueError, TypeError) as exc:

@@ -11,18 +11,15 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
-
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
+from typing import TYPE_CHECKING, Any
 
 from personal_connectors.providers.schema import JwtAssertion
 from personal_connectors.providers.templating import fill
 
+if TYPE_CHECKING:  # the JOSE library is imported on first use, not at start-up
+    from joserfc.jwk import ECKey, RSAKey
+
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-# The key type each family of algorithms signs with.
-_KEY_TYPES: dict[str, type[RSAKey] | type[ECKey]] = {"RS": RSAKey, "PS": RSAKey, "ES": ECKey}
 
 _PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----(.*?)-----END \1-----", re.DOTALL)
 
@@ -46,7 +43,11 @@ def _pem_lines(pem: str) -> str:
 
 def signing_key(declared: JwtAssertion, pem: str) -> RSAKey | ECKey:
     """The private key of ``pem`` for the entry's algorithm, or ``InvalidPrivateKey``."""
-    key_class = _KEY_TYPES[declared.algorithm[:2]]
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, RSAKey
+
+    # ES* sign with elliptic-curve keys; RS* and PS* with RSA keys.
+    key_class: type[RSAKey] | type[ECKey] = ECKey if declared.algorithm[:2] == "ES" else RSAKey
     try:
         key = key_class.import_key(_pem_lines(pem).encode())
     except (JoseError, ValueError, TypeError):
@@ -76,4 +77,6 @@ def assertion(
     header: dict[str, Any] = {"alg": declared.algorithm, "typ": "JWT"}
     if declared.key_id is not None:
         header["kid"] = fill(declared.key_id, values)
+    from joserfc import jwt
+
     return jwt.encode(header, claims, key, algorithms=[declared.algorithm])

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-from joserfc.jwt import JWTClaimsRegistry
+if TYPE_CHECKING:  # the JOSE library is imported on first use, not at start-up
+    from joserfc.jwk import KeySet
+
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -79,13 +78,17 @@ def claimed_issuer(token: str) -> str:
 
 
 # The keys of the issuer's published set, for a key id (None: the token names none).
-KeysFor = Callable[[str | None], Awaitable[KeySet]]
+KeysFor = Callable[[str | None], Awaitable["KeySet"]]
 
 
 async def verify_subject_token(
     token: str, *, issuer: str, audience: str, subject_claim: str, keys_for: KeysFor
 ) -> SubjectToken:
     """``token``'s claims once its signature, issuer, audience and lifetime are verified."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwt import JWTClaimsRegistry
+
     header = _compact(token).headers()
     algorithm = header.get("alg")
     if algorithm not in ASYMMETRIC_ALGORITHMS:
@@ -124,6 +127,9 @@ async def verify_subject_token(
 def _compact(token: str) -> Any:
     if len(token) > MAX_SUBJECT_TOKEN_BYTES:
         raise invalid_grant("The subject_token is too large.")
+    from joserfc import jws
+    from joserfc.errors import JoseError
+
     try:
         return jws.extract_compact(token.encode("ascii"))
     except (JoseError, ValueError, UnicodeError):
