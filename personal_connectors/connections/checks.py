@@ -37,8 +37,9 @@ from personal_connectors.oauth.errors import ProviderFailure
 from personal_connectors.oauth.identity import read_identity
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.answers import says_not_ok
+from personal_connectors.providers.api_auth import apply_api_auth
 from personal_connectors.providers.schema import IdentityMapping, ProviderEntry, TestRequest
-from personal_connectors.providers.templating import api_auth_parts, fill, token_headers
+from personal_connectors.providers.templating import fill, token_headers
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.service import KEPT_MODES, TokenService
@@ -278,7 +279,7 @@ async def send_with_credentials(
     ``values`` as the entry's ``api_auth`` sends them (a minted ``access_token`` as bearer by
     default), the call's own declared headers, filled from ``values``, on top (SPEC §10)."""
     assert call.url is not None
-    sent = api_auth_parts(entry.api_auth, values)
+    sent = apply_api_auth(entry.api_auth, values)
     headers = {"Accept": "application/json", **sent.headers}
     headers.update({name: fill(value, values) for name, value in call.headers.items()})
     body: dict[str, Any] = {}
@@ -290,7 +291,6 @@ async def send_with_credentials(
         fill(call.url, params),
         headers=headers,
         params=sent.query or None,
-        auth=sent.basic,
         timeout=runtime.settings.provider_timeout_seconds,
         **body,
     )

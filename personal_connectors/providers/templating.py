@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from personal_connectors.exceptions import ConnectorNotConfigured, ValidationFailed
 from personal_connectors.providers.schema import (
     BUILTIN_VARIABLES,
     TEMPLATE_VARIABLE,
-    ApiAuth,
     ProviderEntry,
 )
 
@@ -143,27 +141,3 @@ def token_headers(
     if bearer and not any("{access_token}" in value for value in declared.values()):
         headers["Authorization"] = f"Bearer {access_token}"
     return headers
-
-
-@dataclass(frozen=True)
-class SentCredentials:
-    """What a call to a provider's API carries to authenticate (``api_auth``, SPEC §9 and §10)."""
-
-    headers: dict[str, str] = field(default_factory=dict)
-    query: dict[str, str] = field(default_factory=dict)
-    basic: tuple[str, str] | None = None
-
-
-def api_auth_parts(api_auth: ApiAuth | None, values: Mapping[str, str]) -> SentCredentials:
-    """``api_auth`` filled with ``values``: a connection's credentials fields and, where it has
-    one, ``access_token``. No ``api_auth``: ``Authorization: Bearer {access_token}``."""
-    if api_auth is None:
-        return SentCredentials(headers={"Authorization": f"Bearer {values['access_token']}"})
-    basic = None
-    if api_auth.basic is not None:
-        basic = (fill(api_auth.basic.username, values), fill(api_auth.basic.password, values))
-    return SentCredentials(
-        headers={name: fill(value, values) for name, value in api_auth.headers.items()},
-        query={name: fill(value, values) for name, value in api_auth.query.items()},
-        basic=basic,
-    )
