@@ -39,9 +39,9 @@ class OutboundClient(httpx.AsyncClient):
     """The shared client, plus ``send_plain``: a request handed straight to its transport.
 
     httpx's client layer (merging defaults into the request, the cookie jar's per-response
-    work, the auth and redirect steps) costs about a quarter of a token request's client CPU
-    (bench/RESULTS.md), and the OAuth token calls use none of it here: no cookie is kept, no
-    redirect followed, client authentication is in the headers. Without proxy mounts every URL
+    work, the auth and redirect steps) is a large share of a token request's client CPU, and
+    the OAuth token calls use none of it here: no cookie is kept, no redirect followed, client
+    authentication is in the headers. Without proxy mounts every URL
     uses the one transport, so ``send_plain`` goes there through httpx's public transport
     interface; with mounts it is an ordinary ``send``.
     """

@@ -22,10 +22,10 @@ class MissingCredentialValue(ValueError):
 
 @dataclass(frozen=True)
 class AppliedAuth:
-    """What a call carries: headers to set and query parameters to add."""
+    """What a call carries: headers to set and query parameters to add (secrets: no repr)."""
 
-    headers: dict[str, str] = field(default_factory=dict)
-    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    query: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def _filled(template: str, values: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ import email.utils
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -102,8 +102,8 @@ def refreshable(entry: ProviderEntry) -> bool:
 class RequestBody:
     """The caller's body: whole when small enough to send again, else streamed once."""
 
-    replayable: bytes | None
-    _head: bytes = b""
+    replayable: bytes | None = field(repr=False)  # the caller's body: never in a repr
+    _head: bytes = field(default=b"", repr=False)
     _rest: AsyncIterator[bytes] | None = None
 
     @classmethod
@@ -136,7 +136,8 @@ class ProxyCall:
     method: str
     path: str
     raw_query: str
-    headers: list[tuple[str, str]]
+    # The caller's headers hold its key (X-API-Key / Authorization): never in a repr.
+    headers: list[tuple[str, str]] = field(repr=False)
     chunks: AsyncIterator[bytes]  # the body, read only once the call is known to be acceptable
     retries: int = 0
     declared_length: str | None = None
