@@ -29,6 +29,7 @@ from personal_connectors.mcp_servers.outcomes import (
     TokenRefused,
 )
 from personal_connectors.models import McpClientRegistration
+from personal_connectors.models.mcp_registration import DISPLAY_NAME_MAX_LENGTH
 from personal_connectors.oauth import rfc9728
 from personal_connectors.oauth.errors import (
     DestinationNotAllowed,
@@ -145,7 +146,7 @@ class McpDiscovery:
         except (ServerFailure, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, ServerFailure) else "it did not answer in time"
             raise unavailable(reason) from None
-        return McpTarget(server_url, None, info.name, [])
+        return McpTarget(server_url, None, info.name[:DISPLAY_NAME_MAX_LENGTH] or None, [])
 
     async def _registration(
         self, organization_id: str, server_url: str, metadata: dict[str, object], endpoint: str

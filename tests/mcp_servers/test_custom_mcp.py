@@ -17,9 +17,9 @@ from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import func, select
 
 from personal_connectors.models import McpClientRegistration
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
 from tests.flows.conftest import follow_callback
-from tests.support.oidc import OidcProvider, login_and_consent
+from tests.support.oidc import OidcProvider, free_port, login_and_consent
 from tests.support.platform import OrganizationKey, make_organization_key
 from tests.support.protected_mcp_server import TOOLS, ProtectedMcpServer
 from tests.support.service import TEST_ENCRYPTION_KEY, ServiceProcess
@@ -162,6 +162,11 @@ def test_a_protected_server_is_connected_through_its_own_authorization_server(
     token = api.post(f"/{connection_id}/token", params=tenant.org, headers=tenant.headers)
     assert token.status_code == 200, token.text
     assert token.json()["app_key"] == "custom_mcp"
+    tested = api.post(f"/{connection_id}/test", params=tenant.org, headers=tenant.headers)
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["status"] == "healthy"
+    assert tested.json()["details"]["serverUrl"] == main.url
+    assert tested.json()["details"]["availableTools"] == len(TOOLS)
 
 
 def test_the_registration_is_reused_in_the_organization_and_never_across_servers_or_orgs(
@@ -355,8 +360,6 @@ def test_other_connectors_take_no_mcp_server_url_and_custom_mcp_needs_one(
 @pytest.fixture(scope="module")
 def production_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The outbound rule as in production: https at public addresses only."""
-    from tests.support.oidc import free_port
-
     workdir = tmp_path_factory.mktemp("custom-mcp-production")
     port = free_port()
     env = {
@@ -385,8 +388,6 @@ def production_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 def test_an_internal_or_plain_http_server_is_refused_under_production_rules(
     production_service: ServiceProcess, url: str
 ) -> None:
-    from tests.conftest import make_tenant
-
     caller = make_tenant(production_service)
     with httpx.Client(base_url=production_service.api, timeout=30) as api:
         response = authorize(api, caller, url)
