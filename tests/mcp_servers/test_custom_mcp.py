@@ -201,6 +201,19 @@ def test_the_registration_is_reused_in_the_organization_and_never_across_servers
     mine = {c["mcp_server_url"]: c for c in listed(api, tenant)}
     assert set(mine) == {main.url, second.url}
     assert {c["account_id"] for c in mine.values()} == {"alice"}
+    # Each token is for its own server (RFC 8707): the other server refuses it.
+    token = api.post(f"/{mine[main.url]['id']}/token", params=tenant.org, headers=tenant.headers)
+    refused_before = second.calls["refused"]
+    elsewhere = httpx.post(
+        second.url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={
+            "Authorization": f"Bearer {token.json()['access_token']}",
+            "Accept": "application/json, text/event-stream",
+        },
+    )
+    assert elsewhere.status_code == 401
+    assert second.calls["refused"] == refused_before + 1
     # The same account again at the same server updates its connection.
     again = connect(api, tenant, main.url, login="alice", display_name="Renamed")
     assert again == mine[main.url]["id"]
@@ -397,3 +410,13 @@ def test_an_internal_or_plain_http_server_is_refused_under_production_rules(
         assert error["details"]["fields"] == ["mcp_server_url"]
         assert listed(api, caller) == []
     assert registrations_of(production_service, caller.organization_id) == 0
+
+
+def test_the_launch_page_names_the_server_the_person_is_about_to_connect(
+    api: httpx.Client, tenant: Tenant, servers: dict[str, ProtectedMcpServer]
+) -> None:
+    named = authorize(api, tenant, servers["main"].url, display_name="Acme Tools").json()
+    unnamed = authorize(api, tenant, servers["second"].url).json()
+
+    assert "Acme Tools" in httpx.get(named["launch_url"], timeout=30).text
+    assert servers["second"].url in httpx.get(unnamed["launch_url"], timeout=30).text
