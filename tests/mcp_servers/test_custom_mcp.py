@@ -16,7 +16,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import func, select
 
-from personal_connectors.models import McpClientRegistration
+from personal_connectors.models import ConnectionEvent, McpClientRegistration
 from tests.conftest import Tenant, make_tenant
 from tests.flows.conftest import follow_callback
 from tests.support.oidc import OidcProvider, free_port, login_and_consent
@@ -102,6 +102,16 @@ def registrations_of(service: ServiceProcess, organization_id: str) -> int:
         return (await session.execute(statement)).scalar_one()
 
     return int(service.run_db(count))
+
+
+def event_types(service: ServiceProcess, connection_id: str) -> list[str]:
+    async def read(session, runtime):  # type: ignore[no-untyped-def]
+        statement = select(ConnectionEvent.type).where(
+            ConnectionEvent.connection_id == connection_id
+        )
+        return list((await session.execute(statement)).scalars())
+
+    return list(service.run_db(read))
 
 
 def gateway_session(service: ServiceProcess, caller: Tenant, work: Any) -> Any:
@@ -347,6 +357,8 @@ def test_a_token_the_server_refuses_is_refreshed_exactly_once(
         api.delete(f"/{connection_id}", params=tenant.org, headers=tenant.headers).status_code
         == 404
     )
+    # Revoked at the authorization server (RFC 7009) with the registration's credentials.
+    assert "connection.revoked" in event_types(mcp_service, connection_id)
 
 
 def test_other_connectors_take_no_mcp_server_url_and_custom_mcp_needs_one(
@@ -420,3 +432,28 @@ def test_the_launch_page_names_the_server_the_person_is_about_to_connect(
 
     assert "Acme Tools" in httpx.get(named["launch_url"], timeout=30).text
     assert servers["second"].url in httpx.get(unnamed["launch_url"], timeout=30).text
+
+
+def test_explicit_completion_connects_at_complete_oauth(
+    api: httpx.Client, tenant: Tenant, servers: dict[str, ProtectedMcpServer]
+) -> None:
+    started = authorize(api, tenant, servers["second"].url, completion="explicit").json()
+    callback = follow_callback(login_and_consent(started["authorization_url"], login="dora"))
+    assert callback.status_code == 200, callback.text
+    assert listed(api, tenant) == []  # held until complete-oauth
+
+    completed = api.post(
+        "/complete-oauth",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"state_token": started["state_token"]},
+    ).json()
+
+    assert completed["connected"] is True
+    assert completed["connection"]["app_key"] == "custom_mcp"
+    (item,) = listed(api, tenant)
+    assert (item["id"], item["account_id"], item["display_name"]) == (
+        completed["connection"]["id"],
+        "dora",
+        "Second Server",
+    )
