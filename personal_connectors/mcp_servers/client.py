@@ -27,12 +27,14 @@ from personal_connectors.mcp_servers.outcomes import (
     ServerAnsweredError,
     ServerFailure,
     ServerInfo,
+    ServerNotAllowed,
     ServerTimedOut,
     ServerUnreachable,
     SessionWork,
     TokenRefused,
 )
 from personal_connectors.mcp_servers.transport import SharedClientTransport
+from personal_connectors.outbound.guard import DestinationRefused
 
 __all__ = [
     "ServerAnsweredError",
@@ -45,6 +47,7 @@ __all__ = [
     "call_tool",
     "list_all_tools",
     "run_session",
+    "server_info",
 ]
 
 T = TypeVar("T")
@@ -52,6 +55,18 @@ T = TypeVar("T")
 CLIENT_INFO = Implementation(name="personal-connectors", version=version("personal-connectors"))
 # A server that pages forever (or repeats a cursor) is cut off here.
 MAX_TOOL_PAGES = 100
+
+
+async def server_info(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> ServerInfo:
+    """Who the server at ``url`` is (the ``initialize`` handshake), asked with ``headers`` or
+    none; a server that wants authorization raises ``TokenRefused`` with its challenge."""
+
+    async def work(opened: SessionWork) -> ServerInfo:
+        return opened.server
+
+    return await run_session(http, url, headers or {}, work)
 
 
 async def run_session(
@@ -85,11 +100,17 @@ def _server_info(started: InitializeResult) -> ServerInfo:
 def _classify(exc: BaseException, transport: SharedClientTransport) -> ServerFailure | None:
     """The failure ``exc`` stands for; None for what is not the server's doing (cancellation)."""
     if transport.refused_token:
-        return TokenRefused("the MCP server refused the connection's token (HTTP 401)")
+        return TokenRefused(
+            "the MCP server refused the connection's token (HTTP 401)", transport.challenge
+        )
     leaf = _first_leaf(exc)
     if isinstance(leaf, httpx2.TimeoutException):
         return ServerTimedOut("the MCP server did not answer in time")
     if isinstance(leaf, httpx2.TransportError):
+        if isinstance(leaf.__cause__, DestinationRefused):
+            return ServerNotAllowed(
+                f"the MCP server is not an allowed destination ({leaf.__cause__.reason})"
+            )
         cause = type(leaf.__cause__ or leaf).__name__
         return ServerUnreachable(f"the MCP server is unreachable ({cause})")
     if isinstance(leaf, MCPError):

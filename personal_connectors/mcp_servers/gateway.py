@@ -9,8 +9,9 @@ before it gets here (a refusal there keeps the error envelope), reads the connec
 connection cache. A ``tools/call`` goes to that connection's server with a fresh token and its
 result comes back unchanged; a name the caller may not use is an unknown tool, never a call.
 
-The prefix is the app key; when two of the caller's live connections with an MCP server share
-it, each gets ``_`` and the first 6 hex digits of its connection id. A server that cannot be
+The prefix is the app key, or a custom server's display name as a slug (``prefix_base``); when
+two of the caller's live connections with an MCP server share it, each gets ``_`` and the first
+6 hex digits of its connection id. A server that cannot be
 listed drops out of ``tools/list`` (logged with the connection id and the reason).
 """
 
@@ -45,6 +46,7 @@ from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import (
     McpService,
     ToolListing,
+    prefix_base,
     server_url,
     tool_enabled,
 )
@@ -68,12 +70,13 @@ class ExposedTool:
 
 def prefixes(connections: Sequence[Connection]) -> dict[str, str]:
     """Each connection's tool-name prefix (see the module doc), by connection id."""
-    sharing = Counter(connection.app_key for connection in connections)
+    bases = {connection.id: prefix_base(connection) for connection in connections}
+    sharing = Counter(bases.values())
     return {
-        connection.id: connection.app_key
-        if sharing[connection.app_key] == 1
-        else f"{connection.app_key}_{connection.id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
-        for connection in connections
+        connection_id: base
+        if sharing[base] == 1
+        else f"{base}_{connection_id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
+        for connection_id, base in bases.items()
     }
 
 

@@ -1,7 +1,7 @@
 """A connection's MCP server (SPEC §11): its tool list, cached, and a health probe.
 
-The server's URL is the catalog entry's ``mcp.url`` (``server_url``: the one place that says
-where a connection's server is, so a connection that brings its own URL only changes it there).
+The server's URL is the catalog entry's ``mcp.url``, or a custom server's own
+(``server_url``: the one place that says where a connection's server is).
 Every session carries the connection's credentials as the entry's ``api_auth`` says (by default
 a fresh access token as a bearer token: the proxy's rule, ``tokens.values``); a server that
 answers 401 gets one forced refresh and one retry.
@@ -17,6 +17,7 @@ the stamp as it was).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from personal_connectors.mcp_servers.outcomes import (
     SessionWork,
     TokenRefused,
 )
-from personal_connectors.models import Connection, utcnow
+from personal_connectors.models import NO_AUTH_MODE, Connection, utcnow
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
+from personal_connectors.providers.schema import ApiAuth
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
@@ -52,6 +54,11 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
 T = TypeVar("T")
+
+# A custom MCP server that needs no authorization is called with nothing added.
+NO_CREDENTIALS = ApiAuth.model_construct()  # (an entry must declare something; this is none)
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+MAX_SLUG_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,22 @@ class Probe:
 
 def server_url(runtime: Runtime, connection: Connection) -> str | None:
     """Where the connection's MCP server is; None when it has none."""
+    if connection.mcp_server_url is not None:  # a custom MCP server (SPEC §11)
+        return connection.mcp_server_url
     entry = runtime.catalog.get(connection.app_key)
     if entry is None or entry.mcp is None:
         return None
     return entry.mcp.url
+
+
+def prefix_base(connection: Connection) -> str:
+    """The gateway's tool-name prefix of a connection before any sharing suffix: the app key,
+    or for a custom MCP server a slug of its display name (lower-case letters, digits and
+    ``-``, so it never holds the ``__`` separator)."""
+    if connection.mcp_server_url is None:
+        return connection.app_key
+    slug = _NOT_SLUG.sub("-", (connection.display_name or "").lower()).strip("-")
+    return slug[:MAX_SLUG_LENGTH].strip("-") or "mcp"
 
 
 def tool_enabled(connection: Connection, name: str) -> bool:
@@ -207,6 +226,8 @@ class McpService:
         limit = limit or self.runtime.settings.provider_timeout_seconds
         entry = self.runtime.catalog.get(connection.app_key)
         api_auth = entry.api_auth if entry is not None else None
+        if connection.auth_mode == NO_AUTH_MODE:
+            api_auth = NO_CREDENTIALS
         for force in (False, True):
             values = await credential_values(
                 self.session, self.runtime, connection, force_refresh=force

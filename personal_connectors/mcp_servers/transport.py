@@ -4,8 +4,9 @@ The SDK speaks HTTP through ``httpx2``; the service sends every outbound call th
 ``httpx`` client (``runtime.http``: one pool, the outbound guard, no cookies, no redirects).
 ``SharedClientTransport`` is the ``httpx2`` transport that hands each request the SDK makes to
 that client and gives the answer back streamed, so a server-sent event stream flows as it comes.
-It also remembers whether the server refused the token (HTTP 401): the SDK turns any error
-status into a generic JSON-RPC error, and a refused token is the one case worth a refresh.
+It also remembers whether the server refused the token (HTTP 401) and its challenge: the SDK
+turns any error status into a generic JSON-RPC error, and a refused token is the one case worth
+a refresh (or, for a server called without one, the start of its authorization discovery).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class SharedClientTransport(httpx2.AsyncBaseTransport):
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
         self.refused_token = False
+        self.challenge: str | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()  # JSON-RPC messages: small, and sent whole anyway
@@ -64,6 +66,7 @@ class SharedClientTransport(httpx2.AsyncBaseTransport):
             response = await self._client.send(outbound, stream=True)
         if response.status_code == 401:
             self.refused_token = True
+            self.challenge = response.headers.get("www-authenticate")
         return httpx2.Response(
             response.status_code,
             headers=list(response.headers.multi_items()),
