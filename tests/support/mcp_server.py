@@ -67,6 +67,7 @@ class IntrospectingVerifier:
         self._owner = owner
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        self._owner.count("request")  # every HTTP request to the server carries a token
         if self._owner.refuse_every_token or token in self._owner.refused_tokens:
             self._owner.count("refused")
             return None
