@@ -12,6 +12,7 @@ line.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import suppress
@@ -100,7 +101,10 @@ class _Kept:
         self.in_use = 0
         self.last_used = time.monotonic()
         self._stop = asyncio.Event()
-        self.task = asyncio.create_task(self._hold(url, headers), name="mcp-kept-session")
+        # A context of its own: not the first caller's (its request id, its trace).
+        self.task = asyncio.create_task(
+            self._hold(url, headers), name="mcp-kept-session", context=contextvars.Context()
+        )
 
     async def _hold(self, url: str, headers: dict[str, str]) -> None:
         try:
@@ -116,6 +120,7 @@ class _Kept:
             self.failure = exc
             if not self.opened.done():
                 self.opened.set_exception(exc)
+                self.opened.exception()  # retrieved: a caller that gave up waiting is no error
         finally:
             self._stop.set()
             if not self.opened.done():
