@@ -53,6 +53,8 @@ from personal_connectors.tokens.values import credential_values
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
+    from personal_connectors.mcp_servers.client import SessionPool
+
 T = TypeVar("T")
 
 # A custom MCP server that needs no authorization is called with nothing added.
@@ -119,6 +121,14 @@ def _stamp(connection: Connection) -> Hashable:
     )
 
 
+def cached_tools(runtime: Runtime, connection: Connection) -> ToolListing | None:
+    """The connection's tool list if this process holds it for the row as read, else None."""
+    if not connection.is_active or server_url(runtime, connection) is None:
+        return None
+    kept: ToolListing | None = runtime.mcp_tools.get(connection.id, _stamp(connection))
+    return kept
+
+
 class McpService:
     def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
         self.session = session
@@ -177,13 +187,18 @@ class McpService:
         )
 
     async def call_tool(
-        self, connection: Connection, name: str, arguments: dict[str, Any] | None
+        self,
+        connection: Connection,
+        name: str,
+        arguments: dict[str, Any] | None,
+        sessions: SessionPool | None = None,
     ) -> CallToolResult:
         """``tools/call`` at the connection's server with a fresh token (the gateway).
 
         The server's result comes back as it gave it; a JSON-RPC error from the server is
         raised as ``ServerAnsweredError`` with its ``error``; a server that cannot be used is
         an ``isError`` result saying why (the caller's model reads it, not an HTTP status).
+        ``sessions``: the gateway's kept sessions, else a session of its own for this call.
         """
         url = server_url(self.runtime, connection)
         if url is None:
@@ -197,7 +212,7 @@ class McpService:
             return result
 
         try:
-            return await self._with_token(connection, url, work, limit=limit)
+            return await self._with_token(connection, url, work, limit=limit, sessions=sessions)
         except ServerAnsweredError as exc:
             if exc.error is not None:
                 raise
@@ -217,11 +232,13 @@ class McpService:
         work: Callable[[SessionWork], Awaitable[T]],
         *,
         limit: float | None = None,
+        sessions: SessionPool | None = None,
     ) -> T:
         """``work`` in a session with fresh credentials; after a 401, once more with new ones.
 
         The credentials go as the entry's ``api_auth`` says (the proxy's rule; by default
-        ``Authorization: Bearer <access token>``), in headers or in the URL's query.
+        ``Authorization: Bearer <access token>``), in headers or in the URL's query. With
+        ``sessions``, in the session kept for these credentials.
         """
         limit = limit or self.runtime.settings.provider_timeout_seconds
         entry = self.runtime.catalog.get(connection.app_key)
@@ -240,6 +257,10 @@ class McpService:
             started, outcome = time.perf_counter(), "ok"
             try:
                 async with asyncio.timeout(limit):
+                    if sessions is not None:
+                        return await sessions.run(
+                            self.runtime.http, connection.id, target, applied.headers, work
+                        )
                     from personal_connectors.mcp_servers.client import run_session
 
                     return await run_session(self.runtime.http, target, applied.headers, work)
