@@ -243,15 +243,16 @@ class ProxyService:
         content = body.content()
         if not isinstance(content, bytes) and call.declared_length is not None:
             sent.append(("Content-Length", call.declared_length))  # else chunked
-        request = self.runtime.http.build_request(
-            call.method, url, headers=sent, content=content, timeout=httpx.Timeout(self.timeout)
+        client = self.runtime.http
+        request = client.plain_request(
+            call.method, url, headers=sent, content=content, call_seconds=self.timeout
         )
         # Each request sent to the provider is counted: its status, or why there was none.
         started = time.perf_counter()
         outcome: int | str = "error"
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self.runtime.http.send(request, stream=True)
+                response = await client.send_streamed(request)
             outcome = response.status_code
             return response
         except (TimeoutError, httpx.TimeoutException):
