@@ -1,32 +1,34 @@
 """Proxy benchmark: a proxied `GET /{id}/proxy/user` against the same upstream called directly.
 
 One upstream API (a minimal ASGI app under uvicorn in its own process, answering a small JSON
-body with `Content-Length`) and one real `connectors serve` whose connections' providers-file
-entry has that upstream as its `api_base_url`. Connections are seeded through the operator's
-import path (`connectors connections import`), expiring far in the future so no refresh
-happens. The same load generator (token_path's keep-alive raw client, its processes and
-windows) then drives, in interleaved rounds:
+body with `Content-Length`, after `?delay_ms=N` milliseconds) and one real `connectors serve`
+whose connections' providers-file entry has that upstream as its `api_base_url`. Connections are
+seeded through the operator's import path (`connectors connections import`), expiring far in the
+future so no refresh happens. For each upstream delay, the same load generator (token_path's
+keep-alive raw client, its processes and windows) then drives, in interleaved rounds:
 
-- direct: `GET /api/user` on the upstream;
-- proxied: `GET /v1/personal-connectors/{id}/proxy/user` on a random connection, with the
-  API key — the service authorizes the caller, loads the connection, adds its token, calls
-  the upstream over its shared client and streams the answer back.
+- direct: `GET /api/user?delay_ms=N` on the upstream;
+- proxied: `GET /v1/personal-connectors/{id}/proxy/user?delay_ms=N` on a random connection,
+  with the API key — the service authorizes the caller, loads the connection, adds its token,
+  calls the upstream (the same process, the same delay: the proxy forwards the query) over its
+  shared client and sends the answer back.
 
 The proxy's share of the direct throughput, and what it adds to the median latency, are the
 figures (issue targets: at least 70%, at most 1 ms, at concurrency 32). The added median is
-also measured without load (one connection) for what a single call pays. The upstream's CPU is
-printed for the direct runs, the service's for the proxied ones; the upstream also serves the
-proxied runs, so the two share the machine's cores with the load generator.
+also measured without load (concurrency 1) for what a single call pays. Server CPU a call is
+the upstream's for the direct runs, the service's for the proxied ones; the upstream also
+serves the proxied runs, so the processes share the machine's cores with the load generator.
 
-An upstream that answers at once (the default) costs a few tens of microseconds of CPU a
-request, far less than any request to the service (its own `GET /livez` included; see
-token_path.py), so the ratio then says how much CPU the proxy spends against almost none.
-`--upstream-delay-ms` makes the upstream wait before answering, as a provider's API does: the
-ratio then says whether the proxy holds the throughput a real provider allows.
+An upstream that answers at once (delay 0) costs a few tens of microseconds of CPU a request,
+far less than any request to the service (its own `GET /livez` included; see token_path.py),
+so the ratio then says how much CPU the proxy spends against almost none: no proxy reaches 70%
+of it. A provider's API answers in tens of milliseconds; with such a delay (20 ms by default,
+`--upstream-delay-ms 0 20 50` for more) the ratio says whether the proxy holds the throughput
+a real provider allows, and the added medians what a call pays.
 
 Run: .venv/bin/python bench/proxy.py [--connections 100] [--concurrency 32] [--rounds 4]
      [--duration 5] [--warmup 2] [--clients 1] [--client raw|httpx] [--db sqlite|postgres|both]
-     [--upstream-delay-ms 0] [--no-unloaded]
+     [--upstream-delay-ms 0 20] [--no-unloaded]
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ from token_path import (
 APP_KEY = "bench-api"
 UPSTREAM_PATH = "user"
 # The upstream: any GET answers a small JSON object, as a provider's `GET /user` would.
+# The upstream: any GET answers a small JSON object, as a provider's `GET /user` would, after
+# the query's `delay_ms` (a provider's own time, spent waiting, not computing).
 UPSTREAM_APP = """
-import asyncio, json, sys
-DELAY = float(sys.argv[1])
+import asyncio, json
+from urllib.parse import parse_qsl
 BODY = json.dumps({"id": 1234567, "login": "bench", "name": "Bench Account",
                    "email": "bench@example.test", "plan": {"name": "free"}}).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
@@ -73,11 +77,13 @@ async def app(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
-    if DELAY:
-        await asyncio.sleep(DELAY)
+    delay = dict(parse_qsl(scope["query_string"].decode())).get("delay_ms")
+    if delay and float(delay):
+        await asyncio.sleep(float(delay) / 1000)
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 """
+DELAY_PARAM = "delay_ms"
 TARGET_RATIO = 0.70
 TARGET_ADDED_P50_MS = 1.0
 
@@ -89,18 +95,15 @@ class Upstream:
 
 
 @contextmanager
-def upstream(delay_ms: float) -> Iterator[Upstream]:
+def upstream() -> Iterator[Upstream]:
     """The upstream API in a uvicorn process of its own (uvloop and httptools when installed,
-    uvicorn's defaults; no access log), answering after ``delay_ms`` (a provider's own time,
-    spent waiting, not computing)."""
+    uvicorn's defaults; no access log)."""
     port = free_port()
     code = (
         f"{UPSTREAM_APP}\nimport uvicorn\n"
         f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='error', access_log=False)"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, str(delay_ms / 1000)], stdin=subprocess.DEVNULL
-    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -214,7 +217,8 @@ def unloaded(
     proxied: Target,
     args: argparse.Namespace,
 ) -> float:
-    """What one call alone pays: the added median at concurrency 1, one round each way."""
+    """What one call alone pays: the added median at concurrency 1, direct runs around the
+    proxied one."""
     alone = argparse.Namespace(**{**vars(args), "concurrency": 1, "clients": 1})
     base = measure(api.url, api.pid, direct, alone)
     hot = measure(service[0], service[1], proxied, alone)
@@ -222,53 +226,104 @@ def unloaded(
     base_p50 = (base.p50_ms + again.p50_ms) / 2
     print(
         f"  unloaded (concurrency 1): direct p50 {base_p50:5.2f} ms, proxied p50 "
-        f"{hot.p50_ms:5.2f} ms: the proxy adds {hot.p50_ms - base_p50:.2f} ms"
+        f"{hot.p50_ms:5.2f} ms: the proxy adds {hot.p50_ms - base_p50:.2f} ms "
+        f"(server {hot.server_cpu_per_request_us:4.0f} us a call)"
     )
     return hot.p50_ms - base_p50
 
 
-def report(base: RunResult, hot: RunResult, concurrency: int) -> None:
-    for result in (base, hot):
+@dataclass(frozen=True)
+class Row:
+    """One database and upstream delay's figures, for the summary."""
+
+    db: str
+    delay_ms: float
+    base: RunResult
+    hot: RunResult
+    added_alone_ms: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.hot.throughput / self.base.throughput
+
+    @property
+    def added_ms(self) -> float:
+        return self.hot.p50_ms - self.base.p50_ms
+
+    @property
+    def meets(self) -> bool:
+        return (
+            self.ratio >= TARGET_RATIO
+            and self.added_ms <= TARGET_ADDED_P50_MS
+            and self.hot.errors == 0
+            and self.base.errors == 0
+        )
+
+
+def report(row: Row, concurrency: int) -> None:
+    for result in (row.base, row.hot):
         print_run(result)
-    ratio = hot.throughput / base.throughput
-    added = hot.p50_ms - base.p50_ms
-    meets = (
-        ratio >= TARGET_RATIO
-        and added <= TARGET_ADDED_P50_MS
-        and hot.errors == 0
-        and base.errors == 0
-    )
-    verdict = "meets" if meets else "MISSES"
+    verdict = "meets" if row.meets else "MISSES"
     target = (
         f"proxied >= {TARGET_RATIO:.0%} of direct throughput, added p50 <= "
         f"{TARGET_ADDED_P50_MS:g} ms at concurrency {concurrency}, no errors"
     )
     print(
-        f"  proxied/direct throughput: {ratio:.0%}, added p50 {added:.2f} ms  "
+        f"  proxied/direct throughput: {row.ratio:.0%}, added p50 {row.added_ms:.2f} ms  "
         f"({verdict} the target: {target})"
     )
 
 
-def bench_backend(db: str, args: argparse.Namespace) -> None:
-    print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
-    with upstream(args.upstream_delay_ms) as api, deployment(db) as deployed:
-        seeded = seed(deployed, api, args.connections)
-        direct = Target("GET upstream (direct)", "GET", [f"/api/{UPSTREAM_PATH}"], {}, {})
-        proxied = Target(
-            "GET /{id}/proxy/user",
-            "GET",
-            [
-                f"{API}/{connection_id}/proxy/{UPSTREAM_PATH}"
-                for connection_id in seeded.connection_ids
-            ],
-            {"organization_id": seeded.organization_id},
-            {"X-API-Key": seeded.api_key},
+def summary(rows: list[Row], concurrency: int) -> None:
+    print(
+        f"\nsummary (concurrency {concurrency}; added p50 alone: concurrency 1; CPU: the "
+        "service's a proxied call)"
+    )
+    print(
+        f"  {'db':<9}{'delay':>6} {'direct req/s':>13} {'proxied req/s':>14} {'ratio':>6} "
+        f"{'p50 d/p ms':>13} {'p99 d/p ms':>13} {'added p50':>10} {'alone':>7} {'CPU us':>7}"
+    )
+    for row in rows:
+        alone = "-" if row.added_alone_ms is None else f"{row.added_alone_ms:.2f}"
+        print(
+            f"  {row.db:<9}{row.delay_ms:>6g} {row.base.throughput:>13,.0f} "
+            f"{row.hot.throughput:>14,.0f} {row.ratio:>6.0%} "
+            f"{row.base.p50_ms:>6.2f}/{row.hot.p50_ms:<6.2f} "
+            f"{row.base.p99_ms:>6.2f}/{row.hot.p99_ms:<6.2f} {row.added_ms:>10.2f} "
+            f"{alone:>7} {row.hot.server_cpu_per_request_us:>7.0f}"
+            f"  {'meets' if row.meets else 'misses'}"
         )
+
+
+def bench_backend(db: str, args: argparse.Namespace) -> list[Row]:
+    print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
+    rows: list[Row] = []
+    with upstream() as api, deployment(db) as deployed:
+        seeded = seed(deployed, api, args.connections)
         with served(deployed) as service:
             check_proxied_answer(service[0], api, seeded)
-            report(*interleaved(service, api, direct, proxied, args), args.concurrency)
-            if args.unloaded:
-                unloaded(service, api, direct, proxied, args)
+            for delay in args.upstream_delay_ms:
+                print(f"  [{db}] upstream delay {delay:g} ms")
+                query = {DELAY_PARAM: f"{delay:g}"}
+                direct = Target(
+                    "GET upstream (direct)", "GET", [f"/api/{UPSTREAM_PATH}"], query, {}
+                )
+                proxied = Target(
+                    "GET /{id}/proxy/user",
+                    "GET",
+                    [
+                        f"{API}/{connection_id}/proxy/{UPSTREAM_PATH}"
+                        for connection_id in seeded.connection_ids
+                    ],
+                    {"organization_id": seeded.organization_id, **query},
+                    {"X-API-Key": seeded.api_key},
+                )
+                base, hot = interleaved(service, api, direct, proxied, args)
+                alone = unloaded(service, api, direct, proxied, args) if args.unloaded else None
+                row = Row(db, delay, base, hot, alone)
+                report(row, args.concurrency)
+                rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -284,8 +339,11 @@ def main() -> None:
     parser.add_argument(
         "--upstream-delay-ms",
         type=float,
-        default=0.0,
-        help="the upstream answers after this long, as a real provider would (default: at once)",
+        nargs="+",
+        default=[0.0, 20.0],
+        metavar="MS",
+        help="the upstream answers after this long, as a real provider would; one run each "
+        "(default: 0 20)",
     )
     parser.add_argument(
         "--no-unloaded",
@@ -296,15 +354,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.concurrency < args.clients:
         parser.error("need 1 <= --clients <= --concurrency")
+    if any(delay < 0 for delay in args.upstream_delay_ms):
+        parser.error("--upstream-delay-ms must not be negative")
+    delays = ", ".join(f"{delay:g}" for delay in args.upstream_delay_ms)
     print(
         f"proxy benchmark: {args.connections} connections, concurrency {args.concurrency} over "
         f"{args.clients} client process(es), {args.rounds} interleaved rounds of "
-        f"{args.warmup:g} s warm-up + {args.duration:g} s measured each; upstream delay "
-        f"{args.upstream_delay_ms:g} ms; {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f} at start"
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured each; upstream delays "
+        f"{delays} ms; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
     )
+    rows: list[Row] = []
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
-        bench_backend(db, args)
+        rows.extend(bench_backend(db, args))
+    summary(rows, args.concurrency)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 

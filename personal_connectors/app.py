@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # path is two segments ending in `/token`, so there is nothing for it to shadow.
     add_exchange_route(app)  # before /{connection_id}/token, which would take /oauth/token
     add_token_route(app)
+    # The proxy's next, for the same reason (each included router tried before it costs a
+    # match): no other path has `proxy` as its second segment under the API prefix.
+    add_proxy_routes(app)
     include(health_router)
     include(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.
@@ -124,7 +127,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         credentials_router,
     ):
         include(router, API_PREFIX)
-    add_proxy_routes(app)
     include(connections_router, API_PREFIX)
     install_docs(app)  # after the API: its routes are rarely asked for
     # The application's own routes carry their full path. A plain Starlette route (the token

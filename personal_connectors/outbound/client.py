@@ -10,9 +10,11 @@ Proxies named in the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) are honour
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import ssl
 import urllib.request
+from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -54,19 +56,52 @@ class OutboundClient(httpx.AsyncClient):
         self, method: str, url: str, *, headers: dict[str, str], content: bytes, call_seconds: float
     ) -> httpx.Response:
         """The answer, read whole; the client's default headers under ``headers``."""
-        merged = httpx.Headers(self.headers)
-        merged.update(headers)
-        extensions = {"timeout": httpx.Timeout(call_seconds).as_dict()}
-        request = httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
+        request = self.plain_request(
+            method, url, headers=list(headers.items()), content=content, call_seconds=call_seconds
+        )
         if self.plain is None:
             return await self.send(request)
-        response = await self.plain.handle_async_request(request)
-        response.request = request
+        response = await self.send_streamed(request)
         try:
             await response.aread()
         finally:
             await response.aclose()
         return response
+
+    def plain_request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: list[tuple[str, str]],
+        content: bytes | AsyncIterator[bytes],
+        call_seconds: float,
+    ) -> httpx.Request:
+        """A request as ``build_request`` makes it here: the client's default headers but those
+        ``headers`` name (which keep their order and repeats), the call's timeout."""
+        given = {name.lower() for name, _ in headers}
+        merged = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.headers.raw
+            if name.decode("latin-1").lower() not in given
+        ]
+        merged.extend(headers)
+        extensions = {"timeout": _timeouts(call_seconds)}
+        return httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
+
+    async def send_streamed(self, request: httpx.Request) -> httpx.Response:
+        """The answer with its body still to read (close it); ``send(request, stream=True)``."""
+        if self.plain is None:
+            return await self.send(request, stream=True)
+        response = await self.plain.handle_async_request(request)
+        response.request = request
+        return response
+
+
+@functools.cache
+def _timeouts(call_seconds: float) -> dict[str, float | None]:
+    """The ``timeout`` extension httpx makes of ``timeout=call_seconds`` (shared: read only)."""
+    return httpx.Timeout(call_seconds).as_dict()
 
 
 def create_client(

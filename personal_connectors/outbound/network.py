@@ -37,8 +37,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not buffer:
             return
         try:
+            self._writer.write(buffer)
+            if not self._writer.transport.get_write_buffer_size():
+                await self._writer.drain()  # all sent: no wait, only a lost connection raises
+                return
             async with asyncio.timeout(timeout):
-                self._writer.write(buffer)
                 await self._writer.drain()
         except TimeoutError:
             raise httpcore.WriteTimeout("the write timed out") from None

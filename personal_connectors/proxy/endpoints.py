@@ -41,6 +41,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PROXY_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/conn_[^/]*/proxy/")
 # ``{path}`` as the caller sent it, still percent-encoded.
 _RAW_PATH = re.compile(rb"^" + re.escape(API_PREFIX.encode()) + rb"/[^/]+/proxy/(.*)$", re.DOTALL)
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
 DESCRIPTION = f"""Sends the request to the connection's provider API (the connector's
@@ -55,12 +56,19 @@ A provider 401 is answered by one refresh of the token and one retry (bodies up 
 
 
 def raw_path(request: Request) -> str:
-    """The ``{path}`` as sent (percent-encoding kept), from the raw request target."""
+    """The ``{path}`` as sent (percent-encoding kept), from the raw request target. A byte
+    outside ASCII (which a request target cannot hold, but a lenient server may pass on) is
+    percent-encoded as itself, so it reaches the provider as the same byte, not as the UTF-8
+    of the character it would be read as."""
     raw = request.scope.get("raw_path")
     found = _RAW_PATH.match(raw) if isinstance(raw, bytes) else None
     if found is None:  # e.g. `proxy` itself percent-encoded
         raise UnsafePath("could not be read from the request target")
-    return found.group(1).decode("latin-1")
+    return _NON_ASCII.sub(_percent_encoded, found.group(1)).decode("ascii")
+
+
+def _percent_encoded(byte: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % byte.group(0)[0]
 
 
 async def proxy(

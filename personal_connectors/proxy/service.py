@@ -9,7 +9,8 @@ credentials, the provider's answer streamed back.
 - A provider 401 forces one refresh (the refresh machinery's single flight, lease and
   compare-and-swap make it one refresh across workers, however many calls saw the 401), then
   the call is sent once more with the new token when its body can be sent again; otherwise the
-  401 goes back.
+  401 goes back. A 401 on a token issued less than ``FRESH_TOKEN_SECONDS`` ago goes back at
+  once: a caller repeating a call the provider refuses cannot set off a refresh each time.
 - 429 and 503 go back with their ``Retry-After``; ``X-Connectors-Retries: N`` sends an
   idempotent call again up to N times, after the provider's ``Retry-After`` (an answer asking
   for more than ``RETRY_AFTER_CAP`` seconds goes back at once).
@@ -25,12 +26,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import httpx
 
 from personal_connectors.credentials.service import credential_values
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable, ValidationFailed
-from personal_connectors.models import Connection
+from personal_connectors.models import Connection, utcnow
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.providers.schema import MINTING_MODES, TEMPLATE_VARIABLE, ProviderEntry
@@ -57,6 +59,10 @@ RETRIES_HEADER = "X-Connectors-Retries"
 MAX_RETRIES = 5
 RETRY_AFTER_CAP = 30.0
 RETRIED_STATUSES = frozenset({429, 503})
+# A provider 401 on a token issued less than this long ago goes back without a refresh: a new
+# token would hardly be received differently, and a caller repeating a call the provider
+# refuses must not set off a refresh each time.
+FRESH_TOKEN_SECONDS = 60
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
@@ -96,6 +102,13 @@ def retry_wait(retry_after: str | None, retry: int) -> float | None:
 def refreshable(entry: ProviderEntry) -> bool:
     """Whether a provider 401 may be cured by a new access token."""
     return entry.auth_mode == "oauth2" or entry.auth_mode in MINTING_MODES
+
+
+def issued_lately(connection: ConnectionLike, now: datetime) -> bool:
+    """Whether the connection's token was issued less than ``FRESH_TOKEN_SECONDS`` ago (by a
+    refresh or a mint; a token of unknown age is not)."""
+    issued = connection.token_issued_at
+    return issued is not None and now - issued < timedelta(seconds=FRESH_TOKEN_SECONDS)
 
 
 @dataclass
@@ -183,7 +196,12 @@ class ProxyService:
         retried = 0
         while True:
             response = await self._send(entry, base, call, body, values)
-            if response.status_code == 401 and not refreshed and refreshable(entry):
+            if (
+                response.status_code == 401
+                and not refreshed
+                and refreshable(entry)
+                and not issued_lately(connection, utcnow())
+            ):
                 refreshed = True
                 # A small answer is read (given back unless the retry happens); a large or
                 # unmeasured one is never held in memory: dropped for a retry, else relayed.
@@ -243,15 +261,16 @@ class ProxyService:
         content = body.content()
         if not isinstance(content, bytes) and call.declared_length is not None:
             sent.append(("Content-Length", call.declared_length))  # else chunked
-        request = self.runtime.http.build_request(
-            call.method, url, headers=sent, content=content, timeout=httpx.Timeout(self.timeout)
+        client = self.runtime.http
+        request = client.plain_request(
+            call.method, url, headers=sent, content=content, call_seconds=self.timeout
         )
         # Each request sent to the provider is counted: its status, or why there was none.
         started = time.perf_counter()
         outcome: int | str = "error"
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self.runtime.http.send(request, stream=True)
+                response = await client.send_streamed(request)
             outcome = response.status_code
             return response
         except (TimeoutError, httpx.TimeoutException):

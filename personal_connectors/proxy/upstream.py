@@ -3,7 +3,8 @@ values, joined with a ``{path}`` that cannot leave it, and the caller's query le
 own parameters (SPEC §9).
 
 Every value filled into ``api_base_url`` is checked against the entry's pattern on every call
-(integration params against theirs, provider metadata against ``metadata_patterns``): metadata
+(integration params against theirs, provider metadata against ``metadata_patterns``; the answer
+for a value and pattern is remembered, as is the URL they fill): metadata
 may have come through the browser at the callback, and a pattern may have been tightened since
 the value was stored. A URL whose host a value chose must then pass the outbound rule (https,
 no internal address literal; the outbound guard judges the address connected to as well); a
@@ -12,6 +13,7 @@ host the operator wrote is trusted as written.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -85,8 +87,8 @@ def base_url(
     template = entry.api_base_url
     if template is None:
         raise NoApiBaseUrl(entry.key)
-    values: dict[str, str] = {}
-    for name in TEMPLATE_VARIABLE.findall(template):
+    filled: list[tuple[str, str, str, str]] = []
+    for name in _variables(template):
         if name in entry.metadata_patterns:
             value = (provider_metadata or {}).get(name)
             pattern, source = entry.metadata_patterns[name], "provider metadata"
@@ -94,18 +96,39 @@ def base_url(
             spec = entry.integration_params[name]
             value = (integration_params or {}).get(name, spec.default)
             pattern, source = spec.pattern, "integration param"
-        if not isinstance(value, str) or not re.fullmatch(pattern, value):
-            raise UnsafeDestination(
-                f"its {source} `{name}` is missing or does not match the connector's pattern"
-            )
-        values[name] = value
-    url = fill(template, values)
+        if not isinstance(value, str):
+            raise _unmatched(source, name)
+        filled.append((name, value, pattern, source))
+    return _rendered(template, tuple(filled), loopback_allowed)
+
+
+@functools.cache
+def _variables(template: str) -> tuple[str, ...]:
+    return tuple(TEMPLATE_VARIABLE.findall(template))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(
+    template: str, filled: tuple[tuple[str, str, str, str], ...], loopback_allowed: bool
+) -> str:
+    """``template`` filled with checked values: a function of its arguments only (the values
+    with their patterns), so each connection's answer is worked out once, not on every call."""
+    for name, value, pattern, source in filled:
+        if not re.fullmatch(pattern, value):
+            raise _unmatched(source, name)
+    url = fill(template, {name: value for name, value, _, _ in filled})
     if _host_variables(template):
         try:
             url = check_url(url, allow_internal=loopback_allowed, field="API address")
         except ValidationFailed as exc:
             raise UnsafeDestination(exc.system_message.rstrip(".")) from None
     return url.rstrip("/")
+
+
+def _unmatched(source: str, name: str) -> UnsafeDestination:
+    return UnsafeDestination(
+        f"its {source} `{name}` is missing or does not match the connector's pattern"
+    )
 
 
 def forwarded_query(raw_query: str, dropped: frozenset[str]) -> list[str]:
@@ -124,10 +147,15 @@ def upstream_url(base: str, path: str, raw_query: str, added: Mapping[str, str])
     if added:
         items.append(urlencode(added))
     url = httpx.URL(f"{base}/{path}" + (f"?{'&'.join(items)}" if items else ""))
-    expected = httpx.URL(base)
+    origin, prefix = _origin_and_path(base)
     # Built by concatenation from a checked path, so this holds; it is checked all the same.
-    if (url.scheme, url.host, url.port) != (expected.scheme, expected.host, expected.port) or (
-        not url.path.startswith(expected.path.rstrip("/"))
-    ):
+    if (url.scheme, url.host, url.port) != origin or not url.path.startswith(prefix):
         raise UnsafePath("leaves the provider's API base URL")
     return url
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin_and_path(base: str) -> tuple[tuple[str, str, int | None], str]:
+    """``base``'s scheme, host and port, and its path less a trailing slash."""
+    parsed = httpx.URL(base)
+    return (parsed.scheme, parsed.host, parsed.port), parsed.path.rstrip("/")

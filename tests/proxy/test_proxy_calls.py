@@ -183,6 +183,27 @@ def test_api_auth_puts_the_token_where_the_entry_says(
     assert query == f"page=2&access_key={access_token}"
 
 
+# Percent-encoded bytes of every kind: UTF-8 in both cases, a byte that is no UTF-8 (`%E9`), an
+# encoded slash, percent sign and space, and an encoded character that need not be (`%7E`).
+ENCODED_PATHS = [
+    "echo/caf%C3%A9/na%c3%afve",
+    "echo/%E9t%E9",
+    "echo/a%2Fb/%25C3%25A9/x%20y/%7E",
+]
+
+
+def test_a_percent_encoded_path_reaches_the_api_byte_for_byte(
+    api: httpx.Client, tenant: Tenant, upstream: UpstreamApi
+) -> None:
+    """Neither decoded nor encoded again: the provider sees each byte the caller sent."""
+    connection_id = connect_to(api, tenant)
+    for path in ENCODED_PATHS:
+        response = proxied(api, tenant, connection_id, path)
+        assert response.status_code == 200, response.text
+        assert response.json()["path"] == f"/api/{path}"
+        assert upstream.seen[-1].path == f"/api/{path}"
+
+
 def test_an_empty_path_calls_the_base_url(
     api: httpx.Client, tenant: Tenant, upstream: UpstreamApi
 ) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from personal_connectors.models import utcnow
+from personal_connectors.proxy.service import FRESH_TOKEN_SECONDS
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, proxied, refreshes
-from tests.support.db import stored_tokens
+from tests.support.db import stored_tokens, update_connection
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import ServiceProcess
 from tests.support.upstream_api import UpstreamApi
@@ -132,3 +135,31 @@ def test_a_401_that_survives_the_refresh_goes_back(
     assert response.headers["x-connectors-proxy"] == "upstream"
     assert len(upstream.seen) == 2
     assert refreshes(service, connection_id) == 1
+
+
+def test_a_401_on_a_token_issued_lately_goes_back_without_a_refresh(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, upstream: UpstreamApi
+) -> None:
+    """A caller repeating a call the provider always refuses: the first 401 refreshes the
+    token, the next ones (on a token issued under FRESH_TOKEN_SECONDS ago) go back as they
+    are, with no refresh and no retry; once the token is older, a 401 refreshes it again."""
+    connection_id = connect_to(api, tenant)
+
+    first = proxied(api, tenant, connection_id, "status/401")
+    assert first.status_code == 401 and len(upstream.seen) == 2
+    assert refreshes(service, connection_id) == 1
+    issued, _ = stored_tokens(service, connection_id)
+
+    for _ in range(3):
+        again = proxied(api, tenant, connection_id, "status/401")
+        assert again.status_code == 401 and again.json() == {"from": "upstream"}
+        assert again.headers["x-connectors-proxy"] == "upstream"
+    assert [seen.token for seen in upstream.seen[2:]] == [issued] * 3  # one call each
+    assert refreshes(service, connection_id) == 1
+    assert stored_tokens(service, connection_id)[0] == issued
+
+    backdated = utcnow() - timedelta(seconds=FRESH_TOKEN_SECONDS + 1)
+    update_connection(service, connection_id, token_issued_at=backdated)
+    later = proxied(api, tenant, connection_id, "status/401")
+    assert later.status_code == 401 and len(upstream.seen) == 7
+    assert refreshes(service, connection_id) == 2
