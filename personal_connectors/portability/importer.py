@@ -158,6 +158,8 @@ class ConnectionImporter:
         self.connections = ConnectionService(session, runtime)
         self.apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         self.registrations = McpRegistrationRepository(session)
+        # A custom MCP server's registration in this organization: its id and client id.
+        self._clients: dict[str, tuple[str, str] | None] = {}
         self._app_in_effect: dict[str, str | None] = {}
 
     async def run(self, lines: Iterable[bytes], progress: Progress | None = None) -> ImportReport:
@@ -309,16 +311,18 @@ class ConnectionImporter:
         assert record.mcp_server_url is not None and record.display_name is not None
         registration_id = None
         if record.mcp_client_id is not None:
-            registration = await self.registrations.for_server(
-                self.organization_id, record.mcp_server_url
-            )
-            if registration is None or registration.client_id != record.mcp_client_id:
+            server_url = record.mcp_server_url
+            if server_url not in self._clients:  # one query per server and run, not per line
+                found = await self.registrations.for_server(self.organization_id, server_url)
+                self._clients[server_url] = (found.id, found.client_id) if found else None
+            registration = self._clients[server_url]
+            if registration is None or registration[1] != record.mcp_client_id:
                 return None, (
                     "its tokens were issued to another organization's client registration at "
                     "the MCP server's authorization server, which an export does not carry; "
                     "connect the server again in this organization"
                 )
-            registration_id = registration.id
+            registration_id = registration[0]
         return McpServerOf(record.mcp_server_url, record.display_name, registration_id), None
 
     async def _end_users(self, external_ids: set[str]) -> dict[str, str]:
