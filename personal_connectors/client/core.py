@@ -466,6 +466,9 @@ class AuthorizeOptions(TypedDict, total=False):
     connection_id: str | None
     grant: Literal["authorization_code", "device_code"] | None
     require_verifier: bool | None
+    # ``custom_mcp`` only (SPEC §11): the MCP server to connect, and the connection's name.
+    mcp_server_url: str | None
+    display_name: str | None
 
 
 def authorize_body(connector_type: str, options: AuthorizeOptions) -> dict[str, Any]:

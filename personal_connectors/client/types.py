@@ -121,24 +121,39 @@ class Token:
 @dataclass(frozen=True)
 class Authorization:
     """A started flow (``POST /authorize``): send the person to ``launch_url`` (or, for a
-    service without it, ``authorization_url``); the device flow fills the ``user_code`` group."""
+    service without it, ``authorization_url``); the device flow fills the ``user_code`` group.
 
-    authorization_url: str
-    state_token: str
-    expires_at: datetime
+    A ``custom_mcp`` server that needs no authorization is connected at once: ``connected`` is
+    True, ``connection`` is the connection, and there is no URL, state token nor expiry.
+    """
+
+    authorization_url: str | None
+    state_token: str | None
+    expires_at: datetime | None
     launch_url: str | None = None
     user_code: str | None = None
     verification_uri: str | None = None
     verification_uri_complete: str | None = None
     interval: int | None = None
+    connected: bool = False
+    connection: Connection | None = None
 
     @property
-    def url(self) -> str:
-        """Where to send the person: the launch URL when the service gives one."""
+    def url(self) -> str | None:
+        """Where to send the person: the launch URL when the service gives one; None when
+        connected at once."""
         return self.launch_url or self.authorization_url
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Authorization:
+        if data.get("connected"):
+            return cls(
+                authorization_url=None,
+                state_token=None,
+                expires_at=None,
+                connected=True,
+                connection=Connection.of(data["connection"]),
+            )
         return cls(
             authorization_url=data["authorization_url"],
             state_token=data.get("state_token") or data["state"],

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from personal_connectors.oauth.documents import DocumentTooLarge, fetch_document
 from personal_connectors.oauth.errors import (
     DestinationNotAllowed,
     ProviderBadAnswer,
@@ -64,11 +65,18 @@ async def register(
 ) -> Registration:
     """POST the client's metadata to ``endpoint`` (§3.1) and read the answer (§3.2)."""
     try:
-        response = await http.post(
-            endpoint, json=metadata, headers={"Accept": "application/json"}, timeout=call_seconds
+        response = await fetch_document(
+            http,
+            "POST",
+            endpoint,
+            json=metadata,
+            headers={"Accept": "application/json"},
+            timeout=call_seconds,
         )
     except DestinationRefused as exc:
         raise DestinationNotAllowed(exc.reason) from None
+    except DocumentTooLarge as exc:
+        raise ProviderBadAnswer(f"the registration answer: {exc}") from None
     except httpx.TransportError as exc:
         raise ProviderUnreachable(type(exc).__name__) from None
     if response.status_code >= 500:

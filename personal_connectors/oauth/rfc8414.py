@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from authlib.oauth2.rfc8414 import get_well_known_url
 
+from personal_connectors.oauth.documents import DocumentTooLarge, fetch_document
 from personal_connectors.outbound.guard import DestinationRefused
 
 OIDC_SUFFIX = "/.well-known/openid-configuration"
@@ -99,13 +100,20 @@ class MetadataCache:
         if cached and now - cached[0] < self._ttl:
             return cached[1]
         try:
-            response = await http.get(discovery_url, headers={"Accept": "application/json"})
-            response.raise_for_status()
+            response = await fetch_document(
+                http, "GET", discovery_url, headers={"Accept": "application/json"}
+            )
+            if not 200 <= response.status_code < 300:
+                raise MetadataUnavailable(
+                    f"metadata could not be fetched (HTTP {response.status_code})"
+                )
             document = response.json()
         except DestinationRefused as exc:
             raise DiscoveryError(
                 f"its address is not an allowed destination ({exc.reason})"
             ) from None
+        except DocumentTooLarge as exc:
+            raise MetadataUnavailable(f"metadata could not be fetched ({exc})") from None
         except (httpx.HTTPError, ValueError) as exc:
             raise MetadataUnavailable(
                 f"metadata could not be fetched ({type(exc).__name__})"

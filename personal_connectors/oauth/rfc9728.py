@@ -18,13 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from personal_connectors.oauth.documents import DocumentTooLarge, fetch_document
 from personal_connectors.oauth.rfc8707 import canonical_resource
 from personal_connectors.outbound.guard import DestinationRefused
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 # One auth-param of a challenge (RFC 9110 §11.2): a token, "=", a token or a quoted string.
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]+)')
-MAX_DOCUMENT_BYTES = 64 * 1024
 
 
 class ResourceMetadataError(RuntimeError):
@@ -87,18 +87,24 @@ async def discover(
 async def _fetch(http: httpx.AsyncClient, url: str, call_seconds: float) -> Any:
     """The JSON document at ``url``; None when there is none there (4xx)."""
     try:
-        response = await http.get(url, headers={"Accept": "application/json"}, timeout=call_seconds)
+        response = await fetch_document(
+            http, "GET", url, headers={"Accept": "application/json"}, timeout=call_seconds
+        )
     except DestinationRefused as exc:
         raise ResourceMetadataRefused(
             f"the protected resource metadata's address is not allowed ({exc.reason})"
         ) from None
+    except DocumentTooLarge as exc:
+        if 400 <= exc.status_code < 500:
+            return None
+        raise ResourceMetadataUnavailable(f"the protected resource metadata: {exc}") from None
     except (httpx.HTTPError, ValueError) as exc:
         raise ResourceMetadataUnavailable(
             f"the protected resource metadata could not be fetched ({type(exc).__name__})"
         ) from None
     if 400 <= response.status_code < 500:
         return None
-    if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
+    if response.status_code != 200:
         raise ResourceMetadataUnavailable(
             f"the protected resource metadata answered HTTP {response.status_code}"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.apps.repository import McpRegistrationRepository
 from personal_connectors.connections.repository import ConnectionRepository
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
@@ -50,14 +51,28 @@ class ConnectionExporter:
                 # Connections made with credentials (SPEC §10) are not in the file format;
                 # they are connected again with their credentials.
                 continue
-            yield self._record(connection)
+            yield self._record(connection, await self._client_id(connection))
 
     async def _require_organization(self, organization_id: str) -> None:
         # An unknown organization would otherwise export as an empty, valid-looking file.
         if await IdentityRepository(self.session).get_organization(organization_id) is None:
             raise IdentityError(f"no organization {organization_id}")
 
-    def _record(self, connection: Connection) -> ConnectionRecord:
+    async def _client_id(self, connection: Connection) -> str | None:
+        """The client a custom MCP server's tokens were issued to (its registration's id)."""
+        if connection.mcp_registration_id is None:
+            return None
+        registration = await McpRegistrationRepository(self.session).get_by_id(
+            connection.mcp_registration_id
+        )
+        if registration is None:
+            raise PortabilityError(
+                f"connection {connection.id}: its MCP server's client registration is gone; "
+                "connect the server again"
+            )
+        return registration.client_id
+
+    def _record(self, connection: Connection, mcp_client_id: str | None) -> ConnectionRecord:
         """A connection as a line; refuses rather than writing a line the import would reject.
 
         An export that silently left out an unreadable connection would look complete.
@@ -78,7 +93,7 @@ class ConnectionExporter:
                 account_id=connection.account_id,
                 account_email=connection.account_email,
                 account_name=connection.account_name,
-                access_token=access_token or "",
+                access_token=access_token if connection.mcp_server_url else access_token or "",
                 refresh_token=refresh_token,
                 expires_at=connection.expires_at,
                 scopes=list(connection.scopes or []),
@@ -86,6 +101,9 @@ class ConnectionExporter:
                 integration_params=dict(connection.integration_params or {}),
                 tags=dict(connection.tags or {}),
                 metadata=dict(connection.metadata_ or {}),
+                mcp_server_url=connection.mcp_server_url,
+                display_name=connection.display_name if connection.mcp_server_url else None,
+                mcp_client_id=mcp_client_id,
             )
         except ValidationError as exc:
             raise PortabilityError(

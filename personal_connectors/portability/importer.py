@@ -20,9 +20,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from personal_connectors.apps.registrations import CUSTOM_MCP
+from personal_connectors.apps.repository import McpRegistrationRepository
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.connections.service import ConnectionService
+from personal_connectors.connections.service import ConnectionService, McpServerOf
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import ConnectorNotConfigured
@@ -42,7 +44,9 @@ BATCH_SIZE = 500
 Progress = Callable[[int], None]
 """Called with the number of lines just processed (good, bad and blank alike)."""
 
-_AccountKey = tuple[str, str, str]  # user_id, app_key, account_id: what makes a re-import an update
+# user_id, app_key, account_id and a custom MCP server's URL ("" for the others): what makes a
+# re-import an update (one connection per user and server, SPEC §11).
+_AccountKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ class _Valid:
 
     @property
     def key(self) -> _AccountKey:
-        return (self.user_id, self.record.app_key, self.record.account_id)
+        record = self.record
+        return (self.user_id, record.app_key, record.account_id, record.mcp_server_url or "")
 
 
 class ConnectionImporter:
@@ -152,6 +157,9 @@ class ConnectionImporter:
         self.batch_size = batch_size
         self.connections = ConnectionService(session, runtime)
         self.apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
+        self.registrations = McpRegistrationRepository(session)
+        # A custom MCP server's registration in this organization: its id and client id.
+        self._clients: dict[str, tuple[str, str] | None] = {}
         self._app_in_effect: dict[str, str | None] = {}
 
     async def run(self, lines: Iterable[bytes], progress: Progress | None = None) -> ImportReport:
@@ -246,31 +254,43 @@ class ConnectionImporter:
 
     async def _stage(self, valid: list[_Valid]) -> tuple[list[bool], list[LineError]]:
         live = await self._live_connections({item.key for item in valid})
-        await self._resolve_apps({item.record.app_key for item in valid})
+        await self._resolve_apps({item.record.app_key for item in valid} - {CUSTOM_MCP})
         created: list[bool] = []
         refused: list[LineError] = []
         for item in valid:
             record = item.record
+            mcp: McpServerOf | None = None
+            if record.app_key == CUSTOM_MCP:
+                mcp, refusal = await self._mcp_server(record)
+                if refusal is not None:
+                    refused.append(LineError(item.line, refusal))
+                    continue
+            grant = (
+                TokenGrant(
+                    record.access_token,
+                    record.refresh_token,
+                    record.token_type,
+                    record.expires_at,
+                    list(record.scopes),
+                )
+                if record.access_token is not None
+                else None
+            )
             try:
                 connection, is_new = await self.connections.stage_authorization(
                     live.get(item.key),
                     organization_id=self.organization_id,
                     user_id=item.user_id,
                     app_key=record.app_key,
-                    oauth_app_id=self._app_in_effect[record.app_key],
+                    oauth_app_id=self._app_in_effect.get(record.app_key),
                     integration_params=record.integration_params,
                     identity=AccountIdentity(
                         record.account_id, record.account_email, record.account_name
                     ),
-                    grant=TokenGrant(
-                        record.access_token,
-                        record.refresh_token,
-                        record.token_type,
-                        record.expires_at,
-                        list(record.scopes),
-                    ),
+                    grant=grant,
                     tags=record.tags,
                     metadata=record.metadata,
+                    mcp=mcp,
                     via="import",
                 )
             except (DecryptionError, KeyConfigurationError):
@@ -282,6 +302,28 @@ class ConnectionImporter:
             live[item.key] = connection  # a later line for the same account updates this one
             created.append(is_new)
         return created, refused
+
+    async def _mcp_server(self, record: ConnectionRecord) -> tuple[McpServerOf | None, str | None]:
+        """A custom MCP server line's server, or why it is refused. Its tokens were issued to
+        the exporting organization's client registration, which no line carries (its secret
+        stays where it was made): they import only where this organization holds that same
+        client (the same installation and organization, e.g. a restore)."""
+        assert record.mcp_server_url is not None and record.display_name is not None
+        registration_id = None
+        if record.mcp_client_id is not None:
+            server_url = record.mcp_server_url
+            if server_url not in self._clients:  # one query per server and run, not per line
+                found = await self.registrations.for_server(self.organization_id, server_url)
+                self._clients[server_url] = (found.id, found.client_id) if found else None
+            registration = self._clients[server_url]
+            if registration is None or registration[1] != record.mcp_client_id:
+                return None, (
+                    "its tokens were issued to another organization's client registration at "
+                    "the MCP server's authorization server, which an export does not carry; "
+                    "connect the server again in this organization"
+                )
+            registration_id = registration[0]
+        return McpServerOf(record.mcp_server_url, record.display_name, registration_id), None
 
     async def _end_users(self, external_ids: set[str]) -> dict[str, str]:
         """The internal user of each named end user, created on first use (before any line of
@@ -301,12 +343,20 @@ class ConnectionImporter:
 
     async def _live_connections(self, keys: set[_AccountKey]) -> dict[_AccountKey, Connection]:
         found = await ConnectionRepository(self.session).live_of_accounts(
-            self.organization_id, {account_id for _, _, account_id in keys}
+            self.organization_id, {account_id for _, _, account_id, _ in keys}
         )
         return {
             key: connection
             for connection in found
-            if (key := (connection.user_id, connection.app_key, connection.account_id)) in keys
+            if (
+                key := (
+                    connection.user_id,
+                    connection.app_key,
+                    connection.account_id,
+                    connection.mcp_server_url or "",
+                )
+            )
+            in keys
         }
 
     async def _resolve_apps(self, app_keys: set[str]) -> None:

@@ -24,9 +24,15 @@ from pydantic import (
     model_validator,
 )
 
+from personal_connectors.apps.registrations import CUSTOM_MCP
 from personal_connectors.connections.tags import check_metadata, check_tags
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.identity.service import END_USER_ID_RULE, valid_end_user_id
+from personal_connectors.models.mcp_registration import (
+    DISPLAY_NAME_MAX_LENGTH,
+    MCP_SERVER_URL_MAX_LENGTH,
+)
+from personal_connectors.oauth.rfc8707 import canonical_resource
 from personal_connectors.providers.catalog import Catalog
 from personal_connectors.providers.templating import validate_integration_params
 
@@ -44,6 +50,11 @@ class ConnectionRecord(BaseModel):
 
     ``integration_params`` goes beyond the SPEC's line (optional, default none) so that an export
     of a provider whose URLs need them (a Zendesk subdomain) imports into a working connection.
+
+    A ``custom_mcp`` connection (SPEC §11) adds its server and name, and ``mcp_client_id``: the
+    client its tokens were issued to (the organization's registration at the server's
+    authorization server; its secret is never written). A server that needs no authorization
+    has no tokens and no client.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,8 +67,9 @@ class ConnectionRecord(BaseModel):
     account_id: str = Field(min_length=1, max_length=255)
     account_email: str | None = Field(default=None, max_length=320)
     account_name: str | None = Field(default=None, max_length=255)
-    # repr=False: a record that reaches a log or a traceback shows no token.
-    access_token: str = Field(min_length=1, repr=False)
+    # repr=False: a record that reaches a log or a traceback shows no token. Required but for
+    # a custom MCP server that needs no authorization.
+    access_token: str | None = Field(default=None, min_length=1, repr=False)
     refresh_token: str | None = Field(default=None, min_length=1, repr=False)
     expires_at: datetime | None = None
     scopes: list[str] = Field(default_factory=list)
@@ -66,6 +78,11 @@ class ConnectionRecord(BaseModel):
     # The platform's labels (SPEC §8); absent (None) leaves an updated connection's as they are.
     tags: dict[str, str] | None = None
     metadata: dict[str, Any] | None = None
+    mcp_server_url: str | None = Field(
+        default=None, min_length=1, max_length=MCP_SERVER_URL_MAX_LENGTH
+    )
+    display_name: str | None = Field(default=None, min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH)
+    mcp_client_id: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -134,9 +151,42 @@ class ConnectionRecord(BaseModel):
     @classmethod
     def _in_the_catalog(cls, value: str, info: ValidationInfo) -> str:
         context = _context(info)
-        if context is not None and value not in context.catalog:
+        if context is not None and value not in context.catalog and value != CUSTOM_MCP:
             raise ValueError("not in the provider catalog")
         return value
+
+    @field_validator("mcp_server_url")
+    @classmethod
+    def _canonical_server_url(cls, value: str | None) -> str | None:
+        """Stored as the flow stores it (RFC 8707 canonical form), so a line matches the
+        organization's registration and the account's connection."""
+        if value is None:
+            return None
+        try:
+            return canonical_resource(value)
+        except ValueError:
+            raise ValueError("not an absolute http(s) URL") from None
+
+    @model_validator(mode="after")
+    def _tokens_and_server_fit_the_kind(self) -> ConnectionRecord:
+        if self.app_key != CUSTOM_MCP:
+            if self.access_token is None:
+                raise ValueError("access_token: Field required")
+            if self.mcp_server_url or self.display_name or self.mcp_client_id:
+                raise ValueError(
+                    f"mcp_server_url, display_name and mcp_client_id are for {CUSTOM_MCP} lines"
+                )
+            return self
+        if self.mcp_server_url is None or self.display_name is None:
+            raise ValueError(f"a {CUSTOM_MCP} line needs mcp_server_url and display_name")
+        if (self.access_token is None) != (self.mcp_client_id is None):
+            raise ValueError(
+                "a custom MCP server's tokens come with mcp_client_id (the client they were "
+                "issued to); a server that needs no authorization has neither"
+            )
+        if self.access_token is None and self.refresh_token is not None:
+            raise ValueError("refresh_token without access_token")
+        return self
 
     @model_validator(mode="after")
     def _integration_params_fit_the_provider(self, info: ValidationInfo) -> ConnectionRecord:
@@ -156,9 +206,10 @@ class ConnectionRecord(BaseModel):
         for owner in ("user_id", "end_user_id"):
             if data[owner] is None:
                 del data[owner]
-        for optional in ("integration_params", "tags", "metadata"):
-            if not data[optional]:
-                del data[optional]
+        optional = ("integration_params", "tags", "metadata", "access_token")
+        for name in (*optional, "mcp_server_url", "display_name", "mcp_client_id"):
+            if not data[name]:
+                del data[name]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 

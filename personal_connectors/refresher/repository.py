@@ -106,10 +106,17 @@ class DuePolicy:
         )
 
     def _has_refresh_token(self) -> ColumnElement[bool]:
+        """A refresh token and a client to send it with: an OAuth app of a provider that
+        refreshes, or a custom MCP server's client registration (SPEC §11)."""
         return and_(
             Connection.refresh_token_ct.is_not(None),
-            Connection.oauth_app_id.is_not(None),
-            Connection.app_key.in_(sorted(self.refreshable)),
+            or_(
+                and_(
+                    Connection.oauth_app_id.is_not(None),
+                    Connection.app_key.in_(sorted(self.refreshable)),
+                ),
+                Connection.mcp_registration_id.is_not(None),
+            ),
         )
 
     def _can_refresh(self) -> ColumnElement[bool]:

@@ -5,6 +5,7 @@ the launch URL in a browser, and an unknown state token refused."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,6 +16,7 @@ from tests.conftest import PROVIDER_KEY
 from tests.connect_page.conftest import browser, launch
 from tests.flows.conftest import follow_callback
 from tests.support.oidc import OidcProvider, login_and_consent
+from tests.support.protected_mcp_server import ProtectedMcpServer
 from tests.support.service import ServiceProcess
 
 
@@ -95,3 +97,31 @@ def test_an_unknown_state_token_is_refused(pc: Connectors) -> None:
     error = refused.value
     assert (error.code, error.status) == ("VALIDATION_ERROR", 400)
     assert error.system_message == "Invalid or expired state token."
+
+
+@pytest.fixture(scope="module")
+def open_mcp_server() -> Iterator[ProtectedMcpServer]:
+    """A custom MCP server that needs no authorization (SPEC §11)."""
+    server = ProtectedMcpServer("Open Tools", None).start()
+    yield server
+    server.stop()
+
+
+def test_a_custom_server_without_authorization_is_connected_at_once(
+    pc: Connectors, open_mcp_server: ProtectedMcpServer
+) -> None:
+    started = pc.authorize(
+        "custom_mcp", mcp_server_url=open_mcp_server.url, display_name="Open Client"
+    )
+
+    assert started.connected is True
+    assert (started.authorization_url, started.state_token, started.url) == (None, None, None)
+    connection = started.connection
+    assert connection is not None
+    assert (connection.app_key, connection.mcp_server_url, connection.display_name) == (
+        "custom_mcp",
+        open_mcp_server.url,
+        "Open Client",
+    )
+    assert [c.id for c in pc.connections() if c.app_key == "custom_mcp"] == [connection.id]
+    pc.delete(connection.id)

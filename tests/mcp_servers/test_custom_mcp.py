@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,13 +17,14 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import func, select
 
-from personal_connectors.models import ConnectionEvent, McpClientRegistration
+from personal_connectors.models import Connection, ConnectionEvent, McpClientRegistration, utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.flows.conftest import follow_callback
 from tests.support.oidc import OidcProvider, free_port, login_and_consent
 from tests.support.platform import OrganizationKey, make_organization_key
 from tests.support.protected_mcp_server import TOOLS, ProtectedMcpServer
 from tests.support.service import TEST_ENCRYPTION_KEY, ServiceProcess
+from tests.tokens.conftest import run_refresher_once
 
 Caller = Tenant | OrganizationKey
 TOOL_NAMES = [tool.name for tool in TOOLS]
@@ -457,3 +459,49 @@ def test_explicit_completion_connects_at_complete_oauth(
         "dora",
         "Second Server",
     )
+
+
+def test_the_background_refresher_refreshes_a_custom_connection_before_it_expires(
+    api: httpx.Client,
+    mcp_service: ServiceProcess,
+    tenant: Tenant,
+    dcr_oidc: OidcProvider,
+    servers: dict[str, ProtectedMcpServer],
+) -> None:
+    main = servers["main"]
+    connection_id = connect(api, tenant, main.url, login="erin")
+
+    def token() -> str:
+        answer = api.post(f"/{connection_id}/token", params=tenant.org, headers=tenant.headers)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    before = token()
+
+    async def expire_soon(session, runtime):  # type: ignore[no-untyped-def]
+        connection = await session.get(Connection, connection_id)
+        connection.expires_at = utcnow() + timedelta(seconds=60)  # inside the window
+        connection.refresh_due_at = None
+        await session.commit()
+
+    mcp_service.run_db(expire_soon)
+    refreshes = len(dcr_oidc.refresh_grants())
+
+    counts = run_refresher_once(mcp_service, tenant.organization_id)
+
+    assert counts["refreshed"] == 1, counts
+    # Sent with the registration's client and the server as the resource (RFC 8707): the
+    # provider took it, and the new token is one the server accepts.
+    grants = dcr_oidc.refresh_grants()[refreshes:]
+    assert [grant["status"] for grant in grants] == [200]
+    after = token()
+    assert after != before
+    assert "connection.refreshed" in event_types(mcp_service, connection_id)
+
+    async def whoami(session: ClientSession) -> Any:
+        return await session.call_tool("custom-test__whoami", {})
+
+    result = gateway_session(mcp_service, tenant, whoami)
+    assert (result.is_error, result.content[0].text) == (False, f"erin at {main.url}")
+    # Nothing more is due: a second pass refreshes nothing.
+    assert run_refresher_once(mcp_service, tenant.organization_id)["refreshed"] == 0
