@@ -86,6 +86,29 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def child_pids(pid: int) -> list[int]:
+    """A process's children, from /proc (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its living descendants: a server with ``--workers`` does
+    its work in children, whose time reaches the parent's own counts only once they exit."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += process_cpu_seconds(current)
+            pending += child_pids(current)
+        except FileNotFoundError:  # exited meanwhile
+            continue
+    return total
+
+
 # --------------------------------------------------------------------------- the service
 
 
@@ -266,14 +289,17 @@ def seed(deployed: Deployment, count: int) -> tuple[Seeded, float]:
 
 @contextmanager
 def served(
-    deployed: Deployment, settings: dict[str, str] | None = None
+    deployed: Deployment, settings: dict[str, str] | None = None, workers: int = 1
 ) -> Iterator[tuple[str, int]]:
-    """`connectors serve` (one worker, its defaults) until the block ends; yields (url, pid).
-    ``settings``: more ``CONNECTORS_`` variables for this server alone."""
+    """`connectors serve` (its defaults, ``workers`` worker processes) until the block ends;
+    yields (url, pid). ``settings``: more ``CONNECTORS_`` variables for this server alone."""
     port = free_port()
     log = (deployed.workdir / "service.log").open("ab")
+    command = [sys.executable, "-m", "personal_connectors", "serve", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "personal_connectors", "serve", "--port", str(port)],
+        command,
         env={**deployed.env, **(settings or {})},
         cwd=deployed.workdir,
         stdout=log,
@@ -511,12 +537,21 @@ class RunResult:
         return self.server_cpu * self.duration / self.requests * 1e6
 
 
-def measure(base_url: str, server_pid: int, target: Target, args: argparse.Namespace) -> RunResult:
+def measure(
+    base_url: str,
+    server_pid: int,
+    target: Target,
+    args: argparse.Namespace,
+    *,
+    start_delay: float = 1.0,
+) -> RunResult:
+    """``start_delay``: seconds for the client processes to start (and to receive the target:
+    a million paths take a few seconds to pass and encode)."""
     spread = [
         args.concurrency // args.clients + (i < args.concurrency % args.clients)
         for i in range(args.clients)
     ]
-    start_at = time.time() + 1.0  # room for the client processes to start
+    start_at = time.time() + start_delay
     jobs = [
         ClientJob(base_url, target, share, start_at, args.warmup, args.duration, args.client)
         for share in spread
@@ -526,9 +561,9 @@ def measure(base_url: str, server_pid: int, target: Target, args: argparse.Names
     with context.Pool(len(jobs)) as pool:
         pending = pool.map_async(run_client, jobs)
         time.sleep(max(0.0, start_at + args.warmup - time.time()))
-        server_before = process_cpu_seconds(server_pid)
+        server_before = tree_cpu_seconds(server_pid)
         time.sleep(args.duration)
-        server_after = process_cpu_seconds(server_pid)
+        server_after = tree_cpu_seconds(server_pid)
         results: list[ClientResult] = pending.get(timeout=args.warmup + args.duration + 120)
     latencies = sorted(latency for result in results for latency in result.latencies)
     if not latencies:

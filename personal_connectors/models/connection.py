@@ -54,6 +54,13 @@ class Connection(TimestampedMixin, Base):
         Index("ix_connections_expires_at", "expires_at"),
         # A background refresher renews all the leases it holds by owner (tokens.lease).
         Index("ix_connections_refresh_lease_owner", "refresh_lease_owner"),
+        # The refresher's idle claim: refresh tokens unused since a time (refresher.repository).
+        Index(
+            "ix_connections_idle_since",
+            text("coalesce(last_refreshed_at, created_at)"),
+            postgresql_where=text("refresh_token_ct IS NOT NULL AND deleted_at IS NULL"),
+            sqlite_where=text("refresh_token_ct IS NOT NULL AND deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = id_column()

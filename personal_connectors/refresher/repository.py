@@ -9,11 +9,12 @@ it needs no second read. On PostgreSQL ``SKIP LOCKED`` lets any number of refres
 side, each passing over the rows another is claiming; SQLite runs the statement under its single
 write lock, which gives the same exclusivity (SQLAlchemy renders no ``FOR UPDATE`` there).
 
-Two kinds of due rows are claimed by two statements, so each can use an index: tokens about to
-expire (``expiring``: a range of ``ix_connections_expires_at``, soonest first, which stops after
-``n`` rows) and refresh tokens left idle (``idle``: no index can serve "last refreshed or created
-before", so it scans, and the refresher runs it only when the first finds too little and not
-again soon after it found nothing).
+Two kinds of due rows are claimed by two statements, each a range of its own index read in the
+index's order, which stops after ``n`` rows: tokens about to expire (``expiring``, soonest first,
+on ``ix_connections_expires_at``) and refresh tokens left idle (``idle``, longest unused first,
+on ``ix_connections_idle_since``). Read in the expiry order instead, the idle claim walked past
+every connection that is not idle, which is nearly all of them. The refresher runs the idle claim
+only when the first finds too little, and not again soon after it found nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +31,10 @@ from personal_connectors.models import Connection, ConnectionStatus, OAuthApp
 from personal_connectors.oauth.client import ClientCredentials
 from personal_connectors.providers.schema import MINTING_MODES
 from personal_connectors.tokens import lease
+
+# When a connection's refresh token was last used: its last refresh, else its creation. The
+# expression of ``ix_connections_idle_since``, written the same way so the index serves it.
+IDLE_SINCE = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
 
 # A connection whose last attempt failed transiently waits this long before the next one,
 # doubling per consecutive failure up to the cap (the provider is down: do not hammer it).
@@ -144,9 +150,9 @@ class DuePolicy:
     def idle(self) -> ColumnElement[bool]:
         """Idle: keep the grant alive where providers expire unused refresh tokens."""
         idle_since = self.now - timedelta(seconds=self.idle_seconds)
-        last_refresh = func.coalesce(Connection.last_refreshed_at, Connection.created_at)
+        last_used = IDLE_SINCE
         # (A minted token has no grant to keep alive.)
-        return and_(self._claimable(), self._has_refresh_token(), last_refresh < idle_since)
+        return and_(self._claimable(), self._has_refresh_token(), last_used < idle_since)
 
 
 class RefresherRepository:
@@ -161,24 +167,23 @@ class RefresherRepository:
         owner: str,
         lease_seconds: float,
         limit: int,
+        order: ColumnElement[Any] | None = None,
         skip_providers: Collection[str] = (),
         skip_ids: Collection[str] = (),
     ) -> list[Claimed]:
         """Take the leases of up to ``limit`` connections matching ``due`` (``DuePolicy``'s
-        ``expiring`` or ``idle``), soonest expiry first; the caller commits."""
+        ``expiring`` or ``idle``), lowest ``order`` first: ``expires_at`` (the default) for
+        ``expiring``, ``IDLE_SINCE`` for ``idle`` (the index each is a range of); the caller
+        commits."""
         chosen = select(Connection.id).where(due)
         if skip_providers:
             chosen = chosen.where(Connection.app_key.not_in(sorted(skip_providers)))
         if skip_ids:
             chosen = chosen.where(Connection.id.not_in(sorted(skip_ids)))
-        # By expires_at alone: the index's order (SQLite adds its rowid, not our id), so the
-        # scan stops after `limit` rows. NULLs (never expiring) cannot be `expiring`; among
-        # `idle` rows, all equally due, they come last on PostgreSQL and first on SQLite.
-        chosen = (
-            chosen.order_by(Connection.expires_at.asc())
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        # By the index's expression alone, in the index's order (SQLite adds its rowid, not
+        # our id), so the scan stops after `limit` rows.
+        by = Connection.expires_at.asc() if order is None else order.asc()
+        chosen = chosen.order_by(by).limit(limit).with_for_update(skip_locked=True)
         statement = (
             update(Connection)
             .where(Connection.id.in_(chosen.scalar_subquery()))

@@ -42,7 +42,12 @@ from personal_connectors.events.retention import Pruned, prune_events
 from personal_connectors.exceptions import APIError
 from personal_connectors.models import utcnow
 from personal_connectors.oauth.client import ClientCredentials
-from personal_connectors.refresher.repository import Claimed, DuePolicy, RefresherRepository
+from personal_connectors.refresher.repository import (
+    IDLE_SINCE,
+    Claimed,
+    DuePolicy,
+    RefresherRepository,
+)
 from personal_connectors.refresher.writes import BatchedTokenWriter
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.database import create_sessionmaker, create_unpinged_engine
@@ -110,8 +115,8 @@ class BackgroundRefresher:
             sessions = create_sessionmaker(self._write_engine)
             self.writer = BatchedTokenWriter(sessions, parallel=WRITE_TRANSACTIONS)
         self._running: dict[asyncio.Task[None], Claimed] = {}
-        # The idle scan reads every row (no index serves it): after one that found nothing, the
-        # next waits this long (monotonic), unless the expiring claim leaves slots free anyway.
+        # After an idle claim that found nothing, the next waits this long (monotonic): idle
+        # refresh tokens are rare and not urgent.
         self._idle_rest_until = 0.0
         # The backlog (metrics' queue depth and lag) is counted at most once an interval
         # (monotonic), by a query of its own after a claim.
@@ -260,7 +265,7 @@ class BackgroundRefresher:
             )
             claimed = await claim(policy.expiring(), limit=limit)
             if len(claimed) < limit and now >= self._idle_rest_until:
-                idle = await claim(policy.idle(), limit=limit - len(claimed))
+                idle = await claim(policy.idle(), limit=limit - len(claimed), order=IDLE_SINCE)
                 if not idle and not skip_providers:
                     self._idle_rest_until = now + self.runtime.settings.refresher_interval_seconds
                 claimed += idle

@@ -13,7 +13,7 @@ import contextlib
 import json
 import signal
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -83,6 +83,41 @@ def test_a_due_connection_is_refreshed_and_one_not_due_is_left_alone(
     # The grants are alive at the provider: the stored refresh tokens are the current ones.
     assert refresh_at_provider(oidc, after[due][1]) == 200
     assert refresh_at_provider(oidc, after[idle][1]) == 200
+
+
+def test_idle_refresh_tokens_are_taken_up_longest_unused_first(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess
+) -> None:
+    # Unused for 25, 49 and 73 hours; their access tokens expire the other way round, so an
+    # order by expiry (the expiring claim's) would take them up the other way round too.
+    ids = connect_accounts(api, tenant, 3)
+    for hours, connection_id in zip((25, 49, 73), ids, strict=True):
+        unused_since = utcnow() - timedelta(hours=hours)
+        update_connection(
+            service,
+            connection_id,
+            created_at=unused_since,
+            last_refreshed_at=unused_since,
+            expires_at=utcnow() + timedelta(hours=hours),
+        )
+
+    # One refresh at a time: each claim takes one row, the longest unused.
+    counts = run_refresher_once(service, tenant.organization_id, "--concurrency", "1")
+
+    assert counts["refreshed"] == 3
+    refreshed = last_refreshed(service, ids)
+    assert sorted(ids, key=refreshed.__getitem__) == list(reversed(ids))
+
+
+def last_refreshed(service: ServiceProcess, ids: list[str]) -> dict[str, datetime]:
+    async def work(session, runtime):  # type: ignore[no-untyped-def]
+        rows = await session.execute(
+            select(Connection.id, Connection.last_refreshed_at).where(Connection.id.in_(ids))
+        )
+        return dict(rows.all())
+
+    found: dict[str, datetime] = service.run_db(work)
+    return found
 
 
 def test_a_batch_stores_only_the_writes_whose_row_is_as_their_refresh_read_it(
