@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -26,12 +27,23 @@ from personal_connectors.identity.service import OrgAccess, Principal
 from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, new_id, utcnow
 from personal_connectors.oauth.client import TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
+from personal_connectors.providers.schema import MINTING_MODES
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.exceptions import ConnectionNotFound
 from personal_connectors.tokens.vault import TokenVault
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredCredentials:
+    """A credentials-mode connection's (SPEC §10) mode, fields and label, as an import writes
+    them (``POST /credentials`` proves them first: ``credentials.service``)."""
+
+    auth_mode: str
+    values: Mapping[str, str]
+    name: str | None = None
 
 
 class ConnectionService:
@@ -91,9 +103,10 @@ class ConnectionService:
         oauth_app_id: str | None,
         integration_params: Mapping[str, str],
         identity: AccountIdentity,
-        grant: TokenGrant,
+        grant: TokenGrant | None,
         tags: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        credentials: StoredCredentials | None = None,
         **event_detail: Any,
     ) -> tuple[Connection, bool]:
         """Write an authorization onto ``existing`` (this account's live connection) or a new one.
@@ -105,6 +118,10 @@ class ConnectionService:
         leaves ``existing`` untouched. ``tags`` and ``metadata`` (an import's, checked by the
         caller) replace the connection's when given; a flow gives none and keeps them. Returns
         the connection and whether it is new.
+
+        ``credentials``: an imported credentials-mode connection's fields, with its minted token
+        as ``grant`` if it has one; a minting connection without one is due at once, so the
+        first hand-out mints it.
         """
         created = existing is None
         connection = existing or Connection(
@@ -115,7 +132,18 @@ class ConnectionService:
             account_id=identity.account_id,
             version=1,
         )
-        self.vault.store(connection, grant)
+        if credentials is None:
+            assert grant is not None  # (an OAuth connection always has its tokens)
+            self.vault.store(connection, grant)
+            connection.auth_mode = "oauth2"
+            connection.credentials_ct = connection.credential_fields = None
+        else:
+            self.vault.store_credentials(connection, credentials.values, grant)
+            connection.auth_mode = credentials.auth_mode
+            if credentials.name is not None:
+                connection.credential_name = credentials.name
+            if grant is None and credentials.auth_mode in MINTING_MODES:
+                connection.expires_at = utcnow()
         if created:
             self.repository.add(connection)
         else:
@@ -124,9 +152,13 @@ class ConnectionService:
         connection.account_email = identity.email
         connection.account_name = identity.name
         connection.integration_params = dict(integration_params)
-        connection.scopes = list(grant.scopes or [])
-        # Merged: an import (which carries none) keeps what the provider sent before.
-        connection.provider_metadata = {**(connection.provider_metadata or {}), **grant.metadata}
+        connection.scopes = list(grant.scopes or []) if grant is not None else []
+        # Merged: an import that carries none keeps what the provider sent before.
+        if grant is not None:
+            connection.provider_metadata = {
+                **(connection.provider_metadata or {}),
+                **grant.metadata,
+            }
         if tags is not None:
             connection.tags = dict(tags)
         if metadata is not None:

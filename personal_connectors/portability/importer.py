@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.connections.service import ConnectionService
+from personal_connectors.connections.service import ConnectionService, StoredCredentials
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import ConnectorNotConfigured
@@ -246,32 +246,46 @@ class ConnectionImporter:
 
     async def _stage(self, valid: list[_Valid]) -> tuple[list[bool], list[LineError]]:
         live = await self._live_connections({item.key for item in valid})
-        await self._resolve_apps({item.record.app_key for item in valid})
+        await self._resolve_apps(
+            {item.record.app_key for item in valid if item.record.credentials is None}
+        )
         created: list[bool] = []
         refused: list[LineError] = []
         for item in valid:
             record = item.record
+            credentials = None
+            if record.credentials is not None:
+                credentials = StoredCredentials(
+                    record.auth_mode, record.credentials, record.credential_name
+                )
+            grant = None
+            if record.access_token is not None:
+                grant = TokenGrant(
+                    record.access_token,
+                    record.refresh_token,
+                    record.token_type,
+                    record.expires_at,
+                    list(record.scopes),
+                    metadata=dict(record.provider_metadata),
+                )
             try:
                 connection, is_new = await self.connections.stage_authorization(
                     live.get(item.key),
                     organization_id=self.organization_id,
                     user_id=item.user_id,
                     app_key=record.app_key,
-                    oauth_app_id=self._app_in_effect[record.app_key],
+                    # A credentials connection needs no OAuth app (SPEC §10).
+                    oauth_app_id=None if credentials else self._app_in_effect[record.app_key],
                     integration_params=record.integration_params,
                     identity=AccountIdentity(
                         record.account_id, record.account_email, record.account_name
                     ),
-                    grant=TokenGrant(
-                        record.access_token,
-                        record.refresh_token,
-                        record.token_type,
-                        record.expires_at,
-                        list(record.scopes),
-                    ),
+                    grant=grant,
                     tags=record.tags,
                     metadata=record.metadata,
+                    credentials=credentials,
                     via="import",
+                    **({"auth_mode": record.auth_mode} if credentials else {}),
                 )
             except (DecryptionError, KeyConfigurationError):
                 # Keeping the old refresh token (the line has none) needs it opened.
