@@ -2,9 +2,11 @@
 
 Every call to a provider, a discovery document, a revocation endpoint or a webhook receiver
 goes through it, so they share one connection pool (keep-alive), one TLS context (the CA
-bundle read once) and the guard. Timeouts are per call (``timeout=``); the client's default is
-the provider timeout. No redirect is followed, and no cookie is ever kept: the jar's policy
-accepts none, so nothing a provider sets reaches another provider or another user's call.
+bundle read once) and the guard (webhook deliveries under its webhook policy, which
+``CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK`` may widen to loopback). Timeouts are per call
+(``timeout=``); the client's default is the provider timeout. No redirect is followed, and no
+cookie is ever kept: the jar's policy accepts none, so nothing a provider sets reaches another
+provider or another user's call.
 Proxies named in the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) are honoured.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import urllib.request
+from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -77,10 +80,15 @@ def create_client(
         allow_internal=settings.outbound_allow_internal,
         allow_loopback=settings.allow_http_loopback,
     )
+    webhook_policy = policy
+    if settings.webhook_loopback_allowed != settings.loopback_allowed:
+        webhook_policy = replace(policy, allow_loopback=True)
     ssl_context = httpx.create_ssl_context(trust_env=True)
     if transport is None:
-        transport = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)
-        mounts = _environment_proxies(policy, ssl_context)
+        transport = GuardedTransport(
+            policy, ssl_context=ssl_context, limits=LIMITS, webhook_policy=webhook_policy
+        )
+        mounts = _environment_proxies(policy, webhook_policy, ssl_context)
     else:
         mounts = {}
     client = OutboundClient(
@@ -98,7 +106,7 @@ def create_client(
 
 
 def _environment_proxies(
-    policy: OutboundPolicy, ssl_context: ssl.SSLContext
+    policy: OutboundPolicy, webhook_policy: OutboundPolicy, ssl_context: ssl.SSLContext
 ) -> dict[str, httpx.AsyncBaseTransport | None]:
     """Mounts for the proxies the environment names, as httpx reads them for its own transport
     (it ignores them for a client given a transport): ``NO_PROXY`` hosts go direct."""
@@ -108,7 +116,11 @@ def _environment_proxies(
         if url := found.get(scheme):
             proxy = httpx.Proxy(url if "://" in url else f"http://{url}")
             mounts[f"{scheme}://"] = GuardedTransport(
-                policy, ssl_context=ssl_context, limits=LIMITS, proxy=proxy
+                policy,
+                ssl_context=ssl_context,
+                limits=LIMITS,
+                proxy=proxy,
+                webhook_policy=webhook_policy,
             )
     if not mounts:
         return {}

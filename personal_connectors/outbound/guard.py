@@ -7,7 +7,9 @@ themselves, so the HTTP client cannot look the name up again and be answered dif
 rebinding). TLS still verifies the certificate against the host name (httpcore passes it as
 the server name). With ``allow_internal`` (the operator's development setting) every address
 is accepted, and plain http too; with ``allow_loopback`` only the loopback names
-(``urls.LOOPBACK_HOSTS``) are, over plain http too, and only at loopback addresses.
+(``urls.LOOPBACK_HOSTS``) are, over plain http too, and only at loopback addresses. A request
+marked ``WEBHOOK_CALL`` is judged by the webhook policy instead (``Settings.
+webhook_loopback_allowed``), so that switch widens webhook deliveries and nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ import httpx
 
 from personal_connectors.outbound.addresses import parse_address, refusal
 from personal_connectors.outbound.urls import LOOPBACK_HOSTS
+
+# The request extension that marks a webhook delivery (``extensions=WEBHOOK_CALL``): the
+# transport judges it by its webhook policy. httpcore ignores extensions it does not know.
+WEBHOOK_EXTENSION = "personal_connectors.webhook"
+WEBHOOK_CALL = {WEBHOOK_EXTENSION: True}
 
 # ``host, port -> addresses``; the system resolver unless a unit test gives another.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
