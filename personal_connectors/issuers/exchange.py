@@ -147,6 +147,7 @@ class TokenExchange:
             raise ExchangeError(
                 "unauthorized_client", "A user key cannot exchange tokens; use an exchange key."
             )
+        self.runtime.key_use.record(key.id)
         return key
 
     async def _rate_limited(self, key: APIKey, end_user_id: str) -> None:
