@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 60.0
 SHUTDOWN_SECONDS = 5.0
+RETRY_SECONDS = 1.0
 
 
 class KeyUse:
@@ -74,8 +75,7 @@ class KeyUse:
             await self._wake.wait()
             self._wake.clear()
             if self._pending and await self.flush(sessions) == 0 and self._pending:
-                with suppress(TimeoutError):  # the database refused: wait before trying again
-                    await asyncio.sleep(1.0)
+                await asyncio.sleep(RETRY_SECONDS)  # the database refused: try again later
                 self._wake.set()
 
     @asynccontextmanager
