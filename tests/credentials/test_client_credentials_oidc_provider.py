@@ -6,14 +6,12 @@ and an expired token is minted again once, however many callers ask at the same 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import httpx
 
-from personal_connectors.models import utcnow
 from tests.conftest import Tenant
 from tests.credentials.test_credentials import error, listed, submit, token
-from tests.support.db import connection_row, event_types, stored_tokens, update_connection
+from tests.support.db import connection_row, event_types, expire_token, stored_tokens
 from tests.support.minting_servers import (
     MACHINE_CLIENT_ID,
     OIDC_CC_KEY,
@@ -108,13 +106,7 @@ def test_an_expired_token_is_minted_again_once_for_ten_concurrent_callers(
     connection_id = response.json()["id"]
     old_token, refresh_token = stored_tokens(service, connection_id)
     assert old_token is not None and refresh_token is None  # nothing to refresh with: re-mint
-    now = utcnow()
-    update_connection(
-        service,
-        connection_id,
-        token_issued_at=now - timedelta(hours=1),
-        expires_at=now - timedelta(seconds=5),
-    )
+    expire_token(service, connection_id)
     before = machine_oidc.grants_issued()["client_credentials"]
 
     start = threading.Barrier(CALLERS)
@@ -149,17 +141,6 @@ def test_an_expired_token_is_minted_again_once_for_ten_concurrent_callers(
     assert machine_oidc.grants_issued()["client_credentials"] == before + 1
 
 
-def expire(service: ServiceProcess, connection_id: str, **values: object) -> None:
-    now = utcnow()
-    update_connection(
-        service,
-        connection_id,
-        token_issued_at=now - timedelta(hours=1),
-        expires_at=now - timedelta(seconds=5),
-        **values,
-    )
-
-
 def test_the_granted_scope_is_the_providers_answer_at_connect_and_at_every_mint(
     api: httpx.Client,
     tenant: Tenant,
@@ -178,7 +159,7 @@ def test_the_granted_scope_is_the_providers_answer_at_connect_and_at_every_mint(
     assert body["scopes"] == [SCOPE]
     assert introspected(minting_servers, body["access_token"]).json()["scope"] == SCOPE
 
-    expire(service, connection["id"])
+    expire_token(service, connection["id"])
     again = token(api, tenant, connection["id"]).json()
     assert again["access_token"] != body["access_token"] and again["scopes"] == [SCOPE]
     assert connection_row(service, connection["id"]).scopes == [SCOPE]
@@ -202,7 +183,7 @@ def test_a_scope_the_answer_omits_is_the_one_requested_even_if_none(
     assert first["scopes"] == []
     assert introspected(minting_servers, first["access_token"]).json()["scope"] is None
 
-    expire(service, connection["id"], scopes=[SCOPE])  # recorded under an earlier entry
+    expire_token(service, connection["id"], scopes=[SCOPE])  # recorded under an earlier entry
     again = token(api, tenant, connection["id"]).json()
     assert again["access_token"] != first["access_token"]
     assert introspected(minting_servers, again["access_token"]).json()["scope"] is None

@@ -124,6 +124,7 @@ def live_connections(service: ServiceProcess, organization_id: str) -> dict[str,
                 "account_email": c.account_email,
                 "tags": c.tags,
                 "metadata": c.metadata_,
+                "credentials": vault.credentials(c),
             }
             for c in rows.scalars()
         }
@@ -551,8 +552,10 @@ def test_credentials_connections_travel_sealed_and_work_after_the_move(
             tested = api.post(f"/{item['id']}/test", params=target.org, headers=target.headers)
             assert tested.status_code == 200 and tested.json()["success"], (app_key, tested.text)
         # Every field opens from the imported row, sealed under the target row's id.
-        rows = live_credentials(service, target.organization_id)
-        assert {moved[key]["account_id"]: fields for key, fields in submitted.items()} == rows
+        rows = live_connections(service, target.organization_id)
+        assert {moved[key]["account_id"]: fields for key, fields in submitted.items()} == {
+            account: row["credentials"] for account, row in rows.items()
+        }
 
         # A hand-written client credentials line without a token: minted at first hand-out.
         mints = credentials_api.mints["client_credentials"]
@@ -617,20 +620,3 @@ def test_credentials_lines_must_fit_their_provider(
     assert "credentials: only a credentials mode's connection has them" in messages[6]
     assert "private_key must be a PEM private key" in messages[7]
     assert key not in result.stdout + result.stderr
-
-
-def live_credentials(service: ServiceProcess, organization_id: str) -> dict[str, dict[str, str]]:
-    """The credentials fields of the org's live connections, by account id, opened by the vault."""
-
-    async def work(session, runtime):  # type: ignore[no-untyped-def]
-        from sqlalchemy import select
-
-        vault = TokenVault(runtime.sealer)
-        rows = await session.execute(
-            select(Connection).where(
-                Connection.organization_id == organization_id, Connection.deleted_at.is_(None)
-            )
-        )
-        return {c.account_id: vault.credentials(c) for c in rows.scalars()}
-
-    return service.run_db(work)

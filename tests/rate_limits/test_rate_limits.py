@@ -211,6 +211,28 @@ def test_a_bad_limit_stops_the_service_naming_the_variable(
         assert value not in result.stderr  # values are never repeated: one may be a secret
 
 
+def trust(api: httpx.Client, tenant: Tenant, issuer: TestIssuer) -> None:
+    trusted = api.post(
+        "/trusted-issuers",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
+    )
+    assert trusted.status_code == 201, trusted.text
+
+
+def exchange_for_pct(
+    api: httpx.Client, headers: dict[str, str], subject_token: str
+) -> httpx.Response:
+    form = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": subject_token,
+        "subject_token_type": JWT_TOKEN_TYPE,
+        "audience": "personal-connectors",
+    }
+    return api.post("/oauth/token", data=form, headers=headers)
+
+
 def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
     service: ServiceProcess, limited: ServiceProcess
 ) -> None:
@@ -222,22 +244,10 @@ def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
     issuer = TestIssuer()
     try:
         with httpx.Client(base_url=limited.api, timeout=30) as api:
-            trusted = api.post(
-                "/trusted-issuers",
-                params=tenant.org,
-                headers=tenant.headers,
-                json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
-            )
-            assert trusted.status_code == 201, trusted.text
+            trust(api, tenant, issuer)
 
             def exchange(subject: str) -> httpx.Response:
-                form = {
-                    "grant_type": GRANT_TYPE,
-                    "subject_token": issuer.sign(subject),
-                    "subject_token_type": JWT_TOKEN_TYPE,
-                    "audience": "personal-connectors",
-                }
-                return api.post("/oauth/token", data=form, headers=exchanger.headers)
+                return exchange_for_pct(api, exchanger.headers, issuer.sign(subject))
 
             for n in range(1, PER_CALLER + 1):
                 answer = exchange("alice")
@@ -266,22 +276,10 @@ def test_failed_token_exchanges_are_refused_before_verification_once_over_the_li
     stranger = RSAKey.generate_key(2048, parameters={"kid": "not-the-issuers"})
     try:
         with httpx.Client(base_url=limited.api, timeout=30) as api:
-            trusted = api.post(
-                "/trusted-issuers",
-                params=tenant.org,
-                headers=tenant.headers,
-                json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
-            )
-            assert trusted.status_code == 201, trusted.text
+            trust(api, tenant, issuer)
 
             def exchange(subject_token: str) -> httpx.Response:
-                form = {
-                    "grant_type": GRANT_TYPE,
-                    "subject_token": subject_token,
-                    "subject_token_type": JWT_TOKEN_TYPE,
-                    "audience": "personal-connectors",
-                }
-                return api.post("/oauth/token", data=form, headers=exchanger.headers)
+                return exchange_for_pct(api, exchanger.headers, subject_token)
 
             # Each bad token names another end user: failures share the key's one bucket.
             for n in range(1, PER_CALLER + 1):

@@ -85,6 +85,18 @@ def webhook_loopback_service(
     yield from strict(request.param, tmp_path, CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK="true")
 
 
+def owed_delivery(endpoint_id: str, organization_id: str, event_type: str) -> WebhookDelivery:
+    """A delivery written directly, as an event's transaction writes it, for the worker."""
+    return WebhookDelivery(
+        id=new_id("msg"),
+        endpoint_id=endpoint_id,
+        organization_id=organization_id,
+        event_id=new_id("evt"),
+        event_type=event_type,
+        payload={"type": event_type},
+    )
+
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A TCP port on 127.0.0.1 that counts nothing but connection attempts (its backlog)."""
@@ -115,16 +127,7 @@ def test_a_name_that_resolves_inward_is_never_connected_to(
         endpoint.secret_ct = runtime.sealer.seal("whsec_test", secret_aad(endpoint.id))
         session.add(endpoint)
         await session.flush()
-        session.add(
-            WebhookDelivery(
-                id=new_id("msg"),
-                endpoint_id=endpoint.id,
-                organization_id=tenant.organization_id,
-                event_id=new_id("evt"),
-                event_type="connection.created",
-                payload={"type": "connection.created"},
-            )
-        )
+        session.add(owed_delivery(endpoint.id, tenant.organization_id, "connection.created"))
         await session.commit()
 
     strict_service.run_db(plant)
@@ -171,16 +174,7 @@ def test_the_webhook_loopback_setting_lets_webhooks_alone_reach_this_machine(
         assert issuer.status_code == 400, issuer.text  # not a webhook: the rule holds
 
     async def plant(session, runtime):  # type: ignore[no-untyped-def]
-        session.add(
-            WebhookDelivery(
-                id=new_id("msg"),
-                endpoint_id=endpoint["id"],
-                organization_id=tenant.organization_id,
-                event_id=new_id("evt"),
-                event_type="connection.disabled",
-                payload={"type": "connection.disabled"},
-            )
-        )
+        session.add(owed_delivery(endpoint["id"], tenant.organization_id, "connection.disabled"))
         await session.commit()
 
     service.run_db(plant)
