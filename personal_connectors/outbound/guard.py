@@ -7,9 +7,7 @@ themselves, so the HTTP client cannot look the name up again and be answered dif
 rebinding). TLS still verifies the certificate against the host name (httpcore passes it as
 the server name). With ``allow_internal`` (the operator's development setting) every address
 is accepted, and plain http too; with ``allow_loopback`` only the loopback names
-(``urls.LOOPBACK_HOSTS``) are, over plain http too, and only at loopback addresses. A request
-marked ``WEBHOOK_CALL`` is judged by the webhook policy instead (``Settings.
-webhook_loopback_allowed``), so that switch widens webhook deliveries and nothing else.
+(``urls.LOOPBACK_HOSTS``) are, over plain http too, and only at loopback addresses.
 """
 
 from __future__ import annotations
@@ -26,7 +24,8 @@ from personal_connectors.outbound.addresses import parse_address, refusal
 from personal_connectors.outbound.urls import LOOPBACK_HOSTS
 
 # The request extension that marks a webhook delivery (``extensions=WEBHOOK_CALL``): the
-# transport judges it by its webhook policy. httpcore ignores extensions it does not know.
+# shared client sends it under the webhook policy (``client.WebhookRouting``), which
+# CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK widens. httpcore ignores extensions it does not know.
 WEBHOOK_EXTENSION = "personal_connectors.webhook"
 WEBHOOK_CALL = {WEBHOOK_EXTENSION: True}
 

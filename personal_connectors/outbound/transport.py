@@ -28,7 +28,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from personal_connectors.outbound.guard import WEBHOOK_EXTENSION, GuardedBackend, OutboundPolicy
+from personal_connectors.outbound.guard import GuardedBackend, OutboundPolicy
 from personal_connectors.outbound.network import AsyncioBackend
 
 # Origins kept at once; past it, the least recently used idle half is closed and forgotten.
@@ -123,13 +123,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         limits: httpx.Limits,
         proxy: httpx.Proxy | None = None,
         max_origins: int = MAX_ORIGINS,
-        webhook_policy: OutboundPolicy | None = None,
     ) -> None:
-        """``webhook_policy``: how requests marked ``WEBHOOK_CALL`` are judged (default:
-        ``policy``). Their connections are kept apart when it differs, so a connection it
-        allowed never serves another call."""
         self.policy = policy
-        self.webhook_policy = webhook_policy or policy
         self.proxy = proxy
         self._inner = AsyncioBackend()
         self.max_origins = max_origins
@@ -140,16 +135,15 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             "max_keepalive_connections": 1,
             "keepalive_expiry": limits.keepalive_expiry,
         }
-        self._origins: dict[tuple[bytes, bytes, int | None, bool], _Origin] = {}
+        self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
 
-    async def _origin(self, url: httpx.URL, policy: OutboundPolicy) -> _Origin:
-        apart = policy is not self.policy
-        key = (url.raw_scheme, url.raw_host, url.port, apart)
+    async def _origin(self, url: httpx.URL) -> _Origin:
+        key = (url.raw_scheme, url.raw_host, url.port)
         origin = self._origins.get(key)
         if origin is None:
             if len(self._origins) >= self.max_origins:
                 await self._forget_idle_origins()
-            origin = self._origins[key] = _Origin(lambda: self._new_slot(policy), self._slots)
+            origin = self._origins[key] = _Origin(self._new_slot, self._slots)
         else:  # most recently used last: the dict's order is the order to forget them in
             self._origins[key] = self._origins.pop(key)
         return origin
@@ -162,11 +156,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         for key in idle[: max(1, len(self._origins) // 2)]:
             await self._origins.pop(key).aclose()
 
-    def _new_slot(self, policy: OutboundPolicy) -> httpcore.AsyncConnectionPool:
+    def _new_slot(self) -> httpcore.AsyncConnectionPool:
         proxy = self.proxy
         if proxy is None:
             return httpcore.AsyncConnectionPool(
-                network_backend=GuardedBackend(policy, self._inner), **self._slot_limits
+                network_backend=GuardedBackend(self.policy, self._inner), **self._slot_limits
             )
         return httpcore.AsyncHTTPProxy(
             proxy_url=httpcore.URL(
@@ -185,11 +179,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
         url = request.url
-        policy = self.webhook_policy if request.extensions.get(WEBHOOK_EXTENSION) else self.policy
-        policy.check_scheme(url)
+        self.policy.check_scheme(url)
         if self.proxy is not None:
             default_port = 443 if url.scheme == "https" else 80
-            await policy.addresses(url.host, url.port or default_port)
+            await self.policy.addresses(url.host, url.port or default_port)
         core_request = httpcore.Request(
             method=request.method,
             url=httpcore.URL(
@@ -199,7 +192,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        origin = await self._origin(url, policy)
+        origin = await self._origin(url)
         slot = await origin.take(request.extensions.get("timeout", {}).get("pool"))
         try:
             with _httpx_errors():
