@@ -135,8 +135,6 @@ class ConnectionService:
         if credentials is None:
             assert grant is not None  # (an OAuth connection always has its tokens)
             self.vault.store(connection, grant)
-            connection.auth_mode = "oauth2"
-            connection.credentials_ct = connection.credential_fields = None
         else:
             self.vault.store_credentials(connection, credentials.values, grant)
             connection.auth_mode = credentials.auth_mode
@@ -153,12 +151,11 @@ class ConnectionService:
         connection.account_name = identity.name
         connection.integration_params = dict(integration_params)
         connection.scopes = list(grant.scopes or []) if grant is not None else []
-        # Merged: an import that carries none keeps what the provider sent before.
-        if grant is not None:
-            connection.provider_metadata = {
-                **(connection.provider_metadata or {}),
-                **grant.metadata,
-            }
+        # Merged: an import (which carries none) keeps what the provider sent before.
+        connection.provider_metadata = {
+            **(connection.provider_metadata or {}),
+            **(grant.metadata if grant is not None else {}),
+        }
         if tags is not None:
             connection.tags = dict(tags)
         if metadata is not None:
