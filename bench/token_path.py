@@ -25,8 +25,9 @@ Run: .venv/bin/python bench/token_path.py [--connections 10000] [--concurrency 3
      [--rate-limit-storage URL]
 
 `--rate-limit 1000000000/minute` runs the same with rate limits on (a limit never reached, so
-every request pays the counting and none is refused): its token/trivial figures against a run
-without it are what the limits cost.
+every request pays the counting and none is refused). `--compare-rate-limit 1000000000/minute`
+measures what the limits cost in one run: two servers on the same database, one with the limits
+and one without, their token paths in interleaved rounds (SPEC §12's target: within 5%).
 """
 
 from __future__ import annotations
@@ -264,13 +265,16 @@ def seed(deployed: Deployment, count: int) -> tuple[Seeded, float]:
 
 
 @contextmanager
-def served(deployed: Deployment) -> Iterator[tuple[str, int]]:
-    """`connectors serve` (one worker, its defaults) until the block ends; yields (url, pid)."""
+def served(
+    deployed: Deployment, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """`connectors serve` (one worker, its defaults) until the block ends; yields (url, pid).
+    ``settings``: more ``CONNECTORS_`` variables for this server alone."""
     port = free_port()
     log = (deployed.workdir / "service.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "personal_connectors", "serve", "--port", str(port)],
-        env=deployed.env,
+        env={**deployed.env, **(settings or {})},
         cwd=deployed.workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -558,8 +562,11 @@ def check_token_answer(base_url: str, seeded: Seeded, *, limited: bool = False) 
 
 
 def rate_limit_settings(args: argparse.Namespace) -> dict[str, str]:
-    """``--rate-limit``, ``--rate-limit-storage`` as the service's variables."""
+    """``--rate-limit``, ``--rate-limit-storage`` as the service's variables (with
+    ``--compare-rate-limit``: none; its limited server is given them itself)."""
     settings: dict[str, str] = {}
+    if args.compare_rate_limit:
+        return settings
     if args.rate_limit:
         settings["CONNECTORS_RATE_LIMIT"] = args.rate_limit
         settings["CONNECTORS_RATE_LIMIT_SERVICE"] = args.rate_limit
@@ -580,26 +587,27 @@ def print_run(result: RunResult) -> None:
     )
 
 
-def interleaved(
-    base_url: str, pid: int, trivial: Target, token: Target, args: argparse.Namespace
-) -> tuple[RunResult, RunResult]:
+Side = tuple[str, int, Target]  # a server's URL, its pid, what to ask it
+
+
+def interleaved(base: Side, hot: Side, args: argparse.Namespace) -> tuple[RunResult, RunResult]:
     """Interleaved rounds: the machine drifts (other load, CPU frequency, the page cache) by
-    more than the difference measured, so each target gets a share of every stretch of the run
-    instead of one stretch each. The order alternates (trivial first, then token first, …):
-    what a token round leaves running (the audit's writes, a checkpoint) slows whichever comes
-    after it, not always /livez."""
+    more than the difference measured, so each side gets a share of every stretch of the run
+    instead of one stretch each. The order alternates (base first, then hot first, …): what a
+    token round leaves running (the audit's writes, a checkpoint) slows whichever comes after
+    it, not always the base."""
     rounds: list[tuple[RunResult, RunResult]] = []
     for number in range(1, args.rounds + 1):
         if number % 2:
-            base = measure(base_url, pid, trivial, args)
-            hot = measure(base_url, pid, token, args)
+            base_result = measure(*base, args)
+            hot_result = measure(*hot, args)
         else:
-            hot = measure(base_url, pid, token, args)
-            base = measure(base_url, pid, trivial, args)
-        rounds.append((base, hot))
+            hot_result = measure(*hot, args)
+            base_result = measure(*base, args)
+        rounds.append((base_result, hot_result))
         print(
-            f"  round {number}: {base.throughput:6.0f} vs {hot.throughput:6.0f} req/s "
-            f"= {hot.throughput / base.throughput:4.0%}"
+            f"  round {number}: {base_result.throughput:6.0f} vs {hot_result.throughput:6.0f} "
+            f"req/s = {hot_result.throughput / base_result.throughput:4.0%}"
         )
     return (
         RunResult.combined([base for base, _ in rounds]),
@@ -622,42 +630,82 @@ def report(db: str, base: RunResult, hot: RunResult) -> None:
     print(f"  token/trivial throughput: {ratio:.0%}  ({verdict} the target: {target})")
 
 
+# With rate limits on, the token path keeps at least this share of its throughput without them.
+RATE_LIMIT_TARGET = 0.95
+
+
+def compare_rate_limits(
+    deployed: Deployment, seeded: Seeded, token: Target, args: argparse.Namespace
+) -> None:
+    """The same token requests to two servers on one database, without and with the limits."""
+    limited = {
+        "CONNECTORS_RATE_LIMIT": args.compare_rate_limit,
+        "CONNECTORS_RATE_LIMIT_SERVICE": args.compare_rate_limit,
+    }
+    if args.rate_limit_storage:
+        limited["CONNECTORS_RATE_LIMIT_STORAGE"] = args.rate_limit_storage
+    with served(deployed) as (off_url, off_pid), served(deployed, limited) as (on_url, on_pid):
+        check_token_answer(off_url, seeded, limited=False)
+        check_token_answer(on_url, seeded, limited=True)
+        print(f"  {token.name}: limits off vs on ({args.compare_rate_limit}), same database")
+        off, on = interleaved((off_url, off_pid, token), (on_url, on_pid, token), args)
+    for result in (off, on):
+        print_run(result)
+    ratio = on.throughput / off.throughput
+    added = on.server_cpu_per_request_us - off.server_cpu_per_request_us
+    verdict = "meets" if ratio >= RATE_LIMIT_TARGET and on.errors == 0 else "MISSES"
+    print(
+        f"  limits on / off: {ratio:.1%} of the throughput, {added:+.0f} us server CPU a "
+        f"request, p50 {on.p50_ms - off.p50_ms:+.2f} ms  ({verdict} the target: "
+        f">= {RATE_LIMIT_TARGET:.0%})"
+    )
+
+
 def bench_backend(db: str, args: argparse.Namespace) -> None:
     print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
-    trivial = Target("GET /livez", "GET", ["/livez"], {}, {})
     with deployment(db, rate_limit_settings(args)) as deployed:
         seeded, import_seconds = seed(deployed, args.connections)
         print(f"  import: {import_seconds:.1f} s")
         analyze(deployed)
         if args.keys in ("user", "both"):
-            with served(deployed) as (base_url, pid):
-                check_token_answer(base_url, seeded, limited=bool(args.rate_limit))
-                token = Target(
-                    "POST /{id}/token",
-                    "POST",
-                    [f"{API}/{connection_id}/token" for connection_id in seeded.connection_ids],
-                    {"organization_id": seeded.organization_id},
-                    {"X-API-Key": seeded.api_key},
-                )
-                report(db, *interleaved(base_url, pid, trivial, token, args))
+            token = Target(
+                "POST /{id}/token",
+                "POST",
+                [f"{API}/{connection_id}/token" for connection_id in seeded.connection_ids],
+                {"organization_id": seeded.organization_id},
+                {"X-API-Key": seeded.api_key},
+            )
+            bench_token(db, deployed, seeded, token, args)
         if args.keys in ("service", "both"):
             seeded = hand_to_end_users(deployed, seeded)
             print(f"  [{db}, service key] each connection an end user's, end_user_id per request")
-            with served(deployed) as (base_url, pid):
-                check_token_answer(base_url, seeded, limited=bool(args.rate_limit))
-                token = Target(
-                    "POST /{id}/token (svc)",
-                    "POST",
-                    [
-                        f"{API}/{connection_id}/token?end_user_id={end_user_id}"
-                        for connection_id, end_user_id in zip(
-                            seeded.connection_ids, seeded.end_user_ids, strict=True
-                        )
-                    ],
-                    {"organization_id": seeded.organization_id},
-                    {"X-API-Key": seeded.service_key},
-                )
-                report(db, *interleaved(base_url, pid, trivial, token, args))
+            token = Target(
+                "POST /{id}/token (svc)",
+                "POST",
+                [
+                    f"{API}/{connection_id}/token?end_user_id={end_user_id}"
+                    for connection_id, end_user_id in zip(
+                        seeded.connection_ids, seeded.end_user_ids, strict=True
+                    )
+                ],
+                {"organization_id": seeded.organization_id},
+                {"X-API-Key": seeded.service_key},
+            )
+            bench_token(db, deployed, seeded, token, args)
+
+
+def bench_token(
+    db: str, deployed: Deployment, seeded: Seeded, token: Target, args: argparse.Namespace
+) -> None:
+    """The token path against /livez on one server, or with ``--compare-rate-limit`` against
+    itself on a second server that counts rate limits."""
+    if args.compare_rate_limit:
+        compare_rate_limits(deployed, seeded, token, args)
+        return
+    trivial = Target("GET /livez", "GET", ["/livez"], {}, {})
+    with served(deployed) as (base_url, pid):
+        check_token_answer(base_url, seeded, limited=bool(args.rate_limit))
+        report(db, *interleaved((base_url, pid, trivial), (base_url, pid, token), args))
 
 
 def main() -> None:
@@ -685,6 +733,12 @@ def main() -> None:
         "with a run without it",
     )
     parser.add_argument(
+        "--compare-rate-limit",
+        metavar="SPEC",
+        help="measure the token path on two servers of one database, without and with "
+        "CONNECTORS_RATE_LIMIT (and _SERVICE) set to SPEC, in interleaved rounds",
+    )
+    parser.add_argument(
         "--rate-limit-storage",
         metavar="URL",
         help="CONNECTORS_RATE_LIMIT_STORAGE, e.g. redis://127.0.0.1:6379/0 (default: memory)",
@@ -696,6 +750,8 @@ def main() -> None:
         help="a user key, a service key with end_user_id (SPEC §8), or one after the other",
     )
     args = parser.parse_args()
+    if args.compare_rate_limit and args.rate_limit:
+        parser.error("--compare-rate-limit runs its own limited server; leave out --rate-limit")
     if args.clients < 1 or args.concurrency < args.clients:
         parser.error("need 1 <= --clients <= --concurrency")
     print(

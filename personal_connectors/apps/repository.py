@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import OAuthApp
+from personal_connectors.models import McpClientRegistration, OAuthApp
 
 
 class OAuthAppRepository:
@@ -45,3 +45,28 @@ class OAuthAppRepository:
 
     async def delete(self, app: OAuthApp) -> None:
         await self.session.delete(app)
+
+
+class McpRegistrationRepository:
+    """The service's client registrations at MCP servers' authorization servers."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def for_server(
+        self, organization_id: str, server_url: str
+    ) -> McpClientRegistration | None:
+        statement = select(McpClientRegistration).where(
+            McpClientRegistration.organization_id == organization_id,
+            McpClientRegistration.server_url == server_url,
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_by_id(self, registration_id: str) -> McpClientRegistration | None:
+        return await self.session.get(McpClientRegistration, registration_id)
+
+    def add(self, registration: McpClientRegistration) -> None:
+        self.session.add(registration)
+
+    async def delete(self, registration: McpClientRegistration) -> None:
+        await self.session.delete(registration)

@@ -52,6 +52,9 @@ class Connection:
     metadata: dict[str, Any] = field(default_factory=dict)
     provider_metadata: dict[str, str] = field(default_factory=dict)
     mcp_configuration_id: str | None = None
+    # A custom MCP server's connection (``custom_mcp``): its server and name.
+    mcp_server_url: str | None = None
+    display_name: str | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Connection:
@@ -74,6 +77,8 @@ class Connection:
             metadata=dict(data.get("metadata") or {}),
             provider_metadata=_strings(data.get("provider_metadata")),
             mcp_configuration_id=data.get("mcp_configuration_id"),
+            mcp_server_url=data.get("mcp_server_url"),
+            display_name=data.get("display_name"),
         )
 
 

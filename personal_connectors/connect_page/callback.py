@@ -66,7 +66,10 @@ async def launch_page(runtime: RuntimeDep, session: SessionDep, t: QueryText = N
     )
     page = render_page(
         "launch.html",
-        connector=entry.display_name if entry else pending.flow.app_key,
+        # A custom MCP server's flow has no entry: its name as given, else its URL.
+        connector=entry.display_name
+        if entry
+        else pending.flow.display_name or pending.flow.mcp_server_url or pending.flow.app_key,
         owner=owner,
         organization=pending.organization_name,
         token=t,

@@ -171,9 +171,7 @@ class ConnectionChecker:
     async def _run(self, connection: Connection) -> CheckOutcome:
         entry = self.runtime.catalog.get(connection.app_key)
         action = action_of(entry)
-        if entry is None:
-            return CheckOutcome.not_run(action, "This connector is no longer offered.")
-        if server_url(self.runtime, connection) is not None:
+        if server_url(self.runtime, connection) is not None:  # (a custom one has no entry)
             server = await McpService(self.session, self.runtime).probe(connection)
             return CheckOutcome(
                 server.healthy,
@@ -183,6 +181,8 @@ class ConnectionChecker:
                 server.tested_at,
                 mcp=server,
             )
+        if entry is None:
+            return CheckOutcome.not_run(action, "This connector is no longer offered.")
         credentials = TokenVault(self.runtime.sealer).credentials(connection)
         if connection.auth_mode in KEPT_MODES and credentials is not None:
             # An API key or basic pair (SPEC §10): no token, the fields themselves.

@@ -72,13 +72,22 @@ class ConnectionRepository:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def find_live_account(
-        self, organization_id: str, user_id: str, app_key: str, account_id: str
+        self,
+        organization_id: str,
+        user_id: str,
+        app_key: str,
+        account_id: str,
+        mcp_server_url: str | None = None,
     ) -> Connection | None:
+        """The user's live connection of that account (at that custom MCP server, if named)."""
         statement = select(Connection).where(
             Connection.organization_id == organization_id,
             Connection.user_id == user_id,
             Connection.app_key == app_key,
             Connection.account_id == account_id,
+            Connection.mcp_server_url.is_(None)
+            if mcp_server_url is None
+            else Connection.mcp_server_url == mcp_server_url,
             Connection.deleted_at.is_(None),
         )
         return (await self.session.execute(statement)).scalar_one_or_none()

@@ -65,6 +65,15 @@ class ConnectionOut(BaseModel):
     credential_name: str | None = Field(
         default=None, description="The label given with `POST /credentials` (`name`)."
     )
+    mcp_server_url: str | None = Field(
+        default=None,
+        description="A `custom_mcp` connection's MCP server (SPEC §11); null for the others.",
+    )
+    display_name: str | None = Field(
+        default=None,
+        description="A `custom_mcp` connection's name: the one given to `POST /authorize`, else "
+        "the server's own (`serverInfo.name`). The gateway's tool prefix is made from it.",
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -91,6 +100,8 @@ class ConnectionOut(BaseModel):
             auth_mode=connection.auth_mode,
             credential_fields=connection.credential_fields,
             credential_name=connection.credential_name,
+            mcp_server_url=connection.mcp_server_url,
+            display_name=connection.display_name,
         )
 
 

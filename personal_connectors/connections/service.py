@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.gateway import client_for
+from personal_connectors.apps.registrations import McpRegistrations
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connections.repository import ConnectionRepository, ListFilters
 from personal_connectors.connections.revocation import revoke_grant
@@ -24,16 +25,32 @@ from personal_connectors.connections.tags import (
 from personal_connectors.events.repository import EventRepository
 from personal_connectors.events.types import EventType
 from personal_connectors.identity.service import OrgAccess, Principal
-from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, new_id, utcnow
-from personal_connectors.oauth.client import TokenGrant
+from personal_connectors.models import (
+    ID_MAX_LENGTH,
+    NO_AUTH_MODE,
+    Connection,
+    ConnectionStatus,
+    new_id,
+    utcnow,
+)
+from personal_connectors.oauth.client import OAuthClient, TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
-from personal_connectors.providers.schema import MINTING_MODES
+from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.exceptions import ConnectionNotFound
 from personal_connectors.tokens.vault import TokenVault
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class McpServerOf:
+    """The custom MCP server of a connection being saved (SPEC §11)."""
+
+    server_url: str
+    display_name: str
+    registration_id: str | None  # None: the server needs no authorization
 
 
 @dataclass(frozen=True)
@@ -60,18 +77,24 @@ class ConnectionService:
         organization_id: str,
         user_id: str,
         app_key: str,
-        oauth_app_id: str,
+        oauth_app_id: str | None,
         integration_params: Mapping[str, str],
         identity: AccountIdentity,
-        grant: TokenGrant,
+        grant: TokenGrant | None,
+        mcp: McpServerOf | None = None,
     ) -> tuple[Connection, bool]:
         """Create the connection, or update it when this user connected this account before.
 
-        Returns the connection and whether it is new. Commits.
+        ``mcp``: the custom MCP server the connection reaches (SPEC §11); ``grant`` None: that
+        server needs no authorization. Returns the connection and whether it is new. Commits.
         """
         for attempt in (1, 2):
             existing = await self.repository.find_live_account(
-                organization_id, user_id, app_key, identity.account_id
+                organization_id,
+                user_id,
+                app_key,
+                identity.account_id,
+                mcp.server_url if mcp is not None else None,
             )
             connection, created = await self.stage_authorization(
                 existing,
@@ -82,6 +105,7 @@ class ConnectionService:
                 integration_params=integration_params,
                 identity=identity,
                 grant=grant,
+                mcp=mcp,
             )
             try:
                 await self.session.commit()
@@ -106,6 +130,7 @@ class ConnectionService:
         grant: TokenGrant | None,
         tags: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        mcp: McpServerOf | None = None,
         credentials: StoredCredentials | None = None,
         **event_detail: Any,
     ) -> tuple[Connection, bool]:
@@ -132,20 +157,27 @@ class ConnectionService:
             account_id=identity.account_id,
             version=1,
         )
-        if credentials is None:
-            assert grant is not None  # (an OAuth connection always has its tokens)
-            self.vault.store(connection, grant)
-        else:
+        if credentials is not None:
             self.vault.store_credentials(connection, credentials.values, grant)
             connection.auth_mode = credentials.auth_mode
             if credentials.name is not None:
                 connection.credential_name = credentials.name
             if grant is None and credentials.auth_mode in MINTING_MODES:
                 connection.expires_at = utcnow()
+        elif grant is not None:
+            self.vault.store(connection, grant)
+        else:  # a custom MCP server that needs no authorization: nothing to seal
+            connection.key_id = self.runtime.sealer.key_id
+            connection.auth_mode = NO_AUTH_MODE
         if created:
             self.repository.add(connection)
+            if mcp is not None:  # the gateway's prefix comes from the name: it stays
+                connection.mcp_server_url = mcp.server_url
+                connection.display_name = mcp.display_name
         else:
             connection.version += 1
+        if mcp is not None:
+            connection.mcp_registration_id = mcp.registration_id
         connection.oauth_app_id = oauth_app_id
         connection.account_email = identity.email
         connection.account_name = identity.name
@@ -302,25 +334,41 @@ class ConnectionService:
         await self.events.record(connection, EventType.DELETED)
         await self.session.commit()
 
+    async def _revocation_client(
+        self, connection: Connection
+    ) -> tuple[ProviderEntry, OAuthClient] | None:
+        """The client that revokes ``connection``'s grant: its OAuth app's at the catalog's
+        provider, or the service's registration at a custom MCP server's authorization server."""
+        if connection.mcp_server_url is not None:
+            return await McpRegistrations(self.session, self.runtime).client(
+                connection.mcp_registration_id
+            )
+        entry = self.runtime.catalog.get(connection.app_key)
+        apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
+        resolved = await apps.by_id(connection.oauth_app_id)
+        if entry is None or resolved is None:
+            return None
+        return entry, await client_for(
+            self.runtime, entry, connection.integration_params, resolved.credentials
+        )
+
     async def _revoke(self, connection: Connection) -> None:
         if connection.credentials_ct is not None:
             # Credentials (SPEC §10) are the user's own: only they can revoke them at the
             # provider; wiping our copy is the disconnect.
             return
-        entry = self.runtime.catalog.get(connection.app_key)
-        apps = OAuthAppService(self.session, self.runtime.sealer, self.runtime.catalog)
-        resolved = await apps.by_id(connection.oauth_app_id)
-        if entry is None or resolved is None:
-            await self.events.record(
-                connection, EventType.REVOCATION_FAILED, reason="provider or OAuth app removed"
-            )
-            return
+        if connection.auth_mode == NO_AUTH_MODE:
+            return  # a custom MCP server that needs no authorization: nothing was granted
         access_token = self.vault.access_token(connection)
         refresh_token = self.vault.refresh_token(connection)
         try:
-            client = await client_for(
-                self.runtime, entry, connection.integration_params, resolved.credentials
-            )
+            found = await self._revocation_client(connection)
+            if found is None:
+                await self.events.record(
+                    connection, EventType.REVOCATION_FAILED, reason="provider or OAuth app removed"
+                )
+                return
+            entry, client = found
         except Exception as exc:  # the disconnect must never be blocked by the provider
             await self.events.record(
                 connection, EventType.REVOCATION_FAILED, reason=type(exc).__name__

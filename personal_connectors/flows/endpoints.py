@@ -14,6 +14,7 @@ from personal_connectors.flows.schemas import (
     AuthorizeOut,
     CompleteIn,
     CompleteOut,
+    ConnectedAtOnce,
 )
 from personal_connectors.flows.service import FlowService
 from personal_connectors.http.dependencies import (
@@ -38,11 +39,20 @@ ServiceDep = Annotated[FlowService, Depends(get_service)]
     response_model=AuthorizeOut,
     response_model_exclude_none=True,  # the device-flow fields appear only for that grant
     summary="Start an OAuth flow",
+    description="A catalog connector's flow; or with `connector_type: custom_mcp` and "
+    "`mcp_server_url`, any remote MCP server's (its own authorization server, discovered). A "
+    "custom MCP server that needs no authorization is connected at once: the answer is then "
+    '`{"connected": true, "connection": {…}, "authorization_url": null}`.',
     # 429: too many pending flows; 502/503: the provider's metadata, PAR or device authorization
     responses=errors(429, 502, 503),
 )
-async def authorize(body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep) -> AuthorizeOut:
-    return await service.start(access, body)
+async def authorize(
+    body: AuthorizeIn, access: OrgAccessDep, service: ServiceDep
+) -> AuthorizeOut | JSONResponse:
+    answer = await service.authorize(access, body)
+    if isinstance(answer, ConnectedAtOnce):  # `authorization_url: null` is part of the shape
+        return JSONResponse(answer.model_dump(mode="json"))
+    return answer
 
 
 @router.post(

@@ -7,9 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from personal_connectors.connections.schemas import ConnectionSummary
+from personal_connectors.connections.schemas import ConnectionOut, ConnectionSummary
 from personal_connectors.http.schemas import RequestBody
 from personal_connectors.models import ID_MAX_LENGTH
+from personal_connectors.models.mcp_registration import (
+    DISPLAY_NAME_MAX_LENGTH,
+    MCP_SERVER_URL_MAX_LENGTH,
+)
 from personal_connectors.providers.scopes import MAX_SCOPES, Scope
 
 ParamValue = Annotated[str, StringConstraints(max_length=500)]
@@ -42,6 +46,21 @@ class AuthorizeIn(RequestBody):
         description="Extend this connection (incremental authorization): its scopes are asked "
         "again along with the new ones, and the same account must consent.",
     )
+    mcp_server_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MCP_SERVER_URL_MAX_LENGTH,
+        description="`custom_mcp` only: the remote MCP server (Streamable HTTP) to connect, "
+        "https at a public address. Its authorization server is discovered from it (RFC 9728, "
+        "RFC 8414) and the service registers there itself (RFC 7591).",
+    )
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=DISPLAY_NAME_MAX_LENGTH,
+        description="`custom_mcp` only: the connection's name (else the server's own); the "
+        "gateway's tool prefix is made from it.",
+    )
     require_verifier: StrictBool = Field(
         default=False,
         description="With `completion: explicit` and a `return_url`: the return_url redirect "
@@ -72,6 +91,14 @@ class AuthorizeOut(BaseModel):
     interval: int | None = Field(
         default=None, description="Seconds to wait between complete-oauth calls."
     )
+
+
+class ConnectedAtOnce(BaseModel):
+    """``POST /authorize`` for a custom MCP server that needs no authorization: connected now."""
+
+    connected: Literal[True] = True
+    connection: ConnectionOut
+    authorization_url: None = None
 
 
 class CompleteIn(RequestBody):

@@ -17,8 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from personal_connectors.apps.gateway import client_for, provider_call
-from personal_connectors.connections.schemas import ConnectionSummary
-from personal_connectors.connections.service import ConnectionService
+from personal_connectors.apps.registrations import (
+    CUSTOM_MCP,
+    McpRegistrations,
+    server_account_id,
+)
+from personal_connectors.connections.schemas import ConnectionOut, ConnectionSummary
+from personal_connectors.connections.service import ConnectionService, McpServerOf
 from personal_connectors.credentials.service import oauth_only
 from personal_connectors.crypto import hashing
 from personal_connectors.exceptions import (
@@ -29,11 +34,18 @@ from personal_connectors.exceptions import (
 )
 from personal_connectors.flows import binding
 from personal_connectors.flows.binding import BrowserBinding
+from personal_connectors.flows.custom_mcp import McpDiscovery, McpTarget, default_name
 from personal_connectors.flows.device import DeviceFlows
 from personal_connectors.flows.exceptions import FlowFailed, TooManyPendingFlows
 from personal_connectors.flows.repository import FlowRepository
 from personal_connectors.flows.return_url import check_return_url
-from personal_connectors.flows.schemas import AuthorizeIn, AuthorizeOut, CompleteOut, FlowError
+from personal_connectors.flows.schemas import (
+    AuthorizeIn,
+    AuthorizeOut,
+    CompleteOut,
+    ConnectedAtOnce,
+    FlowError,
+)
 from personal_connectors.flows.state import new_state, state_hash
 from personal_connectors.flows.steps import FlowSteps, flow_aad
 from personal_connectors.identity.service import IdentityService, OrgAccess
@@ -49,6 +61,7 @@ from personal_connectors.models import (
 from personal_connectors.oauth.client import OAuthClient, TokenGrant, new_code_verifier
 from personal_connectors.oauth.identity import AccountIdentity
 from personal_connectors.oauth.rfc9207 import IssuerMismatch, check_issuer
+from personal_connectors.providers.schema import ProviderEntry
 from personal_connectors.providers.templating import connection_params
 from personal_connectors.runtime import Runtime
 
@@ -88,6 +101,22 @@ class CallbackOutcome:
         return self.error is None and self.connection_id is not None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a flow is started with: the provider, the client, and what it asks for."""
+
+    entry: ProviderEntry
+    client: OAuthClient
+    oauth_app_id: str | None
+    params: dict[str, str]
+    scopes: list[str]
+    extends: Connection | None
+    # A custom MCP server's flow (SPEC §11): the server and the registration it uses.
+    mcp_server_url: str | None = None
+    mcp_registration_id: str | None = None
+    display_name: str | None = None
+
+
 def _merge_scopes(*groups: list[str] | None) -> list[str]:
     merged: list[str] = []
     for group in groups:
@@ -102,16 +131,92 @@ class FlowService(FlowSteps):
 
     # --- POST /authorize -------------------------------------------------------------------
 
-    async def start(
-        self, access: OrgAccess, request: AuthorizeIn, *, browser: BrowserBinding | None = None
-    ) -> AuthorizeOut:
-        """``browser``: bind the flow to this browser secret (the connect page sets its cookie)."""
-        entry = self.runtime.catalog.get(request.connector_type)
-        if entry is None:
-            raise UnknownConnectorType(
-                request.connector_type, self.runtime.catalog.entries, "connector_type"
+    async def authorize(
+        self, access: OrgAccess, request: AuthorizeIn
+    ) -> AuthorizeOut | ConnectedAtOnce:
+        """``POST /authorize``: a catalog connector's flow, or a custom MCP server's (SPEC §11),
+        which is connected at once when the server needs no authorization."""
+        if request.connector_type != CUSTOM_MCP:
+            if request.mcp_server_url is not None or request.display_name is not None:
+                raise ValidationFailed.for_fields(
+                    f"mcp_server_url and display_name are for connector_type {CUSTOM_MCP}.",
+                    *(
+                        name
+                        for name in ("mcp_server_url", "display_name")
+                        if getattr(request, name) is not None
+                    ),
+                )
+            return await self.start(access, request)
+        if request.mcp_server_url is None:
+            raise ValidationFailed.for_fields(
+                f"connector_type {CUSTOM_MCP} needs mcp_server_url: the MCP server's URL.",
+                "mcp_server_url",
             )
-        oauth_only(entry)
+        unsupported = [
+            name
+            for name, given in (
+                ("integration_params", request.integration_params is not None),
+                ("connection_id", request.connection_id is not None),
+                ("grant", request.grant != FlowGrant.AUTHORIZATION_CODE.value),
+            )
+            if given
+        ]
+        if unsupported:
+            raise ValidationFailed.for_fields(
+                f"A {CUSTOM_MCP} flow takes no {', '.join(unsupported)}: it is a browser flow "
+                "with the MCP server's own authorization server.",
+                *unsupported,
+            )
+        return_url = self._checked_return_url(request)
+        now = utcnow()
+        await self._check_pending_bound(access.user_id, now)
+        target = await McpDiscovery(self.session, self.runtime).target(
+            access.organization_id, request.mcp_server_url
+        )
+        if target.registration is None:
+            return await self._connect_open_server(access, request, target)
+        registered = await McpRegistrations(self.session, self.runtime).client(
+            target.registration.id
+        )
+        assert registered is not None  # (just stored)
+        entry, client = registered
+        plan = _Plan(
+            entry=entry,
+            client=client,
+            oauth_app_id=None,
+            params={},
+            scopes=_merge_scopes(target.scopes, request.scopes),
+            extends=None,
+            mcp_server_url=target.server_url,
+            mcp_registration_id=target.registration.id,
+            display_name=request.display_name,
+        )
+        return await self._open(access, request, return_url, now, plan, None)
+
+    async def _connect_open_server(
+        self, access: OrgAccess, request: AuthorizeIn, target: McpTarget
+    ) -> ConnectedAtOnce:
+        """A custom MCP server that answered without authorization: connected now."""
+        access = await IdentityService(self.session).acting_end_user(access)  # input valid
+        connections = ConnectionService(self.session, self.runtime)
+        connection, _ = await connections.save_authorization(
+            organization_id=access.organization_id,
+            user_id=access.user_id,
+            app_key=CUSTOM_MCP,
+            oauth_app_id=None,
+            integration_params={},
+            identity=AccountIdentity(server_account_id(target.server_url), None, None),
+            grant=None,
+            mcp=McpServerOf(
+                target.server_url,
+                request.display_name or target.server_name or default_name(target.server_url),
+                None,
+            ),
+        )
+        shown = await connections.get_in(access, connection.id)
+        return ConnectedAtOnce(connection=ConnectionOut.of(shown))
+
+    def _checked_return_url(self, request: AuthorizeIn) -> str | None:
         return_url = (
             check_return_url(request.return_url, self.runtime.settings)
             if request.return_url is not None
@@ -128,6 +233,20 @@ class FlowService(FlowSteps):
                 "redirect).",
                 "require_verifier",
             )
+        return return_url
+
+    async def start(
+        self, access: OrgAccess, request: AuthorizeIn, *, browser: BrowserBinding | None = None
+    ) -> AuthorizeOut:
+        """A catalog connector's flow. ``browser``: bind the flow to this browser secret (the
+        connect page sets its cookie)."""
+        entry = self.runtime.catalog.get(request.connector_type)
+        if entry is None:
+            raise UnknownConnectorType(
+                request.connector_type, self.runtime.catalog.entries, "connector_type"
+            )
+        oauth_only(entry)
+        return_url = self._checked_return_url(request)
         now = utcnow()
         await self._check_pending_bound(access.user_id, now)
         resolved = await self.apps.resolve(access.organization_id, entry.key)
@@ -147,6 +266,20 @@ class FlowService(FlowSteps):
             request.scopes,
         )
         client = await client_for(self.runtime, entry, params, resolved.credentials)
+        plan = _Plan(entry, client, resolved.app.id, params, scopes, extends)
+        return await self._open(access, request, return_url, now, plan, browser)
+
+    async def _open(
+        self,
+        access: OrgAccess,
+        request: AuthorizeIn,
+        return_url: str | None,
+        now: datetime,
+        plan: _Plan,
+        browser: BrowserBinding | None,
+    ) -> AuthorizeOut:
+        """Store the flow ``plan`` describes and answer where the user consents."""
+        entry, client, scopes, extends = plan.entry, plan.client, plan.scopes, plan.extends
         state = new_state()
         device = request.grant == FlowGrant.DEVICE_CODE.value
         verifier = new_code_verifier() if entry.pkce and not device else None
@@ -160,10 +293,13 @@ class FlowService(FlowSteps):
             organization_id=access.organization_id,
             user_id=access.user_id,
             app_key=entry.key,
-            oauth_app_id=resolved.app.id,
+            oauth_app_id=plan.oauth_app_id,
+            mcp_registration_id=plan.mcp_registration_id,
+            mcp_server_url=plan.mcp_server_url,
+            display_name=plan.display_name,
             redirect_uri=self.runtime.settings.redirect_uri,
             scopes=scopes,
-            integration_params=params,
+            integration_params=plan.params,
             return_url=return_url,
             completion=request.completion,
             require_verifier=request.require_verifier,

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
 
-_environment = Environment(
-    loader=PackageLoader("personal_connectors", "templates"),
-    autoescape=select_autoescape(["html"]),
-)
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+
+@cache
+def _environment() -> Environment:
+    """Built on the first page served: Jinja2 is not needed to start (or to hand out tokens)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("personal_connectors", "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
 
 
 def render_page(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    html = _environment.get_template(template).render(nonce=nonce, **context)
+    html = _environment().get_template(template).render(nonce=nonce, **context)
     headers = {
         "Content-Security-Policy": (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "

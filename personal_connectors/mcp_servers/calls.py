@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from personal_connectors.identity.service import OrgAccess
+from personal_connectors.models import Connection
 from personal_connectors.runtime import Runtime
 
 # Where a request carries its ``GatewayCall`` from the route to the SDK's handlers.
@@ -13,8 +14,10 @@ CALL_STATE_KEY = "connectors_mcp_call"
 
 @dataclass(frozen=True)
 class GatewayCall:
-    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``)."""
+    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``;
+    ``connection``: its row as the route read it for this request, so it is not read twice)."""
 
     runtime: Runtime
     access: OrgAccess
     connection_id: str | None = None
+    connection: Connection | None = None

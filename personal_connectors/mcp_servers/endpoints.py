@@ -80,4 +80,6 @@ async def connection_mcp_gateway(
         raise ConnectionNotFound()
     if server_url(runtime, connection) is None:
         raise NoMcpServer(connection.app_key)
-    return _HandOff(await _gateway(request), GatewayCall(runtime, access, connection.id))
+    return _HandOff(
+        await _gateway(request), GatewayCall(runtime, access, connection.id, connection)
+    )

@@ -6,12 +6,14 @@ connection's, under the server's own names. It is the official SDK's low-level `
 Streamable HTTP, stateless: every HTTP request is authenticated by the API's own dependencies
 before it gets here (a refusal there keeps the error envelope), reads the connections afresh
 (a disabled connection or tool is gone on the next request) and lists tools from the per-
-connection cache. A ``tools/call`` goes to that connection's server with a fresh token and its
+connection cache. A ``tools/call`` goes to that connection's server with a fresh token, in an
+upstream session kept open for that connection and token (``client.SessionPool``), and its
 result comes back unchanged; a name the caller may not use is an unknown tool, never a call.
 
-The prefix is the app key; when two of the caller's live connections with an MCP server share
-it, each gets ``_`` and the first 6 hex digits of its connection id. A server that cannot be
-listed drops out of ``tools/list`` (logged with the connection id and the reason).
+The prefix is the app key, or a custom server's display name as a slug (``prefix_base``); when
+two of the caller's live connections with an MCP server share it, each gets ``_`` and the first
+6 hex digits of its connection id. A server that cannot be listed drops out of ``tools/list``
+(logged with the connection id and the reason).
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ from starlette.types import Receive, Scope, Send
 
 from personal_connectors.exceptions import APIError
 from personal_connectors.mcp_servers.calls import CALL_STATE_KEY, GatewayCall
+from personal_connectors.mcp_servers.client import SessionPool
 from personal_connectors.mcp_servers.outcomes import ServerAnsweredError
 from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import (
     McpService,
     ToolListing,
+    cached_tools,
+    prefix_base,
     server_url,
     tool_enabled,
 )
@@ -56,24 +61,26 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "personal-connectors"
 SEPARATOR = "__"
 SUFFIX_HEX_DIGITS = 6
+SESSIONS_CLOSE_SECONDS = 3.0  # how long shutdown lets kept upstream sessions say goodbye
 
 
 @dataclass(frozen=True)
 class ExposedTool:
     name: str
-    connection_id: str
+    connection: Connection  # as read for this request
     upstream_name: str
     definition: dict[str, Any]
 
 
 def prefixes(connections: Sequence[Connection]) -> dict[str, str]:
     """Each connection's tool-name prefix (see the module doc), by connection id."""
-    sharing = Counter(connection.app_key for connection in connections)
+    bases = {connection.id: prefix_base(connection) for connection in connections}
+    sharing = Counter(bases.values())
     return {
-        connection.id: connection.app_key
-        if sharing[connection.app_key] == 1
-        else f"{connection.app_key}_{connection.id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
-        for connection in connections
+        connection_id: base
+        if sharing[base] == 1
+        else f"{base}_{connection_id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
+        for connection_id, base in bases.items()
     }
 
 
@@ -81,11 +88,17 @@ class McpGateway:
     """The server and its Streamable HTTP session manager, for one application."""
 
     def __init__(self) -> None:
+        self.sessions = SessionPool()
+        sessions = self.sessions
+
+        async def call_tool(ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+            return await _call_tool(ctx, params, sessions)
+
         self.server: Server[Any] = Server(
             SERVER_NAME,
             version=version("personal-connectors"),
             on_list_tools=_list_tools,
-            on_call_tool=_call_tool,
+            on_call_tool=call_tool,
         )
         self.manager = StreamableHTTPSessionManager(
             app=self.server, json_response=True, stateless=True
@@ -93,9 +106,13 @@ class McpGateway:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """For the application's lifespan: the manager's task group."""
+        """For the application's lifespan: the manager's task group, and the upstream
+        sessions kept for ``tools/call`` (closed at the end)."""
         async with self.manager.run():
-            yield
+            try:
+                yield
+            finally:
+                await self.sessions.aclose(SESSIONS_CLOSE_SECONDS)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, call: GatewayCall) -> None:
         state = scope.setdefault("state", {})
@@ -117,19 +134,19 @@ async def _list_tools(ctx: Any, params: PaginatedRequestParams | None) -> ListTo
     )
 
 
-async def _call_tool(ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+async def _call_tool(
+    ctx: Any, params: CallToolRequestParams, sessions: SessionPool
+) -> CallToolResult:
     call = _call_of(ctx)
     exposed = await _exposed(call, wanted=params.name)
     match = next((tool for tool in exposed if tool.name == params.name), None)
     if match is None:
         raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+    # The row as this request read it; the session is for a refresh on the way (none: no query).
     async with call.runtime.sessions() as session:
-        connection = await session.get(Connection, match.connection_id)
-        if connection is None:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         try:
             return await McpService(session, call.runtime).call_tool(
-                connection, match.upstream_name, params.arguments
+                match.connection, match.upstream_name, params.arguments, sessions
             )
         except ServerAnsweredError as exc:  # the server's own JSON-RPC error, passed on
             assert exc.error is not None
@@ -138,10 +155,14 @@ async def _call_tool(ctx: Any, params: CallToolRequestParams) -> CallToolResult:
 
 async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[ExposedTool]:
     """The tools the caller may use now; with ``wanted``, only the servers it could be at."""
-    async with call.runtime.sessions() as session:
-        connections = await McpRepository(session).live_of(
-            call.access.user_id, call.access.organization_id
-        )
+    connections: Sequence[Connection]
+    if call.connection is not None:
+        connections = [call.connection]
+    else:
+        async with call.runtime.sessions() as session:
+            connections = await McpRepository(session).live_of(
+                call.access.user_id, call.access.organization_id
+            )
     with_server = [c for c in connections if server_url(call.runtime, c) is not None]
     if call.connection_id is not None:
         named = {c.id: "" for c in with_server if c.id == call.connection_id}
@@ -156,11 +177,22 @@ async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[Exposed
         and c.status == ConnectionStatus.ACTIVE
         and (wanted is None or _could_be(wanted, named[c.id]))
     ]
-    listings = await asyncio.gather(
-        *(_listing(call.runtime, c.id) for c in usable), return_exceptions=True
+    # The cached lists first, checked against the rows just read; the rest side by side.
+    listings: dict[str, ToolListing | BaseException] = {}
+    missing: list[Connection] = []
+    for connection in usable:
+        kept = cached_tools(call.runtime, connection)
+        if kept is None:
+            missing.append(connection)
+        else:
+            listings[connection.id] = kept
+    fetched = await asyncio.gather(
+        *(_listing(call.runtime, c.id) for c in missing), return_exceptions=True
     )
+    listings.update(zip((c.id for c in missing), fetched, strict=True))
     exposed: list[ExposedTool] = []
-    for connection, listing in zip(usable, listings, strict=True):
+    for connection in usable:
+        listing = listings[connection.id]
         if isinstance(listing, BaseException):
             if not isinstance(listing, Exception):
                 raise listing
@@ -172,7 +204,7 @@ async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[Exposed
             upstream = str(tool["name"])
             if tool_enabled(connection, upstream):
                 name = f"{prefix}{SEPARATOR}{upstream}" if prefix else upstream
-                exposed.append(ExposedTool(name, connection.id, upstream, tool))
+                exposed.append(ExposedTool(name, connection, upstream, tool))
     return exposed
 
 

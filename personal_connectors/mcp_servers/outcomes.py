@@ -17,11 +17,20 @@ class ServerFailure(Exception):
 
 
 class TokenRefused(ServerFailure):
-    """The server answered HTTP 401 to the connection's token."""
+    """The server answered HTTP 401 to the connection's token (or to none: ``challenge`` is
+    its ``WWW-Authenticate``, where an RFC 9728 server names its metadata)."""
+
+    def __init__(self, message: str, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class ServerUnreachable(ServerFailure):
     """No answer: the connection failed, was refused by the outbound guard, or broke."""
+
+
+class ServerNotAllowed(ServerUnreachable):
+    """The outbound guard refused the server's address (not https, or an internal one)."""
 
 
 class ServerTimedOut(ServerFailure):

@@ -1,7 +1,7 @@
 """A connection's MCP server (SPEC §11): its tool list, cached, and a health probe.
 
-The server's URL is the catalog entry's ``mcp.url`` (``server_url``: the one place that says
-where a connection's server is, so a connection that brings its own URL only changes it there).
+The server's URL is the catalog entry's ``mcp.url``, or a custom server's own
+(``server_url``: the one place that says where a connection's server is).
 Every session carries the connection's credentials as the entry's ``api_auth`` says (by default
 a fresh access token as a bearer token: the proxy's rule, ``tokens.values``); a server that
 answers 401 gets one forced refresh and one retry.
@@ -17,6 +17,7 @@ the stamp as it was).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from personal_connectors.mcp_servers.outcomes import (
     SessionWork,
     TokenRefused,
 )
-from personal_connectors.models import Connection, utcnow
+from personal_connectors.models import NO_AUTH_MODE, Connection, utcnow
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
+from personal_connectors.providers.schema import ApiAuth
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
@@ -51,7 +53,14 @@ from personal_connectors.tokens.values import credential_values
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
+    from personal_connectors.mcp_servers.client import SessionPool
+
 T = TypeVar("T")
+
+# A custom MCP server that needs no authorization is called with nothing added.
+NO_CREDENTIALS = ApiAuth.model_construct()  # (an entry must declare something; this is none)
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+MAX_SLUG_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -78,10 +87,22 @@ class Probe:
 
 def server_url(runtime: Runtime, connection: Connection) -> str | None:
     """Where the connection's MCP server is; None when it has none."""
+    if connection.mcp_server_url is not None:  # a custom MCP server (SPEC §11)
+        return connection.mcp_server_url
     entry = runtime.catalog.get(connection.app_key)
     if entry is None or entry.mcp is None:
         return None
     return entry.mcp.url
+
+
+def prefix_base(connection: Connection) -> str:
+    """The gateway's tool-name prefix of a connection before any sharing suffix: the app key,
+    or for a custom MCP server a slug of its display name (lower-case letters, digits and
+    ``-``, so it never holds the ``__`` separator)."""
+    if connection.mcp_server_url is None:
+        return connection.app_key
+    slug = _NOT_SLUG.sub("-", (connection.display_name or "").lower()).strip("-")
+    return slug[:MAX_SLUG_LENGTH].strip("-") or "mcp"
 
 
 def tool_enabled(connection: Connection, name: str) -> bool:
@@ -98,6 +119,14 @@ def _stamp(connection: Connection) -> Hashable:
         connection.tools_enabled,
         tuple(connection.allowed_tools) if connection.allowed_tools is not None else None,
     )
+
+
+def cached_tools(runtime: Runtime, connection: Connection) -> ToolListing | None:
+    """The connection's tool list if this process holds it for the row as read, else None."""
+    if not connection.is_active or server_url(runtime, connection) is None:
+        return None
+    kept: ToolListing | None = runtime.mcp_tools.get(connection.id, _stamp(connection))
+    return kept
 
 
 class McpService:
@@ -158,13 +187,18 @@ class McpService:
         )
 
     async def call_tool(
-        self, connection: Connection, name: str, arguments: dict[str, Any] | None
+        self,
+        connection: Connection,
+        name: str,
+        arguments: dict[str, Any] | None,
+        sessions: SessionPool | None = None,
     ) -> CallToolResult:
         """``tools/call`` at the connection's server with a fresh token (the gateway).
 
         The server's result comes back as it gave it; a JSON-RPC error from the server is
         raised as ``ServerAnsweredError`` with its ``error``; a server that cannot be used is
         an ``isError`` result saying why (the caller's model reads it, not an HTTP status).
+        ``sessions``: the gateway's kept sessions, else a session of its own for this call.
         """
         url = server_url(self.runtime, connection)
         if url is None:
@@ -178,7 +212,7 @@ class McpService:
             return result
 
         try:
-            return await self._with_token(connection, url, work, limit=limit)
+            return await self._with_token(connection, url, work, limit=limit, sessions=sessions)
         except ServerAnsweredError as exc:
             if exc.error is not None:
                 raise
@@ -198,15 +232,19 @@ class McpService:
         work: Callable[[SessionWork], Awaitable[T]],
         *,
         limit: float | None = None,
+        sessions: SessionPool | None = None,
     ) -> T:
         """``work`` in a session with fresh credentials; after a 401, once more with new ones.
 
         The credentials go as the entry's ``api_auth`` says (the proxy's rule; by default
-        ``Authorization: Bearer <access token>``), in headers or in the URL's query.
+        ``Authorization: Bearer <access token>``), in headers or in the URL's query. With
+        ``sessions``, in the session kept for these credentials.
         """
         limit = limit or self.runtime.settings.provider_timeout_seconds
         entry = self.runtime.catalog.get(connection.app_key)
         api_auth = entry.api_auth if entry is not None else None
+        if connection.auth_mode == NO_AUTH_MODE:
+            api_auth = NO_CREDENTIALS
         for force in (False, True):
             values = await credential_values(
                 self.session, self.runtime, connection, force_refresh=force
@@ -219,6 +257,10 @@ class McpService:
             started, outcome = time.perf_counter(), "ok"
             try:
                 async with asyncio.timeout(limit):
+                    if sessions is not None:
+                        return await sessions.run(
+                            self.runtime.http, connection.id, target, applied.headers, work
+                        )
                     from personal_connectors.mcp_servers.client import run_session
 
                     return await run_session(self.runtime.http, target, applied.headers, work)

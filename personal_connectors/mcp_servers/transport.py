@@ -4,8 +4,15 @@ The SDK speaks HTTP through ``httpx2``; the service sends every outbound call th
 ``httpx`` client (``runtime.http``: one pool, the outbound guard, no cookies, no redirects).
 ``SharedClientTransport`` is the ``httpx2`` transport that hands each request the SDK makes to
 that client and gives the answer back streamed, so a server-sent event stream flows as it comes.
-It also remembers whether the server refused the token (HTTP 401): the SDK turns any error
-status into a generic JSON-RPC error, and a refused token is the one case worth a refresh.
+It also remembers whether the server refused the token (HTTP 401, with its challenge) or no
+longer knows the session (HTTP 404 to a request naming one): the SDK turns any error status into
+a generic JSON-RPC error, and these are the cases worth a new token (or, for a server called
+without one, the start of its authorization discovery) or a new session.
+
+A transport made with ``server_stream=False`` answers the SDK's GET for the server's own event
+stream with 405 itself, as a server without one does: a session kept open between calls would
+otherwise hold one of the shared client's connections for as long as it lives, for messages
+the gateway has nowhere to send.
 """
 
 from __future__ import annotations
@@ -46,11 +53,16 @@ def _as_httpx2_errors() -> Iterator[None]:
 
 
 class SharedClientTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, server_stream: bool = True) -> None:
         self._client = client
+        self._server_stream = server_stream
         self.refused_token = False
+        self.challenge: str | None = None
+        self.session_lost = False
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "GET" and not self._server_stream:
+            return httpx2.Response(405, request=request)
         body = await request.aread()  # JSON-RPC messages: small, and sent whole anyway
         timeout = request.extensions.get("timeout")
         outbound = self._client.build_request(
@@ -64,6 +76,9 @@ class SharedClientTransport(httpx2.AsyncBaseTransport):
             response = await self._client.send(outbound, stream=True)
         if response.status_code == 401:
             self.refused_token = True
+            self.challenge = response.headers.get("www-authenticate")
+        elif response.status_code == 404 and "mcp-session-id" in request.headers:
+            self.session_lost = True
         return httpx2.Response(
             response.status_code,
             headers=list(response.headers.multi_items()),

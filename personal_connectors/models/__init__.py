@@ -8,7 +8,12 @@ from personal_connectors.models.base import (
     utcnow,
 )
 from personal_connectors.models.connect_session import ConnectSession
-from personal_connectors.models.connection import Connection, ConnectionEvent, ConnectionStatus
+from personal_connectors.models.connection import (
+    NO_AUTH_MODE,
+    Connection,
+    ConnectionEvent,
+    ConnectionStatus,
+)
 from personal_connectors.models.flow import Flow, FlowCompletion, FlowGrant, FlowStatus
 from personal_connectors.models.identity import (
     APIKey,
@@ -20,12 +25,14 @@ from personal_connectors.models.identity import (
     Role,
     User,
 )
+from personal_connectors.models.mcp_registration import McpClientRegistration
 from personal_connectors.models.oauth_app import OAuthApp
 from personal_connectors.models.trusted_issuer import TrustedIssuer
 from personal_connectors.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ID_MAX_LENGTH",
+    "NO_AUTH_MODE",
     "APIKey",
     "APIKeyStatus",
     "Base",
@@ -40,6 +47,7 @@ __all__ = [
     "FlowGrant",
     "FlowStatus",
     "KeyKind",
+    "McpClientRegistration",
     "Membership",
     "OAuthApp",
     "Organization",

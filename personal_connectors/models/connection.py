@@ -11,6 +11,11 @@ from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from personal_connectors.models.base import Base, TimestampedMixin, id_column, utcnow
 from personal_connectors.models.identity import EndUser
+from personal_connectors.models.mcp_registration import MCP_SERVER_URL_MAX_LENGTH
+
+# The ``auth_mode`` of a custom MCP server's connection when the server needs no authorization
+# (SPEC §11): it is called with no credentials at all.
+NO_AUTH_MODE = "none"
 
 
 class ConnectionStatus(StrEnum):
@@ -30,8 +35,20 @@ class Connection(TimestampedMixin, Base):
             "app_key",
             "account_id",
             unique=True,
-            postgresql_where=text("deleted_at IS NULL"),
-            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL AND mcp_server_url IS NULL"),
+            sqlite_where=text("deleted_at IS NULL AND mcp_server_url IS NULL"),
+        ),
+        # A custom MCP server's connection (SPEC §11): one per user, server and account, since
+        # two servers may share an authorization server and so the account's subject.
+        Index(
+            "uq_connections_live_mcp_account",
+            "organization_id",
+            "user_id",
+            "mcp_server_url",
+            "account_id",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL AND mcp_server_url IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NULL AND mcp_server_url IS NOT NULL"),
         ),
         Index("ix_connections_owner", "organization_id", "user_id", "created_at"),
         Index("ix_connections_expires_at", "expires_at"),
@@ -102,6 +119,14 @@ class Connection(TimestampedMixin, Base):
     tools_enabled: Mapped[bool] = mapped_column(default=True)
     allowed_tools: Mapped[list[str] | None]
     mcp_configuration_id: Mapped[str | None] = mapped_column(String(64))
+    # A custom MCP server (``custom_mcp``, SPEC §11): its canonical URL, the name the gateway
+    # shows it under, and the service's client registration at its authorization server
+    # (None for a server that needs no authorization).
+    mcp_server_url: Mapped[str | None] = mapped_column(String(MCP_SERVER_URL_MAX_LENGTH))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    mcp_registration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("mcp_client_registrations.id", ondelete="SET NULL")
+    )
     last_sync_at: Mapped[datetime | None]
     last_checked_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, id_column, utcnow
+from personal_connectors.models.mcp_registration import MCP_SERVER_URL_MAX_LENGTH
 
 
 class FlowStatus(StrEnum):
@@ -46,7 +47,16 @@ class Flow(Base):
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     app_key: Mapped[str] = mapped_column(String(64))
-    oauth_app_id: Mapped[str] = mapped_column(ForeignKey("oauth_apps.id", ondelete="CASCADE"))
+    # The OAuth app of a catalog connector; None for a custom MCP server's flow, which uses
+    # the service's registration at that server's authorization server instead.
+    oauth_app_id: Mapped[str | None] = mapped_column(
+        ForeignKey("oauth_apps.id", ondelete="CASCADE")
+    )
+    mcp_registration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("mcp_client_registrations.id", ondelete="CASCADE")
+    )
+    mcp_server_url: Mapped[str | None] = mapped_column(String(MCP_SERVER_URL_MAX_LENGTH))
+    display_name: Mapped[str | None] = mapped_column(String(255))
     redirect_uri: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]]
     integration_params: Mapped[dict[str, Any]]

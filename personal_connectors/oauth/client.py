@@ -73,6 +73,9 @@ class TokenGrant:
     raw: dict[str, Any] = field(default_factory=dict)
     # Non-secret values the catalog keeps with the connection (``provider_metadata``).
     metadata: dict[str, str] = field(default_factory=dict)
+    # The OpenID Connect ID token of the answer, read once for the account's identity (a custom
+    # MCP server's authorization server, ``apps.registrations``) and never stored.
+    id_token: str | None = field(default=None, repr=False)
 
     def with_metadata(self, extra: Mapping[str, str]) -> TokenGrant:
         return replace(self, metadata={**self.metadata, **extra})
@@ -333,6 +336,7 @@ class OAuthClient:
             scopes=scopes,
             raw=raw,
             metadata=metadata,
+            id_token=id_token if isinstance(id_token := token.get("id_token"), str) else None,
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from authlib.oauth2.rfc8414 import get_well_known_url
 
 from personal_connectors.outbound.guard import DestinationRefused
 
@@ -112,3 +113,25 @@ class MetadataCache:
         verified = verify_metadata(discovery_url, document, declared_issuer, allow_http=allow_http)
         self._documents[discovery_url] = (now, verified)
         return verified
+
+
+def metadata_urls(issuer: str) -> list[str]:
+    """Where an issuer's metadata is, in the order tried: RFC 8414 §3.1 (the well-known suffix
+    inserted before the issuer's path), then OpenID discovery (appended to it)."""
+    return [get_well_known_url(issuer, external=True), issuer.rstrip("/") + OIDC_SUFFIX]
+
+
+async def issuer_metadata(
+    http: httpx.AsyncClient, cache: MetadataCache, issuer: str, *, allow_http: bool = False
+) -> dict[str, Any]:
+    """The verified metadata of the authorization server ``issuer`` names, whose ``issuer``
+    must be exactly that value. A location that cannot be fetched makes way for the next one;
+    a document that is refused (another issuer) ends the search."""
+    unavailable: MetadataUnavailable | None = None
+    for url in metadata_urls(issuer):
+        try:
+            return await cache.get(http, url, issuer, allow_http=allow_http)
+        except MetadataUnavailable as exc:
+            unavailable = exc
+    assert unavailable is not None
+    raise unavailable

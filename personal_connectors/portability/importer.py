@@ -258,6 +258,9 @@ class ConnectionImporter:
                 credentials = StoredCredentials(
                     record.auth_mode, record.credentials, record.credential_name
                 )
+            detail: dict[str, Any] = {"via": "import"}
+            if credentials is not None:
+                detail["auth_mode"] = record.auth_mode
             grant = None
             if record.access_token is not None:
                 grant = TokenGrant(
@@ -284,8 +287,7 @@ class ConnectionImporter:
                     tags=record.tags,
                     metadata=record.metadata,
                     credentials=credentials,
-                    via="import",
-                    **({"auth_mode": record.auth_mode} if credentials else {}),
+                    **detail,
                 )
             except (DecryptionError, KeyConfigurationError):
                 # Keeping the old refresh token (the line has none) needs it opened.

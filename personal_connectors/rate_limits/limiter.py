@@ -46,6 +46,8 @@ STORAGE_WARNING_SECONDS = 60.0
 # A Redis that does not answer within this fails open like one that refuses connections.
 REDIS_TIMEOUT_SECONDS = 0.5
 REDIS_KEY_PREFIX = "personal-connectors"
+# Bucket keys remembered (one per caller, or per service key and end user) before starting over.
+KEY_CACHE_SIZE = 100_000
 # The first identifier of a service key's shared bucket (a caller's is "caller").
 SERVICE_TOTAL = "service"
 
@@ -70,7 +72,9 @@ class RateLimits:
         ``location``: ``CONNECTORS_RATE_LIMIT_STORAGE``."""
         self.caller = parse(caller) if caller else None
         self.service = parse(service) if service else None
-        self.storage: Storage = WindowCounters()
+        # In memory, one synchronous call counts and tells the window's end.
+        self._counters: WindowCounters | None = WindowCounters()
+        self.storage: Storage = self._counters
         if location is not None and location != "memory://":
             storage = storage_from_string(
                 f"async+{location}",
@@ -81,6 +85,9 @@ class RateLimits:
             )
             assert isinstance(storage, Storage)  # an async+ URI gives the asyncio storage
             self.storage = storage
+            self._counters = None
+        # Bucket keys by (limit, identifiers): `limits`' key_for joins strings every time.
+        self._keys: dict[tuple[RateLimitItem, tuple[str, ...]], str] = {}
         self._skip_until: float = 0.0  # monotonic: the storage failed; admit uncounted until then
         self._warned_at: float = -math.inf
 
@@ -122,7 +129,7 @@ class RateLimits:
             return [], None
         try:
             for item, ids in buckets:
-                key = item.key_for(*ids)
+                key = self._key(item, ids)
                 used = await self.storage.get(key)
                 if used >= item.amount:
                     reset = max(0, math.ceil(await self.storage.get_expiry(key) - time.time()))
@@ -146,13 +153,25 @@ class RateLimits:
             buckets.append((self.service, (SERVICE_TOTAL, api_key_id)))
         return buckets
 
+    def _key(self, item: RateLimitItem, ids: tuple[str, ...]) -> str:
+        key = self._keys.get((item, ids))
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            key = self._keys[(item, ids)] = item.key_for(*ids)
+        return key
+
     async def _count(self, item: RateLimitItem, ids: tuple[str, ...]) -> _Count:
         """`limits`' fixed window (``FixedWindowRateLimiter.hit``: one increment of the
         bucket's counter, which opens its window), reading what is left from that increment's
         own result rather than from a second read, which other requests may have moved on."""
-        key = item.key_for(*ids)
-        used = await self.storage.incr(key, item.get_expiry())
-        reset = max(0, math.ceil(await self.storage.get_expiry(key) - time.time()))
+        key = self._key(item, ids)
+        if self._counters is not None:
+            used, ends = self._counters.hit(key, item.get_expiry())
+        else:
+            used = await self.storage.incr(key, item.get_expiry())
+            ends = await self.storage.get_expiry(key)
+        reset = max(0, math.ceil(ends - time.time()))
         admitted = used <= item.amount
         if not admitted and reset == 0:
             # A full bucket without an expiry: in Redis the increment that opened it lost its

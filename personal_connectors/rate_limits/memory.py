@@ -33,15 +33,21 @@ class WindowCounters(Storage):
         return ValueError
 
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        return self.hit(key, expiry, amount)[0]
+
+    def hit(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
+        """``incr`` and ``get_expiry`` in one synchronous call: the count after this increment
+        and when its window ends (``time.time()``). The limiter's path for this storage."""
         now = time.time()
-        if self._ends.get(key, 0.0) <= now:  # no window, or it ended: this opens one
+        end = self._ends.get(key, 0.0)
+        if end <= now:  # no window, or it ended: this opens one
             if now >= self._next_sweep:
                 self._sweep(now)
-            self._ends[key] = now + expiry
+            end = self._ends[key] = now + expiry
             self._counts[key] = amount
-            return amount
-        self._counts[key] += amount
-        return self._counts[key]
+            return amount, end
+        count = self._counts[key] = self._counts[key] + amount
+        return count, end
 
     async def get(self, key: str) -> int:
         if self._ends.get(key, 0.0) <= time.time():

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from personal_connectors.apps.gateway import client_for
+from personal_connectors.apps.registrations import McpRegistrations
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.events.repository import EventRepository, event_row
 from personal_connectors.events.types import EventType
@@ -351,19 +352,32 @@ class Refresher:
         if connection.auth_mode in MINTING_MODES:
             return await self._mint_again(session, connection, entry, owner, writer, attempt)
         refresh_token = self.vault.refresh_token(connection)
-        app = await credentials(connection.oauth_app_id)
+        call_seconds = self.runtime.settings.refresh_request_seconds
+        registered = None
+        if connection.mcp_server_url is not None:  # a custom MCP server's registration
+            registered = await McpRegistrations(session, self.runtime).client(
+                connection.mcp_registration_id, call_seconds=call_seconds
+            )
+            entry = registered[0] if registered is not None else None
+            app = registered[1].credentials if registered is not None else None
+        else:
+            app = await credentials(connection.oauth_app_id)
         if entry is None or app is None or refresh_token is None or not entry.supports_refresh:
             count_refresh(connection.app_key, "cannot_refresh")
             return await self._cannot_refresh(session, connection)
         await (
             session.commit()
         )  # no transaction (nor its connection) held while the provider answers
-        client = await client_for(
-            self.runtime,
-            entry,
-            connection.integration_params,
-            app,
-            call_seconds=self.runtime.settings.refresh_request_seconds,
+        client = (
+            registered[1]
+            if registered is not None
+            else await client_for(
+                self.runtime,
+                entry,
+                connection.integration_params,
+                app,
+                call_seconds=call_seconds,
+            )
         )
         provider = connection.app_key
         try:

@@ -24,7 +24,13 @@ from personal_connectors.identity.service import (
     presented_key_hash,
     principal_of,
 )
-from personal_connectors.models import ID_MAX_LENGTH, Connection, ConnectionStatus, utcnow
+from personal_connectors.models import (
+    ID_MAX_LENGTH,
+    NO_AUTH_MODE,
+    Connection,
+    ConnectionStatus,
+    utcnow,
+)
 from personal_connectors.providers.scopes import MAX_SCOPES, SCOPE_MAX_LENGTH, Scope
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import count_handout
@@ -41,8 +47,9 @@ from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.schemas import TokenOut
 from personal_connectors.tokens.vault import TokenVault
 
-# Credentials modes whose connections hold no token: the token route hands out the fields.
-KEPT_MODES = frozenset({"api_key", "basic"})
+# Modes whose connections hold no token: the token route hands out the fields (none for a
+# custom MCP server that needs no authorization).
+KEPT_MODES = frozenset({"api_key", "basic", NO_AUTH_MODE})
 
 _SCOPES = TypeAdapter(list[Scope])
 
@@ -207,11 +214,13 @@ class TokenService:
             raise ReauthorizationRequired(
                 connection.status_reason or "The provider refused the stored credentials."
             )
-        sealed = await TokenRepository.credentials_of(self.runtime.sessions, connection.id)
-        if sealed is None:
-            raise ConnectionNotFound()  # deleted since the lookup
-        key_id, blob = sealed
-        values = TokenVault(self.runtime.sealer).open_credentials(connection.id, key_id, blob)
+        values: dict[str, str] = {}  # a custom MCP server that needs no authorization: none
+        if connection.auth_mode != NO_AUTH_MODE:
+            sealed = await TokenRepository.credentials_of(self.runtime.sessions, connection.id)
+            if sealed is None:
+                raise ConnectionNotFound()  # deleted since the lookup
+            key_id, blob = sealed
+            values = TokenVault(self.runtime.sealer).open_credentials(connection.id, key_id, blob)
         self.runtime.token_audit.record(
             connection.id,
             connection.organization_id,

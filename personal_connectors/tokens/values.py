@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from personal_connectors.models import Connection
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.records import ConnectionLike
-from personal_connectors.tokens.service import TokenService
+from personal_connectors.tokens.service import KEPT_MODES, TokenService
 from personal_connectors.tokens.vault import TokenVault
 
 
@@ -41,7 +41,7 @@ async def credential_values(
         values = {}
     else:
         raise TypeError("a credentials connection's fields are read from its row")
-    if connection.auth_mode in ("api_key", "basic"):
+    if connection.auth_mode in KEPT_MODES:
         return values
     token = await TokenService(session, runtime).fresh_token(connection, force=force_refresh)
     return {**values, "access_token": token.access_token}

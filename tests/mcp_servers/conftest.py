@@ -54,10 +54,12 @@ def mcp_server(mcp_oidc: OidcProvider) -> Iterator[McpServer]:
 
 
 @pytest.fixture
-def upstream(mcp_server: McpServer) -> McpServer:
-    """The MCP server, its counts starting from zero."""
+def upstream(mcp_server: McpServer) -> Iterator[McpServer]:
+    """The MCP server, its counts starting from zero; what a test made it refuse is undone
+    after it, for the tests that use the server without this fixture."""
     mcp_server.reset()
-    return mcp_server
+    yield mcp_server
+    mcp_server.reset()
 
 
 def _entry(oidc: OidcProvider, name: str, mcp_url: str | None) -> dict[str, object]:

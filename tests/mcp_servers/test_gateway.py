@@ -120,6 +120,40 @@ def test_a_call_is_forwarded_and_its_result_returned_as_the_server_gave_it(
     assert upstream.calls["tools/call close_issue"] == 1
 
 
+def test_calls_share_one_upstream_session_per_connection_and_token(
+    api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
+) -> None:
+    connect(api, tenant, MCP_KEY, "ada")
+    search = call(f"{MCP_KEY}__search_issues", {"query": "bug"})
+    first: CallToolResult = gateway(mcp_service, tenant, search)
+    assert first.is_error is False
+    upstream.reset()
+
+    second: CallToolResult = gateway(mcp_service, tenant, search)
+
+    assert second.is_error is False
+    assert upstream.calls["tools/call search_issues"] == 1
+    # The session of the first call, kept: no new handshake, only the call itself.
+    assert upstream.calls["request"] == 1
+
+
+def test_a_session_the_server_forgot_is_replaced_and_the_call_made_once(
+    api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
+) -> None:
+    connect(api, tenant, MCP_KEY, "ada")
+    search = call(f"{MCP_KEY}__search_issues", {"query": "bug"})
+    gateway(mcp_service, tenant, search)
+    upstream.forget_sessions()  # the server restarted
+    upstream.calls.clear()
+
+    result: CallToolResult = gateway(mcp_service, tenant, search)
+
+    assert result.is_error is False
+    assert result.content[0].text == "called search_issues with {'query': 'bug'}"  # type: ignore[union-attr]
+    assert upstream.calls["forgotten session POST"] == 1  # the kept session, refused
+    assert upstream.calls["tools/call search_issues"] == 1  # then once, in a new session
+
+
 def test_a_tool_the_caller_may_not_use_is_unknown_and_never_called(
     api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
 ) -> None:

@@ -20,14 +20,19 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
 from mcp.types import (
+    INVALID_REQUEST,
     CallToolRequestParams,
     CallToolResult,
+    ErrorData,
+    JSONRPCError,
     ListToolsResult,
     PaginatedRequestParams,
     TextContent,
     Tool,
     ToolAnnotations,
 )
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.support.oidc import OidcProvider, free_port
 
@@ -67,6 +72,7 @@ class IntrospectingVerifier:
         self._owner = owner
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        self._owner.count("request")  # every HTTP request to the server carries a token
         if self._owner.refuse_every_token or token in self._owner.refused_tokens:
             self._owner.count("refused")
             return None
@@ -100,6 +106,10 @@ class McpServer:
         self.refused_tokens: set[str] = set()
         self.refuse_every_token = False
         self.api_keys: set[str] = set()
+        # Session ids the server was asked about, and those it answers 404 for (as it would
+        # after a restart: ``forget_sessions``).
+        self._sessions_seen: set[bytes] = set()
+        self._forgotten: set[bytes] = set()
         self._lock = threading.Lock()
         server: Server[Any] = Server(
             SERVER_NAME,
@@ -118,9 +128,37 @@ class McpServer:
             ),
         )
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn.Config(
+                self._forgetting(app), host="127.0.0.1", port=self.port, log_level="warning"
+            )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def _forgetting(self, app: ASGIApp) -> ASGIApp:
+        """``app``, answering a forgotten session 404 as the SDK answers one it does not know."""
+
+        async def forgetting(scope: Scope, receive: Receive, send: Send) -> None:
+            session = dict(scope.get("headers", [])).get(b"mcp-session-id")
+            if scope["type"] == "http" and session is not None:
+                if session in self._forgotten:
+                    self.count(f"forgotten session {scope['method']}")
+                    error = ErrorData(code=INVALID_REQUEST, message="Session not found")
+                    body = JSONRPCError(jsonrpc="2.0", id=None, error=error)
+                    answer = Response(
+                        body.model_dump_json(by_alias=True, exclude_unset=True),
+                        status_code=404,
+                        media_type="application/json",
+                    )
+                    await answer(scope, receive, send)
+                    return
+                self._sessions_seen.add(session)
+            await app(scope, receive, send)
+
+        return forgetting
+
+    def forget_sessions(self) -> None:
+        """Every session so far is unknown from now on, as after a restart."""
+        self._forgotten |= self._sessions_seen
 
     @property
     def url(self) -> str:
@@ -149,6 +187,7 @@ class McpServer:
         self.refused_tokens.clear()
         self.refuse_every_token = False
         self.api_keys.clear()
+        self._forgotten.clear()
 
     async def _list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
         cursor = params.cursor if params is not None else None

@@ -118,7 +118,9 @@ class OidcProvider:
         ``redirect_uris``, ``grant_types`` default to authorization_code + refresh_token,
         ``token_endpoint_auth_method``...). ``features`` keys: ``par``, ``device_flow``,
         ``require_par``, ``client_credentials`` (machine clients registered with
-        ``grant_types: ["client_credentials"]``). ``extra_scopes``: scopes it grants besides
+        ``grant_types: ["client_credentials"]``), ``registration`` (RFC 7591 dynamic client
+        registration, open to anyone), ``resource_indicators`` (RFC 8707: a token asked for a
+        ``resource`` is a JWT with that audience and the scope ``mcp:tools``). ``extra_scopes``: scopes it grants besides
         ``openid email profile offline_access``. With ``auto_login`` every interaction is completed by redirects
         as that account, granting all requested scopes.
         """
@@ -257,6 +259,13 @@ class OidcProvider:
     def metadata(self) -> dict[str, Any]:
         """The discovery document as fetched at start-up."""
         return self._metadata
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """The clients registered dynamically (RFC 7591; ``features={"registration": True}``),
+        oldest first: ``client_id`` and ``redirect_uris``."""
+        response = httpx.get(f"{self._issuer}/test/registrations", timeout=5.0)
+        response.raise_for_status()
+        return list(response.json())
 
     def grants_issued(self) -> dict[str, int]:
         """How many token requests the provider answered with a token, per ``grant_type``."""

@@ -22,6 +22,7 @@ const {
   features = {},
   auto_login: autoLogin = null,
   extra_scopes: extraScopes = [],
+  resource_scopes: resourceScopes = ['mcp:tools'],
 } = config;
 
 const log = (...args) => process.stderr.write(`[oidc-provider] ${args.join(' ')}\n`);
@@ -88,6 +89,24 @@ const provider = new Provider(issuer, {
     deviceFlow: { enabled: Boolean(features.device_flow) },
     // Machine clients (grant_types ["client_credentials"]) mint tokens with no user.
     clientCredentials: { enabled: Boolean(features.client_credentials) },
+    // RFC 7591: anyone may register a client (as MCP clients do at an MCP server's provider).
+    ...(features.registration ? { registration: { enabled: true } } : {}),
+    // RFC 8707: a token asked for a resource is a JWT whose audience is that resource (an MCP
+    // server checks it is itself), with the resource server's own scope.
+    ...(features.resource_indicators ? {
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => undefined,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resourceIndicator) => ({
+          scope: resourceScopes.join(' '),
+          audience: resourceIndicator,
+          accessTokenTTL,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    } : {}),
   },
   ...(autoLogin ? { interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` } } : {}),
 });
@@ -131,7 +150,7 @@ if (autoLogin) {
 // for each in the output of every process they started (tests/support/outputs.py).
 if (config.issued_file) {
   const SECRET_PARAMS = ['code', 'code_verifier', 'refresh_token', 'device_code', 'token', 'client_secret'];
-  const SECRET_ANSWERS = ['access_token', 'refresh_token', 'id_token', 'device_code'];
+  const SECRET_ANSWERS = ['access_token', 'refresh_token', 'id_token', 'device_code', 'client_secret'];
   provider.use(async (ctx, next) => {
     await next();
     const seen = [];
@@ -185,9 +204,18 @@ provider.use(async (ctx, next) => {
   if (ctx.method !== 'GET' || ctx.path !== '/test/grants') return next();
   ctx.body = grantsIssued;
 });
+// GET /test/registrations: the clients registered dynamically (RFC 7591), oldest first.
+const registered = [];
+provider.on('registration_create.success', (ctx, client) => {
+  registered.push({ client_id: client.clientId, redirect_uris: client.redirectUris });
+});
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'GET' || ctx.path !== '/test/registrations') return next();
+  ctx.body = registered;
+});
 
 // Error codes and descriptions only (they never contain token values).
-for (const event of ['grant.error', 'authorization.error', 'revocation.error', 'userinfo.error',
+for (const event of ['grant.error', 'registration_create.error', 'authorization.error', 'revocation.error', 'userinfo.error',
   'introspection.error', 'pushed_authorization_request.error', 'device_authorization.error']) {
   provider.on(event, (ctx, err) => log(event, err.error ?? err.name, JSON.stringify(err.error_detail ?? err.error_description ?? '')));
 }
