@@ -59,9 +59,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         refreshing = embedded_refresher(app.state.runtime)
         # Outermost, so the audit's last flush comes after the other background work stopped.
         auditing = app.state.runtime.token_audit.running(app.state.runtime.sessions)
+        stamping = app.state.runtime.key_use.running(app.state.runtime.sessions)
         try:
             async with (
                 auditing,
+                stamping,
                 refreshing,
                 running_worker(app.state.runtime),
                 app.state.mcp_gateway.running(),

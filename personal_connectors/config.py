@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # Narrower: plain http to this machine's loopback (`127.0.0.1`, `[::1]`, `localhost`) and
     # nothing else internal (SPEC §9's outbound rule); development and tests.
     allow_http_loopback: bool = False
+    # Narrower still: the same, for webhook deliveries (and their registration) only; every
+    # other call keeps the rule (``allow_http_loopback`` includes it).
+    webhook_allow_http_loopback: bool = False
     # The proxy (proxy/): the largest request body it forwards (413 beyond), and how long a call
     # to the provider may take until its answer starts (504 beyond).
     proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -201,6 +204,11 @@ class Settings(BaseSettings):
     def loopback_allowed(self) -> bool:
         """Whether an outbound call may go to this machine's loopback over plain http."""
         return self.outbound_allow_internal or self.allow_http_loopback
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        """Whether a webhook may be delivered to this machine's loopback over plain http."""
+        return self.loopback_allowed or self.webhook_allow_http_loopback
 
     @property
     def redirect_uri(self) -> str:

@@ -16,6 +16,7 @@ from personal_connectors.config import Settings
 from personal_connectors.crypto.aead import Sealer
 from personal_connectors.crypto.keyring import load_keyring
 from personal_connectors.events.audit import TokenAudit
+from personal_connectors.events.key_use import KeyUse
 from personal_connectors.oauth.rfc7517 import KeySetCache
 from personal_connectors.oauth.rfc8414 import MetadataCache
 from personal_connectors.outbound.client import OutboundClient, create_client
@@ -49,6 +50,9 @@ class Runtime:
     refresh_flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     # Tokens handed out, queued for the batched audit writer the app's lifespan runs.
     token_audit: TokenAudit = field(default_factory=TokenAudit)
+    # API keys used, for their ``last_used_at`` (stamped by the app's lifespan, at most once a
+    # minute per key and process).
+    key_use: KeyUse = field(default_factory=KeyUse)
     # MCP servers' tool lists, per connection (mcp_servers.service).
     mcp_tools: StampedCache[Any] = field(default_factory=StampedCache)
     # The token hot path's read on the driver (storage.driver, tokens.repository).

@@ -25,12 +25,7 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.grants import GrantProviders, start_grant_providers
 from tests.support.minting_servers import MachineSecrets, MintingServers, start_machine_oidc
 from tests.support.oidc import OidcProvider, free_port
-from tests.support.service import (
-    TEST_ENCRYPTION_KEY,
-    ServiceProcess,
-    create_postgres_database,
-    drop_postgres_database,
-)
+from tests.support.service import ServiceProcess, running_service, service_env
 from tests.support.upstream_api import PROXY_KEYS, UpstreamApi, proxy_entries
 
 BACKENDS = ("sqlite", "postgres")
@@ -234,10 +229,7 @@ def service(
     backend: str = request.param
     workdir = tmp_path_factory.mktemp(f"service-{backend}")
     port = service_ports[backend]
-    env = {
-        "CONNECTORS_DATA_DIR": str(workdir / "data"),
-        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
-        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+    env = service_env(workdir, port) | {
         "CONNECTORS_PROVIDERS_FILE": str(
             write_providers_file(
                 workdir / "providers.yaml",
@@ -272,13 +264,6 @@ def service(
         # starts a second process that polls quickly).
         "CONNECTORS_COMPLETE_WAIT_POLL_SECONDS": "30",
     }
-    database_url = None
-    if backend == "postgres":
-        database_url = create_postgres_database()
-        env["CONNECTORS_DATABASE_URL"] = database_url
-        proc = ServiceProcess(port, env, workdir / "service.log")
-        proc.cli("migrate")
-    proc = ServiceProcess(port, env, workdir / "service.log").start()
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
@@ -287,11 +272,9 @@ def service(
         for key in (*configured, *fake_keys):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
-    proc.run_db(configure_app)
-    yield proc
-    proc.stop()
-    if database_url:
-        drop_postgres_database(database_url)
+    with running_service(backend, port, env, workdir / "service.log") as proc:
+        proc.run_db(configure_app)
+        yield proc
 
 
 @dataclass(frozen=True)
@@ -327,16 +310,23 @@ def make_tenant(
 
 
 @pytest.fixture
-def tenant(service: ServiceProcess) -> Tenant:
-    return make_tenant(service)
+def service_under_test(service: ServiceProcess) -> ServiceProcess:
+    """The service ``tenant``, ``other_tenant`` and ``api`` belong to: the session's, unless a
+    folder whose tests run against a service of their own overrides this fixture."""
+    return service
 
 
 @pytest.fixture
-def other_tenant(service: ServiceProcess) -> Tenant:
-    return make_tenant(service)
+def tenant(service_under_test: ServiceProcess) -> Tenant:
+    return make_tenant(service_under_test)
 
 
 @pytest.fixture
-def api(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.api, timeout=30) as client:
+def other_tenant(service_under_test: ServiceProcess) -> Tenant:
+    return make_tenant(service_under_test)
+
+
+@pytest.fixture
+def api(service_under_test: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service_under_test.api, timeout=30) as client:
         yield client

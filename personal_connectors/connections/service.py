@@ -35,7 +35,7 @@ from personal_connectors.models import (
 )
 from personal_connectors.oauth.client import OAuthClient, TokenGrant
 from personal_connectors.oauth.identity import AccountIdentity
-from personal_connectors.providers.schema import ProviderEntry
+from personal_connectors.providers.schema import MINTING_MODES, ProviderEntry
 from personal_connectors.runtime import Runtime
 from personal_connectors.storage.paging import Page, PageRequest
 from personal_connectors.tokens.exceptions import ConnectionNotFound
@@ -51,6 +51,16 @@ class McpServerOf:
     server_url: str
     display_name: str
     registration_id: str | None  # None: the server needs no authorization
+
+
+@dataclass(frozen=True)
+class StoredCredentials:
+    """A credentials-mode connection's (SPEC §10) mode, fields and label, as an import writes
+    them (``POST /credentials`` proves them first: ``credentials.service``)."""
+
+    auth_mode: str
+    values: Mapping[str, str]
+    name: str | None = None
 
 
 class ConnectionService:
@@ -121,6 +131,7 @@ class ConnectionService:
         tags: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         mcp: McpServerOf | None = None,
+        credentials: StoredCredentials | None = None,
         **event_detail: Any,
     ) -> tuple[Connection, bool]:
         """Write an authorization onto ``existing`` (this account's live connection) or a new one.
@@ -132,6 +143,10 @@ class ConnectionService:
         leaves ``existing`` untouched. ``tags`` and ``metadata`` (an import's, checked by the
         caller) replace the connection's when given; a flow gives none and keeps them. Returns
         the connection and whether it is new.
+
+        ``credentials``: an imported credentials-mode connection's fields, with its minted token
+        as ``grant`` if it has one; a minting connection without one is due at once, so the
+        first hand-out mints it.
         """
         created = existing is None
         connection = existing or Connection(
@@ -142,7 +157,14 @@ class ConnectionService:
             account_id=identity.account_id,
             version=1,
         )
-        if grant is not None:
+        if credentials is not None:
+            self.vault.store_credentials(connection, credentials.values, grant)
+            connection.auth_mode = credentials.auth_mode
+            if credentials.name is not None:
+                connection.credential_name = credentials.name
+            if grant is None and credentials.auth_mode in MINTING_MODES:
+                connection.expires_at = utcnow()
+        elif grant is not None:
             self.vault.store(connection, grant)
         else:  # a custom MCP server that needs no authorization: nothing to seal
             connection.key_id = self.runtime.sealer.key_id

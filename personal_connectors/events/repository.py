@@ -14,13 +14,14 @@ from functools import cache
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, exists, select
+from sqlalchemy import CursorResult, Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.events import outbox
 from personal_connectors.events.outbox import RecordedEvent, Subscriptions
 from personal_connectors.events.types import EventType
 from personal_connectors.models import (
+    APIKey,
     Connection,
     ConnectionEvent,
     DeliveryStatus,
@@ -260,3 +261,25 @@ class EventRepository:
             if deleted >= limit:
                 break
         return deleted
+
+
+class KeyUseRepository:
+    """``api_keys.last_used_at`` (``events.key_use``): stamped, never moved back."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def stamp(self, uses: Mapping[str, datetime]) -> None:
+        # The table, not the mapped class: a plain executemany, not an ORM bulk update.
+        table = cast(Table, APIKey.__table__)
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("key_id"),
+                or_(table.c.last_used_at.is_(None), table.c.last_used_at < bindparam("at")),
+            )
+            .values(last_used_at=bindparam("at"))
+        )
+        await self.session.execute(
+            statement, [{"key_id": key_id, "at": at} for key_id, at in sorted(uses.items())]
+        )

@@ -84,6 +84,7 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
         principal = await exchanged_principal(runtime, session, presented)
     else:
         principal = await IdentityService(session).authenticate(presented)
+    runtime.key_use.record(principal.api_key_id)
     if runtime.rate_limits is not None:
         # The end user a request is for: its query's, or the path's (``/end-users/{id}``).
         end_user_id = request.query_params.get("end_user_id") or request.path_params.get(

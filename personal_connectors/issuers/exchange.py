@@ -44,6 +44,7 @@ from personal_connectors.oauth.rfc8693 import (
     verify_subject_token,
 )
 from personal_connectors.outbound.urls import check_url
+from personal_connectors.rate_limits import FAILED_EXCHANGES
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.exceptions import ReauthorizationRequired
 from personal_connectors.tokens.service import TokenService
@@ -111,7 +112,14 @@ class TokenExchange:
                 f"{SELF_AUDIENCE!r} for a token of this service).",
             )
         assert key.organization_id is not None
-        end_user_id = await self._end_user_of(key.organization_id, subject_token)
+        if self.runtime.rate_limits is not None:
+            await self._failures_spent(key)
+        try:
+            end_user_id = await self._end_user_of(key.organization_id, subject_token)
+        except ExchangeError as exc:
+            if exc.error == "invalid_grant" and self.runtime.rate_limits is not None:
+                await self._rate_limited(key, FAILED_EXCHANGES)
+            raise
         if self.runtime.rate_limits is not None:
             await self._rate_limited(key, end_user_id)
         if audience == SELF_AUDIENCE:
@@ -139,6 +147,7 @@ class TokenExchange:
             raise ExchangeError(
                 "unauthorized_client", "A user key cannot exchange tokens; use an exchange key."
             )
+        self.runtime.key_use.record(key.id)
         return key
 
     async def _rate_limited(self, key: APIKey, end_user_id: str) -> None:
@@ -149,6 +158,17 @@ class TokenExchange:
         headers, refused = await self.runtime.rate_limits.check(key.id, True, end_user_id)
         self.response_headers = headers
         if refused is not None:
+            raise ExchangeError("slow_down", refused.system_message, 429, refused.headers)
+
+    async def _failures_spent(self, key: APIKey) -> None:
+        """429 ``slow_down`` before any verification when the key's failed exchanges already
+        filled their bucket: a flood of bad subject tokens then costs a counter read each, not
+        a signature check (nor a key set fetch for an unknown ``kid``). Failures are counted
+        (``_rate_limited`` with ``FAILED_EXCHANGES``) once verification refused them."""
+        assert self.runtime.rate_limits is not None
+        headers, refused = await self.runtime.rate_limits.spent(key.id, True, FAILED_EXCHANGES)
+        if refused is not None:
+            self.response_headers = headers
             raise ExchangeError("slow_down", refused.system_message, 429, refused.headers)
 
     async def _end_user_of(self, organization_id: str, subject_token: str) -> str:

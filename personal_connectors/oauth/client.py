@@ -316,8 +316,9 @@ class OAuthClient:
             expires_at = None
         if expires_at is None and self.entry.default_expires_in:
             expires_at = utcnow() + timedelta(seconds=self.entry.default_expires_in)
-        scope_text = lookup_text(token, "scope")
-        scopes = _split_scopes(scope_text) if scope_text is not None else list(requested_scopes)
+        # RFC 6749 §5.1: the granted scope, or when the answer has none the requested one (a
+        # blank `scope` names no scope-token: it is read as none sent, not as none granted).
+        scopes = _split_scopes(lookup_text(token, "scope") or "") or list(requested_scopes)
         raw = scrub_secrets(dict(token))
         # Read from the scrubbed answer, so no credential can become metadata.
         metadata = {

@@ -2,9 +2,12 @@
 
 Every call to a provider, a discovery document, a revocation endpoint or a webhook receiver
 goes through it, so they share one connection pool (keep-alive), one TLS context (the CA
-bundle read once) and the guard. Timeouts are per call (``timeout=``); the client's default is
-the provider timeout. No redirect is followed, and no cookie is ever kept: the jar's policy
-accepts none, so nothing a provider sets reaches another provider or another user's call.
+bundle read once) and the guard (webhook deliveries, where
+``CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK`` widens the rule for them, through a transport of
+their own: ``WebhookRouting``). Timeouts are per call
+(``timeout=``); the client's default is the provider timeout. No redirect is followed, and no
+cookie is ever kept: the jar's policy accepts none, so nothing a provider sets reaches another
+provider or another user's call.
 Proxies named in the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) are honoured.
 """
 
@@ -15,13 +18,14 @@ import ipaddress
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 
 from personal_connectors.config import Settings
-from personal_connectors.outbound.guard import OutboundPolicy
+from personal_connectors.outbound.guard import WEBHOOK_EXTENSION, OutboundPolicy
 from personal_connectors.outbound.transport import GuardedTransport
 from personal_connectors.telemetry import tracing
 
@@ -112,14 +116,19 @@ def create_client(
         allow_internal=settings.outbound_allow_internal,
         allow_loopback=settings.allow_http_loopback,
     )
+    webhook_policy = policy
+    if settings.webhook_loopback_allowed != settings.loopback_allowed:
+        webhook_policy = replace(policy, allow_loopback=True)
     ssl_context = httpx.create_ssl_context(trust_env=True)
+    plain = transport
     if transport is None:
-        transport = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)
-        mounts = _environment_proxies(policy, ssl_context)
+        plain = GuardedTransport(policy, ssl_context=ssl_context, limits=LIMITS)
+        transport = _with_webhooks(plain, webhook_policy, ssl_context=ssl_context, limits=LIMITS)
+        mounts = _environment_proxies(policy, webhook_policy, ssl_context)
     else:
         mounts = {}
     client = OutboundClient(
-        plain=None if mounts else transport,
+        plain=None if mounts else plain,
         transport=transport,
         mounts=mounts,
         timeout=settings.provider_timeout_seconds,
@@ -132,8 +141,34 @@ def create_client(
     return client
 
 
+class WebhookRouting(httpx.AsyncBaseTransport):
+    """Requests marked ``WEBHOOK_CALL`` go to a transport of their own, judged by the webhook
+    policy, with connections of their own (so one it allowed never serves another call); every
+    other request to the shared one. Only when the webhook policy is wider (``_with_webhooks``)."""
+
+    def __init__(self, shared: GuardedTransport, webhooks: GuardedTransport) -> None:
+        self.shared = shared
+        self.webhooks = webhooks
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        marked = request.extensions.get(WEBHOOK_EXTENSION)
+        return await (self.webhooks if marked else self.shared).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.shared.aclose()
+        await self.webhooks.aclose()
+
+
+def _with_webhooks(
+    shared: GuardedTransport, webhook_policy: OutboundPolicy, **options: Any
+) -> httpx.AsyncBaseTransport:
+    if webhook_policy == shared.policy:
+        return shared
+    return WebhookRouting(shared, GuardedTransport(webhook_policy, **options))
+
+
 def _environment_proxies(
-    policy: OutboundPolicy, ssl_context: ssl.SSLContext
+    policy: OutboundPolicy, webhook_policy: OutboundPolicy, ssl_context: ssl.SSLContext
 ) -> dict[str, httpx.AsyncBaseTransport | None]:
     """Mounts for the proxies the environment names, as httpx reads them for its own transport
     (it ignores them for a client given a transport): ``NO_PROXY`` hosts go direct."""
@@ -142,9 +177,9 @@ def _environment_proxies(
     for scheme in ("http", "https", "all"):
         if url := found.get(scheme):
             proxy = httpx.Proxy(url if "://" in url else f"http://{url}")
-            mounts[f"{scheme}://"] = GuardedTransport(
-                policy, ssl_context=ssl_context, limits=LIMITS, proxy=proxy
-            )
+            options: dict[str, Any] = {"ssl_context": ssl_context, "limits": LIMITS, "proxy": proxy}
+            guarded = GuardedTransport(policy, **options)
+            mounts[f"{scheme}://"] = _with_webhooks(guarded, webhook_policy, **options)
     if not mounts:
         return {}
     for host in (item.strip() for item in found.get("no", "").split(",")):

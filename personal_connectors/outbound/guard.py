@@ -23,6 +23,12 @@ import httpx
 from personal_connectors.outbound.addresses import parse_address, refusal
 from personal_connectors.outbound.urls import LOOPBACK_HOSTS
 
+# The request extension that marks a webhook delivery (``extensions=WEBHOOK_CALL``): the
+# shared client sends it under the webhook policy (``client.WebhookRouting``), which
+# CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK widens. httpcore ignores extensions it does not know.
+WEBHOOK_EXTENSION = "personal_connectors.webhook"
+WEBHOOK_CALL = {WEBHOOK_EXTENSION: True}
+
 # ``host, port -> addresses``; the system resolver unless a unit test gives another.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 

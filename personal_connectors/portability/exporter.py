@@ -1,4 +1,5 @@
-"""Exporting an organization's live connections, tokens included, always encrypted.
+"""Exporting an organization's live connections, tokens (and SPEC §10 credentials) included,
+always encrypted.
 
 The lines are exactly what ``importer`` reads, so ``export`` then ``import`` moves connections
 between organizations or installations; the file is wrapped in ``envelope`` because it holds
@@ -47,10 +48,6 @@ class ConnectionExporter:
         """The organization's live connections, oldest first, streamed from the database."""
         connections = ConnectionRepository(self.session)
         async for connection in connections.stream_live(organization_id, STREAM_ROWS):
-            if connection.credentials_ct is not None:
-                # Connections made with credentials (SPEC §10) are not in the file format;
-                # they are connected again with their credentials.
-                continue
             yield self._record(connection, await self._client_id(connection))
 
     async def _require_organization(self, organization_id: str) -> None:
@@ -80,10 +77,13 @@ class ConnectionExporter:
         try:
             access_token = self.vault.access_token(connection)
             refresh_token = self.vault.refresh_token(connection)
+            credentials = self.vault.credentials(connection)
         except (DecryptionError, KeyConfigurationError):
             raise PortabilityError(
                 f"connection {connection.id}: its tokens do not open with the configured keys"
             ) from None
+        if connection.auth_mode == "oauth2" and not connection.mcp_server_url:
+            access_token = access_token or ""  # (refused below: a live one always has one)
         try:
             return ConnectionRecord(
                 # An end user's connection names the platform's id, not the internal user.
@@ -93,7 +93,7 @@ class ConnectionExporter:
                 account_id=connection.account_id,
                 account_email=connection.account_email,
                 account_name=connection.account_name,
-                access_token=access_token if connection.mcp_server_url else access_token or "",
+                access_token=access_token,
                 refresh_token=refresh_token,
                 expires_at=connection.expires_at,
                 scopes=list(connection.scopes or []),
@@ -104,6 +104,11 @@ class ConnectionExporter:
                 mcp_server_url=connection.mcp_server_url,
                 display_name=connection.display_name if connection.mcp_server_url else None,
                 mcp_client_id=mcp_client_id,
+                provider_metadata=dict(connection.provider_metadata or {}),
+                # A custom MCP server's line says by its tokens whether it needs authorization.
+                auth_mode="oauth2" if connection.mcp_server_url else connection.auth_mode,
+                credentials=credentials,
+                credential_name=connection.credential_name,
             )
         except ValidationError as exc:
             raise PortabilityError(

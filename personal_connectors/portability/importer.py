@@ -24,7 +24,11 @@ from personal_connectors.apps.registrations import CUSTOM_MCP
 from personal_connectors.apps.repository import McpRegistrationRepository
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.connections.repository import ConnectionRepository
-from personal_connectors.connections.service import ConnectionService, McpServerOf
+from personal_connectors.connections.service import (
+    ConnectionService,
+    McpServerOf,
+    StoredCredentials,
+)
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.exceptions import ConnectorNotConfigured
@@ -254,7 +258,10 @@ class ConnectionImporter:
 
     async def _stage(self, valid: list[_Valid]) -> tuple[list[bool], list[LineError]]:
         live = await self._live_connections({item.key for item in valid})
-        await self._resolve_apps({item.record.app_key for item in valid} - {CUSTOM_MCP})
+        await self._resolve_apps(
+            {item.record.app_key for item in valid if item.record.credentials is None}
+            - {CUSTOM_MCP}
+        )
         created: list[bool] = []
         refused: list[LineError] = []
         for item in valid:
@@ -265,24 +272,33 @@ class ConnectionImporter:
                 if refusal is not None:
                     refused.append(LineError(item.line, refusal))
                     continue
-            grant = (
-                TokenGrant(
+            credentials = None
+            if record.credentials is not None:
+                credentials = StoredCredentials(
+                    record.auth_mode, record.credentials, record.credential_name
+                )
+            detail: dict[str, Any] = {"via": "import"}
+            if credentials is not None:
+                detail["auth_mode"] = record.auth_mode
+            grant = None
+            if record.access_token is not None:
+                grant = TokenGrant(
                     record.access_token,
                     record.refresh_token,
                     record.token_type,
                     record.expires_at,
                     list(record.scopes),
+                    metadata=dict(record.provider_metadata),
                 )
-                if record.access_token is not None
-                else None
-            )
             try:
                 connection, is_new = await self.connections.stage_authorization(
                     live.get(item.key),
                     organization_id=self.organization_id,
                     user_id=item.user_id,
                     app_key=record.app_key,
-                    oauth_app_id=self._app_in_effect.get(record.app_key),
+                    # A credentials connection needs no OAuth app (SPEC §10), nor a custom
+                    # MCP server's (its client is the organization's registration).
+                    oauth_app_id=None if credentials else self._app_in_effect.get(record.app_key),
                     integration_params=record.integration_params,
                     identity=AccountIdentity(
                         record.account_id, record.account_email, record.account_name
@@ -291,7 +307,8 @@ class ConnectionImporter:
                     tags=record.tags,
                     metadata=record.metadata,
                     mcp=mcp,
-                    via="import",
+                    credentials=credentials,
+                    **detail,
                 )
             except (DecryptionError, KeyConfigurationError):
                 # Keeping the old refresh token (the line has none) needs it opened.

@@ -26,6 +26,7 @@ from pydantic import (
 
 from personal_connectors.apps.registrations import CUSTOM_MCP
 from personal_connectors.connections.tags import check_metadata, check_tags
+from personal_connectors.credentials.service import check_fields
 from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.identity.service import END_USER_ID_RULE, valid_end_user_id
 from personal_connectors.models.mcp_registration import (
@@ -34,6 +35,7 @@ from personal_connectors.models.mcp_registration import (
 )
 from personal_connectors.oauth.rfc8707 import canonical_resource
 from personal_connectors.providers.catalog import Catalog
+from personal_connectors.providers.schema import CREDENTIALS_MODES, MINTING_MODES, AuthMode
 from personal_connectors.providers.templating import validate_integration_params
 
 
@@ -49,7 +51,12 @@ class ConnectionRecord(BaseModel):
     """One connection with its tokens in clear: only ever held in memory or inside an envelope.
 
     ``integration_params`` goes beyond the SPEC's line (optional, default none) so that an export
-    of a provider whose URLs need them (a Zendesk subdomain) imports into a working connection.
+    of a provider whose URLs need them (a Zendesk subdomain) imports into a working connection;
+    ``provider_metadata`` likewise (a Salesforce ``instance_url``). A connection made with
+    credentials (SPEC §10) carries its ``auth_mode`` and its ``credentials`` fields, in clear
+    like the tokens (so only ever inside the export's envelope): ``api_key`` and ``basic`` have
+    no token, the minting modes their current minted one, if any (else one is minted on first
+    use), and none has a refresh token.
 
     A ``custom_mcp`` connection (SPEC §11) adds its server and name, and ``mcp_client_id``: the
     client its tokens were issued to (the organization's registration at the server's
@@ -67,8 +74,9 @@ class ConnectionRecord(BaseModel):
     account_id: str = Field(min_length=1, max_length=255)
     account_email: str | None = Field(default=None, max_length=320)
     account_name: str | None = Field(default=None, max_length=255)
-    # repr=False: a record that reaches a log or a traceback shows no token. Required but for
-    # a custom MCP server that needs no authorization.
+    # repr=False: a record that reaches a log or a traceback shows no token. Required of an
+    # OAuth connection (``_tokens_fit_the_mode``) but a custom MCP server that needs no
+    # authorization.
     access_token: str | None = Field(default=None, min_length=1, repr=False)
     refresh_token: str | None = Field(default=None, min_length=1, repr=False)
     expires_at: datetime | None = None
@@ -83,6 +91,10 @@ class ConnectionRecord(BaseModel):
     )
     display_name: str | None = Field(default=None, min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH)
     mcp_client_id: str | None = Field(default=None, min_length=1, max_length=255)
+    provider_metadata: dict[str, str] = Field(default_factory=dict)
+    auth_mode: AuthMode = "oauth2"
+    credentials: dict[str, str] | None = Field(default=None, repr=False)
+    credential_name: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -147,6 +159,46 @@ class ConnectionRecord(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tokens_fit_the_mode(self) -> ConnectionRecord:
+        """What each mode holds: OAuth an access token and no credentials; a credentials mode
+        its fields and no refresh token; ``api_key`` and ``basic`` no token at all. Messages
+        name fields, as Pydantic's own do, never values."""
+        problems: list[str] = []
+        if self.auth_mode == "oauth2":
+            # (A custom MCP server's tokens: ``_tokens_and_server_fit_the_kind``.)
+            if self.access_token is None and self.app_key != CUSTOM_MCP:
+                problems.append("access_token: Field required")
+            if self.credentials is not None:
+                problems.append("credentials: only a credentials mode's connection has them")
+        else:
+            if self.credentials is None:
+                problems.append(f"credentials: required for auth_mode {self.auth_mode}")
+            if self.refresh_token is not None:
+                problems.append(f"refresh_token: auth_mode {self.auth_mode} has none")
+            if self.auth_mode not in MINTING_MODES and self.access_token is not None:
+                problems.append(f"access_token: auth_mode {self.auth_mode} has none")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_provider(self, info: ValidationInfo) -> ConnectionRecord:
+        """The line's mode is the entry's, and its fields are the entry's (``check_fields``:
+        every declared one, their patterns, a private key that loads)."""
+        context = _context(info)
+        entry = context.catalog.get(self.app_key) if context is not None else None
+        if entry is None:
+            return self
+        if entry.auth_mode != self.auth_mode:
+            raise ValueError(f"auth_mode: {self.app_key} connects with {entry.auth_mode}")
+        if self.credentials is not None and entry.auth_mode in CREDENTIALS_MODES:
+            try:
+                check_fields(entry, self.credentials)
+            except ValidationFailed as exc:
+                raise ValueError(exc.system_message) from None
+        return self
+
     @field_validator("app_key")
     @classmethod
     def _in_the_catalog(cls, value: str, info: ValidationInfo) -> str:
@@ -170,8 +222,6 @@ class ConnectionRecord(BaseModel):
     @model_validator(mode="after")
     def _tokens_and_server_fit_the_kind(self) -> ConnectionRecord:
         if self.app_key != CUSTOM_MCP:
-            if self.access_token is None:
-                raise ValueError("access_token: Field required")
             if self.mcp_server_url or self.display_name or self.mcp_client_id:
                 raise ValueError(
                     f"mcp_server_url, display_name and mcp_client_id are for {CUSTOM_MCP} lines"
@@ -179,6 +229,8 @@ class ConnectionRecord(BaseModel):
             return self
         if self.mcp_server_url is None or self.display_name is None:
             raise ValueError(f"a {CUSTOM_MCP} line needs mcp_server_url and display_name")
+        if self.auth_mode != "oauth2" or self.credentials is not None:
+            raise ValueError(f"a {CUSTOM_MCP} line has OAuth tokens or none, no credentials")
         if (self.access_token is None) != (self.mcp_client_id is None):
             raise ValueError(
                 "a custom MCP server's tokens come with mcp_client_id (the client they were "
@@ -200,16 +252,28 @@ class ConnectionRecord(BaseModel):
         return self
 
     def to_line(self) -> str:
-        """The JSON line, SPEC field order; the owner's one field; ``integration_params``,
-        ``tags`` and ``metadata`` only when there are any."""
+        """The JSON line, SPEC field order; the owner's one field; the fields beyond the SPEC's
+        line only when they say something (an OAuth connection's line is the SPEC's)."""
         data = self.model_dump(mode="json")
         for owner in ("user_id", "end_user_id"):
             if data[owner] is None:
                 del data[owner]
-        optional = ("integration_params", "tags", "metadata", "access_token")
-        for name in (*optional, "mcp_server_url", "display_name", "mcp_client_id"):
-            if not data[name]:
-                del data[name]
+        for optional in (
+            "integration_params",
+            "tags",
+            "metadata",
+            "provider_metadata",
+            "credentials",
+            "credential_name",
+            "access_token",
+            "mcp_server_url",
+            "display_name",
+            "mcp_client_id",
+        ):
+            if not data[optional]:
+                del data[optional]
+        if data["auth_mode"] == "oauth2":
+            del data["auth_mode"]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -11,6 +11,11 @@ from personal_connectors.config import Settings
 if TYPE_CHECKING:
     from personal_connectors.rate_limits.limiter import RateLimits
 
+# The "end user" a service or exchange key's failed token exchanges count for: they name no end
+# user anyone can trust, so they share one bucket per key, which no real end user id reaches
+# (``!`` is not among their characters, SPEC §8).
+FAILED_EXCHANGES = "!failed-exchanges"
+
 
 def rate_limits_of(settings: Settings) -> RateLimits | None:
     """The process's rate limits; None when neither CONNECTORS_RATE_LIMIT nor

@@ -99,14 +99,7 @@ class RateLimits:
         full (None: admitted).
 
         ``end_user_id``: the end user a service key names (None: none, or not a valid id)."""
-        buckets: list[tuple[RateLimitItem, tuple[str, ...]]] = []
-        if self.caller is not None:
-            ids = (
-                ("caller", api_key_id, end_user_id or "") if is_service else ("caller", api_key_id)
-            )
-            buckets.append((self.caller, ids))
-        if is_service and self.service is not None:
-            buckets.append((self.service, (SERVICE_TOTAL, api_key_id)))
+        buckets = self._buckets(api_key_id, is_service, end_user_id)
         if not buckets or (self._skip_until and time.monotonic() < self._skip_until):
             return [], None
         counts: list[tuple[_Count, bool]] = []
@@ -122,22 +115,57 @@ class RateLimits:
         self._skip_until = 0.0
         refused = next(((c, total) for c, total in counts if not c.admitted), None)
         shown = refused[0] if refused else min((c for c, _ in counts), key=_remaining)
-        headers = [
-            (LIMIT_HEADER, str(shown.item.amount).encode()),
-            (REMAINING_HEADER, str(shown.remaining).encode()),
-            (RESET_HEADER, str(shown.reset_seconds).encode()),
-        ]
-        return headers, (_exceeded(*refused) if refused else None)
+        return _headers(shown), (_exceeded(*refused) if refused else None)
 
-    async def _count(self, item: RateLimitItem, ids: tuple[str, ...]) -> _Count:
-        """`limits`' fixed window (``FixedWindowRateLimiter.hit``: one increment of the
-        bucket's counter, which opens its window), reading what is left from that increment's
-        own result rather than from a second read, which other requests may have moved on."""
+    async def spent(
+        self, api_key_id: str, is_service: bool, end_user_id: str | None
+    ) -> tuple[Headers, RateLimitExceeded | None]:
+        """``check`` without counting: the 429 a request would get because a bucket is already
+        full (None: room left, no limit, or the storage is down). For a refusal that must come
+        before costly work whose outcome decides what is counted
+        (``rate_limits.FAILED_EXCHANGES``)."""
+        buckets = self._buckets(api_key_id, is_service, end_user_id)
+        if not buckets or (self._skip_until and time.monotonic() < self._skip_until):
+            return [], None
+        try:
+            for item, ids in buckets:
+                key = self._key(item, ids)
+                used = await self.storage.get(key)
+                if used >= item.amount:
+                    reset = max(0, math.ceil(await self.storage.get_expiry(key) - time.time()))
+                    count = _Count(item, False, 0, reset)
+                    return _headers(count), _exceeded(count, ids[0] == SERVICE_TOTAL)
+        except (StorageError, OSError, TimeoutError) as exc:
+            self._storage_failed(exc)
+        return [], None
+
+    def _buckets(
+        self, api_key_id: str, is_service: bool, end_user_id: str | None
+    ) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+        """The limit and identifiers of each bucket a request counts in, the caller's first."""
+        buckets: list[tuple[RateLimitItem, tuple[str, ...]]] = []
+        if self.caller is not None:
+            ids = (
+                ("caller", api_key_id, end_user_id or "") if is_service else ("caller", api_key_id)
+            )
+            buckets.append((self.caller, ids))
+        if is_service and self.service is not None:
+            buckets.append((self.service, (SERVICE_TOTAL, api_key_id)))
+        return buckets
+
+    def _key(self, item: RateLimitItem, ids: tuple[str, ...]) -> str:
         key = self._keys.get((item, ids))
         if key is None:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 self._keys.clear()
             key = self._keys[(item, ids)] = item.key_for(*ids)
+        return key
+
+    async def _count(self, item: RateLimitItem, ids: tuple[str, ...]) -> _Count:
+        """`limits`' fixed window (``FixedWindowRateLimiter.hit``: one increment of the
+        bucket's counter, which opens its window), reading what is left from that increment's
+        own result rather than from a second read, which other requests may have moved on."""
+        key = self._key(item, ids)
         if self._counters is not None:
             used, ends = self._counters.hit(key, item.get_expiry())
         else:
@@ -161,6 +189,14 @@ class RateLimits:
                 "(%s); requests are admitted uncounted until it answers again",
                 type(exc.__cause__ or exc).__name__,
             )
+
+
+def _headers(count: _Count) -> Headers:
+    return [
+        (LIMIT_HEADER, str(count.item.amount).encode()),
+        (REMAINING_HEADER, str(count.remaining).encode()),
+        (RESET_HEADER, str(count.reset_seconds).encode()),
+    ]
 
 
 def _remaining(count: _Count) -> int:

@@ -477,9 +477,12 @@ class Refresher:
         """Compare-and-swap: write only over the version we read, releasing the lease; the
         grant is committed (``writer``) before its token is returned to anyone."""
         now = utcnow()
+        # The grant's scopes are what the provider granted, or (RFC 6749 §5.1, §6) what was
+        # asked for when its answer had none: the new token's, even when that is none at all.
+        scopes = list(grant.scopes) if grant.scopes is not None else connection.scopes
         values = {
             **self.vault.sealed(connection, grant, issued_at=now),
-            "scopes": grant.scopes or connection.scopes,
+            "scopes": scopes,
             "version": connection.version + 1,
             "status": ConnectionStatus.ACTIVE,
             "status_reason": None,
@@ -504,7 +507,7 @@ class Refresher:
             grant.access_token,
             grant.token_type,
             grant.expires_at,
-            list(grant.scopes or connection.scopes or []),
+            list(scopes or []),
             refreshed=True,
         )
 

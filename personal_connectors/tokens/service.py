@@ -128,6 +128,7 @@ class TokenService:
         repository = TokenRepository(self.runtime.sessions, self.runtime.hot_reader)
         found = await repository.lookup(key_hash, organization_id, connection_id, end_user_id)
         principal = principal_of(key_hash, found.key if found else None)
+        self.runtime.key_use.record(principal.api_key_id)
         role = found.role if found is not None and len(organization_id) <= ID_MAX_LENGTH else None
         end_user = found.end_user_user_id if found is not None else None
         access = access_of(principal, organization_id, role, end_user_id, end_user)
@@ -148,6 +149,7 @@ class TokenService:
         async with self.runtime.sessions() as session:
             identities = IdentityService(session)
             principal = await identities.authenticate_exchanged(self.runtime.sealer, presented)
+            self.runtime.key_use.record(principal.api_key_id)
             organization_id = organization_id or principal.organization_id or ""
             access = await identities.organization_access(principal, organization_id, end_user_id)
             connection = None

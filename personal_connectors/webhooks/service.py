@@ -64,7 +64,7 @@ class WebhookService:
         description: str | None = None,
     ) -> IssuedWebhook:
         """Validate everything before writing anything, so a refusal changes nothing."""
-        url = check_url(url, allow_internal=self.settings.loopback_allowed)
+        url = check_url(url, allow_internal=self.settings.webhook_loopback_allowed)
         event_types = check_event_types(event_types)
         if await self.repository.count_for(organization_id) >= MAX_ENDPOINTS_PER_ORGANIZATION:
             raise TooManyWebhooks(

@@ -36,7 +36,7 @@ import httpx
 from personal_connectors.crypto.aead import DecryptionError
 from personal_connectors.crypto.keyring import KeyConfigurationError
 from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
-from personal_connectors.outbound.guard import DestinationRefused
+from personal_connectors.outbound.guard import WEBHOOK_CALL, DestinationRefused
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import count_webhook_delivery
 from personal_connectors.webhooks.repository import WebhookRepository
@@ -152,6 +152,7 @@ class DeliveryWorker:
                 content=body.encode(),
                 headers={**headers, "Content-Type": "application/json"},
                 timeout=self.settings.webhook_timeout_seconds,
+                extensions=WEBHOOK_CALL,  # judged by the webhook policy
             )
         except DestinationRefused as exc:
             logger.warning(

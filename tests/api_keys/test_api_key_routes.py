@@ -4,6 +4,8 @@ every route."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -188,3 +190,67 @@ def test_an_exchange_key_is_refused_everywhere_but_the_token_exchange(
         assert response.status_code == 403, (path, response.text)
         assert error_code(response) == "INSUFFICIENT_PERMISSIONS"
         assert "/oauth/token" in response.json()["error"]["system_message"]
+
+
+def last_used(api: httpx.Client, caller: Tenant) -> dict[str, str | None]:
+    listed = api.get("/api-keys", params=caller.org, headers=caller.headers)
+    assert listed.status_code == 200, listed.text
+    return {item["id"]: item["last_used_at"] for item in listed.json()}
+
+
+def stamped(api: httpx.Client, caller: Tenant, key_id: str) -> str:
+    """The key's ``last_used_at`` once the service has written it (off the request path)."""
+    deadline = time.monotonic() + 20
+    while (stamp := last_used(api, caller)[key_id]) is None:
+        assert time.monotonic() < deadline, f"{key_id} was never stamped as used"
+        time.sleep(0.05)
+    return stamp
+
+
+def test_last_used_at_is_stamped_on_use_at_most_once_a_minute_per_key(
+    api: httpx.Client, tenant: Tenant
+) -> None:
+    """Every way a key authenticates stamps it (a route, the token route's own lookup, the
+    token exchange), without a write per request: a key used again within the minute keeps
+    the stamp its first use wrote."""
+    keys = {
+        name: create_key(api, tenant, kind=kind).json()
+        for name, kind in (
+            ("routes", "service"),
+            ("token", "service"),
+            ("exchange", "exchange"),
+            ("witness", "service"),
+        )
+    }
+    before = last_used(api, tenant)
+    assert [before[key["id"]] for key in keys.values()] == [None] * 4  # created, never used
+
+    def use(name: str) -> httpx.Response:
+        return api.get("", params=tenant.org, headers={"X-API-Key": keys[name]["key"]})
+
+    assert use("routes").status_code == 200
+    first = stamped(api, tenant, keys["routes"]["id"])
+    # The token route authenticates in its own single query (the key answers 404 for no
+    # such connection, after authenticating); the exchange refuses the grant after its client.
+    answer = api.post(
+        f"/conn_{'0' * 32}/token",
+        params={**tenant.org, "end_user_id": "someone"},
+        headers={"X-API-Key": keys["token"]["key"]},
+    )
+    assert answer.status_code == 404, answer.text
+    exchanged = api.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"X-API-Key": keys["exchange"]["key"]},
+    )
+    assert exchanged.json()["error"] == "unsupported_grant_type"
+    stamped(api, tenant, keys["token"]["id"])
+    stamped(api, tenant, keys["exchange"]["id"])
+
+    for _ in range(5):
+        assert use("routes").status_code == 200
+    # Stamps are written in the order uses are noted: once the witness's (noted after those
+    # five) is written, any stamp they caused would be too.
+    assert use("witness").status_code == 200
+    stamped(api, tenant, keys["witness"]["id"])
+    assert last_used(api, tenant)[keys["routes"]["id"]] == first

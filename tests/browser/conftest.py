@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, expect, sync_playwright
 
@@ -91,9 +90,3 @@ def tenant(service: ServiceProcess) -> Tenant:
 @pytest.fixture
 def other_tenant(service: ServiceProcess) -> Tenant:
     return off_thread(lambda: make_tenant(service))
-
-
-@pytest.fixture
-def api(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.api, timeout=30) as client:
-        yield client

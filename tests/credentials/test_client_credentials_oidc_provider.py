@@ -6,17 +6,17 @@ and an expired token is minted again once, however many callers ask at the same 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import httpx
 
-from personal_connectors.models import utcnow
 from tests.conftest import Tenant
 from tests.credentials.test_credentials import error, listed, submit, token
-from tests.support.db import event_types, stored_tokens, update_connection
+from tests.support.db import connection_row, event_types, expire_token, stored_tokens
 from tests.support.minting_servers import (
     MACHINE_CLIENT_ID,
     OIDC_CC_KEY,
+    OIDC_CC_NARROWED_KEY,
+    OIDC_CC_UNSCOPED_KEY,
     SCOPE,
     MachineSecrets,
     MintingServers,
@@ -106,13 +106,7 @@ def test_an_expired_token_is_minted_again_once_for_ten_concurrent_callers(
     connection_id = response.json()["id"]
     old_token, refresh_token = stored_tokens(service, connection_id)
     assert old_token is not None and refresh_token is None  # nothing to refresh with: re-mint
-    now = utcnow()
-    update_connection(
-        service,
-        connection_id,
-        token_issued_at=now - timedelta(hours=1),
-        expires_at=now - timedelta(seconds=5),
-    )
+    expire_token(service, connection_id)
     before = machine_oidc.grants_issued()["client_credentials"]
 
     start = threading.Barrier(CALLERS)
@@ -145,3 +139,53 @@ def test_an_expired_token_is_minted_again_once_for_ten_concurrent_callers(
     # Fresh again: the next caller is handed the same token, with no grant.
     assert token(api, tenant, connection_id).json()["access_token"] == new_token
     assert machine_oidc.grants_issued()["client_credentials"] == before + 1
+
+
+def test_the_granted_scope_is_the_providers_answer_at_connect_and_at_every_mint(
+    api: httpx.Client,
+    tenant: Tenant,
+    service: ServiceProcess,
+    machine_secrets: MachineSecrets,
+    minting_servers: MintingServers,
+) -> None:
+    """RFC 6749 §5.1: the token answer's `scope` is what was granted; the provider grants the
+    scope it knows of the two asked for and says so, and that is what the connection records
+    and hands out, when connected and when minted again."""
+    response = submit(api, tenant, OIDC_CC_NARROWED_KEY, fields(machine_secrets))
+    assert response.status_code == 201, response.text
+    connection = response.json()
+    assert connection["scopes"] == [SCOPE]  # asked for it and "unknown.scope"
+    body = token(api, tenant, connection["id"]).json()
+    assert body["scopes"] == [SCOPE]
+    assert introspected(minting_servers, body["access_token"]).json()["scope"] == SCOPE
+
+    expire_token(service, connection["id"])
+    again = token(api, tenant, connection["id"]).json()
+    assert again["access_token"] != body["access_token"] and again["scopes"] == [SCOPE]
+    assert connection_row(service, connection["id"]).scopes == [SCOPE]
+
+
+def test_a_scope_the_answer_omits_is_the_one_requested_even_if_none(
+    api: httpx.Client,
+    tenant: Tenant,
+    service: ServiceProcess,
+    machine_secrets: MachineSecrets,
+    minting_servers: MintingServers,
+) -> None:
+    """Asked for no scope, the provider grants none and sends no `scope`: RFC 6749 §5.1 reads
+    that as the scope requested, so the connection records none — also when a mint replaces a
+    token that had one (a record from an entry that asked for a scope before)."""
+    response = submit(api, tenant, OIDC_CC_UNSCOPED_KEY, fields(machine_secrets))
+    assert response.status_code == 201, response.text
+    connection = response.json()
+    assert connection["scopes"] == []
+    first = token(api, tenant, connection["id"]).json()
+    assert first["scopes"] == []
+    assert introspected(minting_servers, first["access_token"]).json()["scope"] is None
+
+    expire_token(service, connection["id"], scopes=[SCOPE])  # recorded under an earlier entry
+    again = token(api, tenant, connection["id"]).json()
+    assert again["access_token"] != first["access_token"]
+    assert introspected(minting_servers, again["access_token"]).json()["scope"] is None
+    assert again["scopes"] == []  # the new token's: none, not the old record's
+    assert connection_row(service, connection["id"]).scopes == []

@@ -7,16 +7,14 @@ protected resource; an expired token is minted again once; another key is refuse
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import httpx
 from joserfc.jwk import RSAKey
 
-from personal_connectors.models import utcnow
 from tests.conftest import Tenant
 from tests.credentials.test_credentials import error, listed, submit, token
 from tests.support import outputs
-from tests.support.db import event_types, stored_tokens, update_connection
+from tests.support.db import event_types, expire_token, stored_tokens
 from tests.support.minting_servers import RFC7523_KEY, SCOPE, SERVICE_ACCOUNT, MintingServers
 from tests.support.service import ServiceProcess
 
@@ -68,13 +66,7 @@ def test_an_expired_token_is_minted_again_once_with_a_fresh_assertion(
     assert response.status_code == 201, response.text
     connection_id = response.json()["id"]
     old_token, _ = stored_tokens(service, connection_id)
-    now = utcnow()
-    update_connection(
-        service,
-        connection_id,
-        token_issued_at=now - timedelta(hours=1),
-        expires_at=now - timedelta(seconds=5),
-    )
+    expire_token(service, connection_id)
     before = minting_servers.rfc7523_minted
     start = threading.Barrier(CALLERS)
     handed: list[httpx.Response] = []

@@ -6,20 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import yaml
 
 from personal_connectors.apps.service import OAuthAppService
-from tests.conftest import BACKENDS, CLIENT_ID, CLIENT_SECRET, Tenant, make_tenant
+from tests.conftest import BACKENDS, CLIENT_ID, CLIENT_SECRET
 from tests.support.mcp_server import McpServer
 from tests.support.oidc import OidcProvider, free_port
-from tests.support.service import (
-    TEST_ENCRYPTION_KEY,
-    ServiceProcess,
-    create_postgres_database,
-    drop_postgres_database,
-)
+from tests.support.service import ServiceProcess, running_service, service_env
 
 MCP_KEY = "mcp-oidc"  # a connector whose provider runs an MCP server
 PLAIN_KEY = "plain-oidc"  # the same provider without one
@@ -112,44 +106,25 @@ def mcp_service(
             }
         )
     )
-    env = {
-        "CONNECTORS_DATA_DIR": str(workdir / "data"),
-        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
-        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "CONNECTORS_PROVIDERS_FILE": str(providers),
-        "CONNECTORS_LOG_LEVEL": "DEBUG",
-        "CONNECTORS_PROVIDER_TIMEOUT_SECONDS": "5",
-    }
-    database_url = None
-    if backend == "postgres":
-        database_url = create_postgres_database()
-        env["CONNECTORS_DATABASE_URL"] = database_url
-        ServiceProcess(port, env, workdir / "service.log").cli("migrate")
-    proc = ServiceProcess(port, env, workdir / "service.log").start()
+    env = service_env(
+        workdir,
+        port,
+        CONNECTORS_PROVIDERS_FILE=str(providers),
+        CONNECTORS_LOG_LEVEL="DEBUG",
+        CONNECTORS_PROVIDER_TIMEOUT_SECONDS="5",
+    )
 
     async def configure(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         for key in (MCP_KEY, PLAIN_KEY, DOWN_KEY):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
-    proc.run_db(configure)
-    yield proc
-    proc.stop()
-    if database_url:
-        drop_postgres_database(database_url)
+    with running_service(backend, port, env, workdir / "service.log") as proc:
+        proc.run_db(configure)
+        yield proc
 
 
 @pytest.fixture
-def tenant(mcp_service: ServiceProcess) -> Tenant:
-    return make_tenant(mcp_service)
-
-
-@pytest.fixture
-def other_tenant(mcp_service: ServiceProcess) -> Tenant:
-    return make_tenant(mcp_service)
-
-
-@pytest.fixture
-def api(mcp_service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mcp_service.api, timeout=30) as client:
-        yield client
+def service_under_test(mcp_service: ServiceProcess) -> ServiceProcess:
+    """``tenant``, ``other_tenant`` and ``api`` (tests/conftest.py) are this service's here."""
+    return mcp_service

@@ -14,7 +14,7 @@ import pytest
 
 from personal_connectors.config import Settings
 from personal_connectors.outbound.client import LIMITS, create_client
-from personal_connectors.outbound.guard import DestinationRefused, OutboundPolicy
+from personal_connectors.outbound.guard import WEBHOOK_CALL, DestinationRefused, OutboundPolicy
 from personal_connectors.outbound.transport import GuardedTransport
 from tests.support.loopback import LoopbackServer, QuietHandler
 
@@ -178,3 +178,35 @@ def test_the_shared_client_refuses_loopback_names_and_keeps_no_cookie(
     assert reason == "it resolves to a loopback address"
     assert cookies_kept == 0
     assert local_server.requests == ["/allowed", "/again"]  # the refused call never connected
+
+
+def test_the_webhook_loopback_setting_widens_webhook_deliveries_only(
+    local_server: LocalServer,
+) -> None:
+    """CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK: a request marked as a webhook delivery may go to
+    this machine's loopback over http; every other call of the same client keeps the rule, even
+    to the origin a delivery has just connected to (their connections are kept apart)."""
+    settings = Settings(_env_file=None, webhook_allow_http_loopback=True)  # type: ignore[call-arg]
+    assert settings.webhook_loopback_allowed and not settings.loopback_allowed
+
+    async def main() -> list[str]:
+        reasons = []
+        async with create_client(settings) as http:
+            delivered = await http.post(f"{local_server.url}/hook", extensions=WEBHOOK_CALL)
+            assert delivered.status_code == 501  # (the server answers GETs only): it got there
+            for url in (f"{local_server.url}/provider", f"https://127.0.0.1:{local_server.port}/"):
+                with pytest.raises(DestinationRefused) as caught:
+                    await http.get(url)
+                reasons.append(caught.value.reason)
+            webhook_to_private = http.post("http://10.0.0.7/hook", extensions=WEBHOOK_CALL)
+            with pytest.raises(DestinationRefused) as caught:
+                await webhook_to_private
+            reasons.append(caught.value.reason)
+        return reasons
+
+    assert asyncio.run(main()) == [
+        "http is not https",
+        "it is a loopback address",
+        "http is not https",  # loopback only: nothing else internal, even for a webhook
+    ]
+    assert local_server.requests == []  # the POST was no GET; the refused calls never connected

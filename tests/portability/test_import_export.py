@@ -28,7 +28,18 @@ from personal_connectors.portability.envelope import MAGIC
 from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
+from tests.credentials.test_credentials import submit
+from tests.credentials.test_credentials import token as hand_out
 from tests.support import outputs
+from tests.support.credentials_api import (
+    BASIC_API,
+    CC_API,
+    EMAIL,
+    JWT_API,
+    KEY_API,
+    SERVICE_ACCOUNT,
+    CredentialsApi,
+)
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
 
@@ -113,6 +124,7 @@ def live_connections(service: ServiceProcess, organization_id: str) -> dict[str,
                 "account_email": c.account_email,
                 "tags": c.tags,
                 "metadata": c.metadata_,
+                "credentials": vault.credentials(c),
             }
             for c in rows.scalars()
         }
@@ -467,3 +479,144 @@ def test_end_users_connections_travel_by_the_platforms_id(
     [moved] = httpx.get(service.api, params=there.org, headers=there.headers).json()
     assert (moved["account_id"], moved["end_user_id"]) == ("acct-eu", "customer:42")
     assert httpx.get(service.api, params=target.org, headers=target.headers).json() == []
+
+
+def test_credentials_connections_travel_sealed_and_work_after_the_move(
+    service: ServiceProcess, tmp_path: Path, credentials_api: CredentialsApi
+) -> None:
+    """SPEC §10 connections (api_key, basic, client credentials, jwt_bearer) export with their
+    fields, mode and label, inside the envelope only, and import into connections that hand
+    out the same credentials and tokens; a minting line without a token mints on first use."""
+    email = f"creds-{secrets.token_hex(4)}@example.test"
+    source = make_tenant(service, email=email)
+    submitted = {
+        KEY_API: {"api_key": credentials_api.api_key},
+        BASIC_API: {"email": EMAIL, "api_token": credentials_api.api_token},
+        CC_API: {"app_id": credentials_api.client_id, "app_secret": credentials_api.client_secret},
+        JWT_API: {"client_email": SERVICE_ACCOUNT, "private_key": credentials_api.private_key},
+    }
+    with httpx.Client(base_url=service.api, timeout=30) as api:
+        made = {}
+        for app_key, fields in submitted.items():
+            response = submit(api, source, app_key, fields, name=f"{app_key} label")
+            assert response.status_code == 201, response.text
+            made[app_key] = response.json()
+        handed = {key: hand_out(api, source, made[key]["id"]).json() for key in submitted}
+
+    async def join(session, runtime):  # type: ignore[no-untyped-def]
+        identities = IdentityService(session)
+        organization = await identities.create_organization("Credentials target")
+        await identities.create_user(email, organization.id)  # the same user joins it
+        return organization.id
+
+    # The same user, key and all, in the organization imported into.
+    target = Tenant(service.run_db(join), source.user_id, source.api_key, source.api_key_id)
+    export = tmp_path / "credentials.pcx"
+    passphrase = {PASSPHRASE_VAR: "credentials are sealed like tokens"}
+    exported = cli_in_process(
+        service, "connections", "export", str(export), "--org", source.organization_id,
+        "--passphrase-env", PASSPHRASE_VAR, "--json", env=passphrase,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["exported"] == 4
+    content = export.read_bytes()
+    values = [v for fields in submitted.values() for v in fields.values() if v != EMAIL]
+    values += [body["access_token"] for body in handed.values() if body["access_token"]]
+    assert not [v for v in values if v.encode() in content]
+    assert b"BEGIN PRIVATE KEY" not in content
+
+    imported = cli_in_process(
+        service, "connections", "import", str(export), "--org", target.organization_id,
+        "--passphrase-env", PASSPHRASE_VAR, "--json", env=passphrase,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout) == {"imported": 4, "updated": 0, "failed": 0, "errors": []}
+    assert not [v for v in values if v in imported.stdout + imported.stderr]
+
+    with httpx.Client(base_url=service.api, timeout=30) as api:
+        moved = {item["app_key"]: item for item in listed(service, target).json()}
+        assert set(moved) == set(submitted)
+        for app_key, original in made.items():
+            item = moved[app_key]
+            for field in ("account_id", "auth_mode", "credential_fields", "credential_name"):
+                assert item[field] == original[field], (app_key, field)
+            assert item["scopes"] == original["scopes"], app_key
+            answer = hand_out(api, target, item["id"])
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["auth_mode"] == handed[app_key]["auth_mode"]
+            assert body["credentials"] == handed[app_key]["credentials"]
+            # The minted token moved too: handed out as it is, not minted again.
+            assert body["access_token"] == handed[app_key]["access_token"], app_key
+            # The stored credentials work at the provider: the check call passes with them.
+            tested = api.post(f"/{item['id']}/test", params=target.org, headers=target.headers)
+            assert tested.status_code == 200 and tested.json()["success"], (app_key, tested.text)
+        # Every field opens from the imported row, sealed under the target row's id.
+        rows = live_connections(service, target.organization_id)
+        assert {moved[key]["account_id"]: fields for key, fields in submitted.items()} == {
+            account: row["credentials"] for account, row in rows.items()
+        }
+
+        # A hand-written client credentials line without a token: minted at first hand-out.
+        mints = credentials_api.mints["client_credentials"]
+        line = {
+            "user_id": source.user_id,
+            "app_key": CC_API,
+            "account_id": "acct-hand-written",
+            "auth_mode": "oauth2_client_credentials",
+            "credentials": submitted[CC_API],
+        }
+        written = cli_in_process(
+            service, "connections", "import", str(write_lines(tmp_path / "cc.jsonl", [line])),
+            "--org", source.organization_id, "--json",
+        )  # fmt: skip
+        assert json.loads(written.stdout)["imported"] == 1, written.stdout
+        [fresh] = [
+            item for item in listed(service, source).json()
+            if item["account_id"] == "acct-hand-written"
+        ]  # fmt: skip
+        minted = hand_out(api, source, fresh["id"]).json()
+        assert credentials_api.minted[minted["access_token"]] == "acct-client"
+        assert credentials_api.mints["client_credentials"] == mints + 1
+
+
+def test_credentials_lines_must_fit_their_provider(
+    service: ServiceProcess, tmp_path: Path, credentials_api: CredentialsApi
+) -> None:
+    tenant = make_tenant(service)
+    key = credentials_api.api_key
+    base = {"user_id": tenant.user_id, "account_id": "acct-c"}
+    lines: list[dict[str, Any] | str] = [
+        {**base, "app_key": KEY_API, "auth_mode": "api_key", "credentials": {"api_key": key}},
+        {**base, "app_key": KEY_API, "access_token": key},  # 2: an OAuth line for a key API
+        {**base, "app_key": KEY_API, "auth_mode": "api_key", "credentials": {"wrong": key}},
+        {**base, "app_key": KEY_API, "auth_mode": "api_key"},  # 4: no credentials
+        {  # 5: a key has no refresh token
+            **base,
+            "app_key": KEY_API,
+            "auth_mode": "api_key",
+            "credentials": {"api_key": key},
+            "refresh_token": key,
+        },
+        {**base, "app_key": PROVIDER_KEY, "access_token": key, "credentials": {"a": key}},
+        {  # 7: a private key that does not load
+            **base,
+            "app_key": JWT_API,
+            "auth_mode": "jwt_bearer",
+            "credentials": {"client_email": SERVICE_ACCOUNT, "private_key": "not a key"},
+        },
+    ]
+    result = cli_in_process(
+        service, "connections", "import", str(write_lines(tmp_path / "c.jsonl", lines)),
+        "--org", tenant.organization_id, "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert (report["imported"], report["failed"]) == (1, 6), report
+    messages = {error["line"]: error["message"] for error in report["errors"]}
+    assert "auth_mode: keyapi connects with api_key" in messages[2]
+    assert "credentials.wrong" not in messages[3] and "not fields of keyapi: wrong" in messages[3]
+    assert "credentials: required for auth_mode api_key" in messages[4]
+    assert "refresh_token: auth_mode api_key has none" in messages[5]
+    assert "credentials: only a credentials mode's connection has them" in messages[6]
+    assert "private_key must be a PEM private key" in messages[7]
+    assert key not in result.stdout + result.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from joserfc.jwk import RSAKey
 from sqlalchemy import select
 
 from personal_connectors.models import Connection, KeyKind
@@ -210,6 +211,28 @@ def test_a_bad_limit_stops_the_service_naming_the_variable(
         assert value not in result.stderr  # values are never repeated: one may be a secret
 
 
+def trust(api: httpx.Client, tenant: Tenant, issuer: TestIssuer) -> None:
+    trusted = api.post(
+        "/trusted-issuers",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
+    )
+    assert trusted.status_code == 201, trusted.text
+
+
+def exchange_for_pct(
+    api: httpx.Client, headers: dict[str, str], subject_token: str
+) -> httpx.Response:
+    form = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": subject_token,
+        "subject_token_type": JWT_TOKEN_TYPE,
+        "audience": "personal-connectors",
+    }
+    return api.post("/oauth/token", data=form, headers=headers)
+
+
 def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
     service: ServiceProcess, limited: ServiceProcess
 ) -> None:
@@ -221,22 +244,10 @@ def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
     issuer = TestIssuer()
     try:
         with httpx.Client(base_url=limited.api, timeout=30) as api:
-            trusted = api.post(
-                "/trusted-issuers",
-                params=tenant.org,
-                headers=tenant.headers,
-                json={"issuer": issuer.issuer, "audience": "platform", "jwks_uri": issuer.jwks_uri},
-            )
-            assert trusted.status_code == 201, trusted.text
+            trust(api, tenant, issuer)
 
             def exchange(subject: str) -> httpx.Response:
-                form = {
-                    "grant_type": GRANT_TYPE,
-                    "subject_token": issuer.sign(subject),
-                    "subject_token_type": JWT_TOKEN_TYPE,
-                    "audience": "personal-connectors",
-                }
-                return api.post("/oauth/token", data=form, headers=exchanger.headers)
+                return exchange_for_pct(api, exchanger.headers, issuer.sign(subject))
 
             for n in range(1, PER_CALLER + 1):
                 answer = exchange("alice")
@@ -249,5 +260,45 @@ def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
             assert 1 <= int(over.headers["retry-after"]) <= HOUR
             assert limit_headers(over)[:2] == (PER_CALLER, 0)
             assert exchange("bob").status_code == 200  # another end user: its own bucket
+    finally:
+        issuer.close()
+
+
+def test_failed_token_exchanges_are_refused_before_verification_once_over_the_limit(
+    service: ServiceProcess, limited: ServiceProcess
+) -> None:
+    """Subject tokens that fail verification count against the key (one bucket for all its
+    failures, whatever end user they claim); once it is full, `slow_down` comes before any
+    verification, so a flood of bad tokens costs no signature check nor key set fetch."""
+    tenant = make_tenant(service)
+    exchanger = make_organization_key(service, tenant.organization_id, KeyKind.EXCHANGE)
+    issuer = TestIssuer()
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "not-the-issuers"})
+    try:
+        with httpx.Client(base_url=limited.api, timeout=30) as api:
+            trust(api, tenant, issuer)
+
+            def exchange(subject_token: str) -> httpx.Response:
+                return exchange_for_pct(api, exchanger.headers, subject_token)
+
+            # Each bad token names another end user: failures share the key's one bucket.
+            for n in range(1, PER_CALLER + 1):
+                bad = exchange(issuer.sign(f"mallory-{n}", key=stranger))
+                assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant", bad.text
+                assert limit_headers(bad)[:2] == (PER_CALLER, PER_CALLER - n)
+            # An unknown kid made the service fetch the issuer's keys again each time (the
+            # service's key sets are refetched at once: CONNECTORS_JWKS_REFETCH_SECONDS=0).
+            fetched = issuer.jwks_fetches
+            assert fetched >= PER_CALLER
+            for n in range(3):
+                over = exchange(issuer.sign(f"mallory-x{n}", key=stranger))
+                assert over.status_code == 429, over.text
+                assert over.json()["error"] == "slow_down"
+                assert 1 <= int(over.headers["retry-after"]) <= HOUR
+                assert limit_headers(over)[:2] == (PER_CALLER, 0)
+            assert issuer.jwks_fetches == fetched  # refused before the keys were looked at
+            # Until the window frees it, the key's exchanges are refused before verification.
+            assert exchange(issuer.sign("alice")).status_code == 429
+            assert issuer.jwks_fetches == fetched
     finally:
         issuer.close()

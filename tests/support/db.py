@@ -46,6 +46,19 @@ def update_connection(service: ServiceProcess, connection_id: str, **values: obj
     update_row(service, Connection, connection_id, **values)
 
 
+def expire_token(service: ServiceProcess, connection_id: str, **values: object) -> None:
+    """Make the connection's token an hour old and expired a moment ago (and set ``values``):
+    the next hand-out refreshes, or mints again."""
+    now = utcnow()
+    update_connection(
+        service,
+        connection_id,
+        token_issued_at=now - timedelta(hours=1),
+        expires_at=now - timedelta(seconds=5),
+        **values,
+    )
+
+
 def event_types(
     service: ServiceProcess, connection_id: str, *, with_token_issued: bool = False
 ) -> list[str]:

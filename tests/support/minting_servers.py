@@ -56,6 +56,11 @@ from tests.support.oidc import OidcProvider
 
 # The catalog keys of the test entries (tests/conftest.py writes them to the providers file).
 OIDC_CC_KEY = "oidc-machine"
+# The same client asking for a scope the provider does not know besides its own (it grants the
+# known one and says so), and asking for none (it grants none and sends no `scope`).
+OIDC_CC_NARROWED_KEY = "oidc-machine-narrowed"
+OIDC_CC_UNSCOPED_KEY = "oidc-machine-unscoped"
+UNKNOWN_SCOPE = "unknown.scope"
 RFC7523_KEY = "rfc7523-api"
 MACHINE_CLIENT_ID = "pc-machine-client"
 RESOURCE_CLIENT_ID = "pc-resource-server"
@@ -355,40 +360,49 @@ class MintingServers:
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Catalog entries for both servers, as an operator's providers file gives them."""
+        machine = self._machine_entry()
         return {
-            OIDC_CC_KEY: {
-                "display_name": "Machine OIDC",
-                "auth_mode": "oauth2_client_credentials",
-                "token_url": self.machine_oidc.metadata["token_endpoint"],
-                "token_endpoint_auth_method": "client_secret_basic",
-                "api_base_url": f"{self.url}/oidc",
-                "default_scopes": [SCOPE],
-                "credentials": [
-                    {"name": "app_id", "label": "Client ID", "secret": False},
-                    {"name": "app_secret", "label": "Client secret", "secret": True},
-                ],
-                "mint": {"client_id": "{app_id}", "client_secret": "{app_secret}"},
-                # The protected resource, which asks the provider whether the token is live.
-                "test_request": {"url": f"{self.url}/oidc/me"},
-                "userinfo": {"url": f"{self.url}/oidc/me", "id_path": "id"},
+            OIDC_CC_KEY: machine,
+            OIDC_CC_NARROWED_KEY: {**machine, "default_scopes": [SCOPE, UNKNOWN_SCOPE]},
+            OIDC_CC_UNSCOPED_KEY: {**machine, "default_scopes": []},
+            RFC7523_KEY: self._rfc7523_entry(),
+        }
+
+    def _machine_entry(self) -> dict[str, Any]:
+        return {
+            "display_name": "Machine OIDC",
+            "auth_mode": "oauth2_client_credentials",
+            "token_url": self.machine_oidc.metadata["token_endpoint"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "api_base_url": f"{self.url}/oidc",
+            "default_scopes": [SCOPE],
+            "credentials": [
+                {"name": "app_id", "label": "Client ID", "secret": False},
+                {"name": "app_secret", "label": "Client secret", "secret": True},
+            ],
+            "mint": {"client_id": "{app_id}", "client_secret": "{app_secret}"},
+            # The protected resource, which asks the provider whether the token is live.
+            "test_request": {"url": f"{self.url}/oidc/me"},
+            "userinfo": {"url": f"{self.url}/oidc/me", "id_path": "id"},
+        }
+
+    def _rfc7523_entry(self) -> dict[str, Any]:
+        return {
+            "display_name": "RFC 7523 API",
+            "auth_mode": "jwt_bearer",
+            "token_url": self.rfc7523.token_url,
+            "api_base_url": f"{self.url}/rfc7523",
+            "default_scopes": [SCOPE],
+            "credentials": [
+                {"name": "client_email", "label": "Service account", "secret": False},
+                {"name": "private_key", "label": "Private key (PEM)", "secret": True},
+            ],
+            # RFC 7523 §2.1: scope as the token request's parameter, the account as iss/sub.
+            "mint": {
+                "assertion": {
+                    "claims": {"iss": "{client_email}", "sub": "{client_email}"},
+                }
             },
-            RFC7523_KEY: {
-                "display_name": "RFC 7523 API",
-                "auth_mode": "jwt_bearer",
-                "token_url": self.rfc7523.token_url,
-                "api_base_url": f"{self.url}/rfc7523",
-                "default_scopes": [SCOPE],
-                "credentials": [
-                    {"name": "client_email", "label": "Service account", "secret": False},
-                    {"name": "private_key", "label": "Private key (PEM)", "secret": True},
-                ],
-                # RFC 7523 §2.1: scope as the token request's parameter, the account as iss/sub.
-                "mint": {
-                    "assertion": {
-                        "claims": {"iss": "{client_email}", "sub": "{client_email}"},
-                    }
-                },
-                "test_request": {"url": f"{self.url}/rfc7523/me"},
-                "userinfo": {"url": f"{self.url}/rfc7523/me", "id_path": "id"},
-            },
+            "test_request": {"url": f"{self.url}/rfc7523/me"},
+            "userinfo": {"url": f"{self.url}/rfc7523/me", "id_path": "id"},
         }

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,3 +155,39 @@ class ServiceProcess:
 
 def client_headers(api_key: str) -> dict[str, Any]:
     return {"X-API-Key": api_key}
+
+
+def service_env(workdir: Path, port: int, **settings: str) -> dict[str, str]:
+    """The settings every test service starts with (its own data folder, its loopback base URL,
+    the tests' key), then ``settings`` (``CONNECTORS_…`` names)."""
+    return {
+        "CONNECTORS_DATA_DIR": str(workdir / "data"),
+        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
+        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        **settings,
+    }
+
+
+@contextmanager
+def running_service(
+    backend: str,
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    extra_args: list[str] | None = None,
+) -> Iterator[ServiceProcess]:
+    """``connectors serve`` on ``backend`` ("sqlite" or "postgres"), stopped at the end. On
+    PostgreSQL it gets a database of its own (its URL added to ``env``), migrated before the
+    start and dropped after the stop."""
+    database_url = None
+    if backend == "postgres":
+        database_url = create_postgres_database()
+        env["CONNECTORS_DATABASE_URL"] = database_url
+        ServiceProcess(port, env, log_path).cli("migrate")
+    process = ServiceProcess(port, env, log_path, extra_args=list(extra_args or [])).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        if database_url:
+            drop_postgres_database(database_url)

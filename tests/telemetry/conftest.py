@@ -29,12 +29,7 @@ from tests.support import outputs
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.service import (
-    TEST_ENCRYPTION_KEY,
-    ServiceProcess,
-    create_postgres_database,
-    drop_postgres_database,
-)
+from tests.support.service import ServiceProcess, running_service, service_env
 from tests.support.upstream_api import PROXY_KEY, UpstreamApi, proxy_entries
 
 WORKERS = 2
@@ -130,10 +125,7 @@ def observed(
     port = service_ports[f"{backend}-observed"]
     token = f"metrics-{os.urandom(16).hex()}"
     outputs.RECORD.add_secret(token, "metrics_token")
-    env = {
-        "CONNECTORS_DATA_DIR": str(workdir / "data"),
-        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
-        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+    env = service_env(workdir, port) | {
         "CONNECTORS_PROVIDERS_FILE": str(
             write_providers_file(
                 workdir / "providers.yaml",
@@ -156,25 +148,16 @@ def observed(
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_SERVICE_NAME": f"pc-observed-{backend}",
     }
-    database_url = None
-    if backend == "postgres":
-        database_url = create_postgres_database()
-        env["CONNECTORS_DATABASE_URL"] = database_url
-        ServiceProcess(port, env, workdir / "service.log").cli("migrate")
-    process = ServiceProcess(
-        port, env, workdir / "service.log", extra_args=["--workers", str(WORKERS), "--refresher"]
-    ).start()
 
     async def configure_app(session, runtime):  # type: ignore[no-untyped-def]
         apps = OAuthAppService(session, runtime.sealer, runtime.catalog)
         for key in (PROVIDER_KEY, PROXY_KEY):
             await apps.configure(None, key, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
-    process.run_db(configure_app)
-    yield Observed(process, token, otlp)
-    process.stop()
-    if database_url:
-        drop_postgres_database(database_url)
+    serve = ["--workers", str(WORKERS), "--refresher"]
+    with running_service(backend, port, env, workdir / "service.log", serve) as process:
+        process.run_db(configure_app)
+        yield Observed(process, token, otlp)
 
 
 @pytest.fixture

@@ -18,13 +18,9 @@ from personal_connectors.outbound.urls import check_url
 from personal_connectors.webhooks.service import secret_aad
 from tests.conftest import BACKENDS, make_tenant
 from tests.support.oidc import free_port
-from tests.support.service import (
-    TEST_ENCRYPTION_KEY,
-    ServiceProcess,
-    create_postgres_database,
-    drop_postgres_database,
-)
-from tests.webhooks.conftest import deliveries
+from tests.support.service import ServiceProcess, running_service, service_env
+from tests.support.webhook_receiver import WebhookReceiver
+from tests.webhooks.conftest import add_webhook, deliveries
 
 
 @pytest.mark.parametrize(
@@ -61,28 +57,44 @@ def test_only_https_unless_the_operator_allows_internal_destinations() -> None:
         check_url("http://10.0.0.7/in", allow_internal=True)  # development means this machine only
 
 
-@pytest.fixture(params=BACKENDS)
-def strict_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceProcess]:
+def strict(backend: str, tmp_path: Path, **settings: str) -> Iterator[ServiceProcess]:
     """A real ``connectors serve`` with its webhook worker and the operator setting off."""
     port = free_port()
-    env = {
-        "CONNECTORS_DATA_DIR": str(tmp_path / "data"),
-        "CONNECTORS_BASE_URL": f"http://127.0.0.1:{port}",
-        "CONNECTORS_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "CONNECTORS_OUTBOUND_ALLOW_INTERNAL": "false",
-        "CONNECTORS_WEBHOOK_RETRY_SCHEDULE": "30",
-        "CONNECTORS_WEBHOOK_POLL_SECONDS": "0.2",
-    }
-    database_url = None
-    if request.param == "postgres":
-        database_url = create_postgres_database()
-        env["CONNECTORS_DATABASE_URL"] = database_url
-        ServiceProcess(port, env, tmp_path / "service.log").cli("migrate")
-    service = ServiceProcess(port, env, tmp_path / "service.log").start()
-    yield service
-    service.stop()
-    if database_url:
-        drop_postgres_database(database_url)
+    env = service_env(
+        tmp_path,
+        port,
+        CONNECTORS_OUTBOUND_ALLOW_INTERNAL="false",
+        CONNECTORS_WEBHOOK_RETRY_SCHEDULE="30",
+        CONNECTORS_WEBHOOK_POLL_SECONDS="0.2",
+        **settings,
+    )
+    with running_service(backend, port, env, tmp_path / "service.log") as service:
+        yield service
+
+
+@pytest.fixture(params=BACKENDS)
+def strict_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceProcess]:
+    yield from strict(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def webhook_loopback_service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[ServiceProcess]:
+    """The same, with CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK on."""
+    yield from strict(request.param, tmp_path, CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK="true")
+
+
+def owed_delivery(endpoint_id: str, organization_id: str, event_type: str) -> WebhookDelivery:
+    """A delivery written directly, as an event's transaction writes it, for the worker."""
+    return WebhookDelivery(
+        id=new_id("msg"),
+        endpoint_id=endpoint_id,
+        organization_id=organization_id,
+        event_id=new_id("evt"),
+        event_type=event_type,
+        payload={"type": event_type},
+    )
 
 
 @pytest.fixture
@@ -115,16 +127,7 @@ def test_a_name_that_resolves_inward_is_never_connected_to(
         endpoint.secret_ct = runtime.sealer.seal("whsec_test", secret_aad(endpoint.id))
         session.add(endpoint)
         await session.flush()
-        session.add(
-            WebhookDelivery(
-                id=new_id("msg"),
-                endpoint_id=endpoint.id,
-                organization_id=tenant.organization_id,
-                event_id=new_id("evt"),
-                event_type="connection.created",
-                payload={"type": "connection.created"},
-            )
-        )
+        session.add(owed_delivery(endpoint.id, tenant.organization_id, "connection.created"))
         await session.commit()
 
     strict_service.run_db(plant)
@@ -139,3 +142,47 @@ def test_a_name_that_resolves_inward_is_never_connected_to(
     with pytest.raises(BlockingIOError):
         listener.accept()  # no connection was ever made to the port
     assert httpx.get(f"{strict_service.base_url}/readyz").status_code == 200
+
+
+def test_the_webhook_loopback_setting_lets_webhooks_alone_reach_this_machine(
+    webhook_loopback_service: ServiceProcess, receiver: WebhookReceiver
+) -> None:
+    """CONNECTORS_WEBHOOK_ALLOW_HTTP_LOOPBACK (SPEC §9): an http://127.0.0.1 receiver is
+    registered and delivered to; every other URL someone gives keeps the outbound rule."""
+    service = webhook_loopback_service
+    tenant = make_tenant(service)
+    with httpx.Client(base_url=service.api, timeout=30) as api:
+        endpoint = add_webhook(api, tenant, receiver.url(), event_types=["connection.disabled"])
+        assert endpoint["url"] == receiver.url()
+        private = api.post(
+            "/webhooks",
+            params=tenant.org,
+            headers=tenant.headers,
+            json={"url": "http://10.0.0.7/hook"},
+        )
+        assert private.status_code == 400, private.text  # loopback only
+        issuer = api.post(
+            "/trusted-issuers",
+            params=tenant.org,
+            headers=tenant.headers,
+            json={
+                "issuer": "https://idp.example.test",
+                "audience": "platform",
+                "jwks_uri": f"{receiver.url('/jwks')}",
+            },
+        )
+        assert issuer.status_code == 400, issuer.text  # not a webhook: the rule holds
+
+    async def plant(session, runtime):  # type: ignore[no-untyped-def]
+        session.add(owed_delivery(endpoint["id"], tenant.organization_id, "connection.disabled"))
+        await session.commit()
+
+    service.run_db(plant)
+    [received] = receiver.wait_for(lambda seen: len(seen) == 1)
+    assert received.json["type"] == "connection.disabled" and received.answered == 204
+    deadline = time.monotonic() + 30
+    while (
+        row := deliveries(service, tenant.organization_id)[0]
+    ).status != DeliveryStatus.SUCCEEDED:
+        assert time.monotonic() < deadline, f"the delivery stayed {row.status}: {row.last_error}"
+        time.sleep(0.1)
