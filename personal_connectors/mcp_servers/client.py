@@ -104,6 +104,15 @@ async def run_session(
         if failure is None:
             raise
         raise failure from None
+    # Here only when a task group of the SDK's cancelled the block and then swallowed its own
+    # cancellation (a failed request, e.g. a 401, ends the session that way): no answer came.
+    raise _classify(SessionEnded(), transport) or ServerAnsweredError(
+        "the MCP server ended the session before answering"
+    )
+
+
+class SessionEnded(Exception):
+    """The SDK's session ended before ``work`` had its answer."""
 
 
 class _Kept:

@@ -5,14 +5,12 @@ another; this transport is that pool with ``GuardedBackend``, and the two transl
 own transport makes: an httpx request into an httpcore one, and httpcore's exceptions (same
 names, other classes) into httpx's, so callers catch ``httpx.TransportError`` as everywhere.
 
-Each origin (scheme, host, port) has ``limits.max_connections`` slots, each one httpcore
-connection (``_Slot``; through a proxy, an httpcore proxy pool of one): a request waits here
-for a free slot, at most its pool timeout, and takes the one freed last, whose connection is
-most likely still open. httpcore's pool scans all its connections for each queued request
-whenever a request starts or ends, so a pool of many connections with requests waiting in it
-costs CPU in proportion to both; and even a pool of one pays its queue, locks and events on
-every request, which a slot that serves one request at a time does not need. And one busy
-provider cannot take the connections another needs.
+Each origin (scheme, host, port) has ``limits.max_connections`` slots, each an httpcore pool
+of one connection (``_Origin``): a request waits here for a free slot, at most its pool
+timeout, and takes the one freed last, whose connection is most likely still open. httpcore's
+pool scans all its connections for each queued request whenever a request starts or ends, so
+a pool of many connections with requests waiting in it costs CPU in proportion to both; a pool
+of one costs nothing to scan. And one busy provider cannot take the connections another needs.
 
 Through a proxy (``proxy``), the connection goes to the proxy, which the operator chose; the
 target's addresses are judged before the request instead (the proxy resolves the name again,
@@ -52,59 +50,22 @@ def _httpx_errors() -> Iterator[None]:
         raise getattr(httpx, type(exc).__name__)(str(exc)) from exc
 
 
-class _Slot:
-    """One connection to an origin, serving one request at a time: made on first use, and made
-    again when it was closed, has expired (its keep-alive time, or the server closed it while
-    idle) or cannot take the request, as an httpcore pool of one connection would."""
-
-    def __init__(self, new_connection: Callable[[httpcore.Origin], httpcore.AsyncHTTPConnection]):
-        self._new_connection = new_connection
-        self._connection: httpcore.AsyncHTTPConnection | None = None
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        while True:
-            connection = self._connection
-            if connection is not None and (connection.is_closed() or connection.has_expired()):
-                await self.aclose()
-                connection = None
-            if connection is None:
-                connection = self._connection = self._new_connection(request.url.origin)
-                fresh = True
-            else:
-                fresh = False
-            try:
-                return await connection.handle_async_request(request)
-            except httpcore.ConnectionNotAvailable:
-                # Kept alive but not able to take a request after all: a new one, once.
-                await self.aclose()
-                if fresh:
-                    raise
-
-    async def aclose(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.aclose()
-
-
-_Pool = _Slot | httpcore.AsyncHTTPProxy
-
-
 class _Origin:
     """One origin's slots: a request takes a free one (the last freed first) and gives it back
-    when its response is closed; slots are made when first taken."""
+    when its response is closed; slots open their pool when first taken."""
 
-    def __init__(self, new_pool: Callable[[], _Pool], slots: int) -> None:
+    def __init__(self, new_pool: Callable[[], httpcore.AsyncConnectionPool], slots: int) -> None:
         self._new_pool = new_pool
         self._turns = asyncio.Semaphore(slots)
-        self._free: list[_Pool | None] = [None] * slots
-        self.pools: list[_Pool] = []  # every slot made, for aclose()
+        self._free: list[httpcore.AsyncConnectionPool | None] = [None] * slots
+        self.pools: list[httpcore.AsyncConnectionPool] = []  # every slot opened, for aclose()
         self.taken = 0  # slots taken or being waited for
 
     @property
     def idle(self) -> bool:
         return self.taken == 0
 
-    async def take(self, timeout: float | None) -> _Pool:  # noqa: ASYNC109
+    async def take(self, timeout: float | None) -> httpcore.AsyncConnectionPool:  # noqa: ASYNC109
         self.taken += 1
         try:
             async with asyncio.timeout(timeout):
@@ -121,7 +82,7 @@ class _Origin:
             self.pools.append(pool)
         return pool
 
-    def give_back(self, pool: _Pool) -> None:
+    def give_back(self, pool: httpcore.AsyncConnectionPool) -> None:
         self._free.append(pool)
         self.taken -= 1
         self._turns.release()
@@ -132,10 +93,10 @@ class _Origin:
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: Any, origin: _Origin, slot: _Pool) -> None:
+    def __init__(self, stream: Any, origin: _Origin, slot: httpcore.AsyncConnectionPool) -> None:
         self._stream = stream
         self._origin = origin
-        self._slot: _Pool | None = slot
+        self._slot: httpcore.AsyncConnectionPool | None = slot
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _httpx_errors():
@@ -168,9 +129,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._inner = AsyncioBackend()
         self.max_origins = max_origins
         self._slots = limits.max_connections or 100  # (httpx's default, for None)
-        self._ssl_context = ssl_context
-        self._keepalive_expiry = limits.keepalive_expiry
-        self._guarded = GuardedBackend(policy, self._inner)
+        self._slot_limits: dict[str, Any] = {
+            "ssl_context": ssl_context,
+            "max_connections": 1,
+            "max_keepalive_connections": 1,
+            "keepalive_expiry": limits.keepalive_expiry,
+        }
         self._origins: dict[tuple[bytes, bytes, int | None], _Origin] = {}
 
     async def _origin(self, url: httpx.URL) -> _Origin:
@@ -192,18 +156,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         for key in idle[: max(1, len(self._origins) // 2)]:
             await self._origins.pop(key).aclose()
 
-    def _new_connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        return httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            network_backend=self._guarded,
-        )
-
-    def _new_slot(self) -> _Pool:
+    def _new_slot(self) -> httpcore.AsyncConnectionPool:
         proxy = self.proxy
         if proxy is None:
-            return _Slot(self._new_connection)
+            return httpcore.AsyncConnectionPool(
+                network_backend=GuardedBackend(self.policy, self._inner), **self._slot_limits
+            )
         return httpcore.AsyncHTTPProxy(
             proxy_url=httpcore.URL(
                 scheme=proxy.url.raw_scheme,
@@ -215,10 +173,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             proxy_headers=proxy.headers.raw,
             proxy_ssl_context=proxy.ssl_context,
             network_backend=self._inner,
-            ssl_context=self._ssl_context,
-            max_connections=1,
-            max_keepalive_connections=1,
-            keepalive_expiry=self._keepalive_expiry,
+            **self._slot_limits,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
