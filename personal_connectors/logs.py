@@ -131,6 +131,17 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Libraries that log request lines or SQL parameters (sealed blobs, URLs) at DEBUG stay quiet
     # even when the service's own level is DEBUG.
-    # (urllib3: the OTLP exporter's requests, a line per batch of spans sent.)
-    for name in ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine", "urllib3"):
+    # (urllib3: the OTLP exporter's requests, a line per batch of spans sent. httpx2 and mcp:
+    # the MCP SDK's client logs every request's URL at INFO and every message at DEBUG, which
+    # carry what users' servers are sent and answer.)
+    for name in (
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "mcp",
+        "aiosqlite",
+        "asyncpg",
+        "sqlalchemy.engine",
+        "urllib3",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ Spoken to with the official SDK's client, as an assistant would."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -285,3 +286,21 @@ def test_a_pct_token_reaches_its_end_users_tools_through_the_gateway(
         json={"connector_type": MCP_KEY},
     )
     assert refused.status_code == 403, refused.text
+
+
+def test_what_a_call_sends_upstream_never_reaches_the_services_log(
+    api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
+) -> None:
+    """The MCP SDK's client logs each request's URL (INFO) and each message (DEBUG): a tool's
+    arguments and results are the user's data, and a server URL may carry a key."""
+    connect(api, tenant, MCP_KEY, "ada")
+    needle = f"needle-{uuid.uuid4().hex}"
+
+    result: CallToolResult = gateway(
+        mcp_service, tenant, call(f"{MCP_KEY}__search_issues", {"query": needle})
+    )
+
+    assert result.is_error is False and needle in result.content[0].text  # type: ignore[union-attr]
+    log = mcp_service.log_path.read_text()
+    assert needle not in log
+    assert "HTTP Request:" not in log
