@@ -75,6 +75,12 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP service (the embedded default is created and migrated first)."""
+    import gc
+
+    # Start-up builds ~10^6 long-lived objects (modules, models, the app) and no cyclic
+    # garbage; full collections over them while they are built cost ~0.1-0.2 s. The app's
+    # lifespan turns collection back on (cli.serving.settle_garbage_collector).
+    gc.disable()
     # First, before anything imports prometheus-client: the workers' shared metrics folder.
     from personal_connectors.telemetry.folder import multiprocess_folder
 

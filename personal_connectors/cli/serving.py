@@ -20,6 +20,7 @@ def settle_garbage_collector() -> None:
     readiness. bench/RESULTS.md has the figures."""
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+    gc.enable()  # (`connectors serve` turns it off while the process starts)
 
 
 def create_served_app() -> FastAPI:

@@ -5,10 +5,12 @@ A bad entry stops loading with a message that names the file, the entry and the 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -60,16 +62,27 @@ def read_entries(path: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def read_builtin() -> dict[str, dict[str, Any]]:
+def read_builtin() -> Mapping[str, Mapping[str, Any]]:
     """The raw built-in entries of every file in ``builtin/``."""
+    return _builtin(BUILTIN_CATALOG)[0]
+
+
+@functools.cache
+def _builtin(
+    folder: Path,
+) -> tuple[Mapping[str, Mapping[str, Any]], Mapping[str, ProviderEntry]]:
+    """The built-in entries, raw and validated: package data, read once a process (``serve``
+    checks the catalog before its app loads it again)."""
     entries: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
-    for path in sorted(BUILTIN_CATALOG.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for key, fields in read_entries(path).items():
             if key in entries:
                 raise CatalogError(f"{path.name}: entry '{key}' is already in {origin[key]}")
             entries[key], origin[key] = fields, path.name
-    return entries
+    return MappingProxyType(entries), MappingProxyType(
+        validate_entries(entries, "built-in catalog")
+    )
 
 
 def validate_entries(
@@ -116,8 +129,8 @@ class Catalog:
 
 
 def load_catalog(providers_file: Path | None = None) -> Catalog:
-    builtin_raw = read_builtin()
-    entries = validate_entries(builtin_raw, "built-in catalog")
+    builtin_raw, builtin_entries = _builtin(BUILTIN_CATALOG)
+    entries = dict(builtin_entries)
     if providers_file is not None:
         entries.update(
             validate_entries(read_entries(providers_file), str(providers_file), builtin_raw)

@@ -42,6 +42,15 @@ def test_a_good_file_validates_and_merges_over_builtins(tmp_path: Path) -> None:
     assert catalog.get("acme") is not None and catalog.get("github") is not None
 
 
+def test_a_file_overrides_builtins_in_its_own_catalog_only(tmp_path: Path) -> None:
+    """The built-in entries are read once a process; a file's override never leaks into them."""
+    overridden = load_catalog(write(tmp_path, {"github": {"display_name": "GitHub Enterprise"}}))
+    assert overridden.require("github").display_name == "GitHub Enterprise"
+    assert load_catalog().require("github").display_name == "GitHub"
+    assert "acme" in load_catalog(write(tmp_path, GOOD))
+    assert "acme" not in load_catalog()
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
