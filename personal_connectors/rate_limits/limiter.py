@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
@@ -54,14 +54,38 @@ SERVICE_TOTAL = "service"
 Headers = list[tuple[bytes, bytes]]
 
 
-@dataclass(frozen=True)
-class _Count:
+class _Limit:
+    """One configured limit: `limits`' item, and what every count against it reuses."""
+
+    def __init__(self, spec: str) -> None:
+        self.item: RateLimitItem = parse(spec)
+        self.amount = self.item.amount
+        self.seconds = self.item.get_expiry()
+        self.header = (LIMIT_HEADER, str(self.amount).encode())
+        # Bucket keys by identifiers: `limits`' key_for joins strings every time.
+        self._keys: dict[tuple[str, ...], str] = {}
+
+    def key(self, ids: tuple[str, ...]) -> str:
+        key = self._keys.get(ids)
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            key = self._keys[ids] = self.item.key_for(*ids)
+        return key
+
+
+class _Count(NamedTuple):
     """One bucket after this request: its limit, what is left, seconds until its window ends."""
 
-    item: RateLimitItem
+    limit: _Limit
     admitted: bool
     remaining: int
     reset_seconds: int
+
+
+# A bucket a request counts in: its limit, its identifiers, and whether it is a service key's
+# shared one (the 429's message says which).
+_Bucket = tuple[_Limit, tuple[str, ...], bool]
 
 
 class RateLimits:
@@ -70,8 +94,8 @@ class RateLimits:
     ) -> None:
         """``caller``, ``service``: the limits as configured (``1200/minute``; None: none);
         ``location``: ``CONNECTORS_RATE_LIMIT_STORAGE``."""
-        self.caller = parse(caller) if caller else None
-        self.service = parse(service) if service else None
+        self.caller = _Limit(caller) if caller else None
+        self.service = _Limit(service) if service else None
         # In memory, one synchronous call counts and tells the window's end.
         self._counters: WindowCounters | None = WindowCounters()
         self.storage: Storage = self._counters
@@ -86,8 +110,6 @@ class RateLimits:
             assert isinstance(storage, Storage)  # an async+ URI gives the asyncio storage
             self.storage = storage
             self._counters = None
-        # Bucket keys by (limit, identifiers): `limits`' key_for joins strings every time.
-        self._keys: dict[tuple[RateLimitItem, tuple[str, ...]], str] = {}
         self._skip_until: float = 0.0  # monotonic: the storage failed; admit uncounted until then
         self._warned_at: float = -math.inf
 
@@ -102,20 +124,24 @@ class RateLimits:
         buckets = self._buckets(api_key_id, is_service, end_user_id)
         if not buckets or (self._skip_until and time.monotonic() < self._skip_until):
             return [], None
-        counts: list[tuple[_Count, bool]] = []
+        shown: _Count | None = None
         try:
-            for item, key in buckets:
-                count = await self._count(item, key)
-                counts.append((count, key[0] == SERVICE_TOTAL))
+            for limit, ids, total in buckets:
+                if self._counters is not None:  # in memory: nothing to await
+                    count = _counted(limit, *self._counters.hit(limit.key(ids), limit.seconds))
+                else:
+                    count = await self._count(limit, ids)
                 if not count.admitted:
-                    break
+                    self._skip_until = 0.0
+                    return _headers(count), _exceeded(count, total)
+                if shown is None or count.remaining < shown.remaining:
+                    shown = count
         except (StorageError, OSError, TimeoutError) as exc:
             self._storage_failed(exc)
             return [], None
         self._skip_until = 0.0
-        refused = next(((c, total) for c, total in counts if not c.admitted), None)
-        shown = refused[0] if refused else min((c for c, _ in counts), key=_remaining)
-        return _headers(shown), (_exceeded(*refused) if refused else None)
+        assert shown is not None
+        return _headers(shown), None
 
     async def spent(
         self, api_key_id: str, is_service: bool, end_user_id: str | None
@@ -128,56 +154,42 @@ class RateLimits:
         if not buckets or (self._skip_until and time.monotonic() < self._skip_until):
             return [], None
         try:
-            for item, ids in buckets:
-                key = self._key(item, ids)
+            for limit, ids, total in buckets:
+                key = limit.key(ids)
                 used = await self.storage.get(key)
-                if used >= item.amount:
+                if used >= limit.amount:
                     reset = max(0, math.ceil(await self.storage.get_expiry(key) - time.time()))
-                    count = _Count(item, False, 0, reset)
-                    return _headers(count), _exceeded(count, ids[0] == SERVICE_TOTAL)
+                    count = _Count(limit, False, 0, reset)
+                    return _headers(count), _exceeded(count, total)
         except (StorageError, OSError, TimeoutError) as exc:
             self._storage_failed(exc)
         return [], None
 
-    def _buckets(
-        self, api_key_id: str, is_service: bool, end_user_id: str | None
-    ) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
-        """The limit and identifiers of each bucket a request counts in, the caller's first."""
-        buckets: list[tuple[RateLimitItem, tuple[str, ...]]] = []
+    def _buckets(self, api_key_id: str, is_service: bool, end_user_id: str | None) -> list[_Bucket]:
+        """The buckets a request counts in, the caller's first."""
+        buckets: list[_Bucket] = []
         if self.caller is not None:
             ids = (
                 ("caller", api_key_id, end_user_id or "") if is_service else ("caller", api_key_id)
             )
-            buckets.append((self.caller, ids))
+            buckets.append((self.caller, ids, False))
         if is_service and self.service is not None:
-            buckets.append((self.service, (SERVICE_TOTAL, api_key_id)))
+            buckets.append((self.service, (SERVICE_TOTAL, api_key_id), True))
         return buckets
 
-    def _key(self, item: RateLimitItem, ids: tuple[str, ...]) -> str:
-        key = self._keys.get((item, ids))
-        if key is None:
-            if len(self._keys) >= KEY_CACHE_SIZE:
-                self._keys.clear()
-            key = self._keys[(item, ids)] = item.key_for(*ids)
-        return key
-
-    async def _count(self, item: RateLimitItem, ids: tuple[str, ...]) -> _Count:
-        """`limits`' fixed window (``FixedWindowRateLimiter.hit``: one increment of the
-        bucket's counter, which opens its window), reading what is left from that increment's
-        own result rather than from a second read, which other requests may have moved on."""
-        key = self._key(item, ids)
-        if self._counters is not None:
-            used, ends = self._counters.hit(key, item.get_expiry())
-        else:
-            used = await self.storage.incr(key, item.get_expiry())
-            ends = await self.storage.get_expiry(key)
-        reset = max(0, math.ceil(ends - time.time()))
-        admitted = used <= item.amount
-        if not admitted and reset == 0:
+    async def _count(self, limit: _Limit, ids: tuple[str, ...]) -> _Count:
+        """`limits`' fixed window in a shared storage (``FixedWindowRateLimiter.hit``: one
+        increment of the bucket's counter, which opens its window), reading what is left from
+        that increment's own result rather than from a second read, which other requests may
+        have moved on."""
+        key = limit.key(ids)
+        used = await self.storage.incr(key, limit.seconds)
+        count = _counted(limit, used, await self.storage.get_expiry(key))
+        if not count.admitted and count.reset_seconds == 0:
             # A full bucket without an expiry: in Redis the increment that opened it lost its
             # EXPIRE (a process killed between the two); it would refuse forever. Start anew.
             await self.storage.clear(key)
-        return _Count(item, admitted, max(0, item.amount - used), reset)
+        return count
 
     def _storage_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -191,21 +203,24 @@ class RateLimits:
             )
 
 
+def _counted(limit: _Limit, used: int, ends: float) -> _Count:
+    """A bucket's count from its counter after this request and its window's end."""
+    reset = max(0, math.ceil(ends - time.time()))
+    return _Count(limit, used <= limit.amount, max(0, limit.amount - used), reset)
+
+
 def _headers(count: _Count) -> Headers:
     return [
-        (LIMIT_HEADER, str(count.item.amount).encode()),
-        (REMAINING_HEADER, str(count.remaining).encode()),
-        (RESET_HEADER, str(count.reset_seconds).encode()),
+        count.limit.header,
+        (REMAINING_HEADER, b"%d" % count.remaining),
+        (RESET_HEADER, b"%d" % count.reset_seconds),
     ]
-
-
-def _remaining(count: _Count) -> int:
-    return count.remaining
 
 
 def _exceeded(count: _Count, service_total: bool) -> RateLimitExceeded:
     wait = max(1, count.reset_seconds)
-    limit = f"{count.item.amount} requests per {_period(count.item)}"
+    item = count.limit.item
+    limit = f"{item.amount} requests per {_period(item)}"
     whose = (
         "This service key's requests for all its end users together exceed"
         if service_total
@@ -216,7 +231,7 @@ def _exceeded(count: _Count, service_total: bool) -> RateLimitExceeded:
         "the next request, and spread requests out: the x-ratelimit-* headers of every answer "
         "say how many are left and when the window frees them.",
         headers={"Retry-After": str(wait)},
-        details={"limit": count.item.amount, "period_seconds": count.item.get_expiry()},
+        details={"limit": item.amount, "period_seconds": count.limit.seconds},
     )
 
 
