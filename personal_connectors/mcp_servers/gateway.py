@@ -10,18 +10,18 @@ connection cache. A ``tools/call`` goes to that connection's server with a fresh
 upstream session kept open for that connection and token (``client.SessionPool``), and its
 result comes back unchanged; a name the caller may not use is an unknown tool, never a call.
 
-The prefix is the app key, or a custom server's display name as a slug (``prefix_base``); when
-two of the caller's live connections with an MCP server share it, each gets ``_`` and the first
-6 hex digits of its connection id. A server that cannot be listed drops out of ``tools/list``
-(logged with the connection id and the reason).
+The prefix is the app key, or a custom server's display name as a slug (``prefix_base``); a
+connection whose base another of the caller's live connections with an MCP server already holds
+gets ``_`` and the first 6 hex digits of its connection id. It is stored when the connection is
+first offered and never changes while the connection lives (SPEC §11). A server that cannot be
+listed drops out of ``tools/list`` (logged with the connection id and the reason).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -72,16 +72,47 @@ class ExposedTool:
     definition: dict[str, Any]
 
 
-def prefixes(connections: Sequence[Connection]) -> dict[str, str]:
-    """Each connection's tool-name prefix (see the module doc), by connection id."""
-    bases = {connection.id: prefix_base(connection) for connection in connections}
-    sharing = Counter(bases.values())
-    return {
-        connection_id: base
-        if sharing[base] == 1
-        else f"{base}_{connection_id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
-        for connection_id, base in bases.items()
-    }
+def prefixes(
+    connections: Sequence[Connection], kept: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each connection's tool-name prefix by connection id (see the module doc), and those of
+    them chosen now, to be stored. ``connections``: the caller's live ones, oldest first;
+    ``kept``: prefixes stored since they were read, by connection id."""
+    named: dict[str, str] = {}
+    for connection in connections:
+        stored = connection.mcp_prefix or (kept or {}).get(connection.id)
+        if stored is not None:
+            named[connection.id] = stored
+    taken = set(named.values())
+    chosen: dict[str, str] = {}
+    for connection in connections:
+        if connection.id not in named:
+            base = prefix_base(connection)
+            prefix = base if base not in taken else _suffixed(base, connection.id)
+            named[connection.id] = chosen[connection.id] = prefix
+            taken.add(prefix)
+    if len(taken) < len(named):  # two stored alike (rows written by a racing request): told apart
+        seen: set[str] = set()
+        for connection in connections:
+            prefix = named[connection.id]
+            if prefix in seen:
+                named[connection.id] = _suffixed(prefix, connection.id)
+            seen.add(prefix)
+    return named, chosen
+
+
+async def _kept_prefixes(runtime: Runtime, connections: Sequence[Connection]) -> dict[str, str]:
+    """``prefixes``, with those chosen now stored (another request's, if it stored first)."""
+    named, chosen = prefixes(connections)
+    if chosen:
+        async with runtime.sessions() as session:
+            kept = await McpRepository(session).keep_prefixes(chosen)
+        named, _ = prefixes(connections, kept)
+    return named
+
+
+def _suffixed(base: str, connection_id: str) -> str:
+    return f"{base}_{connection_id.removeprefix('conn_')[:SUFFIX_HEX_DIGITS]}"
 
 
 class McpGateway:
@@ -167,7 +198,7 @@ async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[Exposed
     if call.connection_id is not None:
         named = {c.id: "" for c in with_server if c.id == call.connection_id}
     else:
-        named = prefixes(with_server)
+        named = await _kept_prefixes(call.runtime, with_server)
     usable = [
         c
         for c in with_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.models import ID_MAX_LENGTH, Connection
@@ -26,6 +26,20 @@ class McpRepository:
             .order_by(Connection.created_at, Connection.id)
         )
         return (await self.session.execute(statement)).scalars().all()
+
+    async def keep_prefixes(self, chosen: dict[str, str]) -> dict[str, str]:
+        """Store each connection's first tool-name prefix (by id), unless another request
+        stored one first; what every one of them holds afterwards."""
+        for connection_id, prefix in chosen.items():
+            await self.session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id, Connection.mcp_prefix.is_(None))
+                .values(mcp_prefix=prefix)
+            )
+        statement = select(Connection.id, Connection.mcp_prefix).where(Connection.id.in_(chosen))
+        kept = {row.id: row.mcp_prefix for row in await self.session.execute(statement)}
+        await self.session.commit()
+        return kept
 
     async def owned(
         self, connection_id: str, user_id: str, organization_id: str

@@ -13,6 +13,9 @@ from personal_connectors.models.base import Base, TimestampedMixin, id_column, u
 from personal_connectors.models.identity import EndUser
 from personal_connectors.models.mcp_registration import MCP_SERVER_URL_MAX_LENGTH
 
+# A tool-name prefix: an app key (64) or a display name's slug (40), then `_` and 6 hex digits.
+MCP_PREFIX_MAX_LENGTH = 72
+
 # The ``auth_mode`` of a custom MCP server's connection when the server needs no authorization
 # (SPEC §11): it is called with no credentials at all.
 NO_AUTH_MODE = "none"
@@ -134,6 +137,9 @@ class Connection(TimestampedMixin, Base):
     mcp_registration_id: Mapped[str | None] = mapped_column(
         ForeignKey("mcp_client_registrations.id", ondelete="SET NULL")
     )
+    # The gateway's tool-name prefix (SPEC §11), stored when the gateway first offers the
+    # connection's tools so that it never changes while the connection lives (None: not yet).
+    mcp_prefix: Mapped[str | None] = mapped_column(String(MCP_PREFIX_MAX_LENGTH))
     last_sync_at: Mapped[datetime | None]
     last_checked_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]

@@ -90,17 +90,37 @@ def test_the_gateway_offers_every_connections_tools_under_its_app_key(
     assert health["status"] == "unhealthy" and "unreachable" in health["reason"]
 
 
-def test_two_connections_of_one_app_are_told_apart_by_their_ids(
+def test_a_second_connection_of_one_app_is_told_apart_and_no_prefix_ever_changes(
     api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
 ) -> None:
     first = connect(api, tenant, MCP_KEY, "ada")
+    assert gateway(mcp_service, tenant, names) == [f"{MCP_KEY}__{name}" for name in TOOL_NAMES]
     second = connect(api, tenant, MCP_KEY, "grace")
-    assert first != second
+    suffixed = f"{MCP_KEY}_{second[5:11]}"
 
+    # The first keeps its name (an assistant may hold it); the second gets its id's digits.
     listed = gateway(mcp_service, tenant, names)
-
-    prefixes = [f"{MCP_KEY}_{connection[5:11]}" for connection in (first, second)]
-    assert sorted(listed) == sorted(f"{p}__{name}" for p in prefixes for name in TOOL_NAMES)
+    assert sorted(listed) == sorted(
+        f"{prefix}__{name}" for prefix in (MCP_KEY, suffixed) for name in TOOL_NAMES
+    )
+    # Once the first is gone the second keeps its suffix, and a new one takes the free name.
+    deleted = api.delete(f"/{first}", params=tenant.org, headers=tenant.headers)
+    assert deleted.status_code in (200, 204), deleted.text
+    third = connect(api, tenant, MCP_KEY, "linus")
+    listed = gateway(mcp_service, tenant, names)
+    assert sorted(listed) == sorted(
+        f"{prefix}__{name}" for prefix in (suffixed, MCP_KEY) for name in TOOL_NAMES
+    )
+    # The free name is the third connection's: with the second disabled, it alone is offered.
+    disabled = api.patch(
+        f"/connections/{second}/active",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"is_active": False},
+    )
+    assert disabled.status_code == 200, disabled.text
+    assert gateway(mcp_service, tenant, names) == [f"{MCP_KEY}__{name}" for name in TOOL_NAMES]
+    assert third != second
 
 
 def test_a_call_is_forwarded_and_its_result_returned_as_the_server_gave_it(
