@@ -182,14 +182,14 @@ def segment(value: str) -> str:
     return DOT_SEGMENTS.get(value) or quote(value, safe="")
 
 
-def proxy_path(path: str) -> str:
-    """``path`` as the proxy route's tail: one leading ``/`` dropped, and dot segments
-    percent-encoded so that httpx does not resolve them into another route of the service (the
-    service refuses them, encoded or not, with 400)."""
-    path = path.removeprefix("/")
-    route, mark, rest = path.partition("?")
+def proxy_path(path: str) -> tuple[str, list[tuple[str, str]]]:
+    """``path`` as the proxy route's tail and the query it holds: one leading ``/`` dropped, and
+    dot segments percent-encoded so that httpx does not resolve them into another route of the
+    service (the service refuses them, encoded or not, with 400). The query goes out as
+    parameters: httpx replaces a URL's own query with the ``params`` it is given."""
+    route, _, query = path.removeprefix("/").partition("?")
     segments = [DOT_SEGMENTS.get(segment, segment) for segment in route.split("/")]
-    return "/".join(segments) + mark + rest
+    return "/".join(segments), parse_qsl(query, keep_blank_values=True)
 
 
 def api_root(base_url: str) -> str:
@@ -436,15 +436,17 @@ class Core:
         retries: int | None = None,
     ) -> Call[httpx.Response]:
         """``{method} /{id}/proxy/{path}``: the service adds the credentials and sends it to
-        the provider's API; ``path`` is relative to the provider's API base."""
+        the provider's API; ``path`` is relative to the provider's API base, and a query in it
+        is sent before ``params``."""
+        route, embedded = proxy_path(path)
         given = list(params.items()) if isinstance(params, Mapping) else list(params or [])
         sent = dict(headers or {})
         if retries is not None:
             sent[PROXY_RETRIES] = str(retries)
         request = self.request(
             method.upper(),
-            f"/{segment(connection_id)}/proxy/{proxy_path(path)}",
-            [*self.query(), *given],
+            f"/{segment(connection_id)}/proxy/{route}",
+            [*self.query(), *embedded, *given],
             json=json,
             timeout=timeout,
             headers=sent,

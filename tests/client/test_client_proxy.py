@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -125,3 +126,28 @@ def test_a_proxy_call_acts_for_the_clients_end_user(
         with pytest.raises(ConnectorsError) as foreign:
             bob.proxy(connection_id).get("/me")
         assert foreign.value.status == 404
+
+
+def test_a_query_written_in_the_path_is_sent_with_the_params() -> None:
+    """httpx replaces a URL's own query with the ``params`` it is given; the client keeps both
+    (the path's first), as a caller writing ``search?q=…`` expects."""
+    seen: list[httpx.URL] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={})
+
+    http = httpx.Client(transport=httpx.MockTransport(provider))
+    with Connectors("http://service.test", "ak_test", "org_1", http=http) as pc:
+        pc.proxy("conn_1").get("search/issues?q=is%3Aopen&per_page=5", params={"page": 2})
+        pc.proxy("conn_1").get("user?")
+
+    assert seen[0].path == "/v1/personal-connectors/conn_1/proxy/search/issues"
+    assert list(seen[0].params.multi_items()) == [
+        ("organization_id", "org_1"),
+        ("q", "is:open"),
+        ("per_page", "5"),
+        ("page", "2"),
+    ]
+    assert seen[1].path.endswith("/proxy/user")
+    assert list(seen[1].params.multi_items()) == [("organization_id", "org_1")]
