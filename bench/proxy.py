@@ -28,7 +28,7 @@ a real provider allows, and the added medians what a call pays.
 
 Run: .venv/bin/python bench/proxy.py [--connections 100] [--concurrency 32] [--rounds 4]
      [--duration 5] [--warmup 2] [--clients 1] [--client raw|httpx] [--db sqlite|postgres|both]
-     [--upstream-delay-ms 0 20] [--no-unloaded]
+     [--workers 1] [--upstream-delay-ms 0 20] [--no-unloaded]
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ from token_path import (
 
 APP_KEY = "bench-api"
 UPSTREAM_PATH = "user"
-# The upstream: any GET answers a small JSON object, as a provider's `GET /user` would.
 # The upstream: any GET answers a small JSON object, as a provider's `GET /user` would, after
 # the query's `delay_ms` (a provider's own time, spent waiting, not computing).
 UPSTREAM_APP = """
@@ -300,7 +299,7 @@ def bench_backend(db: str, args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     with upstream() as api, deployment(db) as deployed:
         seeded = seed(deployed, api, args.connections)
-        with served(deployed) as service:
+        with served(deployed, workers=args.workers) as service:
             check_proxied_answer(service[0], api, seeded)
             for delay in args.upstream_delay_ms:
                 print(f"  [{db}] upstream delay {delay:g} ms")
@@ -337,6 +336,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
+        "--workers", type=int, default=1, help="`connectors serve --workers` (default 1)"
+    )
+    parser.add_argument(
         "--upstream-delay-ms",
         type=float,
         nargs="+",
@@ -361,7 +363,8 @@ def main() -> None:
         f"proxy benchmark: {args.connections} connections, concurrency {args.concurrency} over "
         f"{args.clients} client process(es), {args.rounds} interleaved rounds of "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured each; upstream delays "
-        f"{delays} ms; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
+        f"{delays} ms; service workers {args.workers}; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} at start"
     )
     rows: list[Row] = []
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
