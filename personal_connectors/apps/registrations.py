@@ -12,7 +12,7 @@ as the RFC 8707 ``resource`` of the authorization request and of every token req
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.repository import McpRegistrationRepository
 from personal_connectors.crypto.aead import associated_data
+from personal_connectors.exceptions import ValidationFailed
 from personal_connectors.models import McpClientRegistration, new_id, utcnow
 from personal_connectors.oauth import rfc7591
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
@@ -123,6 +124,8 @@ class McpRegistrations:
         Raises ``oauth.errors`` failures of the registration request.
         """
         kept = await self.repository.for_server(organization_id, server_url)
+        if kept is not None and kept.bound:
+            return await self.use_bound(kept, metadata)
         if kept is not None and self._still_good(kept, metadata):
             self._update_endpoints(kept, metadata)
             await self.session.commit()
@@ -147,15 +150,13 @@ class McpRegistrations:
         registration = kept or McpClientRegistration(
             id=new_id("mcr"), organization_id=organization_id, server_url=server_url
         )
-        registration.issuer = metadata["issuer"]
-        self._update_endpoints(registration, metadata)
-        registration.client_id = registered.client_id
-        registration.client_secret_ct = self.runtime.sealer.seal(
-            registered.client_secret, _aad(registration.id)
+        self._hold(
+            registration,
+            metadata,
+            ClientCredentials(registered.client_id, registered.client_secret),
+            registered.token_endpoint_auth_method,
+            registered.client_secret_expires_at,
         )
-        registration.key_id = self.runtime.sealer.key_id
-        registration.token_endpoint_auth_method = registered.token_endpoint_auth_method
-        registration.client_secret_expires_at = registered.client_secret_expires_at
         if kept is None:
             self.repository.add(registration)
         try:
@@ -170,6 +171,81 @@ class McpRegistrations:
             logger.info("registration for an MCP server raced; using the one stored first")
             return raced
         return registration
+
+    async def bound_for(
+        self, organization_id: str, server_url: str
+    ) -> McpClientRegistration | None:
+        """The app an administrator bound to ``server_url`` in the organization, if any."""
+        kept = await self.repository.for_server(organization_id, server_url)
+        return kept if kept is not None and kept.bound else None
+
+    async def use_bound(
+        self, registration: McpClientRegistration, metadata: dict[str, Any]
+    ) -> McpClientRegistration:
+        """A bound app for a new flow: its authorization server's endpoints as read now, as
+        long as the server still names the authorization server the app was bound at. Commits."""
+        if registration.issuer != metadata["issuer"]:
+            raise ValidationFailed(
+                f"The app bound to this MCP server is registered at {registration.issuer}, but "
+                f"the server now names {metadata['issuer']} as its authorization server. An "
+                "administrator binds an app registered there (PUT /apps/custom_mcp)."
+            )
+        self._update_endpoints(registration, metadata)
+        await self.session.commit()
+        return registration
+
+    async def bind(
+        self,
+        organization_id: str,
+        server_url: str,
+        metadata: dict[str, Any],
+        credentials: ClientCredentials,
+        auth_method: str,
+    ) -> McpClientRegistration:
+        """Bind an app registered by hand at the authorization server ``metadata`` describes
+        to ``server_url`` (SPEC §11), in place of the service's registration: flows for the
+        server use it from now on. Commits."""
+        registration = await self.repository.for_server(organization_id, server_url)
+        if registration is None:
+            registration = McpClientRegistration(
+                id=new_id("mcr"), organization_id=organization_id, server_url=server_url
+            )
+            self.repository.add(registration)
+        self._hold(registration, metadata, credentials, auth_method, None, bound=True)
+        await self.session.commit()
+        return registration
+
+    async def unbind(self, organization_id: str, server_url: str) -> bool:
+        """Remove the app bound to ``server_url``; False when none is. Connections made with it
+        keep their tokens but can no longer refresh them (they are to be connected again)."""
+        bound = await self.bound_for(organization_id, server_url)
+        if bound is None:
+            return False
+        await self.repository.delete(bound)
+        await self.session.commit()
+        return True
+
+    def _hold(
+        self,
+        registration: McpClientRegistration,
+        metadata: dict[str, Any],
+        credentials: ClientCredentials,
+        auth_method: str,
+        secret_expires_at: datetime | None,
+        *,
+        bound: bool = False,
+    ) -> None:
+        """Write a client (its secret sealed) and its authorization server into the row."""
+        registration.issuer = metadata["issuer"]
+        self._update_endpoints(registration, metadata)
+        registration.client_id = credentials.client_id
+        registration.client_secret_ct = self.runtime.sealer.seal(
+            credentials.client_secret, _aad(registration.id)
+        )
+        registration.key_id = self.runtime.sealer.key_id
+        registration.token_endpoint_auth_method = auth_method
+        registration.client_secret_expires_at = secret_expires_at
+        registration.bound = bound
 
     @staticmethod
     def _still_good(registration: McpClientRegistration, metadata: dict[str, Any]) -> bool:

@@ -4,8 +4,9 @@ The MCP authorization spec's discovery, each step checked before the next: the s
 without a token (an ``initialize`` over Streamable HTTP); one that answers needs no
 authorization. One that answers 401 names its protected resource metadata (RFC 9728), whose
 ``resource`` must be the server itself; its first authorization server's metadata (RFC 8414,
-then OpenID discovery) must carry exactly that issuer and offer PKCE S256 and dynamic client
-registration; the organization's registration for this server there is reused or made
+then OpenID discovery) must carry exactly that issuer and offer PKCE S256; the app an
+administrator bound to the server is used, else the authorization server must offer dynamic
+client registration and the organization's registration for this server there is reused or made
 (``apps.registrations``). Every URL on the way follows the outbound rule (SPEC §9): the server's
 URL is checked here, and the outbound guard judges each address connected to. A refusal is a
 400 that says what is wrong and stores nothing; a server or authorization server that does not
@@ -21,7 +22,12 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.registrations import McpRegistrations
-from personal_connectors.exceptions import ProviderError, ProviderUnavailable, ValidationFailed
+from personal_connectors.exceptions import (
+    ProviderError,
+    ProviderUnavailable,
+    ResourceNotFound,
+    ValidationFailed,
+)
 from personal_connectors.mcp_servers.outcomes import (
     ServerAnsweredError,
     ServerFailure,
@@ -31,6 +37,7 @@ from personal_connectors.mcp_servers.outcomes import (
 from personal_connectors.models import McpClientRegistration
 from personal_connectors.models.mcp_registration import DISPLAY_NAME_MAX_LENGTH
 from personal_connectors.oauth import rfc9728
+from personal_connectors.oauth.client import ClientCredentials
 from personal_connectors.oauth.errors import (
     DestinationNotAllowed,
     ProviderBadAnswer,
@@ -89,6 +96,51 @@ class McpDiscovery:
         challenge = await self._challenge(server_url)
         if isinstance(challenge, McpTarget):
             return challenge
+        resource, metadata = await self._authorization_server(server_url, challenge)
+        registrations = McpRegistrations(self.session, self.runtime)
+        bound = await registrations.bound_for(organization_id, server_url)
+        if bound is not None:  # an administrator's app: no registration needed
+            registration = await registrations.use_bound(bound, dict(metadata))
+        else:
+            endpoint = metadata.get("registration_endpoint")
+            if not isinstance(endpoint, str) or not endpoint:
+                raise refused(
+                    "its authorization server offers no dynamic client registration (RFC 7591); "
+                    "an administrator can bind an app registered there instead "
+                    "(PUT /apps/custom_mcp)"
+                )
+            registration = await self._registration(organization_id, server_url, metadata, endpoint)
+        return McpTarget(
+            server_url, registration, None, self._scopes(challenge, resource, metadata)
+        )
+
+    async def bind(
+        self, organization_id: str, url: str, credentials: ClientCredentials, auth_method: str
+    ) -> McpClientRegistration:
+        """Bind an administrator's app to the server at ``url`` (SPEC §11), after the same
+        discovery and checks as a flow: the app is registered at the authorization server the
+        server names now."""
+        server_url = self._checked(url)
+        challenge = await self._challenge(server_url)
+        if isinstance(challenge, McpTarget):
+            raise refused("it needs no authorization: connect it without an app")
+        _, metadata = await self._authorization_server(server_url, challenge)
+        return await McpRegistrations(self.session, self.runtime).bind(
+            organization_id, server_url, dict(metadata), credentials, auth_method
+        )
+
+    async def unbind(self, organization_id: str, url: str) -> None:
+        server_url = self._checked(url)
+        if not await McpRegistrations(self.session, self.runtime).unbind(
+            organization_id, server_url
+        ):
+            raise ResourceNotFound("No app is bound to this MCP server in the organization.")
+
+    async def _authorization_server(
+        self, server_url: str, challenge: str | None
+    ) -> tuple[rfc9728.ProtectedResource, dict[str, object]]:
+        """The server's protected resource metadata and its authorization server's, checked
+        (RFC 9728, RFC 8414 / OpenID discovery, PKCE with S256)."""
         try:
             resource = await rfc9728.discover(
                 self.runtime.http, server_url, challenge, call_seconds=self.timeout
@@ -112,15 +164,7 @@ class McpDiscovery:
         methods = metadata.get("code_challenge_methods_supported")
         if not isinstance(methods, list) or PKCE_METHOD not in methods:
             raise refused("its authorization server does not offer PKCE with S256")
-        endpoint = metadata.get("registration_endpoint")
-        if not isinstance(endpoint, str) or not endpoint:
-            raise refused(
-                "its authorization server offers no dynamic client registration (RFC 7591)"
-            )
-        registration = await self._registration(organization_id, server_url, metadata, endpoint)
-        return McpTarget(
-            server_url, registration, None, self._scopes(challenge, resource, metadata)
-        )
+        return resource, metadata
 
     def _checked(self, url: str) -> str:
         checked = check_url(url, allow_internal=self.runtime.settings.loopback_allowed, field=FIELD)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
+from personal_connectors.flows.custom_mcp import McpDiscovery
 from personal_connectors.flows.schemas import (
     MAX_COMPLETE_WAIT_SECONDS,
     AuthorizeIn,
@@ -15,14 +16,19 @@ from personal_connectors.flows.schemas import (
     CompleteIn,
     CompleteOut,
     ConnectedAtOnce,
+    McpAppIn,
+    McpAppOut,
 )
 from personal_connectors.flows.service import FlowService
 from personal_connectors.http.dependencies import (
+    AdminAccessDep,
     OrgAccessDep,
     RuntimeDep,
     SessionDep,
 )
 from personal_connectors.http.openapi import errors
+from personal_connectors.models.mcp_registration import MCP_SERVER_URL_MAX_LENGTH
+from personal_connectors.oauth.client import ClientCredentials
 
 router = APIRouter(tags=["OAuth flow"])
 
@@ -81,3 +87,57 @@ async def complete_oauth(
             exclude={name for name in ("error", "retry_after") if getattr(answer, name) is None},
         )
     )
+
+
+# An administrator's app for one custom MCP server (SPEC §11). Here rather than with the other
+# apps because it is checked by the custom flow's discovery; on this router, which is included
+# before the apps' one, so `/apps/{app_key}` never sees `custom_mcp`.
+@router.put(
+    "/apps/custom_mcp",
+    response_model=McpAppOut,
+    tags=["OAuth apps"],
+    summary="Bind an app to a custom MCP server",
+    description="For an MCP server whose authorization server offers no dynamic client "
+    "registration, or whose registrations an administrator wants to control: flows for "
+    "`mcp_server_url` in the organization use this app from now on. The server and its "
+    "authorization server are discovered and checked as for a flow; the app must be registered "
+    "at that authorization server with `redirect_uri`. Setting it again replaces it; "
+    "connections made with another client must then be connected again.",
+    responses=errors(502, 503),
+)
+async def bind_mcp_app(
+    body: McpAppIn, access: AdminAccessDep, session: SessionDep, runtime: RuntimeDep
+) -> McpAppOut:
+    registration = await McpDiscovery(session, runtime).bind(
+        access.organization_id,
+        body.mcp_server_url,
+        ClientCredentials(body.client_id, body.client_secret),
+        body.token_endpoint_auth_method,
+    )
+    return McpAppOut(
+        mcp_server_url=registration.server_url,
+        client_id=registration.client_id,
+        issuer=registration.issuer,
+        token_endpoint_auth_method=registration.token_endpoint_auth_method,
+        redirect_uri=runtime.settings.redirect_uri,
+        created_at=registration.created_at,
+        updated_at=registration.updated_at,
+    )
+
+
+@router.delete(
+    "/apps/custom_mcp",
+    status_code=204,
+    tags=["OAuth apps"],
+    summary="Unbind the app of a custom MCP server",
+    description="Flows for the server go back to dynamic client registration. Connections "
+    "made with the app keep their tokens but cannot refresh them: connect them again.",
+)
+async def unbind_mcp_app(
+    mcp_server_url: Annotated[str, Query(min_length=1, max_length=MCP_SERVER_URL_MAX_LENGTH)],
+    access: AdminAccessDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    await McpDiscovery(session, runtime).unbind(access.organization_id, mcp_server_url)
+    return Response(status_code=204)

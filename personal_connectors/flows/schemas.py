@@ -52,7 +52,8 @@ class AuthorizeIn(RequestBody):
         max_length=MCP_SERVER_URL_MAX_LENGTH,
         description="`custom_mcp` only: the remote MCP server (Streamable HTTP) to connect, "
         "https at a public address. Its authorization server is discovered from it (RFC 9728, "
-        "RFC 8414) and the service registers there itself (RFC 7591).",
+        "RFC 8414) and the service registers there itself (RFC 7591), unless an administrator "
+        "bound an app to the server (`PUT /apps/custom_mcp`).",
     )
     display_name: str | None = Field(
         default=None,
@@ -135,3 +136,30 @@ class CallbackData(BaseModel):
 class CallbackOut(BaseModel):
     success: Literal[True] = True
     data: CallbackData
+
+
+class McpAppIn(RequestBody):
+    """An app registered by hand at an MCP server's authorization server (SPEC §11)."""
+
+    mcp_server_url: str = Field(
+        min_length=1,
+        max_length=MCP_SERVER_URL_MAX_LENGTH,
+        description="The MCP server the app is for; flows for it use this app instead of the "
+        "service's own dynamic client registration.",
+    )
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: str = Field(min_length=1, max_length=4000)
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
+        "client_secret_basic"
+    )
+
+
+class McpAppOut(BaseModel):
+    app_key: Literal["custom_mcp"] = "custom_mcp"
+    mcp_server_url: str
+    client_id: str
+    issuer: str = Field(description="The authorization server the app is registered at.")
+    token_endpoint_auth_method: str
+    redirect_uri: str = Field(description="Register this redirect URI with the app.")
+    created_at: datetime
+    updated_at: datetime

@@ -3,6 +3,8 @@
 One per organization and MCP server (``server_url``, the server's canonical URI): a
 registration made for one server is never used for another, even one that names the same
 authorization server, so a server cannot get a token meant for another (the confused deputy).
+An administrator may bind an app registered by hand instead (``bound``), for an authorization
+server that offers no dynamic registration.
 The authorization server's endpoints, as read and checked when it was registered, are kept
 with it; the client secret is sealed like every secret, with the row's id as associated data.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from personal_connectors.models.base import Base, TimestampedMixin, id_column
@@ -44,3 +46,6 @@ class McpClientRegistration(TimestampedMixin, Base):
     client_secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(32))
     client_secret_expires_at: Mapped[datetime | None]
+    # An app an administrator bound to this server (``PUT /apps/custom_mcp``) rather than one
+    # the service registered: used as it is, never registered again.
+    bound: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import httpx2
@@ -60,6 +61,36 @@ def servers(dcr_oidc: OidcProvider) -> Iterator[dict[str, ProtectedMcpServer]]:
     yield made
     for server in made.values():
         server.stop()
+
+
+BOUND_CLIENT = {"client_id": "registered-by-hand", "client_secret": "its-secret-by-hand"}
+
+
+@pytest.fixture(scope="session")
+def bound_server(
+    tmp_path_factory: pytest.TempPathFactory, mcp_ports: dict[str, int]
+) -> Iterator[ProtectedMcpServer]:
+    """A server whose authorization server offers no dynamic registration: one client,
+    registered by hand for the services' callbacks."""
+    client = {
+        **BOUND_CLIENT,
+        "redirect_uris": [
+            f"http://127.0.0.1:{port}/v1/personal-connectors/callback"
+            for port in mcp_ports.values()
+        ],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "client_secret_post",
+    }
+    oidc = OidcProvider.start(
+        [client],
+        workdir=tmp_path_factory.mktemp("bound-oidc"),
+        features={"resource_indicators": True},
+    )
+    server = ProtectedMcpServer("Bound Tools", oidc)
+    server.start()
+    yield server
+    server.stop()
+    oidc.stop()
 
 
 def authorize(
@@ -258,6 +289,69 @@ def test_a_connection_sharing_a_display_name_gets_the_connection_suffix(
     assert shown == {
         f"{prefix}__{name}" for prefix in ("tools", f"tools_{second[5:11]}") for name in TOOL_NAMES
     }
+
+
+def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered(
+    api: httpx.Client,
+    mcp_service: ServiceProcess,
+    tenant: Tenant,
+    bound_server: ProtectedMcpServer,
+    servers: dict[str, ProtectedMcpServer],
+) -> None:
+    url = bound_server.url
+    refused = authorize(api, tenant, url)
+    assert refused.status_code == 400, refused.text
+    assert "no dynamic client registration" in refused.text
+    assert "PUT /apps/custom_mcp" in refused.text
+
+    bind = {"mcp_server_url": url, **BOUND_CLIENT}
+    bound = api.put(
+        "/apps/custom_mcp",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={**bind, "token_endpoint_auth_method": "client_secret_post"},
+    )
+    assert bound.status_code == 200, bound.text
+    app = bound.json()
+    assert app["client_id"] == BOUND_CLIENT["client_id"] and app["mcp_server_url"] == url
+    assert app["redirect_uri"] == f"{mcp_service.base_url}/v1/personal-connectors/callback"
+    assert BOUND_CLIENT["client_secret"] not in bound.text
+    # A server that needs no authorization takes no app.
+    open_server = api.put(
+        "/apps/custom_mcp",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={**bind, "mcp_server_url": servers["open"].url},
+    )
+    assert open_server.status_code == 400, open_server.text
+
+    started = authorize(api, tenant, url).json()
+    sent = dict(parse_qsl(urlsplit(started["authorization_url"]).query))
+    assert sent["client_id"] == BOUND_CLIENT["client_id"]
+    connection_id = connect(api, tenant, url, login="carol")
+
+    async def whoami(session: ClientSession) -> Any:
+        return await session.call_tool("bound-tools__whoami", {})
+
+    result = gateway_session(mcp_service, tenant, whoami)
+    assert result.content[0].text == f"carol at {url}"  # a token for this server, to carol
+    # The bound secret works at the token endpoint too (a refresh, sent with client_secret_post).
+    refreshed = api.post(
+        f"/{connection_id}/token",
+        params={**tenant.org, "force_refresh": "true"},
+        headers=tenant.headers,
+    )
+    assert refreshed.status_code == 200, refreshed.text
+
+    gone = api.delete(
+        "/apps/custom_mcp", params={**tenant.org, "mcp_server_url": url}, headers=tenant.headers
+    )
+    assert gone.status_code == 204, gone.text
+    assert authorize(api, tenant, url).status_code == 400  # back to needing registration
+    again = api.delete(
+        "/apps/custom_mcp", params={**tenant.org, "mcp_server_url": url}, headers=tenant.headers
+    )
+    assert again.status_code == 404, again.text
 
 
 def test_a_server_that_needs_no_authorization_is_connected_at_once(
