@@ -37,6 +37,16 @@ def connect(api: httpx.Client, caller: Tenant, connector_type: str, login: str) 
     return str(response.json()["data"]["connection_id"])
 
 
+def disable(api: httpx.Client, caller: Tenant, connection_id: str) -> None:
+    response = api.patch(
+        f"/connections/{connection_id}/active",
+        params=caller.org,
+        headers=caller.headers,
+        json={"is_active": False},
+    )
+    assert response.status_code == 200, response.text
+
+
 def gateway(
     service: ServiceProcess,
     caller: Tenant,
@@ -112,13 +122,7 @@ def test_a_second_connection_of_one_app_is_told_apart_and_no_prefix_ever_changes
         f"{prefix}__{name}" for prefix in (suffixed, MCP_KEY) for name in TOOL_NAMES
     )
     # The free name is the third connection's: with the second disabled, it alone is offered.
-    disabled = api.patch(
-        f"/connections/{second}/active",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"is_active": False},
-    )
-    assert disabled.status_code == 200, disabled.text
+    disable(api, tenant, second)
     assert gateway(mcp_service, tenant, names) == [f"{MCP_KEY}__{name}" for name in TOOL_NAMES]
     assert third != second
 
@@ -196,13 +200,7 @@ def test_a_tool_the_caller_may_not_use_is_unknown_and_never_called(
     assert upstream.calls["tools/call close_issue"] == 0
 
     # Disabling the connection takes effect on the next request.
-    response = api.patch(
-        f"/connections/{connection_id}/active",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"is_active": False},
-    )
-    assert response.status_code == 200, response.text
+    disable(api, tenant, connection_id)
     assert gateway(mcp_service, tenant, names) == []
     with pytest.raises(MCPError):
         gateway(mcp_service, tenant, call(f"{MCP_KEY}__whoami"))
