@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,13 +57,19 @@ def registration_entry(registration: McpClientRegistration) -> ProviderEntry:
         token_url=registration.token_endpoint,
         revocation_url=registration.revocation_endpoint,
         pkce=True,
-        token_endpoint_auth_method="client_secret_post"
-        if registration.token_endpoint_auth_method == "client_secret_post"
-        else "client_secret_basic",
+        token_endpoint_auth_method=_auth_method(registration.token_endpoint_auth_method),
         # OpenID Connect grants offline_access (a refresh token) only with consent asked.
         authorization_params={**resource, "prompt": "consent"},
         token_params=resource,
     )
+
+
+def _auth_method(stored: str) -> Literal["client_secret_basic", "client_secret_post", "none"]:
+    if stored == "client_secret_post":
+        return "client_secret_post"
+    if stored == rfc7591.PUBLIC:
+        return "none"
+    return "client_secret_basic"
 
 
 def registration_endpoints(registration: McpClientRegistration) -> ProviderEndpoints:

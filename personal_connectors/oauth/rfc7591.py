@@ -24,9 +24,11 @@ from personal_connectors.oauth.errors import (
 )
 from personal_connectors.outbound.guard import DestinationRefused
 
-# Client authentication methods the service speaks, preferred first. RFC 8414 §2: a server that
-# lists none supports client_secret_basic.
-AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# Client authentication methods the service speaks, preferred first: a confidential client
+# where the server registers one, else a public one (`none`: PKCE alone protects the code, RFC
+# 9700 §2.1.1). RFC 8414 §2: a server that lists none supports client_secret_basic.
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+PUBLIC = "none"
 DEFAULT_AUTH_METHODS = ("client_secret_basic",)
 
 
@@ -111,7 +113,9 @@ def _read(answer: dict[str, Any], asked_method: str) -> Registration:
     method = answer.get("token_endpoint_auth_method") or asked_method
     if not isinstance(client_id, str) or not client_id:
         raise ProviderBadAnswer("the registration answer has no client_id")
-    if method not in AUTH_METHODS or not isinstance(secret, str) or not secret:
+    if method == PUBLIC:
+        secret = ""  # a public client has none (one sent anyway is not used)
+    elif method not in AUTH_METHODS or not isinstance(secret, str) or not secret:
         raise ProviderBadAnswer(
             "the authorization server registered a client without a secret this service can use"
         )

@@ -453,7 +453,8 @@ class ProviderEntry(StrictModel):
     # `user_scope` (its `scope` is for bot scopes).
     scope_param: str = Field(default="scope", pattern=r"^[a-z][a-z0-9_]*$")
     pkce: bool = True
-    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
+    # `none`: a public client (PKCE and the client id alone, RFC 9700 §2.1.1).
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
         "client_secret_basic"
     )
     authorization_params: dict[str, str] = {}

@@ -93,6 +93,26 @@ def bound_server(
     oidc.stop()
 
 
+@pytest.fixture(scope="session")
+def public_oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """An authorization server that registers public clients only (no secret: PKCE)."""
+    oidc = OidcProvider.start(
+        [],
+        workdir=tmp_path_factory.mktemp("public-oidc"),
+        features={"registration": True, "resource_indicators": True, "public_clients_only": True},
+    )
+    yield oidc
+    oidc.stop()
+
+
+@pytest.fixture(scope="session")
+def public_server(public_oidc: OidcProvider) -> Iterator[ProtectedMcpServer]:
+    server = ProtectedMcpServer("Public Tools", public_oidc)
+    server.start()
+    yield server
+    server.stop()
+
+
 def authorize(
     api: httpx.Client, caller: Caller, url: str, params: dict[str, str] | None = None, **body: Any
 ) -> httpx.Response:
@@ -352,6 +372,39 @@ def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered
         "/apps/custom_mcp", params={**tenant.org, "mcp_server_url": url}, headers=tenant.headers
     )
     assert again.status_code == 404, again.text
+
+
+def test_an_authorization_server_that_registers_only_public_clients_is_used_with_pkce(
+    api: httpx.Client,
+    mcp_service: ServiceProcess,
+    tenant: Tenant,
+    public_oidc: OidcProvider,
+    public_server: ProtectedMcpServer,
+) -> None:
+    url = public_server.url
+    connection_id = connect(api, tenant, url, login="dana")
+
+    (registration,) = [
+        r
+        for r in public_oidc.registrations()
+        if r["redirect_uris"] == [f"{mcp_service.base_url}/v1/personal-connectors/callback"]
+    ]
+    assert registration["token_endpoint_auth_method"] == "none"
+
+    async def whoami(session: ClientSession) -> Any:
+        return await session.call_tool("public-tools__whoami", {})
+
+    assert gateway_session(mcp_service, tenant, whoami).content[0].text == f"dana at {url}"
+    # The refresh token works for the public client (the client id alone, no secret).
+    refreshed = api.post(
+        f"/{connection_id}/token",
+        params={**tenant.org, "force_refresh": "true"},
+        headers=tenant.headers,
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    deleted = api.delete(f"/{connection_id}", params=tenant.org, headers=tenant.headers)
+    assert deleted.status_code in (200, 204), deleted.text
+    assert "connection.revoked" in event_types(mcp_service, connection_id)
 
 
 def test_a_server_that_needs_no_authorization_is_connected_at_once(

@@ -120,7 +120,9 @@ class OidcProvider:
         ``require_par``, ``client_credentials`` (machine clients registered with
         ``grant_types: ["client_credentials"]``), ``registration`` (RFC 7591 dynamic client
         registration, open to anyone), ``resource_indicators`` (RFC 8707: a token asked for a
-        ``resource`` is a JWT with that audience and the scope ``mcp:tools``). ``extra_scopes``: scopes it grants besides
+        ``resource`` is a JWT with that audience and the scope ``mcp:tools``),
+        ``public_clients_only`` (every endpoint takes `token_endpoint_auth_method: none` alone,
+        so registered clients are public). ``extra_scopes``: scopes it grants besides
         ``openid email profile offline_access``. With ``auto_login`` every interaction is completed by redirects
         as that account, granting all requested scopes.
         """

@@ -66,6 +66,9 @@ const provider = new Provider(issuer, {
   // Always rotate; 9.x itself destroys the grant when a consumed refresh token is replayed.
   rotateRefreshToken: () => true,
   clientBasedCORS: () => true,
+  // Public clients only (`token_endpoint_auth_method: none`): what some MCP servers' providers
+  // register through RFC 7591.
+  ...(features.public_clients_only ? { clientAuthMethods: ['none'] } : {}),
   ttl: {
     AccessToken: accessTokenTTL,
     AuthorizationCode: 600,
@@ -207,7 +210,11 @@ provider.use(async (ctx, next) => {
 // GET /test/registrations: the clients registered dynamically (RFC 7591), oldest first.
 const registered = [];
 provider.on('registration_create.success', (ctx, client) => {
-  registered.push({ client_id: client.clientId, redirect_uris: client.redirectUris });
+  registered.push({
+    client_id: client.clientId,
+    redirect_uris: client.redirectUris,
+    token_endpoint_auth_method: client.clientAuthMethod,
+  });
 });
 provider.use(async (ctx, next) => {
   if (ctx.method !== 'GET' || ctx.path !== '/test/registrations') return next();
