@@ -5,19 +5,17 @@ a real loopback connection to a server that counts what it sent."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from personal_connectors.oauth import rfc7591, rfc9728
 from personal_connectors.oauth.documents import MAX_DOCUMENT_BYTES
 from personal_connectors.oauth.errors import ProviderBadAnswer
 from personal_connectors.oauth.rfc8414 import MetadataCache, MetadataUnavailable
 from personal_connectors.outbound.client import OutboundClient
+from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import free_port
 
 CHUNK = b" " * 65536
@@ -31,11 +29,7 @@ class HugeAnswers:
     def __init__(self) -> None:
         self.sent = 0
         self.port = free_port()
-        config = uvicorn.Config(
-            self._app, host="127.0.0.1", port=self.port, log_level="error", interface="asgi3"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedUvicorn(self._app, port=self.port, log_level="error")
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,15 +56,11 @@ class HugeAnswers:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> HugeAnswers:
-        self._thread.start()
-        while not self._server.started:
-            assert self._thread.is_alive()
-            time.sleep(0.02)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
 
 
 async def _disconnect(receive: Any) -> None:

@@ -10,12 +10,10 @@ refused with HTTP 401 as a production MCP server would. Its ``tools/list`` answe
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
 import httpx
-import uvicorn
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
@@ -34,6 +32,7 @@ from mcp.types import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider, free_port
 
 SERVER_NAME = "test-mcp"
@@ -127,12 +126,7 @@ class McpServer:
                 validate_token_resource=False,
             ),
         )
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self._forgetting(app), host="127.0.0.1", port=self.port, log_level="warning"
-            )
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedUvicorn(self._forgetting(app), port=self.port)
 
     def _forgetting(self, app: ASGIApp) -> ASGIApp:
         """``app``, answering a forgotten session 404 as the SDK answers one it does not know."""
@@ -165,17 +159,11 @@ class McpServer:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> McpServer:
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test MCP server did not start")
-            time.sleep(0.02)
+        self._server.start(START_TIMEOUT_S)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
 
     def count(self, what: str) -> None:
         with self._lock:

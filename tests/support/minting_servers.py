@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from authlib.oauth2 import OAuth2Error, ResourceProtector
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
@@ -52,6 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support import outputs
+from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider
 
 # The catalog keys of the test entries (tests/conftest.py writes them to the providers file).
@@ -299,8 +299,7 @@ class MintingServers:
                 Route("/oidc/me", self._oidc_me),
             ]
         )
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedUvicorn(self.app, sock=self._socket, lifespan="off")
 
     @property
     def rfc7523_minted(self) -> int:
@@ -339,23 +338,11 @@ class MintingServers:
         return JSONResponse({"id": token["client_id"], "scope": token.get("scope")})
 
     def start(self) -> MintingServers:
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", interface="asgi3")
-        self._server = uvicorn.Server(config)
-        server = self._server
-        self._thread = threading.Thread(
-            target=lambda: server.run(sockets=[self._socket]), daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the minting servers did not start"
-            time.sleep(0.01)
+        self._server.start()
         return self
 
     def close(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        self._server.stop()
         self._socket.close()
 
     def entries(self) -> dict[str, dict[str, Any]]:

@@ -13,12 +13,10 @@ refuses. An open one needs no token at all. Each counts what it was asked.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
 import httpx
-import uvicorn
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -36,6 +34,7 @@ from mcp.types import (
     Tool,
 )
 
+from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider, free_port
 
 START_TIMEOUT_S = 10.0
@@ -119,27 +118,18 @@ class ProtectedMcpServer:
                 ),
             }
         app = server.streamable_http_app(**auth)
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedUvicorn(app, port=self.port)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> ProtectedMcpServer:
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test MCP server did not start")
-            time.sleep(0.02)
+        self._server.start(START_TIMEOUT_S)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
 
     def count(self, what: str) -> None:
         with self._lock:

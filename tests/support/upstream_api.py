@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
-
 from tests.support import outputs
+from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import free_port
 
 PATTERN = bytes(range(256)) * 4096  # 1 MiB of a known pattern
@@ -95,35 +94,20 @@ class UpstreamApi:
     released: threading.Event = field(default_factory=threading.Event)
     waited_out: bool = False  # a hold ended by HOLD_SECONDS rather than by the test
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedUvicorn | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> UpstreamApi:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the upstream API did not start"
-            time.sleep(0.01)
+        self._server = ThreadedUvicorn(self.app, port=self.port, lifespan="off")
+        self._server.start()
         return self
 
     def close(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.stop()
 
     def reset(self) -> None:
         with self._lock:
