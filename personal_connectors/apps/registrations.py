@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.apps.repository import McpRegistrationRepository
 from personal_connectors.crypto.aead import associated_data
-from personal_connectors.exceptions import ValidationFailed
+from personal_connectors.exceptions import Conflict, ValidationFailed
 from personal_connectors.models import McpClientRegistration, new_id, utcnow
 from personal_connectors.oauth import rfc7591
 from personal_connectors.oauth.client import ClientCredentials, OAuthClient, TokenGrant
@@ -153,6 +153,12 @@ class McpRegistrations:
             ),
             call_seconds=self.runtime.settings.provider_timeout_seconds,
         )
+        if kept is not None and kept.issuer != metadata["issuer"]:
+            # Another authorization server: its connections' tokens were issued by the old one
+            # and must never be sent to the new one. They lose their client (and, when their
+            # tokens expire, are to be connected again); the new client is a row of its own.
+            await self.repository.delete(kept)
+            kept = None
         registration = kept or McpClientRegistration(
             id=new_id("mcr"), organization_id=organization_id, server_url=server_url
         )
@@ -212,24 +218,52 @@ class McpRegistrations:
         to ``server_url`` (SPEC §11), in place of the service's registration: flows for the
         server use it from now on. Commits."""
         registration = await self.repository.for_server(organization_id, server_url)
+        if registration is not None and (
+            registration.issuer != metadata["issuer"]
+            or registration.client_id != credentials.client_id
+        ):
+            await self._refuse_if_used(registration, "bind another client")
+            await self.repository.delete(registration)
+            registration = None
         if registration is None:
             registration = McpClientRegistration(
                 id=new_id("mcr"), organization_id=organization_id, server_url=server_url
             )
             self.repository.add(registration)
         self._hold(registration, metadata, credentials, auth_method, None, bound=True)
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise Conflict(
+                "Another request bound or registered a client for this MCP server at the same "
+                "moment; send the request again."
+            ) from None
         return registration
 
     async def unbind(self, organization_id: str, server_url: str) -> bool:
-        """Remove the app bound to ``server_url``; False when none is. Connections made with it
-        keep their tokens but can no longer refresh them (they are to be connected again)."""
+        """Remove the app bound to ``server_url``; False when none is. Refused (409) while
+        connections made with it live."""
         bound = await self.bound_for(organization_id, server_url)
         if bound is None:
             return False
+        await self._refuse_if_used(bound, "unbind it")
         await self.repository.delete(bound)
         await self.session.commit()
         return True
+
+    async def _refuse_if_used(self, registration: McpClientRegistration, to: str) -> None:
+        """409 while live connections hold tokens of the registration's client: without it
+        they could not refresh or revoke them, and another client must never receive them."""
+        using = await self.repository.connections_using(registration.id)
+        if using:
+            raise Conflict(
+                f"{using} connection(s) to this MCP server hold tokens issued to its current "
+                f"client ({registration.client_id}). To {to}, delete those connections first "
+                "(DELETE /{id} revokes their tokens); binding the same client_id again only "
+                "replaces its secret.",
+                details={"connections": using},
+            )
 
     def _hold(
         self,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import McpClientRegistration, OAuthApp
+from personal_connectors.models import Connection, McpClientRegistration, OAuthApp
 
 
 class OAuthAppRepository:
@@ -70,3 +70,11 @@ class McpRegistrationRepository:
 
     async def delete(self, registration: McpClientRegistration) -> None:
         await self.session.delete(registration)
+        await self.session.flush()  # gone before a new row for the same server is added
+
+    async def connections_using(self, registration_id: str) -> int:
+        """How many live connections hold tokens issued to this registration's client."""
+        statement = select(func.count()).where(
+            Connection.mcp_registration_id == registration_id, Connection.deleted_at.is_(None)
+        )
+        return int((await self.session.execute(statement)).scalar_one())

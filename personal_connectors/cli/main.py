@@ -89,6 +89,7 @@ def serve(
 
 
 def _serve(host: str | None, port: int | None, workers: int, with_refresher: bool) -> None:
+    import gc
     import logging
 
     import uvicorn
@@ -136,6 +137,10 @@ def _serve(host: str | None, port: int | None, workers: int, with_refresher: boo
             "--org ORG_ID --role owner → connectors api-keys create --user USER_ID",
             highlight=False,
         )
+    if workers > 1:
+        # The workers are processes of their own, each settling its collector when its app has
+        # started; this one only supervises them.
+        gc.enable()
     uvicorn.run(
         "personal_connectors.cli.serving:create_served_app",
         factory=True,

@@ -101,9 +101,11 @@ async def complete_oauth(
     "registration, or whose registrations an administrator wants to control: flows for "
     "`mcp_server_url` in the organization use this app from now on. The server and its "
     "authorization server are discovered and checked as for a flow; the app must be registered "
-    "at that authorization server with `redirect_uri`. Setting it again replaces it; "
-    "connections made with another client must then be connected again.",
-    responses=errors(502, 503),
+    "at that authorization server with `redirect_uri`. Binding the same `client_id` again "
+    "replaces its secret; another client (or another authorization server) is refused with 409 "
+    "while connections made with the current client live, since their tokens must never reach "
+    "another client.",
+    responses=errors(409, 502, 503),
 )
 async def bind_mcp_app(
     body: McpAppIn, access: AdminAccessDep, session: SessionDep, runtime: RuntimeDep
@@ -130,8 +132,9 @@ async def bind_mcp_app(
     status_code=204,
     tags=["OAuth apps"],
     summary="Unbind the app of a custom MCP server",
-    description="Flows for the server go back to dynamic client registration. Connections "
-    "made with the app keep their tokens but cannot refresh them: connect them again.",
+    description="Flows for the server go back to dynamic client registration. Refused with "
+    "409 while connections made with the app live: delete them first.",
+    responses=errors(409),
 )
 async def unbind_mcp_app(
     mcp_server_url: Annotated[str, Query(min_length=1, max_length=MCP_SERVER_URL_MAX_LENGTH)],

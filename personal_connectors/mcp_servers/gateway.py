@@ -11,9 +11,10 @@ upstream session kept open for that connection and token (``client.SessionPool``
 result comes back unchanged; a name the caller may not use is an unknown tool, never a call.
 
 The prefix is the app key, or a custom server's display name as a slug (``prefix_base``); a
-connection whose base another of the caller's live connections with an MCP server already holds
-gets ``_`` and the first 6 hex digits of its connection id. It is stored when the connection is
-first offered and never changes while the connection lives (SPEC §11). A server that cannot be
+connection whose base another of the caller's live connections with an MCP server already holds,
+or shares with another offered for the first time with it, gets ``_`` and the first 6 hex digits
+of its connection id. It is stored when the connection is first offered and never changes while
+the connection lives (SPEC §11). A server that cannot be
 listed drops out of ``tools/list`` (logged with the connection id and the reason).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -84,11 +86,15 @@ def prefixes(
         if stored is not None:
             named[connection.id] = stored
     taken = set(named.values())
+    # Offered for the first time together (or kept from before prefixes were stored, when
+    # sharing always meant a suffix for each): those sharing a base all get the suffix.
+    fresh = Counter(prefix_base(c) for c in connections if c.id not in named)
     chosen: dict[str, str] = {}
     for connection in connections:
         if connection.id not in named:
             base = prefix_base(connection)
-            prefix = base if base not in taken else _suffixed(base, connection.id)
+            shared = base in taken or fresh[base] > 1
+            prefix = _suffixed(base, connection.id) if shared else base
             named[connection.id] = chosen[connection.id] = prefix
             taken.add(prefix)
     if len(taken) < len(named):  # two stored alike (rows written by a racing request): told apart

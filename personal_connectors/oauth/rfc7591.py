@@ -113,7 +113,7 @@ def _read(answer: dict[str, Any], asked_method: str) -> Registration:
     method = answer.get("token_endpoint_auth_method") or asked_method
     if not isinstance(client_id, str) or not client_id:
         raise ProviderBadAnswer("the registration answer has no client_id")
-    if method == PUBLIC:
+    if method == PUBLIC and asked_method == PUBLIC:
         secret = ""  # a public client has none (one sent anyway is not used)
     elif method not in AUTH_METHODS or not isinstance(secret, str) or not secret:
         raise ProviderBadAnswer(

@@ -610,6 +610,15 @@ class ProviderEntry(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _public_client(self) -> ProviderEntry:
+        if self.token_endpoint_auth_method == "none" and not self.pkce:
+            raise ValueError(
+                "token_endpoint_auth_method none (a public client) needs pkce: true; without a "
+                "secret, PKCE is what protects the authorization code"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _revocation_auth(self) -> ProviderEntry:
         if self.revocation_auth_method is not None and self.revocation is not None:
             raise ValueError(

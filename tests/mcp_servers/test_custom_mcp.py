@@ -291,7 +291,7 @@ def test_the_registration_is_reused_in_the_organization_and_never_across_servers
     }
 
 
-def test_a_connection_sharing_a_display_name_gets_the_connection_suffix(
+def test_connections_sharing_a_display_name_get_the_connection_suffix(
     api: httpx.Client,
     mcp_service: ServiceProcess,
     tenant: Tenant,
@@ -304,10 +304,9 @@ def test_a_connection_sharing_a_display_name_gets_the_connection_suffix(
         return [tool.name for tool in (await session.list_tools()).tools]
 
     shown = set(gateway_session(mcp_service, tenant, names))
-    # The older keeps the bare slug; the later one, sharing it, gets its id's digits.
-    assert first != second
+    # First offered together: each gets its id's digits (as before prefixes were stored).
     assert shown == {
-        f"{prefix}__{name}" for prefix in ("tools", f"tools_{second[5:11]}") for name in TOOL_NAMES
+        f"tools_{connection[5:11]}__{name}" for connection in (first, second) for name in TOOL_NAMES
     }
 
 
@@ -324,25 +323,25 @@ def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered
     assert "no dynamic client registration" in refused.text
     assert "PUT /apps/custom_mcp" in refused.text
 
-    bind = {"mcp_server_url": url, **BOUND_CLIENT}
-    bound = api.put(
-        "/apps/custom_mcp",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={**bind, "token_endpoint_auth_method": "client_secret_post"},
-    )
+    bind = {
+        "mcp_server_url": url,
+        **BOUND_CLIENT,
+        "token_endpoint_auth_method": "client_secret_post",
+    }
+
+    def put_app(**changes: str) -> httpx.Response:
+        return api.put(
+            "/apps/custom_mcp", params=tenant.org, headers=tenant.headers, json={**bind, **changes}
+        )
+
+    bound = put_app()
     assert bound.status_code == 200, bound.text
     app = bound.json()
     assert app["client_id"] == BOUND_CLIENT["client_id"] and app["mcp_server_url"] == url
     assert app["redirect_uri"] == f"{mcp_service.base_url}/v1/personal-connectors/callback"
     assert BOUND_CLIENT["client_secret"] not in bound.text
     # A server that needs no authorization takes no app.
-    open_server = api.put(
-        "/apps/custom_mcp",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={**bind, "mcp_server_url": servers["open"].url},
-    )
+    open_server = put_app(mcp_server_url=servers["open"].url)
     assert open_server.status_code == 400, open_server.text
 
     started = authorize(api, tenant, url).json()
@@ -363,14 +362,22 @@ def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered
     )
     assert refreshed.status_code == 200, refreshed.text
 
-    gone = api.delete(
-        "/apps/custom_mcp", params={**tenant.org, "mcp_server_url": url}, headers=tenant.headers
-    )
+    # The connection's tokens belong to this client: no other client, and no unbinding, while
+    # it lives; the same client with a new secret is fine.
+    other = put_app(client_id="another-client")
+    assert other.status_code == 409, other.text
+    assert other.json()["error"]["details"] == {"connections": 1}
+    unbind = {**tenant.org, "mcp_server_url": url}
+    assert api.delete("/apps/custom_mcp", params=unbind, headers=tenant.headers).status_code == 409
+    rotated = put_app()
+    assert rotated.status_code == 200, rotated.text
+
+    deleted = api.delete(f"/{connection_id}", params=tenant.org, headers=tenant.headers)
+    assert deleted.status_code in (200, 204), deleted.text
+    gone = api.delete("/apps/custom_mcp", params=unbind, headers=tenant.headers)
     assert gone.status_code == 204, gone.text
     assert authorize(api, tenant, url).status_code == 400  # back to needing registration
-    again = api.delete(
-        "/apps/custom_mcp", params={**tenant.org, "mcp_server_url": url}, headers=tenant.headers
-    )
+    again = api.delete("/apps/custom_mcp", params=unbind, headers=tenant.headers)
     assert again.status_code == 404, again.text
 
 

@@ -56,6 +56,10 @@ def test_a_file_overrides_builtins_in_its_own_catalog_only(tmp_path: Path) -> No
     [
         (with_change(surprise=1), "entry 'acme', field 'surprise': Extra inputs are not permitted"),
         (
+            with_change(token_endpoint_auth_method="none", pkce=False),
+            "token_endpoint_auth_method none (a public client) needs pkce: true",
+        ),
+        (
             with_change(token_url="http://acme.example/token"),
             "entry 'acme', field 'token_url': must be an https URL",
         ),
