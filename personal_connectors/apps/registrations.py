@@ -12,6 +12,7 @@ as the RFC 8707 ``resource`` of the authorization request and of every token req
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -190,6 +191,9 @@ class McpRegistrations:
         """The app an administrator bound to ``server_url`` in the organization, if any."""
         kept = await self.repository.for_server(organization_id, server_url)
         return kept if kept is not None and kept.bound else None
+
+    async def bound_of(self, organization_id: str) -> Sequence[McpClientRegistration]:
+        return await self.repository.bound_of(organization_id)
 
     async def use_bound(
         self, registration: McpClientRegistration, metadata: dict[str, Any]

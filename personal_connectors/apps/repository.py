@@ -62,6 +62,18 @@ class McpRegistrationRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def bound_of(self, organization_id: str) -> Sequence[McpClientRegistration]:
+        """The apps administrators bound to MCP servers in the organization, by server URL."""
+        statement = (
+            select(McpClientRegistration)
+            .where(
+                McpClientRegistration.organization_id == organization_id,
+                McpClientRegistration.bound.is_(True),
+            )
+            .order_by(McpClientRegistration.server_url)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     async def get_by_id(self, registration_id: str) -> McpClientRegistration | None:
         return await self.session.get(McpClientRegistration, registration_id)
 

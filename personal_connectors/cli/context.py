@@ -28,10 +28,13 @@ def load_settings() -> Settings:
         fail(f"invalid configuration: {exc}")
 
 
-def prepare_database(settings: Settings) -> None:
-    """The embedded default needs no set-up: create and migrate it on first use."""
+def prepare_database(settings: Settings) -> bool:
+    """The embedded default needs no set-up: create and migrate it on first use. Whether it
+    was migrated now."""
     if settings.is_embedded and not sqlite_schema_is_current(settings.embedded_database):
         upgrade(settings)
+        return True
+    return False
 
 
 def run_with_session(work: Callable[[AsyncSession, Runtime], Awaitable[T]]) -> T:

@@ -16,8 +16,8 @@ def settle_garbage_collector() -> None:
     """Keep what start-up built (modules, the ORM's and FastAPI's metadata, the runtime) out of
     the collector's full passes, which otherwise walk all of it every few seconds under load,
     and collect the young generation less often: a request allocates hundreds of objects.
-    Start-up leaves no cyclic garbage to collect first, so a full pass here would only delay
-    readiness. bench/RESULTS.md has the figures."""
+    Start-up leaves almost no cyclic garbage (`serve` collects after a migration), so a full
+    pass here would only delay readiness. bench/RESULTS.md has the figures."""
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     gc.enable()  # (`connectors serve` turns it off while the process starts)

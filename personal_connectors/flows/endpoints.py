@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
+from personal_connectors.apps.registrations import McpRegistrations
 from personal_connectors.flows.custom_mcp import McpDiscovery
 from personal_connectors.flows.schemas import (
     MAX_COMPLETE_WAIT_SECONDS,
@@ -17,6 +18,7 @@ from personal_connectors.flows.schemas import (
     CompleteOut,
     ConnectedAtOnce,
     McpAppIn,
+    McpAppList,
     McpAppOut,
 )
 from personal_connectors.flows.service import FlowService
@@ -27,6 +29,7 @@ from personal_connectors.http.dependencies import (
     SessionDep,
 )
 from personal_connectors.http.openapi import errors
+from personal_connectors.models import McpClientRegistration
 from personal_connectors.models.mcp_registration import MCP_SERVER_URL_MAX_LENGTH
 from personal_connectors.oauth.client import ClientCredentials
 
@@ -116,12 +119,30 @@ async def bind_mcp_app(
         ClientCredentials(body.client_id, body.client_secret),
         body.token_endpoint_auth_method,
     )
+    return _app_out(registration, runtime.settings.redirect_uri)
+
+
+@router.get(
+    "/apps/custom_mcp",
+    response_model=McpAppList,
+    tags=["OAuth apps"],
+    summary="List the apps bound to custom MCP servers",
+    description="The organization's bound apps, by server URL; never their secrets.",
+)
+async def list_mcp_apps(
+    access: AdminAccessDep, session: SessionDep, runtime: RuntimeDep
+) -> McpAppList:
+    bound = await McpRegistrations(session, runtime).bound_of(access.organization_id)
+    return McpAppList(data=[_app_out(app, runtime.settings.redirect_uri) for app in bound])
+
+
+def _app_out(registration: McpClientRegistration, redirect_uri: str) -> McpAppOut:
     return McpAppOut(
         mcp_server_url=registration.server_url,
         client_id=registration.client_id,
         issuer=registration.issuer,
         token_endpoint_auth_method=registration.token_endpoint_auth_method,
-        redirect_uri=runtime.settings.redirect_uri,
+        redirect_uri=redirect_uri,
         created_at=registration.created_at,
         updated_at=registration.updated_at,
     )

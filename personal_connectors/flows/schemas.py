@@ -163,3 +163,8 @@ class McpAppOut(BaseModel):
     redirect_uri: str = Field(description="Register this redirect URI with the app.")
     created_at: datetime
     updated_at: datetime
+
+
+class McpAppList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[McpAppOut]

@@ -340,6 +340,10 @@ def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered
     assert app["client_id"] == BOUND_CLIENT["client_id"] and app["mcp_server_url"] == url
     assert app["redirect_uri"] == f"{mcp_service.base_url}/v1/personal-connectors/callback"
     assert BOUND_CLIENT["client_secret"] not in bound.text
+    listed_apps = api.get("/apps/custom_mcp", params=tenant.org, headers=tenant.headers)
+    assert listed_apps.status_code == 200, listed_apps.text
+    assert [a["client_id"] for a in listed_apps.json()["data"]] == [BOUND_CLIENT["client_id"]]
+    assert BOUND_CLIENT["client_secret"] not in listed_apps.text
     # A server that needs no authorization takes no app.
     open_server = put_app(mcp_server_url=servers["open"].url)
     assert open_server.status_code == 400, open_server.text
@@ -379,6 +383,9 @@ def test_an_app_an_administrator_binds_is_used_where_registration_is_not_offered
     assert authorize(api, tenant, url).status_code == 400  # back to needing registration
     again = api.delete("/apps/custom_mcp", params=unbind, headers=tenant.headers)
     assert again.status_code == 404, again.text
+    assert (
+        api.get("/apps/custom_mcp", params=tenant.org, headers=tenant.headers).json()["data"] == []
+    )
 
 
 def test_an_authorization_server_that_registers_only_public_clients_is_used_with_pkce(
