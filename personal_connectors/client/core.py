@@ -182,14 +182,13 @@ def segment(value: str) -> str:
     return DOT_SEGMENTS.get(value) or quote(value, safe="")
 
 
-def proxy_path(path: str) -> tuple[str, list[tuple[str, str]]]:
-    """``path`` as the proxy route's tail and the query it holds: one leading ``/`` dropped, and
-    dot segments percent-encoded so that httpx does not resolve them into another route of the
-    service (the service refuses them, encoded or not, with 400). The query goes out as
-    parameters: httpx replaces a URL's own query with the ``params`` it is given."""
+def proxy_path(path: str) -> tuple[str, str]:
+    """``path`` as the proxy route's tail and the query written in it, as written: one leading
+    ``/`` dropped, and dot segments percent-encoded so that httpx does not resolve them into
+    another route of the service (the service refuses them, encoded or not, with 400)."""
     route, _, query = path.removeprefix("/").partition("?")
     segments = [DOT_SEGMENTS.get(segment, segment) for segment in route.split("/")]
-    return "/".join(segments), parse_qsl(query, keep_blank_values=True)
+    return "/".join(segments), query
 
 
 def api_root(base_url: str) -> str:
@@ -249,15 +248,16 @@ class Core:
         self,
         method: str,
         path: str,
-        query: Query,
+        query: Query | None,
         *,
         json: Any = None,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         **body: Any,
     ) -> httpx.Request:
-        """A request to the API. ``headers`` (the proxy's, for the provider as the caller wrote
-        them, even none) replace the JSON ``Accept`` of the service's own routes."""
+        """A request to the API. ``query`` None: the one written in ``path``. ``headers`` (the
+        proxy's, for the provider as the caller wrote them, even none) replace the JSON
+        ``Accept`` of the service's own routes."""
         return self.build(
             method,
             self.root + path,
@@ -438,15 +438,23 @@ class Core:
         """``{method} /{id}/proxy/{path}``: the service adds the credentials and sends it to
         the provider's API; ``path`` is relative to the provider's API base, and a query in it
         is sent before ``params``."""
-        route, embedded = proxy_path(path)
+        route, written = proxy_path(path)
         given = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+        # One query string, the written part kept as it is (httpx would replace a URL's own
+        # query with any ``params`` it is given, and re-encoding it could change it).
+        parts = (
+            str(httpx.QueryParams(tuple(self.query()))),
+            written,
+            str(httpx.QueryParams(tuple(given))),
+        )
+        query = "&".join(part for part in parts if part)
         sent = dict(headers or {})
         if retries is not None:
             sent[PROXY_RETRIES] = str(retries)
         request = self.request(
             method.upper(),
-            f"/{segment(connection_id)}/proxy/{route}",
-            [*self.query(), *embedded, *given],
+            f"/{segment(connection_id)}/proxy/{route}" + (f"?{query}" if query else ""),
+            None,
             json=json,
             timeout=timeout,
             headers=sent,

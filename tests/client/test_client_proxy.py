@@ -141,6 +141,9 @@ def test_a_query_written_in_the_path_is_sent_with_the_params() -> None:
     with Connectors("http://service.test", "ak_test", "org_1", http=http) as pc:
         pc.proxy("conn_1").get("search/issues?q=is%3Aopen&per_page=5", params={"page": 2})
         pc.proxy("conn_1").get("user?")
+        pc.proxy("conn_1").get("events?since=2026-01-01T00:00:00%2B00:00&flag")
+    with Connectors("http://service.test", "ak_test", http=http) as pc:
+        pc.proxy("conn_1").get("user")
 
     assert seen[0].path == "/v1/personal-connectors/conn_1/proxy/search/issues"
     assert list(seen[0].params.multi_items()) == [
@@ -151,3 +154,6 @@ def test_a_query_written_in_the_path_is_sent_with_the_params() -> None:
     ]
     assert seen[1].path.endswith("/proxy/user")
     assert list(seen[1].params.multi_items()) == [("organization_id", "org_1")]
+    # As written: an encoded `+` stays encoded, a name without a value stays bare.
+    assert seen[2].query == b"organization_id=org_1&since=2026-01-01T00:00:00%2B00:00&flag"
+    assert str(seen[3]) == "http://service.test/v1/personal-connectors/conn_1/proxy/user"
