@@ -51,7 +51,6 @@ import json
 import multiprocessing
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -72,6 +71,7 @@ from token_path import (
     RunResult,
     deployment,
     free_port,
+    helper_process,
     print_run,
     process_cpu_seconds,
     served,
@@ -129,25 +129,12 @@ def upstream(mode: str, delay_ms: float = 0.0) -> Iterator[Upstream]:
     installed, uvicorn's defaults; no access log); ``echo`` answers after ``delay_ms`` (a
     tool's own time, spent waiting, not computing)."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", UPSTREAM_APP, str(port), mode, str(delay_ms / 1000)],
-        stdin=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the upstream MCP server did not start") from None
-                time.sleep(0.1)
-        yield Upstream(url, process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    command = [sys.executable, "-c", UPSTREAM_APP, str(port), mode, str(delay_ms / 1000)]
+    with helper_process(
+        command, lambda: httpx.get(url, timeout=1), "the upstream MCP server"
+    ) as pid:
+        yield Upstream(url, pid)
 
 
 # --------------------------------------------------------------------------- the seeding

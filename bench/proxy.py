@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +53,7 @@ from token_path import (
     Target,
     deployment,
     free_port,
+    helper_process,
     measure,
     print_run,
     served,
@@ -102,22 +101,13 @@ def upstream() -> Iterator[Upstream]:
         f"{UPSTREAM_APP}\nimport uvicorn\n"
         f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='error', access_log=False)"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/api/{UPSTREAM_PATH}", timeout=1).raise_for_status()
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the upstream API did not start") from None
-                time.sleep(0.1)
-        yield Upstream(url, process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+
+    def probe() -> None:
+        httpx.get(f"{url}/api/{UPSTREAM_PATH}", timeout=1).raise_for_status()
+
+    with helper_process([sys.executable, "-c", code], probe, "the upstream API") as pid:
+        yield Upstream(url, pid)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -499,38 +499,28 @@ async def refresher_queries(dataset: Dataset, runs: int, explain: bool) -> list[
         def capture(*event_args: Any) -> None:
             captured.append((event_args[2], event_args[3]))
 
-        async def claim_expiring(repository: RefresherRepository) -> int:
-            policy = refresher.policy()
-            return len(
-                await repository.claim(
-                    policy.expiring(),
+        def claim(idle: bool) -> Callable[[RefresherRepository], Awaitable[int]]:
+            async def run(repository: RefresherRepository) -> int:
+                policy = refresher.policy()
+                claimed = await repository.claim(
+                    policy.idle() if idle else policy.expiring(),
                     now=policy.now,
                     owner=refresher.owner,
                     lease_seconds=settings.refresh_lease_seconds,
                     limit=refresher.concurrency,
+                    order=IDLE_SINCE if idle else None,
                 )
-            )
+                return len(claimed)
 
-        async def claim_idle(repository: RefresherRepository) -> int:
-            policy = refresher.policy()
-            return len(
-                await repository.claim(
-                    policy.idle(),
-                    now=policy.now,
-                    owner=refresher.owner,
-                    lease_seconds=settings.refresh_lease_seconds,
-                    limit=refresher.concurrency,
-                    order=IDLE_SINCE,
-                )
-            )
+            return run
 
         async def backlog(repository: RefresherRepository) -> int:
             depth, _ = await repository.backlog(refresher.policy().expiring())
             return depth
 
         queries = {
-            "claim, expiring (the refresher's first claim)": claim_expiring,
-            "claim, idle (when slots are left)": claim_idle,
+            "claim, expiring (the refresher's first claim)": claim(idle=False),
+            "claim, idle (when slots are left)": claim(idle=True),
             "backlog: due count and soonest (queue depth, lag)": backlog,
         }
         results = []

@@ -80,6 +80,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def helper_process(command: list[str], probe: Callable[[], object], what: str) -> Iterator[int]:
+    """A helper server (an upstream API, an MCP server) in a process of its own until the block
+    ends; yields its pid once ``probe`` returns without a transport error."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                probe()
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{what} did not start") from None
+                time.sleep(0.1)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

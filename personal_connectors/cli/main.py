@@ -77,8 +77,8 @@ def serve(
     """Run the HTTP service (the embedded default is created and migrated first)."""
     import gc
 
-    # Start-up builds ~10^6 long-lived objects (modules, models, the app) and no cyclic
-    # garbage; full collections over them while they are built cost ~0.1-0.2 s. The app's
+    # Start-up builds many long-lived objects (modules, models, the app) and almost no cyclic
+    # garbage: full collections over them while they are built only slow readiness. The app's
     # lifespan turns collection back on (cli.serving.settle_garbage_collector).
     gc.disable()
     # First, before anything imports prometheus-client: the workers' shared metrics folder.
@@ -115,8 +115,8 @@ def _serve(host: str | None, port: int | None, workers: int, with_refresher: boo
         load_catalog(settings.providers_file)
         load_keyring(settings)
         if prepare_database(settings):
-            # A migration leaves its garbage (~20,000 objects for the first schema); collected
-            # here rather than frozen with start-up's for good (a normal start leaves ~500).
+            # A migration leaves cyclic garbage; collected here rather than frozen for good
+            # with what start-up keeps.
             gc.collect()
     except (CatalogError, KeyConfigurationError) as exc:
         fail(str(exc))
