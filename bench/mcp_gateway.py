@@ -117,6 +117,50 @@ uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="error", access_log=Fals
 """
 
 
+# The floor of any gateway built as SPEC §11 asks (the SDK's stateless server in front, the SDK's
+# client behind): a process doing only that, with no authentication, database or token. Its
+# `echo` forwards to the upstream in one kept session, shared by every call.
+FLOOR_APP = """
+import contextlib, sys
+import httpx2, uvicorn
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.lowlevel import Server
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult
+
+PORT, UPSTREAM = int(sys.argv[1]), sys.argv[2]
+kept = {}
+
+async def call_tool(ctx, params):
+    result = await kept["session"].call_tool(params.name, params.arguments)
+    return CallToolResult.model_validate(result.model_dump(by_alias=True, exclude_none=True))
+
+server = Server("floor", version="1.0.0", on_call_tool=call_tool)
+app = server.streamable_http_app(
+    json_response=True,
+    stateless_http=True,
+    transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+)
+inner = app.router.lifespan_context
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    async with (
+        inner(app),
+        httpx2.AsyncClient() as client,
+        streamable_http_client(UPSTREAM, http_client=client) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        kept["session"] = session
+        yield
+
+app.router.lifespan_context = lifespan
+uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="error", access_log=False)
+"""
+
+
 @dataclass(frozen=True)
 class Upstream:
     url: str  # the MCP endpoint
@@ -134,6 +178,19 @@ def upstream(mode: str, delay_ms: float = 0.0) -> Iterator[Upstream]:
     with helper_process(
         command, lambda: httpx.get(url, timeout=1), "the upstream MCP server"
     ) as pid:
+        yield Upstream(url, pid)
+
+
+@contextmanager
+def floor(mcp: Upstream) -> Iterator[Upstream]:
+    """``FLOOR_APP`` in a uvicorn process of its own, forwarding to ``mcp``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    command = [sys.executable, "-c", FLOOR_APP, str(port), mcp.url]
+    def probe() -> object:  # a POST: a stateless server's GET opens a stream that stays open
+        return httpx.post(url, content=b"{}", timeout=1)
+
+    with helper_process(command, probe, "the floor gateway") as pid:
         yield Upstream(url, pid)
 
 
@@ -493,7 +550,11 @@ def report(results: list[RunResult]) -> None:
 
 def bench_backend(db: str, args: argparse.Namespace) -> None:
     print(f"\n[{db}] upstream MCP server ({args.upstream}); seeding through the import command")
-    with upstream(args.upstream, args.tool_delay_ms) as mcp, deployment(db) as deployed:
+    with (
+        upstream(args.upstream, args.tool_delay_ms) as mcp,
+        floor(mcp) as bare,
+        deployment(db) as deployed,
+    ):
         seeded = seed(deployed, mcp, args.list_connections)
         host = mcp.url.removesuffix("/mcp")
         call = message(2, "tools/call", {"name": TOOL, "arguments": ARGUMENTS})
@@ -513,7 +574,10 @@ def bench_backend(db: str, args: argparse.Namespace) -> None:
                 call,
                 service_pid,
             )
-            targets = [direct, aggregate, single]
+            sdk_only = Target(
+                "SDK-only floor", bare.url.removesuffix("/mcp"), "/mcp", {}, call, bare.pid
+            )
+            targets = [direct, sdk_only, aggregate, single]
             check_answers(targets)
             print(f"  tools/call {TOOL}, concurrency {args.concurrency}:")
             report(interleaved(targets, args))

@@ -29,6 +29,7 @@ from personal_connectors.http.openapi import install_openapi, operation_id
 from personal_connectors.issuers.endpoints import add_exchange_route
 from personal_connectors.issuers.endpoints import router as issuers_router
 from personal_connectors.logs import configure_logging
+from personal_connectors.mcp_servers.endpoints import add_gateway_routes
 from personal_connectors.mcp_servers.endpoints import router as mcp_router
 from personal_connectors.mcp_servers.lifecycle import GatewayHolder
 from personal_connectors.organizations.endpoints import router as organization_router
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # The proxy's next, for the same reason (each included router tried before it costs a
     # match): no other path has `proxy` as its second segment under the API prefix.
     add_proxy_routes(app)
+    add_gateway_routes(app)  # the MCP gateway's POSTs, busy as well; `/mcp` shadows nothing
     include(health_router)
     include(connect_page_router)  # the hosted connect page, outside the API
     # Literal paths first: `/{connection_id}` would otherwise swallow `/authorize` & co.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from personal_connectors.identity.service import OrgAccess
-from personal_connectors.models import Connection
 from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.records import ConnectionLike
 
 # Where a request carries its ``GatewayCall`` from the route to the SDK's handlers.
 CALL_STATE_KEY = "connectors_mcp_call"
@@ -15,9 +15,10 @@ CALL_STATE_KEY = "connectors_mcp_call"
 @dataclass(frozen=True)
 class GatewayCall:
     """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``;
-    ``connection``: its row as the route read it for this request, so it is not read twice)."""
+    ``connection``: as the route read it for this request, the row or the token lookup's
+    record, so it is not read twice)."""
 
     runtime: Runtime
     access: OrgAccess
     connection_id: str | None = None
-    connection: Connection | None = None
+    connection: ConnectionLike | None = None

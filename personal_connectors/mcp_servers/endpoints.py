@@ -1,38 +1,60 @@
 """The MCP gateway's routes (SPEC §11): authenticated here, then handed to the SDK's manager.
 
-``/mcp`` is literal and the application includes this router before the connection routes.
+The gateway's calls are plain POSTs like the token route's, so each path has the HTTP layer's
+shortcut (``http.direct``): the caller authorized by the token route's own function (key,
+membership or end user, and for ``/{id}/mcp`` the connection, in one statement), without
+solving dependencies per call. A request the shortcut does not take (a query parameter that is
+not the caller's, an over-long id) goes to the declared route, which checks it as every route
+does. Both are on the application's own router ahead of the included ones, as the token route.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from starlette.types import Receive, Scope, Send
 
+from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import MethodNotAllowed
-from personal_connectors.http.dependencies import OrgAccessDep, RuntimeDep, SessionDep
+from personal_connectors.http.dependencies import (
+    CALLER_QUERY,
+    OrgAccessDep,
+    RuntimeDep,
+    SessionDep,
+    get_runtime,
+)
+from personal_connectors.http.direct import add_direct_route
 from personal_connectors.mcp_servers.calls import GatewayCall
 from personal_connectors.mcp_servers.exceptions import NoMcpServer
 from personal_connectors.mcp_servers.lifecycle import GatewayHolder
 from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import server_url
 from personal_connectors.models import ID_MAX_LENGTH
+from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.endpoints import authorized
 from personal_connectors.tokens.exceptions import ConnectionNotFound
+from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
+from personal_connectors.tokens.service import TokenService
 
 if TYPE_CHECKING:
     from personal_connectors.mcp_servers.gateway import McpGateway
 
 router = APIRouter(tags=["MCP gateway"])
 
+GATEWAY_PATH = f"{API_PREFIX}/mcp"
+CONNECTION_GATEWAY_PATH = f"{API_PREFIX}/{{connection_id}}/mcp"
 ConnectionId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 # POST only: the JSON-RPC messages. The gateway is stateless, with no server stream to GET and
 # no session to DELETE, which Streamable HTTP says to answer 405 (here in the envelope, before
 # MCP starts). The routes stay out of the OpenAPI document: once authenticated, every answer is
 # the MCP transport's (JSON-RPC, its own statuses), which that document cannot describe;
 # docs/guide.md "MCP servers" does.
-METHODS = ["POST"]
+METHOD = "POST"
 STATELESS = "The MCP gateway is stateless: POST JSON-RPC messages; there is no stream or session."
+# A connection the token lookup's record serves (its credentials are a token, not fields).
+RECORD_AUTH_MODE = "oauth2"
 
 
 class _HandOff(Response):
@@ -55,16 +77,14 @@ async def _gateway(request: Request) -> McpGateway:
 @router.api_route("/mcp", methods=["GET", "DELETE"], include_in_schema=False)
 async def mcp_gateway_no_stream() -> Response:
     """Here, not at ``/{connection_id}``: the literal path wins for every method (SPEC §2)."""
-    raise MethodNotAllowed(STATELESS, headers={"Allow": "POST"})
+    raise MethodNotAllowed(STATELESS, headers={"Allow": METHOD})
 
 
-@router.api_route("/mcp", methods=METHODS, include_in_schema=False)
 async def mcp_gateway(request: Request, access: OrgAccessDep, runtime: RuntimeDep) -> Response:
     """The tools of all the caller's connections that have an MCP server."""
     return _HandOff(await _gateway(request), GatewayCall(runtime, access))
 
 
-@router.api_route("/{connection_id}/mcp", methods=METHODS, include_in_schema=False)
 async def connection_mcp_gateway(
     connection_id: ConnectionId,
     request: Request,
@@ -76,10 +96,60 @@ async def connection_mcp_gateway(
     connection = await McpRepository(session).owned(
         connection_id, access.user_id, access.organization_id
     )
+    return await _one_connection(request, runtime, GatewayCall(runtime, access), connection)
+
+
+async def _one_connection(
+    request: Request, runtime: Runtime, caller: GatewayCall, connection: ConnectionLike | None
+) -> Response:
     if connection is None:
         raise ConnectionNotFound()
     if server_url(runtime, connection) is None:
         raise NoMcpServer(connection.app_key)
-    return _HandOff(
-        await _gateway(request), GatewayCall(runtime, access, connection.id, connection)
+    call = GatewayCall(runtime, caller.access, connection.id, connection)
+    return _HandOff(await _gateway(request), call)
+
+
+async def plain_gateway_request(request: Request) -> Response | None:
+    """The shortcut's answer to either path; None for a request the declared route must take."""
+    query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    connection_id = request.path_params.get("connection_id")
+    if not CALLER_QUERY.issuperset(query) or (
+        connection_id is not None and len(connection_id) > ID_MAX_LENGTH
+    ):
+        return None
+    organization_id = query.get("organization_id") or query.get("organizationId")
+    runtime = await get_runtime(request)
+    caller = await authorized(
+        TokenService(None, runtime), request, organization_id, query.get("end_user_id")
     )
+    call = GatewayCall(runtime, caller.access)
+    if connection_id is None:
+        return _HandOff(await _gateway(request), call)
+    connection: ConnectionLike | None = caller.connection
+    if isinstance(connection, ConnectionRecord) and connection.auth_mode != RECORD_AUTH_MODE:
+        async with runtime.sessions() as session:  # its credentials are fields of the row
+            access = caller.access
+            connection = await McpRepository(session).owned(
+                connection.id, access.user_id, access.organization_id
+            )
+    return await _one_connection(request, runtime, call, connection)
+
+
+def add_gateway_routes(app: FastAPI) -> None:
+    """The gateway's POST routes, each with its shortcut (on the application's own router, as
+    the token route: no other path is ``/mcp`` or two segments ending in ``/mcp``)."""
+    for path, endpoint, summary in (
+        (GATEWAY_PATH, mcp_gateway, "The MCP gateway"),
+        (CONNECTION_GATEWAY_PATH, connection_mcp_gateway, "One connection's MCP gateway"),
+    ):
+        add_direct_route(
+            app,
+            path,
+            METHOD,
+            plain_gateway_request,
+            endpoint=endpoint,
+            summary=summary,
+            include_in_schema=False,
+            tags=["MCP gateway"],
+        )

@@ -57,6 +57,7 @@ from personal_connectors.mcp_servers.service import (
 )
 from personal_connectors.models import Connection, ConnectionStatus
 from personal_connectors.runtime import Runtime
+from personal_connectors.tokens.records import ConnectionLike
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ SESSIONS_CLOSE_SECONDS = 3.0  # how long shutdown lets kept upstream sessions sa
 @dataclass(frozen=True)
 class ExposedTool:
     name: str
-    connection: Connection  # as read for this request
+    connection: ConnectionLike  # as read for this request
     upstream_name: str
     definition: dict[str, Any]
 
@@ -192,19 +193,18 @@ async def _call_tool(
 
 async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[ExposedTool]:
     """The tools the caller may use now; with ``wanted``, only the servers it could be at."""
-    connections: Sequence[Connection]
-    if call.connection is not None:
-        connections = [call.connection]
+    with_server: Sequence[ConnectionLike]
+    if call.connection is not None:  # `/{id}/mcp`: under the server's own names
+        with_server = [call.connection]
+        named = {call.connection.id: ""}
     else:
         async with call.runtime.sessions() as session:
             connections = await McpRepository(session).live_of(
                 call.access.user_id, call.access.organization_id
             )
-    with_server = [c for c in connections if server_url(call.runtime, c) is not None]
-    if call.connection_id is not None:
-        named = {c.id: "" for c in with_server if c.id == call.connection_id}
-    else:
-        named = await _kept_prefixes(call.runtime, with_server)
+        rows = [c for c in connections if server_url(call.runtime, c) is not None]
+        named = await _kept_prefixes(call.runtime, rows)
+        with_server = rows
     usable = [
         c
         for c in with_server
@@ -216,7 +216,7 @@ async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[Exposed
     ]
     # The cached lists first, checked against the rows just read; the rest side by side.
     listings: dict[str, ToolListing | BaseException] = {}
-    missing: list[Connection] = []
+    missing: list[ConnectionLike] = []
     for connection in usable:
         kept = cached_tools(call.runtime, connection)
         if kept is None:

@@ -48,6 +48,7 @@ from personal_connectors.providers.schema import ApiAuth
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.values import credential_values
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class Probe:
     tested_at: datetime
 
 
-def server_url(runtime: Runtime, connection: Connection) -> str | None:
+def server_url(runtime: Runtime, connection: ConnectionLike) -> str | None:
     """Where the connection's MCP server is; None when it has none."""
     if connection.mcp_server_url is not None:  # a custom MCP server (SPEC §11)
         return connection.mcp_server_url
@@ -105,14 +106,14 @@ def prefix_base(connection: Connection) -> str:
     return slug[:MAX_SLUG_LENGTH].strip("-") or "mcp"
 
 
-def tool_enabled(connection: Connection, name: str) -> bool:
+def tool_enabled(connection: ConnectionLike, name: str) -> bool:
     """Whether the platform may use the tool (the connection's ``PATCH /{id}/tools`` settings)."""
     if not connection.tools_enabled:
         return False
     return connection.allowed_tools is None or name in connection.allowed_tools
 
 
-def _stamp(connection: Connection) -> Hashable:
+def _stamp(connection: ConnectionLike) -> Hashable:
     return (
         connection.version,
         connection.is_active,
@@ -121,7 +122,7 @@ def _stamp(connection: Connection) -> Hashable:
     )
 
 
-def cached_tools(runtime: Runtime, connection: Connection) -> ToolListing | None:
+def cached_tools(runtime: Runtime, connection: ConnectionLike) -> ToolListing | None:
     """The connection's tool list if this process holds it for the row as read, else None."""
     if not connection.is_active or server_url(runtime, connection) is None:
         return None
@@ -188,7 +189,7 @@ class McpService:
 
     async def call_tool(
         self,
-        connection: Connection,
+        connection: ConnectionLike,
         name: str,
         arguments: dict[str, Any] | None,
         sessions: SessionPool | None = None,
@@ -227,7 +228,7 @@ class McpService:
 
     async def _with_token(
         self,
-        connection: Connection,
+        connection: ConnectionLike,
         url: str,
         work: Callable[[SessionWork], Awaitable[T]],
         *,

@@ -54,8 +54,10 @@ async def token_request(
 async def authorized(
     service: TokenService, request: Request, organization_id: str | None, end_user_id: str | None
 ) -> TokenRequest:
+    """The caller and the connection of the request's path (none on a path without one: the
+    MCP gateway's ``/mcp``), authorized and counted against the caller's rate limits."""
     presented = presented_api_key(request)
-    connection_id = request.path_params["connection_id"]
+    connection_id = request.path_params.get("connection_id", "")
     if is_exchanged_token(presented):
         assert presented is not None
         caller = await service.authorize_exchanged(

@@ -17,7 +17,8 @@ from personal_connectors.models import Connection
 
 class ConnectionRecord(NamedTuple):
     """A connection's columns that handing out its token reads (``TokenService.issue``,
-    ``needs_refresh``, ``Refresher.current`` and ``refresh``, ``TokenVault.access_token``)."""
+    ``needs_refresh``, ``Refresher.current`` and ``refresh``, ``TokenVault.access_token``), and
+    the proxy and the MCP gateway, which authorize their calls by the same lookup."""
 
     id: str
     organization_id: str
@@ -37,6 +38,10 @@ class ConnectionRecord(NamedTuple):
     expires_at: datetime | None
     token_issued_at: datetime | None
     version: int
+    # What the MCP gateway's ``/{id}/mcp`` reads of the connection it authorizes the same way.
+    mcp_server_url: str | None
+    tools_enabled: bool
+    allowed_tools: list[str] | None
 
 
 ConnectionLike = Connection | ConnectionRecord

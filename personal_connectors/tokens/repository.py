@@ -117,6 +117,8 @@ _CONNECTION_FORMS = _forms(
         "access_token_ct": _bytes,
         "expires_at": _utc,
         "token_issued_at": _utc,
+        "tools_enabled": bool,
+        "allowed_tools": _json,
     },
 )
 _KEY_COLUMNS = len(KeyRecord._fields)

@@ -153,7 +153,7 @@ class TokenService:
             organization_id = organization_id or principal.organization_id or ""
             access = await identities.organization_access(principal, organization_id, end_user_id)
             connection = None
-            if access.user_id and len(connection_id) <= ID_MAX_LENGTH:
+            if access.user_id and 0 < len(connection_id) <= ID_MAX_LENGTH:
                 connection = await TokenRepository.owned(
                     session, connection_id, access.user_id, organization_id
                 )

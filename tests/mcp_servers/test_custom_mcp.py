@@ -167,13 +167,16 @@ def event_types(service: ServiceProcess, connection_id: str) -> list[str]:
     return list(service.run_db(read))
 
 
-def gateway_session(service: ServiceProcess, caller: Tenant, work: Any) -> Any:
+def gateway_session(
+    service: ServiceProcess, caller: Tenant, work: Any, connection_id: str | None = None
+) -> Any:
     query = "&".join(f"{name}={value}" for name, value in caller.org.items())
+    path = f"/{connection_id}/mcp" if connection_id else "/mcp"
 
     async def run() -> Any:
         async with (
             httpx2.AsyncClient(headers=caller.headers, timeout=30) as client,
-            streamable_http_client(f"{service.api}/mcp?{query}", http_client=client) as (r, w),
+            streamable_http_client(f"{service.api}{path}?{query}", http_client=client) as (r, w),
             ClientSession(r, w) as session,
         ):
             await session.initialize()
@@ -447,6 +450,12 @@ def test_a_server_that_needs_no_authorization_is_connected_at_once(
 
     result = gateway_session(mcp_service, tenant, echo)
     assert (result.is_error, result.content[0].text) == (False, "hi")
+
+    async def plain_echo(session: ClientSession) -> Any:  # `/{id}/mcp`: the server's own names
+        return await session.call_tool("echo", {"text": "alone"})
+
+    result = gateway_session(mcp_service, tenant, plain_echo, connection_id=connection["id"])
+    assert (result.is_error, result.content[0].text) == (False, "alone")
     token = api.post(f"/{connection['id']}/token", params=tenant.org, headers=tenant.headers)
     assert token.status_code == 200, token.text
     assert token.json()["access_token"] is None

@@ -232,6 +232,34 @@ def test_one_connections_endpoint_uses_the_servers_own_names(
     assert result.content[0].text == "called ping with {}"  # type: ignore[union-attr]
 
 
+def test_a_request_with_more_than_the_callers_parameters_is_answered_alike(
+    api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
+) -> None:
+    """Calls that name only the caller take the HTTP layer's shortcut; any other request the
+    declared route, with its validation: both answer as the gateway does."""
+    mine = connect(api, tenant, MCP_KEY, "ada")
+    headers = {"Accept": "application/json, text/event-stream", **tenant.headers}
+    answers = {}
+    for path, name in ((f"/{mine}/mcp", "ping"), ("/mcp", f"{MCP_KEY}__ping")):
+        for extra in ({}, {"trace": "1"}):
+            sent = {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": {}},
+            }
+            response = api.post(path, params={**tenant.org, **extra}, headers=headers, json=sent)
+            assert response.status_code == 200, response.text
+            answers[path, bool(extra)] = response.json()["result"]["content"][0]["text"]
+    assert set(answers.values()) == {"called ping with {}"}, answers
+
+    too_long = "conn_" + "0" * 300
+    listing = {"jsonrpc": "2.0", "id": 8, "method": "tools/list"}
+    response = api.post(f"/{too_long}/mcp", params=tenant.org, headers=headers, json=listing)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
 def test_refusals_before_mcp_starts_keep_the_error_envelope(
     api: httpx.Client,
     mcp_service: ServiceProcess,
