@@ -14,6 +14,10 @@ in interleaved rounds, at the same concurrency:
   the caller, resolves the tool to a connection, adds its token and forwards the call to the
   same upstream server, whose answer comes back unchanged.
 
+- SDK-only floor: the same direct call through ``FLOOR_APP``, a process that is only the SDK's
+  stateless server in front of one kept session of the SDK's client (no authentication,
+  database or token): the least a gateway built on the SDK at both ends (SPEC §11) can cost.
+
 Targets (issue 14): the gateway at least 70% of the direct throughput and at most 2 ms added to
 the median, at concurrency 16. The upstream's CPU is printed for the direct runs, the service's
 for the gateway runs (the upstream serves those too: all share the machine's cores).
@@ -187,6 +191,7 @@ def floor(mcp: Upstream) -> Iterator[Upstream]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     command = [sys.executable, "-c", FLOOR_APP, str(port), mcp.url]
+
     def probe() -> object:  # a POST: a stateless server's GET opens a stream that stays open
         return httpx.post(url, content=b"{}", timeout=1)
 
