@@ -35,7 +35,7 @@ from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.endpoints import authorized
 from personal_connectors.tokens.exceptions import ConnectionNotFound
-from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
+from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.service import TokenService
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ ConnectionId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 # docs/guide.md "MCP servers" does.
 METHOD = "POST"
 STATELESS = "The MCP gateway is stateless: POST JSON-RPC messages; there is no stream or session."
-# A connection the token lookup's record serves (its credentials are a token, not fields).
-RECORD_AUTH_MODE = "oauth2"
 
 
 class _HandOff(Response):
@@ -126,14 +124,7 @@ async def plain_gateway_request(request: Request) -> Response | None:
     call = GatewayCall(runtime, caller.access)
     if connection_id is None:
         return _HandOff(await _gateway(request), call)
-    connection: ConnectionLike | None = caller.connection
-    if isinstance(connection, ConnectionRecord) and connection.auth_mode != RECORD_AUTH_MODE:
-        async with runtime.sessions() as session:  # its credentials are fields of the row
-            access = caller.access
-            connection = await McpRepository(session).owned(
-                connection.id, access.user_id, access.organization_id
-            )
-    return await _one_connection(request, runtime, call, connection)
+    return await _one_connection(request, runtime, call, caller.connection)
 
 
 def add_gateway_routes(app: FastAPI) -> None:

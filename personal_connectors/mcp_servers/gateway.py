@@ -46,7 +46,7 @@ from personal_connectors.exceptions import APIError
 from personal_connectors.mcp_servers.calls import CALL_STATE_KEY, GatewayCall
 from personal_connectors.mcp_servers.client import SessionPool
 from personal_connectors.mcp_servers.outcomes import ServerAnsweredError
-from personal_connectors.mcp_servers.repository import McpRepository
+from personal_connectors.mcp_servers.repository import McpRepository, live_records
 from personal_connectors.mcp_servers.service import (
     McpService,
     ToolListing,
@@ -76,7 +76,7 @@ class ExposedTool:
 
 
 def prefixes(
-    connections: Sequence[Connection], kept: Mapping[str, str] | None = None
+    connections: Sequence[ConnectionLike], kept: Mapping[str, str] | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Each connection's tool-name prefix by connection id (see the module doc), and those of
     them chosen now, to be stored. ``connections``: the caller's live ones, oldest first;
@@ -108,7 +108,7 @@ def prefixes(
     return named, chosen
 
 
-async def _kept_prefixes(runtime: Runtime, connections: Sequence[Connection]) -> dict[str, str]:
+async def _kept_prefixes(runtime: Runtime, connections: Sequence[ConnectionLike]) -> dict[str, str]:
     """``prefixes``, with those chosen now stored (another request's, if it stored first)."""
     named, chosen = prefixes(connections)
     if chosen:
@@ -198,13 +198,14 @@ async def _exposed(call: GatewayCall, wanted: str | None = None) -> list[Exposed
         with_server = [call.connection]
         named = {call.connection.id: ""}
     else:
-        async with call.runtime.sessions() as session:
-            connections = await McpRepository(session).live_of(
-                call.access.user_id, call.access.organization_id
-            )
-        rows = [c for c in connections if server_url(call.runtime, c) is not None]
-        named = await _kept_prefixes(call.runtime, rows)
-        with_server = rows
+        connections = await live_records(
+            call.runtime.sessions,
+            call.runtime.hot_reader,
+            call.access.user_id,
+            call.access.organization_id,
+        )
+        with_server = [c for c in connections if server_url(call.runtime, c) is not None]
+        named = await _kept_prefixes(call.runtime, with_server)
     usable = [
         c
         for c in with_server

@@ -42,13 +42,13 @@ from personal_connectors.mcp_servers.outcomes import (
     SessionWork,
     TokenRefused,
 )
-from personal_connectors.models import NO_AUTH_MODE, Connection, utcnow
+from personal_connectors.models import NO_AUTH_MODE, OAUTH2_MODE, Connection, utcnow
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.providers.schema import ApiAuth
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
-from personal_connectors.tokens.records import ConnectionLike
+from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
 from personal_connectors.tokens.values import credential_values
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def server_url(runtime: Runtime, connection: ConnectionLike) -> str | None:
     return entry.mcp.url
 
 
-def prefix_base(connection: Connection) -> str:
+def prefix_base(connection: ConnectionLike) -> str:
     """The gateway's tool-name prefix of a connection before any sharing suffix: the app key,
     or for a custom MCP server a slug of its display name (lower-case letters, digits and
     ``-``, so it never holds the ``__`` separator)."""
@@ -204,6 +204,13 @@ class McpService:
         url = server_url(self.runtime, connection)
         if url is None:
             raise NoMcpServer(connection.app_key)
+        if isinstance(connection, ConnectionRecord) and connection.auth_mode != OAUTH2_MODE:
+            # Its credentials are fields of the row (or none): read it (the record said it is
+            # the caller's and live; gone since, it is nothing to call).
+            row = await self.session.get(Connection, connection.id)
+            if row is None or row.deleted_at is not None:
+                return _error_result(f"{connection.app_key}: the connection was deleted.")
+            connection = row
         limit = self.runtime.settings.mcp_call_timeout_seconds
 
         async def work(opened: SessionWork) -> CallToolResult:

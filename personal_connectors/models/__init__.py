@@ -10,6 +10,7 @@ from personal_connectors.models.base import (
 from personal_connectors.models.connect_session import ConnectSession
 from personal_connectors.models.connection import (
     NO_AUTH_MODE,
+    OAUTH2_MODE,
     Connection,
     ConnectionEvent,
     ConnectionStatus,
@@ -33,6 +34,7 @@ from personal_connectors.models.webhook import DeliveryStatus, WebhookDelivery, 
 __all__ = [
     "ID_MAX_LENGTH",
     "NO_AUTH_MODE",
+    "OAUTH2_MODE",
     "APIKey",
     "APIKeyStatus",
     "Base",

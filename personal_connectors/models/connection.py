@@ -19,6 +19,8 @@ MCP_PREFIX_MAX_LENGTH = 72
 # The ``auth_mode`` of a custom MCP server's connection when the server needs no authorization
 # (SPEC §11): it is called with no credentials at all.
 NO_AUTH_MODE = "none"
+# The ``auth_mode`` of a connection made by an OAuth authorization (the default).
+OAUTH2_MODE = "oauth2"
 
 
 class ConnectionStatus(StrEnum):
@@ -92,7 +94,9 @@ class Connection(TimestampedMixin, Base):
     token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
     # How the connection was made (SPEC §10): `oauth2`, or a credentials mode of the catalog
     # (`api_key`, `basic`, `oauth2_client_credentials`, `jwt_bearer`).
-    auth_mode: Mapped[str] = mapped_column(String(40), default="oauth2", server_default="oauth2")
+    auth_mode: Mapped[str] = mapped_column(
+        String(40), default=OAUTH2_MODE, server_default=OAUTH2_MODE
+    )
     # A credentials mode's fields as a sealed JSON object (``TokenVault.seal_credentials``),
     # under the row's ``key_id`` like the tokens; their names alone in ``credential_fields``
     # (what lists show), and the caller's label for them in ``credential_name``.

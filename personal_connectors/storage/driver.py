@@ -1,5 +1,6 @@
 """The database driver's own connections for the token path's read (``tokens.repository``
-says why that read bypasses SQLAlchemy): plain SQL in, the driver's rows out.
+says why that read bypasses SQLAlchemy) and the MCP gateway's (``mcp_servers.repository``):
+plain SQL in, the driver's rows out.
 
 - SQLite: a read-only ``sqlite3`` connection per thread, used on the event loop's thread. In
   WAL mode a reader never waits for a writer, and a short busy timeout bounds the rare wait on
@@ -59,6 +60,10 @@ class SQLiteReader:
     def fetch_row(self, sql: str, parameters: dict[str, str | None]) -> Row | None:
         row: Row | None = self._connection().execute(sql, parameters).fetchone()
         return row
+
+    def fetch_rows(self, sql: str, parameters: dict[str, str | None]) -> list[Row]:
+        rows: list[Row] = self._connection().execute(sql, parameters).fetchall()
+        return rows
 
     def usage(self) -> tuple[int, int] | None:
         """No pool: a connection per thread, held for good (nothing to report)."""
@@ -121,6 +126,9 @@ class PostgresReader:
     async def fetch_alone(self, one: str, arguments: Sequence[Any]) -> Row | None:
         record = await self.query("fetchrow", one, arguments)
         return None if record is None else tuple(record)
+
+    async def fetch_rows(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        return [tuple(record) for record in await self.query("fetch", sql, arguments)]
 
     def _start_batch(self, one: str, many: str) -> None:
         batch = self._waiting.pop(many)
@@ -204,6 +212,12 @@ class TracedSQLiteReader(SQLiteReader):
         ):
             return super().fetch_row(sql, parameters)
 
+    def fetch_rows(self, sql: str, parameters: dict[str, str | None]) -> list[Row]:
+        with self._tracer.start_as_current_span(
+            "connections read", kind=self._kind, attributes={"db.system": "sqlite"}
+        ):
+            return super().fetch_rows(sql, parameters)
+
 
 class TracedPostgresReader(PostgresReader):
     """As ``TracedSQLiteReader``; the span covers the wait for the batch it joins."""
@@ -218,6 +232,12 @@ class TracedPostgresReader(PostgresReader):
             "token lookup", kind=self._kind, attributes={"db.system": "postgresql"}
         ):
             return await super().fetch_row(one, many, arguments)
+
+    async def fetch_rows(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        with self._tracer.start_as_current_span(
+            "connections read", kind=self._kind, attributes={"db.system": "postgresql"}
+        ):
+            return await super().fetch_rows(sql, arguments)
 
 
 HotReader = SQLiteReader | PostgresReader

@@ -38,10 +38,13 @@ class ConnectionRecord(NamedTuple):
     expires_at: datetime | None
     token_issued_at: datetime | None
     version: int
-    # What the MCP gateway's ``/{id}/mcp`` reads of the connection it authorizes the same way.
+    # What the MCP gateway reads of a connection (``mcp_servers.gateway``): where its server
+    # is, which tools it may use, and its tool-name prefix.
     mcp_server_url: str | None
     tools_enabled: bool
     allowed_tools: list[str] | None
+    display_name: str | None
+    mcp_prefix: str | None
 
 
 ConnectionLike = Connection | ConnectionRecord

@@ -132,15 +132,22 @@ def _converted(forms: tuple[tuple[int, Form], ...], values: list[Any]) -> list[A
     return values
 
 
+# A connection's record's columns, for other plain reads of connections (``mcp_servers``).
+CONNECTION_COLUMNS = ", ".join(f"connections.{name}" for name in ConnectionRecord._fields)
+
+
+def connection_record(values: Sequence[Any]) -> ConnectionRecord:
+    """The record of the driver's values of ``CONNECTION_COLUMNS``."""
+    return ConnectionRecord._make(_converted(_CONNECTION_FORMS, list(values)))
+
+
 def _found(row: tuple[Any, ...]) -> TokenLookup:
-    connection = list(row[_KEY_COLUMNS + 2 :])
+    connection = row[_KEY_COLUMNS + 2 :]
     return TokenLookup(
         KeyRecord._make(_converted(_KEY_FORMS, list(row[:_KEY_COLUMNS]))),
         row[_KEY_COLUMNS],
         row[_KEY_COLUMNS + 1],
-        None
-        if connection[0] is None
-        else ConnectionRecord._make(_converted(_CONNECTION_FORMS, connection)),
+        None if connection[0] is None else connection_record(connection),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.models import Connection
+from personal_connectors.models import OAUTH2_MODE, Connection
 from personal_connectors.runtime import Runtime
 from personal_connectors.tokens.records import ConnectionLike
 from personal_connectors.tokens.service import KEPT_MODES, TokenService
@@ -37,7 +37,7 @@ async def credential_values(
     """
     if isinstance(connection, Connection):
         values = TokenVault(runtime.sealer).credentials(connection) or {}
-    elif connection.auth_mode == "oauth2":
+    elif connection.auth_mode == OAUTH2_MODE:
         values = {}
     else:
         raise TypeError("a credentials connection's fields are read from its row")
