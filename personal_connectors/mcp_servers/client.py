@@ -19,7 +19,6 @@ from contextlib import suppress
 from importlib.metadata import version
 from typing import Any, TypeVar
 
-import httpx
 import httpx2
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -42,6 +41,7 @@ from personal_connectors.mcp_servers.outcomes import (
     TokenRefused,
 )
 from personal_connectors.mcp_servers.transport import SharedClientTransport
+from personal_connectors.outbound.client import OutboundClient
 from personal_connectors.outbound.guard import DestinationRefused
 
 __all__ = [
@@ -72,7 +72,7 @@ CLOSING_SECONDS = 1.0
 
 
 async def server_info(
-    http: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+    http: OutboundClient, url: str, headers: dict[str, str] | None = None
 ) -> ServerInfo:
     """Who the server at ``url`` is (the ``initialize`` handshake), asked with ``headers`` or
     none; a server that wants authorization raises ``TokenRefused`` with its challenge."""
@@ -84,7 +84,7 @@ async def server_info(
 
 
 async def run_session(
-    http: httpx.AsyncClient,
+    http: OutboundClient,
     url: str,
     headers: dict[str, str],
     work: Callable[[SessionWork], Awaitable[T]],
@@ -118,7 +118,7 @@ class SessionEnded(Exception):
 class _Kept:
     """One session held open by a task of its own (the SDK's contexts live in one task)."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, http: OutboundClient, url: str, headers: dict[str, str]) -> None:
         self.transport = SharedClientTransport(http, server_stream=False)
         self.opened: asyncio.Future[SessionWork] = asyncio.get_running_loop().create_future()
         self.failure: BaseException | None = None
@@ -173,7 +173,7 @@ class SessionPool:
 
     async def run(
         self,
-        http: httpx.AsyncClient,
+        http: OutboundClient,
         key: str,
         url: str,
         headers: dict[str, str],
@@ -216,9 +216,7 @@ class SessionPool:
             await asyncio.wait({kept.task}, timeout=CLOSING_SECONDS)
         return kept.usable
 
-    def _session(
-        self, http: httpx.AsyncClient, key: str, url: str, headers: dict[str, str]
-    ) -> _Kept:
+    def _session(self, http: OutboundClient, key: str, url: str, headers: dict[str, str]) -> _Kept:
         self._sweep()
         full = (key, url, tuple(sorted(headers.items())))
         kept = self._kept.get(full)

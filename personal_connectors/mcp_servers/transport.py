@@ -3,7 +3,9 @@
 The SDK speaks HTTP through ``httpx2``; the service sends every outbound call through its own
 ``httpx`` client (``runtime.http``: one pool, the outbound guard, no cookies, no redirects).
 ``SharedClientTransport`` is the ``httpx2`` transport that hands each request the SDK makes to
-that client and gives the answer back streamed, so a server-sent event stream flows as it comes.
+that client (as a plain request to its transport: the SDK's own client has already done what
+httpx's client layer would) and gives the answer back streamed, so a server-sent event stream
+flows as it comes.
 It also remembers whether the server refused the token (HTTP 401, with its challenge) or no
 longer knows the session (HTTP 404 to a request naming one): the SDK turns any error status into
 a generic JSON-RPC error, and these are the cases worth a new token (or, for a server called
@@ -22,6 +24,8 @@ from contextlib import contextmanager
 
 import httpx
 import httpx2
+
+from personal_connectors.outbound.client import OutboundClient
 
 
 class _Body(httpx2.AsyncByteStream):
@@ -53,7 +57,7 @@ def _as_httpx2_errors() -> Iterator[None]:
 
 
 class SharedClientTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, client: httpx.AsyncClient, *, server_stream: bool = True) -> None:
+    def __init__(self, client: OutboundClient, *, server_stream: bool = True) -> None:
         self._client = client
         self._server_stream = server_stream
         self.refused_token = False
@@ -65,15 +69,15 @@ class SharedClientTransport(httpx2.AsyncBaseTransport):
             return httpx2.Response(405, request=request)
         body = await request.aread()  # JSON-RPC messages: small, and sent whole anyway
         timeout = request.extensions.get("timeout")
-        outbound = self._client.build_request(
+        outbound = self._client.plain_request(
             request.method,
             str(request.url),
             headers=list(request.headers.multi_items()),
             content=body,
-            timeout=httpx.Timeout(**timeout) if isinstance(timeout, dict) else None,
+            call_seconds=timeout if isinstance(timeout, dict) else self._client.timeout.as_dict(),
         )
         with _as_httpx2_errors():
-            response = await self._client.send(outbound, stream=True)
+            response = await self._client.send_streamed(outbound)
         if response.status_code == 401:
             self.refused_token = True
             self.challenge = response.headers.get("www-authenticate")

@@ -17,7 +17,7 @@ import functools
 import ipaddress
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -79,10 +79,11 @@ class OutboundClient(httpx.AsyncClient):
         *,
         headers: list[tuple[str, str]],
         content: bytes | AsyncIterator[bytes],
-        call_seconds: float,
+        call_seconds: float | Mapping[str, float | None],
     ) -> httpx.Request:
         """A request as ``build_request`` makes it here: the client's default headers but those
-        ``headers`` name (which keep their order and repeats), the call's timeout."""
+        ``headers`` name (which keep their order and repeats), the call's timeout
+        (``call_seconds``: one for every phase, or httpx's timeout extension itself)."""
         given = {name.lower() for name, _ in headers}
         merged = [
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -90,7 +91,10 @@ class OutboundClient(httpx.AsyncClient):
             if name.decode("latin-1").lower() not in given
         ]
         merged.extend(headers)
-        extensions = {"timeout": _timeouts(call_seconds)}
+        timeouts = (
+            dict(call_seconds) if isinstance(call_seconds, Mapping) else _timeouts(call_seconds)
+        )
+        extensions = {"timeout": timeouts}
         return httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
 
     async def send_streamed(self, request: httpx.Request) -> httpx.Response:
