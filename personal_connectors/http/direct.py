@@ -3,7 +3,8 @@ registered just ahead of the FastAPI route that declares it.
 
 Used for the token route (``tokens.endpoints``), where FastAPI's per-request work (solving
 dependencies, validating parameters and the answer) cost more CPU than the token read itself,
-and for the proxy's (``proxy.endpoints``), whose calls carry the same checks. ``answer``
+and for the proxy's (``proxy.endpoints``) and the MCP gateway's (``mcp_servers.endpoints``),
+whose calls carry the same checks. ``answer``
 handles the requests it recognises and returns None for any other; those go to the declared
 route unchanged, which also keeps the OpenAPI document, the validation and its
 error envelopes FastAPI's.

@@ -3,8 +3,8 @@
 ``/v1/personal-connectors/mcp`` offers the enabled tools of every active connection of the
 caller that has an MCP server, each named ``<prefix>__<tool>``; ``/{id}/mcp`` offers one
 connection's, under the server's own names. It is the official SDK's low-level ``Server`` over
-Streamable HTTP, stateless: every HTTP request is authenticated by the API's own dependencies
-before it gets here (a refusal there keeps the error envelope), reads the connections afresh
+Streamable HTTP, stateless: every HTTP request is authenticated by the API before it gets here
+(``endpoints``: a refusal there keeps the error envelope), reads the connections afresh
 (a disabled connection or tool is gone on the next request) and lists tools from the per-
 connection cache. A ``tools/call`` goes to that connection's server with a fresh token, in an
 upstream session kept open for that connection and token (``client.SessionPool``), and its
