@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import (
     AuthenticationRequired,
     InsufficientPermissions,
@@ -72,11 +70,12 @@ def presented_api_key(request: Request) -> str | None:
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:
     """The caller, authenticated, and counted against its rate limits: every route with an API
-    key comes here (the token route's shortcut applies the same ``rate_limited``)."""
+    key comes here but the token, proxy and MCP gateway routes, which authorize by
+    ``tokens.endpoints.authorized`` (the same checks and ``rate_limited``)."""
     presented = presented_api_key(request)
     runtime = await get_runtime(request)
     if is_exchanged_token(presented):
-        if request.method not in READ_METHODS and not MCP_MESSAGES.match(request.url.path):
+        if request.method not in READ_METHODS:
             raise InsufficientPermissions(
                 "A pct_ token reads its end user's connections and hands out their tokens; "
                 "changing anything needs the service key."
@@ -116,9 +115,6 @@ async def rate_limited(
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-# The MCP gateway's messages: POSTs that use the end user's tools and change nothing here, so a
-# ``pct_`` token sends them (SPEC §8: list, token, proxy and MCP).
-MCP_MESSAGES = re.compile(rf"^{re.escape(API_PREFIX)}/(?:[^/]+/)?mcp$")
 
 
 async def exchanged_principal(

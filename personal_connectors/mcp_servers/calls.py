@@ -14,11 +14,9 @@ CALL_STATE_KEY = "connectors_mcp_call"
 
 @dataclass(frozen=True)
 class GatewayCall:
-    """Who asks, and through which endpoint (``connection_id``: the one of ``/{id}/mcp``;
-    ``connection``: as the route read it for this request, the row or the token lookup's
-    record, so it is not read twice)."""
+    """Who asks, and through which endpoint (``connection``: the one of ``/{id}/mcp`` as the
+    route read it for this request, the token lookup's record, so it is not read twice)."""
 
     runtime: Runtime
     access: OrgAccess
-    connection_id: str | None = None
     connection: ConnectionLike | None = None

@@ -1,11 +1,12 @@
 """The MCP gateway's routes (SPEC §11): authenticated here, then handed to the SDK's manager.
 
-The gateway's calls are plain POSTs like the token route's, so each path has the HTTP layer's
-shortcut (``http.direct``): the caller authorized by the token route's own function (key,
-membership or end user, and for ``/{id}/mcp`` the connection, in one statement), without
-solving dependencies per call. A request the shortcut does not take (a query parameter that is
-not the caller's, an over-long id) goes to the declared route, which checks it as every route
-does. Both are on the application's own router ahead of the included ones, as the token route.
+The caller is authorized as on ``POST /{id}/token`` (an API key, a service key with
+``end_user_id``, or a ``pct_`` token for its end user), by the same function: key, membership
+or end user, and for ``/{id}/mcp`` the connection, in one statement. The gateway's calls are
+plain POSTs like the token route's, so each path also has the HTTP layer's shortcut
+(``http.direct``), which runs that function without solving dependencies per call; a request it
+does not take (a query parameter that is not the caller's, an over-long id) goes to the
+declared route. Both are on the application's own router ahead of the included ones.
 """
 
 from __future__ import annotations
@@ -13,30 +14,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from personal_connectors.config import API_PREFIX
 from personal_connectors.exceptions import MethodNotAllowed
-from personal_connectors.http.dependencies import (
-    CALLER_QUERY,
-    OrgAccessDep,
-    RuntimeDep,
-    SessionDep,
-    get_runtime,
-)
+from personal_connectors.http.dependencies import CALLER_QUERY, RuntimeDep, get_runtime
 from personal_connectors.http.direct import add_direct_route
 from personal_connectors.mcp_servers.calls import GatewayCall
 from personal_connectors.mcp_servers.exceptions import NoMcpServer
 from personal_connectors.mcp_servers.lifecycle import GatewayHolder
-from personal_connectors.mcp_servers.repository import McpRepository
 from personal_connectors.mcp_servers.service import server_url
 from personal_connectors.models import ID_MAX_LENGTH
 from personal_connectors.runtime import Runtime
-from personal_connectors.tokens.endpoints import authorized
+from personal_connectors.tokens.endpoints import authorized, token_request
 from personal_connectors.tokens.exceptions import ConnectionNotFound
-from personal_connectors.tokens.records import ConnectionLike
-from personal_connectors.tokens.service import TokenService
+from personal_connectors.tokens.service import TokenRequest, TokenService
 
 if TYPE_CHECKING:
     from personal_connectors.mcp_servers.gateway import McpGateway
@@ -78,38 +71,40 @@ async def mcp_gateway_no_stream() -> Response:
     raise MethodNotAllowed(STATELESS, headers={"Allow": METHOD})
 
 
-async def mcp_gateway(request: Request, access: OrgAccessDep, runtime: RuntimeDep) -> Response:
+async def mcp_gateway(
+    request: Request,
+    caller: Annotated[TokenRequest, Depends(token_request)],
+    runtime: RuntimeDep,
+) -> Response:
     """The tools of all the caller's connections that have an MCP server."""
-    return _HandOff(await _gateway(request), GatewayCall(runtime, access))
+    return _HandOff(await _gateway(request), GatewayCall(runtime, caller.access))
 
 
 async def connection_mcp_gateway(
+    # Declared for validation; token_request has already used it.
     connection_id: ConnectionId,
     request: Request,
-    access: OrgAccessDep,
+    caller: Annotated[TokenRequest, Depends(token_request)],
     runtime: RuntimeDep,
-    session: SessionDep,
 ) -> Response:
     """One connection's MCP server through the service, under the server's own tool names."""
-    connection = await McpRepository(session).owned(
-        connection_id, access.user_id, access.organization_id
-    )
-    return await _one_connection(request, runtime, GatewayCall(runtime, access), connection)
+    return await _one_connection(request, runtime, caller)
 
 
-async def _one_connection(
-    request: Request, runtime: Runtime, caller: GatewayCall, connection: ConnectionLike | None
-) -> Response:
+async def _one_connection(request: Request, runtime: Runtime, caller: TokenRequest) -> Response:
+    connection = caller.connection
     if connection is None:
         raise ConnectionNotFound()
     if server_url(runtime, connection) is None:
         raise NoMcpServer(connection.app_key)
-    call = GatewayCall(runtime, caller.access, connection.id, connection)
+    call = GatewayCall(runtime, caller.access, connection)
     return _HandOff(await _gateway(request), call)
 
 
 async def plain_gateway_request(request: Request) -> Response | None:
-    """The shortcut's answer to either path; None for a request the declared route must take."""
+    """The shortcut's answer to either path: the declared route's work without its dependency
+    solving (the caller authorized by the same function); None for a request the declared
+    route must take."""
     query = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
     connection_id = request.path_params.get("connection_id")
     if not CALLER_QUERY.issuperset(query) or (
@@ -121,10 +116,9 @@ async def plain_gateway_request(request: Request) -> Response | None:
     caller = await authorized(
         TokenService(None, runtime), request, organization_id, query.get("end_user_id")
     )
-    call = GatewayCall(runtime, caller.access)
     if connection_id is None:
-        return _HandOff(await _gateway(request), call)
-    return await _one_connection(request, runtime, call, caller.connection)
+        return _HandOff(await _gateway(request), GatewayCall(runtime, caller.access))
+    return await _one_connection(request, runtime, caller)
 
 
 def add_gateway_routes(app: FastAPI) -> None:

@@ -1,5 +1,5 @@
-"""The connection reads and writes of the MCP gateway: the caller's live connections, one of
-them, and the tool-name prefixes it stores.
+"""The connection reads and writes of the MCP gateway: the caller's live connections and the
+tool-name prefixes it stores.
 
 ``live_records`` is the read of every gateway request to ``/mcp``; like the token lookup
 (``tokens.repository``) it is plain SQL on the driver (``storage.driver``), its rows the token
@@ -11,13 +11,14 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from personal_connectors.models import ID_MAX_LENGTH, Connection
+from personal_connectors.models import Connection
 from personal_connectors.storage.driver import HotReader, PostgresReader, SQLiteReader
 from personal_connectors.tokens.records import ConnectionRecord
 from personal_connectors.tokens.repository import CONNECTION_COLUMNS, connection_record
 
 
 def _live_sql(organization_id: str, user_id: str) -> str:
+    """The read with the given placeholders: the user's live connections, oldest first."""
     return (
         f"SELECT {CONNECTION_COLUMNS} FROM connections"  # noqa: S608 (placeholders only)
         f" WHERE connections.organization_id = {organization_id}"
@@ -69,17 +70,3 @@ class McpRepository:
         kept = {row.id: row.mcp_prefix for row in await self.session.execute(statement)}
         await self.session.commit()
         return kept
-
-    async def owned(
-        self, connection_id: str, user_id: str, organization_id: str
-    ) -> Connection | None:
-        """The caller's live connection; anything else (foreign, deleted, unknown) is None."""
-        if len(connection_id) > ID_MAX_LENGTH:
-            return None
-        statement = select(Connection).where(
-            Connection.id == connection_id,
-            Connection.organization_id == organization_id,
-            Connection.user_id == user_id,
-            Connection.deleted_at.is_(None),
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()

@@ -48,7 +48,8 @@ from personal_connectors.providers.schema import ApiAuth
 from personal_connectors.runtime import Runtime
 from personal_connectors.telemetry.metrics import record_mcp_call
 from personal_connectors.tokens.exceptions import ConnectionDisabled
-from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
+from personal_connectors.tokens.records import ConnectionLike
+from personal_connectors.tokens.repository import TokenRepository
 from personal_connectors.tokens.values import credential_values
 
 if TYPE_CHECKING:
@@ -204,11 +205,9 @@ class McpService:
         url = server_url(self.runtime, connection)
         if url is None:
             raise NoMcpServer(connection.app_key)
-        if isinstance(connection, ConnectionRecord) and connection.auth_mode != OAUTH2_MODE:
-            # Its credentials are fields of the row (or none): read it (the record said it is
-            # the caller's and live; gone since, it is nothing to call).
-            row = await self.session.get(Connection, connection.id)
-            if row is None or row.deleted_at is not None:
+        if connection.auth_mode != OAUTH2_MODE:  # its credentials are fields of the row
+            row = await TokenRepository.row_of(self.session, connection)
+            if row is None:  # deleted since the request read it
                 return _error_result(f"{connection.app_key}: the connection was deleted.")
             connection = row
         limit = self.runtime.settings.mcp_call_timeout_seconds

@@ -32,7 +32,7 @@ import httpx
 
 from personal_connectors.credentials.service import credential_values
 from personal_connectors.exceptions import ProviderError, ProviderUnavailable, ValidationFailed
-from personal_connectors.models import Connection, utcnow
+from personal_connectors.models import OAUTH2_MODE, Connection, utcnow
 from personal_connectors.outbound.guard import DestinationRefused
 from personal_connectors.providers.api_auth import MissingCredentialValue, apply_api_auth
 from personal_connectors.providers.schema import MINTING_MODES, TEMPLATE_VARIABLE, ProviderEntry
@@ -234,12 +234,10 @@ class ProxyService:
         """The caller's connection as the call needs it: the token lookup's record (its token
         and provider metadata) for an OAuth connection whose API address takes no integration
         param; else the whole row (its credentials fields, its integration params)."""
-        if found.auth_mode == "oauth2" and not _reads_integration_params(entry):
+        if found.auth_mode == OAUTH2_MODE and not _reads_integration_params(entry):
             return found
         async with self.runtime.sessions() as session:
-            connection = await TokenRepository.owned(
-                session, found.id, found.user_id, found.organization_id
-            )
+            connection = await TokenRepository.row_of(session, found)
         if connection is None:  # deleted since
             raise ConnectionNotFound()
         return connection

@@ -62,6 +62,7 @@ class SQLiteReader:
         return row
 
     def fetch_rows(self, sql: str, parameters: dict[str, str | None]) -> list[Row]:
+        """Every row ``sql`` finds (a read of a few rows: the MCP gateway's)."""
         rows: list[Row] = self._connection().execute(sql, parameters).fetchall()
         return rows
 
@@ -128,6 +129,7 @@ class PostgresReader:
         return None if record is None else tuple(record)
 
     async def fetch_rows(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        """Every row ``sql`` finds, in one round trip of its own (not batched)."""
         return [tuple(record) for record in await self.query("fetch", sql, arguments)]
 
     def _start_batch(self, one: str, many: str) -> None:
@@ -244,8 +246,8 @@ HotReader = SQLiteReader | PostgresReader
 
 
 def create_hot_reader(settings: Settings) -> HotReader | None:
-    """The token path's reader for the configured database; None for an in-memory SQLite
-    database (a second connection would see another, empty one)."""
+    """The hot path's reader (tokens, proxy, MCP gateway) for the configured database; None for
+    an in-memory SQLite database (a second connection would see another, empty one)."""
     url = make_url(settings.sqlalchemy_url)
     if not is_sqlite(settings.sqlalchemy_url):
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -29,7 +29,7 @@ from personal_connectors.events.repository import EventRepository
 from personal_connectors.identity.records import KeyRecord
 from personal_connectors.models import Connection, ConnectionEvent
 from personal_connectors.storage.driver import HotReader, PostgresReader, SQLiteReader
-from personal_connectors.tokens.records import ConnectionRecord
+from personal_connectors.tokens.records import ConnectionLike, ConnectionRecord
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,14 @@ class TokenRepository:
             Connection.deleted_at.is_(None),
         )
         return (await session.scalars(statement)).one_or_none()
+
+    @staticmethod
+    async def row_of(session: AsyncSession, found: ConnectionLike) -> Connection | None:
+        """The whole row of a connection the lookup found (its credentials fields, its
+        integration params), if it is still the owner's and live; a row is itself."""
+        if isinstance(found, Connection):
+            return found
+        return await TokenRepository.owned(session, found.id, found.user_id, found.organization_id)
 
     @staticmethod
     async def credentials_of(

@@ -20,7 +20,7 @@ from mcp.types import CallToolResult
 from personal_connectors.identity import pct
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.mcp_servers.conftest import DOWN_KEY, MCP_KEY, PLAIN_KEY
+from tests.mcp_servers.conftest import DOWN_KEY, KEYED_KEY, MCP_KEY, PLAIN_KEY
 from tests.support import outputs
 from tests.support.mcp_server import TOOLS, McpServer
 from tests.support.platform import make_organization_key
@@ -260,6 +260,31 @@ def test_a_request_with_more_than_the_callers_parameters_is_answered_alike(
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
+def test_an_api_key_connections_tools_are_called_with_its_key(
+    api: httpx.Client, mcp_service: ServiceProcess, tenant: Tenant, upstream: McpServer
+) -> None:
+    """A connection whose credentials are fields of its row (SPEC §10) is called with them, as
+    its entry's ``api_auth`` says, through both endpoints."""
+    key = f"kk_{tenant.user_id[-12:]}"
+    upstream.api_keys.add(key)
+    created = api.post(
+        "/credentials",
+        params=tenant.org,
+        headers=tenant.headers,
+        json={"connector_type": KEYED_KEY, "credentials": {"api_key": key}},
+    )
+    assert created.status_code == 201, created.text
+    keyed = str(created.json()["id"])
+
+    alone: CallToolResult = gateway(mcp_service, tenant, call("ping"), connection_id=keyed)
+    together: CallToolResult = gateway(mcp_service, tenant, call(f"{KEYED_KEY}__ping"))
+
+    for result in (alone, together):
+        assert not result.is_error, result
+        assert result.content[0].text == "called ping with {}"  # type: ignore[union-attr]
+    assert upstream.calls["api key"] >= 2 and upstream.calls["refused"] == 0
+
+
 def test_refusals_before_mcp_starts_keep_the_error_envelope(
     api: httpx.Client,
     mcp_service: ServiceProcess,
@@ -282,11 +307,16 @@ def test_refusals_before_mcp_starts_keep_the_error_envelope(
             "RESOURCE_NOT_FOUND",
         ),
         (f"/{plain}/mcp", tenant.org, {**headers, **tenant.headers}, 400, "VALIDATION_ERROR"),
+        # A user key names its organization (as on the token route), end user or not.
+        ("/mcp", {"end_user_id": "x"}, {**headers, **tenant.headers}, 400, "VALIDATION_ERROR"),
     ]
-    for path, params, sent, status, code in cases:
-        response = api.post(path, params=params, headers=sent, json=body)
-        assert response.status_code == status, response.text
-        assert response.json()["error"]["code"] == code
+    # Alone, the caller's parameters take the HTTP layer's shortcut; with another, the declared
+    # route: both refuse alike.
+    for extra in ({}, {"trace": "1"}):
+        for path, params, sent, status, code in cases:
+            response = api.post(path, params={**params, **extra}, headers=sent, json=body)
+            assert response.status_code == status, (extra, response.text)
+            assert response.json()["error"]["code"] == code
 
     # Stateless: no server stream to GET, no session to DELETE (405, as Streamable HTTP says).
     for method in ("GET", "DELETE"):
