@@ -13,6 +13,9 @@ keep-alive raw client, its processes and windows) then drives, in interleaved ro
   calls the upstream (the same process, the same delay: the proxy forwards the query) over its
   shared client and sends the answer back.
 
+- floor: the same direct request through ``FLOOR_APP``, the service's own outbound client
+  behind a bare ASGI app and nothing else: what any proxy on this stack pays at least.
+
 The proxy's share of the direct throughput, and what it adds to the median latency, are the
 figures (issue targets: at least 70%, at most 1 ms, at concurrency 32). The added median is
 also measured without load (concurrency 1) for what a single call pays. Server CPU a call is
@@ -81,6 +84,52 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 """
+# The floor of a proxy on this stack: the service's own shared outbound client (the outbound
+# guard, its transport, the plain-request path the proxy takes) behind a bare ASGI app under
+# uvicorn, forwarding each GET with a bearer token and nothing else: no authentication, no
+# database, no route, middleware or header rules. What the proxy's own work is measured against.
+FLOOR_APP = """
+import sys
+import uvicorn
+from personal_connectors.config import Settings
+from personal_connectors.outbound.client import create_client
+
+PORT, UPSTREAM = int(sys.argv[1]), sys.argv[2]
+kept = {}
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                kept["client"] = create_client(Settings(outbound_allow_internal=True))
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await kept["client"].aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    while (await receive()).get("more_body"):
+        pass
+    query = scope["query_string"].decode()
+    client = kept["client"]
+    request = client.plain_request(
+        "GET",
+        UPSTREAM + scope["path"] + ("?" + query if query else ""),
+        headers=[("Authorization", "Bearer x")],
+        content=b"",
+        call_seconds=10.0,
+    )
+    answer = await client.send_streamed(request)
+    try:
+        body = await answer.aread()
+    finally:
+        await answer.aclose()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="error", access_log=False)
+"""
 DELAY_PARAM = "delay_ms"
 TARGET_RATIO = 0.70
 TARGET_ADDED_P50_MS = 1.0
@@ -107,6 +156,20 @@ def upstream() -> Iterator[Upstream]:
         httpx.get(f"{url}/api/{UPSTREAM_PATH}", timeout=1).raise_for_status()
 
     with helper_process([sys.executable, "-c", code], probe, "the upstream API") as pid:
+        yield Upstream(url, pid)
+
+
+@contextmanager
+def floor(api: Upstream) -> Iterator[Upstream]:
+    """``FLOOR_APP`` in a uvicorn process of its own, forwarding to ``api``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def probe() -> None:
+        httpx.get(f"{url}/api/{UPSTREAM_PATH}", timeout=1).raise_for_status()
+
+    command = [sys.executable, "-c", FLOOR_APP, str(port), api.url]
+    with helper_process(command, probe, "the floor proxy") as pid:
         yield Upstream(url, pid)
 
 
@@ -173,52 +236,59 @@ def check_proxied_answer(service_url: str, api: Upstream, seeded: Seeded) -> Non
 def interleaved(
     service: tuple[str, int],
     api: Upstream,
+    bare: Upstream,
     direct: Target,
     proxied: Target,
     args: argparse.Namespace,
-) -> tuple[RunResult, RunResult]:
-    """Rounds alternating which goes first, summed: the machine drifts between windows by
-    more than the difference measured (see token_path.interleaved)."""
-    rounds: list[tuple[RunResult, RunResult]] = []
+) -> tuple[RunResult, RunResult, RunResult]:
+    """Direct, floor and proxied runs in rounds alternating their order, summed: the machine
+    drifts between windows by more than the difference measured (see token_path.interleaved)."""
+    rounds: list[tuple[RunResult, RunResult, RunResult]] = []
     for number in range(1, args.rounds + 1):
-        if number % 2:
-            base = measure(api.url, api.pid, direct, args)
-            hot = measure(service[0], service[1], proxied, args)
-        else:
-            hot = measure(service[0], service[1], proxied, args)
-            base = measure(api.url, api.pid, direct, args)
-        rounds.append((base, hot))
+        runs = {
+            "base": lambda: measure(api.url, api.pid, direct, args),
+            "floor": lambda: measure(bare.url, bare.pid, direct, args),
+            "hot": lambda: measure(service[0], service[1], proxied, args),
+        }
+        order = list(runs) if number % 2 else list(reversed(runs))
+        done = {name: runs[name]() for name in order}
+        base, least, hot = done["base"], done["floor"], done["hot"]
+        rounds.append((base, least, hot))
         print(
-            f"  round {number}: {base.throughput:6.0f} vs {hot.throughput:6.0f} req/s "
-            f"= {hot.throughput / base.throughput:4.0%}   "
-            f"p50 {base.p50_ms:5.2f} vs {hot.p50_ms:5.2f} ms"
+            f"  round {number}: direct {base.throughput:6.0f}, floor {least.throughput:6.0f}, "
+            f"proxied {hot.throughput:6.0f} req/s = {hot.throughput / base.throughput:4.0%}   "
+            f"p50 {base.p50_ms:5.2f} / {least.p50_ms:5.2f} / {hot.p50_ms:5.2f} ms"
         )
     return (
-        RunResult.combined([base for base, _ in rounds]),
-        RunResult.combined([hot for _, hot in rounds]),
+        RunResult.combined([run[0] for run in rounds]),
+        RunResult.combined([run[1] for run in rounds]),
+        RunResult.combined([run[2] for run in rounds]),
     )
 
 
 def unloaded(
     service: tuple[str, int],
     api: Upstream,
+    bare: Upstream,
     direct: Target,
     proxied: Target,
     args: argparse.Namespace,
-) -> float:
-    """What one call alone pays: the added median at concurrency 1, direct runs around the
-    proxied one."""
+) -> tuple[float, float]:
+    """What one call alone pays, through the proxy and through the floor: the added medians at
+    concurrency 1, direct runs around the others."""
     alone = argparse.Namespace(**{**vars(args), "concurrency": 1, "clients": 1})
     base = measure(api.url, api.pid, direct, alone)
     hot = measure(service[0], service[1], proxied, alone)
+    least = measure(bare.url, bare.pid, direct, alone)
     again = measure(api.url, api.pid, direct, alone)
     base_p50 = (base.p50_ms + again.p50_ms) / 2
     print(
         f"  unloaded (concurrency 1): direct p50 {base_p50:5.2f} ms, proxied p50 "
         f"{hot.p50_ms:5.2f} ms: the proxy adds {hot.p50_ms - base_p50:.2f} ms "
-        f"(server {hot.server_cpu_per_request_us:4.0f} us a call)"
+        f"(server {hot.server_cpu_per_request_us:4.0f} us a call); the floor adds "
+        f"{least.p50_ms - base_p50:.2f} ms ({least.server_cpu_per_request_us:4.0f} us a call)"
     )
-    return hot.p50_ms - base_p50
+    return hot.p50_ms - base_p50, least.p50_ms - base_p50
 
 
 @dataclass(frozen=True)
@@ -228,8 +298,9 @@ class Row:
     db: str
     delay_ms: float
     base: RunResult
+    least: RunResult  # the floor
     hot: RunResult
-    added_alone_ms: float | None
+    added_alone_ms: tuple[float, float] | None  # the proxy's, the floor's
 
     @property
     def ratio(self) -> float:
@@ -250,8 +321,12 @@ class Row:
 
 
 def report(row: Row, concurrency: int) -> None:
-    for result in (row.base, row.hot):
+    for result in (row.base, row.least, row.hot):
         print_run(result)
+    print(
+        f"  floor/direct throughput: {row.least.throughput / row.base.throughput:.0%}, added p50 "
+        f"{row.least.p50_ms - row.base.p50_ms:.2f} ms"
+    )
     verdict = "meets" if row.meets else "MISSES"
     target = (
         f"proxied >= {TARGET_RATIO:.0%} of direct throughput, added p50 <= "
@@ -271,9 +346,12 @@ def summary(rows: list[Row], concurrency: int) -> None:
     print(
         f"  {'db':<9}{'delay':>6} {'direct req/s':>13} {'proxied req/s':>14} {'ratio':>6} "
         f"{'p50 d/p ms':>13} {'p99 d/p ms':>13} {'added p50':>10} {'alone':>7} {'CPU us':>7}"
+        f"   floor: {'ratio':>5} {'added p50':>9} {'alone':>6} {'CPU us':>6}"
     )
     for row in rows:
-        alone = "-" if row.added_alone_ms is None else f"{row.added_alone_ms:.2f}"
+        alone = least_alone = "-"
+        if row.added_alone_ms is not None:
+            alone, least_alone = (f"{added:.2f}" for added in row.added_alone_ms)
         print(
             f"  {row.db:<9}{row.delay_ms:>6g} {row.base.throughput:>13,.0f} "
             f"{row.hot.throughput:>14,.0f} {row.ratio:>6.0%} "
@@ -281,13 +359,16 @@ def summary(rows: list[Row], concurrency: int) -> None:
             f"{row.base.p99_ms:>6.2f}/{row.hot.p99_ms:<6.2f} {row.added_ms:>10.2f} "
             f"{alone:>7} {row.hot.server_cpu_per_request_us:>7.0f}"
             f"  {'meets' if row.meets else 'misses'}"
+            f"  {row.least.throughput / row.base.throughput:>5.0%} "
+            f"{row.least.p50_ms - row.base.p50_ms:>9.2f} {least_alone:>6} "
+            f"{row.least.server_cpu_per_request_us:>6.0f}"
         )
 
 
 def bench_backend(db: str, args: argparse.Namespace) -> list[Row]:
     print(f"\n[{db}] seeding {args.connections} connections with `connectors connections import`")
     rows: list[Row] = []
-    with upstream() as api, deployment(db) as deployed:
+    with upstream() as api, floor(api) as bare, deployment(db) as deployed:
         seeded = seed(deployed, api, args.connections)
         with served(deployed, workers=args.workers) as service:
             check_proxied_answer(service[0], api, seeded)
@@ -307,9 +388,11 @@ def bench_backend(db: str, args: argparse.Namespace) -> list[Row]:
                     {"organization_id": seeded.organization_id, **query},
                     {"X-API-Key": seeded.api_key},
                 )
-                base, hot = interleaved(service, api, direct, proxied, args)
-                alone = unloaded(service, api, direct, proxied, args) if args.unloaded else None
-                row = Row(db, delay, base, hot, alone)
+                base, least, hot = interleaved(service, api, bare, direct, proxied, args)
+                alone = (
+                    unloaded(service, api, bare, direct, proxied, args) if args.unloaded else None
+                )
+                row = Row(db, delay, base, least, hot, alone)
                 report(row, args.concurrency)
                 rows.append(row)
     return rows
