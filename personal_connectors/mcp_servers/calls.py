@@ -15,7 +15,8 @@ CALL_STATE_KEY = "connectors_mcp_call"
 @dataclass(frozen=True)
 class GatewayCall:
     """Who asks, and through which endpoint (``connection``: the one of ``/{id}/mcp`` as the
-    route read it for this request, the token lookup's record, so it is not read twice)."""
+    route read it for this request, so it is not read twice: the token lookup's record, or the
+    row for a ``pct_`` token)."""
 
     runtime: Runtime
     access: OrgAccess

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import yaml
 
 from personal_connectors.apps.service import OAuthAppService
-from tests.conftest import BACKENDS, CLIENT_ID, CLIENT_SECRET
+from tests.conftest import BACKENDS, CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.support.mcp_server import McpServer
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import ServiceProcess, running_service, service_env
@@ -128,3 +129,17 @@ def mcp_service(
 def service_under_test(mcp_service: ServiceProcess) -> ServiceProcess:
     """``tenant``, ``other_tenant`` and ``api`` (tests/conftest.py) are this service's here."""
     return mcp_service
+
+
+def keyed_connection(api: httpx.Client, caller: Tenant, upstream: McpServer) -> str:
+    """A connection of the api-key entry (SPEC §10) whose key the upstream server accepts."""
+    key = f"kk_{caller.user_id[-12:]}"
+    upstream.api_keys.add(key)
+    created = api.post(
+        "/credentials",
+        params=caller.org,
+        headers=caller.headers,
+        json={"connector_type": KEYED_KEY, "credentials": {"api_key": key}},
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])

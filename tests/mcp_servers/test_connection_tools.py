@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.mcp_servers.conftest import DOWN_KEY, KEYED_KEY, MCP_KEY, PLAIN_KEY
+from tests.mcp_servers.conftest import DOWN_KEY, MCP_KEY, PLAIN_KEY, keyed_connection
 from tests.support.mcp_server import SERVER_VERSION, TOOLS, McpServer
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
@@ -256,17 +256,7 @@ def test_another_callers_connection_is_not_found(
 def test_an_api_key_connection_reaches_its_server_with_the_key_as_api_auth_says(
     api: httpx.Client, tenant: Tenant, upstream: McpServer
 ) -> None:
-    key = f"kk_{tenant.user_id[-12:]}"
-    upstream.api_keys.add(key)
-    created = api.post(
-        "/credentials",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"connector_type": KEYED_KEY, "credentials": {"api_key": key}},
-    )
-    assert created.status_code == 201, created.text
-
-    data = listed(api, tenant, str(created.json()["id"]))
+    data = listed(api, tenant, keyed_connection(api, tenant, upstream))
 
     assert [tool["name"] for tool in data] == TOOL_NAMES
     assert upstream.calls["api key"] >= 1 and upstream.calls["refused"] == 0

@@ -20,7 +20,7 @@ from mcp.types import CallToolResult
 from personal_connectors.identity import pct
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.mcp_servers.conftest import DOWN_KEY, KEYED_KEY, MCP_KEY, PLAIN_KEY
+from tests.mcp_servers.conftest import DOWN_KEY, KEYED_KEY, MCP_KEY, PLAIN_KEY, keyed_connection
 from tests.support import outputs
 from tests.support.mcp_server import TOOLS, McpServer
 from tests.support.platform import make_organization_key
@@ -265,16 +265,7 @@ def test_an_api_key_connections_tools_are_called_with_its_key(
 ) -> None:
     """A connection whose credentials are fields of its row (SPEC §10) is called with them, as
     its entry's ``api_auth`` says, through both endpoints."""
-    key = f"kk_{tenant.user_id[-12:]}"
-    upstream.api_keys.add(key)
-    created = api.post(
-        "/credentials",
-        params=tenant.org,
-        headers=tenant.headers,
-        json={"connector_type": KEYED_KEY, "credentials": {"api_key": key}},
-    )
-    assert created.status_code == 201, created.text
-    keyed = str(created.json()["id"])
+    keyed = keyed_connection(api, tenant, upstream)
 
     alone: CallToolResult = gateway(mcp_service, tenant, call("ping"), connection_id=keyed)
     together: CallToolResult = gateway(mcp_service, tenant, call(f"{KEYED_KEY}__ping"))
