@@ -292,6 +292,12 @@ class Tenant:
     def org(self) -> dict[str, str]:
         return {"organization_id": self.organization_id}
 
+    @property
+    def one_off_headers(self) -> dict[str, str]:
+        """The key with its last character changed: always a different, wrong key."""
+        last = "y" if self.api_key.endswith("x") else "x"
+        return {"X-API-Key": self.api_key[:-1] + last}
+
 
 def make_tenant(
     service: ServiceProcess, role: Role = Role.OWNER, email: str | None = None

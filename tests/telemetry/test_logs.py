@@ -71,7 +71,7 @@ def test_every_line_of_a_whole_flow_is_json_and_holds_no_secret(
 
     access_token, refresh_token = observed.service.run_db(tokens)
     assert observed_api.delete(f"/{connection_id}", headers=tenant.headers).status_code == 204
-    wrong_key = {"X-API-Key": tenant.api_key[:-1] + "x"}
+    wrong_key = tenant.one_off_headers
     assert observed_api.get("", params=tenant.org, headers=wrong_key).status_code == 401
 
     whole = observed.service.logs()
