@@ -36,6 +36,13 @@ async def held_server(release: asyncio.Event) -> tuple[asyncio.Server, list[int]
     return await asyncio.start_server(handle, "127.0.0.1", 0), inside
 
 
+async def requests_inside(inside: list[int], count: int) -> None:
+    """Until ``count`` requests are at the held server, however loaded the machine is."""
+    async with asyncio.timeout(10):
+        while inside[0] < count:
+            await asyncio.sleep(0.01)
+
+
 def client(connections: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     transport = GuardedTransport(
@@ -57,7 +64,8 @@ def test_requests_beyond_the_connections_wait_their_turn_and_all_are_answered() 
         server, inside = await held_server(release)
         async with server, client(3) as http:
             calls = [asyncio.create_task(http.get(url_of(server))) for _ in range(10)]
-            await asyncio.sleep(0.2)
+            await requests_inside(inside, 3)
+            await asyncio.sleep(0.2)  # time for a fourth to get in, were it let through
             release.set()
             answers = [response.text for response in await asyncio.gather(*calls)]
         return answers, inside[1]
@@ -70,10 +78,10 @@ def test_requests_beyond_the_connections_wait_their_turn_and_all_are_answered() 
 def test_a_request_waiting_longer_than_the_pool_timeout_is_a_pool_timeout() -> None:
     async def run() -> None:
         release = asyncio.Event()
-        server, _ = await held_server(release)
+        server, inside = await held_server(release)
         async with server, client(1) as http:
             first = asyncio.create_task(http.get(url_of(server)))
-            await asyncio.sleep(0.1)
+            await requests_inside(inside, 1)
             with pytest.raises(httpx.PoolTimeout):
                 await http.get(url_of(server), timeout=httpx.Timeout(5.0, pool=0.2))
             release.set()
