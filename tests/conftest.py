@@ -18,7 +18,7 @@ import yaml
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.credentials_api import CredentialsApi
 from tests.support.fake_provider import FakeProvider, fake_provider_entries
 from tests.support.fault_proxy import FaultProxy
@@ -334,5 +334,5 @@ def other_tenant(service_under_test: ServiceProcess) -> Tenant:
 
 @pytest.fixture
 def api(service_under_test: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service_under_test.api, timeout=30) as client:
+    with web.client(base_url=service_under_test.api, timeout=30) as client:
         yield client

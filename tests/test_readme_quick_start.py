@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import web
 from tests.support.oidc import ensure_node_modules, free_port, login_and_consent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ def _wait_until_ok(url: str, process: subprocess.Popen[str], log: Path) -> None:
     while time.monotonic() < deadline:
         assert process.poll() is None, f"exited early:\n{log.read_text()}"
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if web.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -174,14 +175,14 @@ def test_the_quick_start_connects_an_account_and_hands_out_a_working_token(
         # The browser: sign in and consent at the provider, then follow it back to the service.
         callback = login_and_consent(authorization_url)
         assert callback.startswith(f"http://127.0.0.1:{port}/v1/personal-connectors/callback?")
-        page = httpx.get(callback, headers={"Accept": "text/html"}, timeout=30)
+        page = web.get(callback, headers={"Accept": "text/html"}, timeout=30)
         assert page.status_code == 200, page.text
 
         token = json.loads(terminal.run(token_block))
         assert token["token_type"].lower() == "bearer"
         assert token["connection_id"].startswith("conn_")
-        metadata = httpx.get(f"{issuer}/.well-known/openid-configuration").json()
-        userinfo = httpx.get(
+        metadata = web.get(f"{issuer}/.well-known/openid-configuration").json()
+        userinfo = web.get(
             metadata["userinfo_endpoint"],
             headers={"Authorization": f"Bearer {token['access_token']}"},
         )
@@ -191,14 +192,14 @@ def test_the_quick_start_connects_an_account_and_hands_out_a_working_token(
         connect_block, use_block, erase_block = readme_blocks("A platform's backend")
         authorization_url = terminal.run(connect_block).strip().splitlines()[-1]
         callback = login_and_consent(authorization_url)
-        page = httpx.get(callback, headers={"Accept": "text/html"}, timeout=30)
+        page = web.get(callback, headers={"Accept": "text/html"}, timeout=30)
         assert page.status_code == 200, page.text
         access_token, other_end_user = terminal.run(use_block).strip().splitlines()
         as_end_user = {"Authorization": f"Bearer {json.loads(access_token)}"}
-        assert httpx.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 200
+        assert web.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 200
         assert json.loads(other_end_user) == []
         assert terminal.run(erase_block).strip() == "204"
-        assert httpx.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 401
+        assert web.get(metadata["userinfo_endpoint"], headers=as_end_user).status_code == 401
         listed = terminal.run('curl -s "$API?end_user_id=user-42" -H "X-API-Key: $SVC" | jq -c .')
         assert json.loads(listed) == []  # erased
 

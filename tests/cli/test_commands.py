@@ -8,6 +8,7 @@ import httpx
 
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.db import stored_tokens
 from tests.support.service import ServiceProcess
 
@@ -49,7 +50,7 @@ def test_bootstrap_an_org_user_and_key_then_call_the_api(service: ServiceProcess
     )  # type: ignore[index]
     assert set(key) == {"id", "key"} and key["key"].startswith("ak_") and len(key["key"]) == 43  # type: ignore[index]
 
-    response = httpx.get(
+    response = web.get(
         f"{service.api}/apps",
         params={"organization_id": org["id"]},
         headers={"X-API-Key": key["key"]},
@@ -58,7 +59,7 @@ def test_bootstrap_an_org_user_and_key_then_call_the_api(service: ServiceProcess
 
     revoked = service.cli("api-keys", "revoke", key["id"])  # type: ignore[index]
     assert revoked.returncode == 0
-    after = httpx.get(
+    after = web.get(
         f"{service.api}/apps",
         params={"organization_id": org["id"]},
         headers={"X-API-Key": key["key"]},

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -18,7 +17,7 @@ from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import ConnectionEvent
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import follow_callback
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.oidc import login_and_consent
 from tests.support.service import ServiceProcess
 
@@ -96,7 +95,7 @@ def token_requests(
     (events/audit.py). So a request made now with ``marker``'s key is written after every
     earlier one: once its row is there, so are the caller's, and the count is final.
     """
-    sent = httpx.post(
+    sent = web.post(
         f"{service.api}/{connection_id}/token",
         params=marker.org,
         headers=marker.headers,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 
-import httpx
 import pytest
 
 from personal_connectors.client import Connectors, ConnectorsError
 from tests.client.conftest import connect
 from tests.conftest import Tenant
+from tests.support import web
 from tests.support.oidc import OidcProvider
 from tests.support.platform import OrganizationKey, make_organization_key
 from tests.support.service import ServiceProcess
@@ -97,7 +97,7 @@ def test_end_users_are_put_read_paged_and_erased(
         backend.end_users.get(ids[0])
     assert (gone.value.code, gone.value.status) == ("RESOURCE_NOT_FOUND", 404)
     # Its connection went with it.
-    raw = httpx.get(
+    raw = web.get(
         f"{service.api}/{connection_id}",
         params={"end_user_id": ids[0]},
         headers=platform.headers,

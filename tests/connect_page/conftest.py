@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from personal_connectors.crypto.aead import associated_data
 from personal_connectors.models import ConnectSession, Flow
 from tests.conftest import PROVIDER_KEY, Tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.oidc import login_and_consent
 from tests.support.service import ServiceProcess
@@ -40,7 +41,7 @@ def create_session(api: httpx.Client, tenant: Tenant, **body: Any) -> dict[str, 
 
 def browser(service: ServiceProcess) -> httpx.Client:
     """A fresh browser: its own cookie jar, redirects not followed (each hop is checked)."""
-    return httpx.Client(base_url=service.base_url, timeout=30, follow_redirects=False)
+    return web.client(base_url=service.base_url, timeout=30, follow_redirects=False)
 
 
 def confirm_link(

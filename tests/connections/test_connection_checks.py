@@ -14,6 +14,7 @@ import pytest
 from personal_connectors.models import ConnectionStatus
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, connect, follow_callback
+from tests.support import web
 from tests.support.db import connection_row, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider, token_request
@@ -40,7 +41,7 @@ def listed(api: httpx.Client, tenant: Tenant, **query: str) -> dict[str, dict[st
 
 def revoke_at_provider(oidc: OidcProvider, token: str, hint: str) -> None:
     """RFC 7009 at the provider, as another client of the account could have done."""
-    revoked = httpx.post(
+    revoked = web.post(
         oidc.metadata["revocation_endpoint"],
         data={"token": token, "token_type_hint": hint},
         auth=(quote(CLIENT_ID, safe=""), quote(CLIENT_SECRET, safe="")),
@@ -52,7 +53,7 @@ def revoke_at_provider(oidc: OidcProvider, token: str, hint: str) -> None:
 def revoke_access_token(oidc: OidcProvider, access_token: str) -> None:
     """Revoke, then prove that the provider no longer accepts the token."""
     revoke_at_provider(oidc, access_token, "access_token")
-    userinfo = httpx.get(
+    userinfo = web.get(
         oidc.metadata["userinfo_endpoint"],
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=10,

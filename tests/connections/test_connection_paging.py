@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from personal_connectors.models import Connection
 from personal_connectors.portability.importer import ConnectionImporter
 from tests.conftest import PROVIDER_KEY, Tenant
+from tests.support import web
 from tests.support.service import ServiceProcess
 
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -98,7 +99,7 @@ def test_following_link_headers_visits_every_connection_exactly_once(
     service: ServiceProcess, big_tenant: tuple[Tenant, list[str]]
 ) -> None:
     tenant, newest_first = big_tenant
-    with httpx.Client(timeout=30) as client:
+    with web.client(timeout=30) as client:
         pages, links = follow(client, tenant, service.api, {**tenant.org, "limit": 100})
 
     assert [len(page) for page in pages] == [100, 100, 50]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.db import event_types
 from tests.support.service import ServiceProcess
 
@@ -221,7 +222,7 @@ def test_concurrent_patches_of_different_keys_all_land(
     connection_id = connect(api, tenant)
 
     def add(n: int) -> int:
-        with httpx.Client(base_url=service.api, timeout=30) as client:
+        with web.client(base_url=service.api, timeout=30) as client:
             return patch(client, tenant, connection_id, {"tags": {f"k{n}": "v"}}).status_code
 
     with ThreadPoolExecutor(max_workers=12) as pool:

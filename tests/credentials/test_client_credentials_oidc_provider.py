@@ -11,6 +11,7 @@ import httpx
 
 from tests.conftest import Tenant
 from tests.credentials.test_credentials import error, listed, submit, token
+from tests.support import web
 from tests.support.db import connection_row, event_types, expire_token, stored_tokens
 from tests.support.minting_servers import (
     MACHINE_CLIENT_ID,
@@ -29,7 +30,7 @@ CALLERS = 10
 
 def introspected(servers: MintingServers, access_token: str) -> httpx.Response:
     """The protected resource's answer for ``access_token`` (it asks the provider)."""
-    return httpx.get(
+    return web.get(
         f"{servers.url}/oidc/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=10
     )
 
@@ -114,7 +115,7 @@ def test_an_expired_token_is_minted_again_once_for_ten_concurrent_callers(
     lock = threading.Lock()
 
     def call() -> None:
-        with httpx.Client(base_url=service.api, timeout=30) as client:
+        with web.client(base_url=service.api, timeout=30) as client:
             start.wait()
             answer = token(client, tenant, connection_id)
         with lock:

@@ -13,7 +13,7 @@ from joserfc.jwk import RSAKey
 
 from tests.conftest import Tenant
 from tests.credentials.test_credentials import error, listed, submit, token
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.db import event_types, expire_token, stored_tokens
 from tests.support.minting_servers import RFC7523_KEY, SCOPE, SERVICE_ACCOUNT, MintingServers
 from tests.support.service import ServiceProcess
@@ -26,7 +26,7 @@ def fields(servers: MintingServers, private_key: str | None = None) -> dict[str,
 
 
 def resource(servers: MintingServers, access_token: str) -> httpx.Response:
-    return httpx.get(
+    return web.get(
         f"{servers.url}/rfc7523/me",
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=10,
@@ -73,7 +73,7 @@ def test_an_expired_token_is_minted_again_once_with_a_fresh_assertion(
     lock = threading.Lock()
 
     def call() -> None:
-        with httpx.Client(base_url=service.api, timeout=30) as client:
+        with web.client(base_url=service.api, timeout=30) as client:
             start.wait()
             answer = token(client, tenant, connection_id)
         with lock:

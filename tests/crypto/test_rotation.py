@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -33,6 +32,7 @@ from personal_connectors.storage.migrations import upgrade
 from personal_connectors.tokens.vault import TokenVault
 from personal_connectors.webhooks.service import WebhookService, open_secret
 from tests.conftest import CLIENT_SECRET, PROVIDER_KEY, make_tenant
+from tests.support import web
 from tests.support.oidc import free_port
 from tests.support.service import (
     TEST_ENCRYPTION_KEY,
@@ -126,7 +126,7 @@ def test_rotation_moves_every_secret_to_the_new_key(
 
         webhook_secret = on_a.run_db(configure_apps)
         import_lines(on_a, tenant.organization_id, lines)
-        with httpx.Client(base_url=on_a.api, headers=tenant.headers, timeout=30) as api:
+        with web.client(base_url=on_a.api, headers=tenant.headers, timeout=30) as api:
             flows = [
                 api.post("/authorize", params=tenant.org, json=body).json()["state"]
                 for body in (
@@ -210,7 +210,7 @@ def test_rotation_moves_every_secret_to_the_new_key(
         # A service that knows only the new key serves everything.
         only_b.start()
         try:
-            with httpx.Client(base_url=only_b.api, headers=tenant.headers, timeout=30) as api:
+            with web.client(base_url=only_b.api, headers=tenant.headers, timeout=30) as api:
                 listed = {c["account_id"]: c["id"] for c in api.get("", params=tenant.org).json()}
                 issued = api.post(f"/{listed['acct-1']}/token", params=tenant.org)
                 assert issued.status_code == 200, issued.text

@@ -43,6 +43,7 @@ from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.events.types import EventType
 from personal_connectors.models import ConnectionEvent, DeliveryStatus, WebhookDelivery
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PROVIDER_KEY, Tenant, make_tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.nginx import Nginx
 from tests.support.oidc import OidcProvider, free_port, login_and_consent
@@ -337,7 +338,7 @@ def connect_one(client: httpx.Client, deployment: Deployment, ledger: Ledger) ->
 
 
 def works_at_provider(oidc: OidcProvider, access_token: str) -> bool:
-    response = httpx.get(
+    response = web.get(
         oidc.metadata["userinfo_endpoint"],
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=10,
@@ -347,7 +348,7 @@ def works_at_provider(oidc: OidcProvider, access_token: str) -> bool:
 
 def token_client(deployment: Deployment, pool: Pool, ledger: Ledger, stop: threading.Event) -> None:
     tenant = deployment.tenant
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         asked = 0
         while not stop.is_set():
             cid = pool.pick()
@@ -373,7 +374,7 @@ def token_client(deployment: Deployment, pool: Pool, ledger: Ledger, stop: threa
 
 
 def flow_client(deployment: Deployment, pool: Pool, ledger: Ledger, stop: threading.Event) -> None:
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         while not stop.is_set():
             cid = connect_one(client, deployment, ledger)
             if cid is None:
@@ -386,7 +387,7 @@ def proxy_client(deployment: Deployment, pool: Pool, ledger: Ledger, stop: threa
     """Proxied calls: the provider's userinfo (`/me`) through SPEC §9's proxy, streamed by
     nginx's proxy location; the provider's own answer comes back (X-Connectors-Proxy)."""
     tenant = deployment.tenant
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         while not stop.is_set():
             cid = pool.pick()
             response = call(
@@ -475,7 +476,7 @@ def test_three_instances_behind_nginx_survive_a_kill_and_a_database_restart(
     began = time.monotonic()
     tenant = deployment.tenant
     api = deployment.api
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         hooks = client.post(
             f"{api}/webhooks",
             params=tenant.org,
@@ -534,11 +535,11 @@ def test_three_instances_behind_nginx_survive_a_kill_and_a_database_restart(
     ):
         assert ledger.successes_after[phase] > 0, (phase, summary)
     for instance in deployment.instances:
-        assert httpx.get(f"{instance.base_url}/readyz", timeout=10).status_code == 200
+        assert web.get(f"{instance.base_url}/readyz", timeout=10).status_code == 200
 
     # No connection lost or broken: every one is listed active, refreshes on demand, and its
     # token works at the provider.
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         # One page holds them all (the list's largest page; a quick run makes more than 200).
         listed = client.get(api, params={**tenant.org, "limit": 1000}, headers=tenant.headers)
         assert listed.status_code == 200, listed.text

@@ -13,6 +13,7 @@ import pytest
 
 from personal_connectors.config import Settings
 from personal_connectors.flows.schemas import MAX_COMPLETE_WAIT_SECONDS
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.nginx import DEPLOY_CONF, Nginx
 from tests.support.oidc import free_port
@@ -54,21 +55,21 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> None:
 def test_no_instance_up_is_a_503_envelope_with_retry_after(
     nginx_without_instances: Nginx, method: str, path: str
 ) -> None:
-    response = httpx.request(method, nginx_without_instances.base_url + path, timeout=30)
+    response = web.request(method, nginx_without_instances.base_url + path, timeout=30)
     assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
     assert response.headers["retry-after"] == "2"
 
 
 def test_nginx_own_limits_answer_in_the_envelope(nginx_without_instances: Nginx) -> None:
     base = nginx_without_instances.base_url
-    too_large = httpx.post(f"{base}/v1/personal-connectors/authorize", content=b"x" * 2_000_000)
+    too_large = web.post(f"{base}/v1/personal-connectors/authorize", content=b"x" * 2_000_000)
     assert_envelope(too_large, 413, "PAYLOAD_TOO_LARGE")
-    huge_header = httpx.get(f"{base}/livez", headers={"X-Big": "a" * 70_000})
+    huge_header = web.get(f"{base}/livez", headers={"X-Big": "a" * 70_000})
     assert_envelope(huge_header, 400, "VALIDATION_ERROR")
 
 
 def test_metrics_are_not_served_through_the_proxy(nginx_without_instances: Nginx) -> None:
-    response = httpx.get(f"{nginx_without_instances.base_url}/metrics", timeout=30)
+    response = web.get(f"{nginx_without_instances.base_url}/metrics", timeout=30)
     assert_envelope(response, 404, "RESOURCE_NOT_FOUND")
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import PROVIDER_KEY, Tenant
+from tests.support import web
 from tests.support.oidc import login_and_consent
 
 
@@ -49,7 +50,7 @@ def authorize_and_consent(
 
 def follow_callback(callback_url: str, accept: str = "application/json") -> httpx.Response:
     """What the user's browser does when the provider sends it back (redirects not followed)."""
-    return httpx.get(callback_url, headers={"Accept": accept}, timeout=30, follow_redirects=False)
+    return web.get(callback_url, headers={"Accept": accept}, timeout=30, follow_redirects=False)
 
 
 def assert_flow_failed(api: httpx.Client, tenant: Tenant, flow: StartedFlow, error: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.flows.conftest import StartedFlow, authorize_and_consent, follow_callback
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
@@ -47,7 +48,7 @@ def complete(base: str, tenant: Tenant, state: str, wait: object | None = None) 
     params: dict[str, object] = {**tenant.org}
     if wait is not None:
         params["wait"] = wait
-    with httpx.Client(timeout=90) as client:
+    with web.client(timeout=90) as client:
         return client.post(
             f"{base}/complete-oauth",
             params=params,

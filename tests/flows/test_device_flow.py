@@ -17,6 +17,7 @@ from personal_connectors.flows.state import state_hash
 from personal_connectors.models import Flow, utcnow
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import start_flow
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.grants import DEVICE_KEY, CannedProxy, GrantProviders
 from tests.support.oidc import approve_device
@@ -225,7 +226,7 @@ def test_only_the_user_who_started_may_poll_and_the_callback_ignores_device_flow
     )
     assert_envelope(foreign, 400, "VALIDATION_ERROR")
     assert foreign.json()["error"]["system_message"] == "Invalid or expired state token."
-    callback = httpx.get(
+    callback = web.get(
         f"{service.api}/callback",
         params={"state": started["state"], "code": "forged"},
         headers={"Accept": "application/json"},
@@ -270,7 +271,7 @@ def test_a_waiting_complete_oauth_polls_at_the_interval_until_approved(
     waiting = service.logs().count("complete-oauth waits up to")
 
     def wait_call() -> httpx.Response:
-        with httpx.Client(base_url=service.api, timeout=60) as client:
+        with web.client(base_url=service.api, timeout=60) as client:
             return client.post(
                 "/complete-oauth",
                 params={**tenant.org, "wait": 20},

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import yaml
 
 from personal_connectors.apps.service import OAuthAppService
 from personal_connectors.identity.service import IdentityService
 from personal_connectors.models import Role
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, local_provider_entry
+from tests.support import web
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import TEST_ENCRYPTION_KEY, ServiceProcess
 
@@ -49,7 +49,7 @@ def test_metadata_fetched_under_another_name_is_refused(oidc: OidcProvider, tmp_
 
         org_id, key = service.run_db(setup)
         headers, params = {"X-API-Key": key}, {"organization_id": org_id}
-        refused = httpx.post(
+        refused = web.post(
             f"{service.api}/authorize",
             params=params,
             headers=headers,
@@ -58,7 +58,7 @@ def test_metadata_fetched_under_another_name_is_refused(oidc: OidcProvider, tmp_
         assert refused.status_code == 502
         assert refused.json()["error"]["code"] == "PROVIDER_ERROR"
         assert "issuer" in refused.json()["error"]["system_message"]
-        accepted = httpx.post(
+        accepted = web.post(
             f"{service.api}/authorize",
             params=params,
             headers=headers,

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import CLIENT_ID, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
+from tests.support import web
 from tests.support.db import connection_row
 from tests.support.grants import DEVICE_KEY, PAR_KEY, GrantProviders
 from tests.support.oidc import OidcProvider
@@ -26,7 +27,7 @@ def test_the_provider_refuses_an_authorization_request_that_was_not_pushed(
     """The premise of the next test: without PAR, par-oidc would not even show a login."""
     provider = grant_providers.par
     assert provider.metadata["require_pushed_authorization_requests"] is True
-    response = httpx.get(
+    response = web.get(
         provider.metadata["authorization_endpoint"],
         params={
             "client_id": CLIENT_ID,
@@ -74,5 +75,5 @@ def test_authorize_pushes_the_request_and_the_flow_connects(
     assert "offline_access" in row.scopes  # prompt=consent was pushed too
 
     # A request_uri is single-use: replaying the URL does not start a second authorization.
-    replay = httpx.get(flow.authorize["authorization_url"], follow_redirects=False)
+    replay = web.get(flow.authorize["authorization_url"], follow_redirects=False)
     assert replay.status_code == 400

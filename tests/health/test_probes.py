@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import make_tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.oidc import free_port
 from tests.support.service import (
@@ -79,16 +80,16 @@ def test_an_unexpected_exception_is_a_500_in_the_envelope_and_nothing_more(
     try:
         tenant = make_tenant(service)
         listing = f"{service.api}?organization_id={tenant.organization_id}"
-        assert httpx.get(listing, headers=tenant.headers).status_code == 200
+        assert web.get(listing, headers=tenant.headers).status_code == 200
 
         # A table the listing reads is gone: a fault no handler anticipates.
         service.run_db(lambda session, runtime: rename_table(session, "connections", "gone"))
         try:
-            crashed = httpx.get(listing, headers=tenant.headers)
+            crashed = web.get(listing, headers=tenant.headers)
             assert_clean_error(crashed, 500, "INTERNAL_ERROR", tenant.api_key, "gone")
         finally:
             service.run_db(lambda session, runtime: rename_table(session, "gone", "connections"))
-        assert httpx.get(listing, headers=tenant.headers).status_code == 200
+        assert web.get(listing, headers=tenant.headers).status_code == 200
         logs = service.logs()
         assert crashed.headers["x-request-id"] in logs  # the crash is logged, by its trace id
         assert tenant.api_key not in logs
@@ -104,7 +105,7 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
     try:
         tenant = make_tenant(service)
         listing = f"{service.api}?organization_id={tenant.organization_id}"
-        assert httpx.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
+        assert web.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
 
         # The database refuses new connections and those the service holds are cut.
         psql("postgres", f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
@@ -114,16 +115,16 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
         )
         try:
             assert_clean_error(
-                httpx.get(f"{service.base_url}/readyz", timeout=30), 503, "SERVICE_UNAVAILABLE"
+                web.get(f"{service.base_url}/readyz", timeout=30), 503, "SERVICE_UNAVAILABLE"
             )
-            assert httpx.get(f"{service.base_url}/livez").json() == {"status": "ok"}
-            down = httpx.get(listing, headers=tenant.headers, timeout=30)
+            assert web.get(f"{service.base_url}/livez").json() == {"status": "ok"}
+            down = web.get(listing, headers=tenant.headers, timeout=30)
             assert down.status_code >= 500
             assert_clean_error(down, down.status_code, down.json()["error"]["code"], tenant.api_key)
         finally:
             psql("postgres", f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        assert httpx.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
-        assert httpx.get(listing, headers=tenant.headers).status_code == 200
+        assert web.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
+        assert web.get(listing, headers=tenant.headers).status_code == 200
         assert tenant.api_key not in service.logs()
     finally:
         service.stop()

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import Tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 
 
@@ -25,7 +26,7 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[st
 
 
 def test_unknown_route_and_wrong_method(api: httpx.Client, service) -> None:  # type: ignore[no-untyped-def]
-    assert_envelope(httpx.get(f"{service.base_url}/nowhere"), 404, "RESOURCE_NOT_FOUND")
+    assert_envelope(web.get(f"{service.base_url}/nowhere"), 404, "RESOURCE_NOT_FOUND")
     assert_envelope(api.put("/authorize"), 405, "METHOD_NOT_ALLOWED")
 
 
@@ -122,12 +123,12 @@ def test_oversized_bodies_are_413(api: httpx.Client, tenant: Tenant) -> None:
 
 def test_every_response_carries_a_request_id(api: httpx.Client, service, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     for response in (
-        httpx.get(f"{service.base_url}/livez"),
-        httpx.get(f"{service.base_url}/readyz"),
+        web.get(f"{service.base_url}/livez"),
+        web.get(f"{service.base_url}/readyz"),
         api.get("", params=tenant.org, headers=tenant.headers),
-        httpx.get(f"{service.base_url}/openapi.json"),
+        web.get(f"{service.base_url}/openapi.json"),
     ):
         assert re.fullmatch(r"req_[0-9a-f]{32}", response.headers["x-request-id"])
-    assert httpx.get(f"{service.base_url}/livez").json() == {"status": "ok"}
-    assert httpx.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
-    assert httpx.get(f"{service.base_url}/docs").status_code == 200
+    assert web.get(f"{service.base_url}/livez").json() == {"status": "ok"}
+    assert web.get(f"{service.base_url}/readyz").json() == {"status": "ok"}
+    assert web.get(f"{service.base_url}/docs").status_code == 200

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import connect
 from tests.http.test_envelope import assert_envelope
+from tests.support import web
 
 
 @pytest.mark.parametrize("path", ["", "/conn_" + "0" * 32 + "/token"])
@@ -178,4 +179,4 @@ def test_answers_that_carry_secrets_are_never_stored(
         assert response.status_code < 500, (name, response.text)
         assert response.headers.get("cache-control") == "no-store", name
     # Outside the API, what a cache may keep stays cacheable.
-    assert "no-store" not in httpx.get(f"{service.base_url}/livez").headers.get("cache-control", "")
+    assert "no-store" not in web.get(f"{service.base_url}/livez").headers.get("cache-control", "")

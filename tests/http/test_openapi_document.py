@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from openapi_spec_validator import validate
 
 from tests.conftest import Tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.service import ServiceProcess
 
@@ -25,7 +25,7 @@ PUBLIC = {"callback", "livez", "readyz"}
 
 @pytest.fixture
 def document(service: ServiceProcess) -> dict[str, Any]:
-    response = httpx.get(f"{service.base_url}/openapi.json")
+    response = web.get(f"{service.base_url}/openapi.json")
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
@@ -130,7 +130,7 @@ def test_what_the_document_requires_the_service_refuses_without(
         for name, parameter in declared.items():
             if parameter["in"] == "path":
                 filled = filled.replace(f"{{{name}}}", "conn_" + "0" * 32)
-        response = httpx.request(
+        response = web.request(
             method.upper(), f"{service.base_url}{filled}", headers=tenant.headers, json={}
         )
         body = response.json() if response.status_code >= 400 else None

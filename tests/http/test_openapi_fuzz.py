@@ -24,6 +24,7 @@ from schemathesis.generation.stateful.state_machine import APIStateMachine
 
 from tests.conftest import Tenant, make_tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.service import ServiceProcess
 
@@ -153,7 +154,7 @@ def test_sequences_through_the_documents_links(service: ServiceProcess, family: 
     """Stateful: schemathesis chains calls through the document's links with the ids real
     answers carry (a connection made through the local provider, a webhook endpoint)."""
     tenant = make_tenant(service)
-    with httpx.Client(base_url=service.api, timeout=30) as api:
+    with web.client(base_url=service.api, timeout=30) as api:
         connect(api, tenant)
         created = api.post(
             "/webhooks",

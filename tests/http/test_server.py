@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
@@ -81,7 +82,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(
 def test_headers_over_the_cap_are_refused_with_431_in_the_envelope(
     limited: ServiceProcess,
 ) -> None:
-    fits = httpx.get(f"{limited.base_url}/livez", headers={"X-Fits": "a" * 4096})
+    fits = web.get(f"{limited.base_url}/livez", headers={"X-Fits": "a" * 4096})
     assert fits.status_code == 200
     with open_socket(limited) as client:
         filler = b"a" * (MAX_HEADER_BYTES * 2)
@@ -95,7 +96,7 @@ def test_headers_over_the_cap_are_refused_with_431_in_the_envelope(
 
 def test_a_two_megabyte_header_is_never_served(limited: ServiceProcess) -> None:
     try:
-        response = httpx.get(f"{limited.base_url}/livez", headers={"X-Huge": "a" * 2_000_000})
+        response = web.get(f"{limited.base_url}/livez", headers={"X-Huge": "a" * 2_000_000})
     except httpx.TransportError:
         return  # refused mid-send: the server closed before the client finished writing
     assert response.status_code == 431
@@ -108,10 +109,10 @@ def test_connections_beyond_the_concurrency_limit_are_answered_503(
     try:
         for sock in idle:  # each is a connection the server holds, a request under way
             sock.sendall(b"GET /livez HTTP/1.1\r\n")
-        assert httpx.get(f"{limited.base_url}/livez").status_code == 503
+        assert web.get(f"{limited.base_url}/livez").status_code == 503
     finally:
         for sock in idle:
             sock.close()
     deadline = time.monotonic() + 10
-    while httpx.get(f"{limited.base_url}/livez").status_code != 200:
+    while web.get(f"{limited.base_url}/livez").status_code != 200:
         assert time.monotonic() < deadline, "the limit was not released"

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
 from tests.mcp_servers.conftest import DOWN_KEY, MCP_KEY, PLAIN_KEY, keyed_connection
+from tests.support import web
 from tests.support.mcp_server import SERVER_VERSION, TOOLS, McpServer
 from tests.support.platform import make_organization_key
 from tests.support.service import ServiceProcess
@@ -268,7 +269,7 @@ def test_each_session_with_an_mcp_server_is_counted_on_metrics(
     """SPEC §12: MCP calls by provider and outcome on ``/metrics``."""
 
     def calls() -> float:
-        text = httpx.get(f"http://127.0.0.1:{mcp_service.port}/metrics", timeout=10).text
+        text = web.get(f"http://127.0.0.1:{mcp_service.port}/metrics", timeout=10).text
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from personal_connectors.models import Connection, ConnectionEvent, McpClientRegistration, utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.flows.conftest import follow_callback
+from tests.support import web
 from tests.support.oidc import OidcProvider, free_port, login_and_consent
 from tests.support.platform import OrganizationKey, make_organization_key
 from tests.support.protected_mcp_server import TOOLS, ProtectedMcpServer
@@ -270,7 +271,7 @@ def test_the_registration_is_reused_in_the_organization_and_never_across_servers
     # Each token is for its own server (RFC 8707): the other server refuses it.
     token = api.post(f"/{mine[main.url]['id']}/token", params=tenant.org, headers=tenant.headers)
     refused_before = second.calls["refused"]
-    elsewhere = httpx.post(
+    elsewhere = web.post(
         second.url,
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         headers={
@@ -588,7 +589,7 @@ def test_an_internal_or_plain_http_server_is_refused_under_production_rules(
     production_service: ServiceProcess, url: str
 ) -> None:
     caller = make_tenant(production_service)
-    with httpx.Client(base_url=production_service.api, timeout=30) as api:
+    with web.client(base_url=production_service.api, timeout=30) as api:
         response = authorize(api, caller, url)
         assert response.status_code == 400, response.text
         error = response.json()["error"]
@@ -604,8 +605,8 @@ def test_the_launch_page_names_the_server_the_person_is_about_to_connect(
     named = authorize(api, tenant, servers["main"].url, display_name="Acme Tools").json()
     unnamed = authorize(api, tenant, servers["second"].url).json()
 
-    assert "Acme Tools" in httpx.get(named["launch_url"], timeout=30).text
-    assert servers["second"].url in httpx.get(unnamed["launch_url"], timeout=30).text
+    assert "Acme Tools" in web.get(named["launch_url"], timeout=30).text
+    assert servers["second"].url in web.get(unnamed["launch_url"], timeout=30).text
 
 
 def test_explicit_completion_connects_at_complete_oauth(

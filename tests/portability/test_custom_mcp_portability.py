@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -22,6 +21,7 @@ from personal_connectors.portability.importer import ConnectionImporter
 from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import make_tenant
 from tests.portability.test_import_export import PASSPHRASE_VAR, cli_in_process, token
+from tests.support import web
 from tests.support.protected_mcp_server import ProtectedMcpServer
 from tests.support.service import ServiceProcess
 
@@ -81,7 +81,7 @@ def test_custom_connections_round_trip_and_foreign_registrations_are_refused_per
 ) -> None:
     email = f"custom-mover-{secrets.token_hex(4)}@example.test"
     source = make_tenant(service, email=email)
-    connected = httpx.post(
+    connected = web.post(
         f"{service.api}/authorize",
         params=source.org,
         headers=source.headers,

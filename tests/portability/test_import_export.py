@@ -30,7 +30,7 @@ from personal_connectors.tokens.vault import TokenVault
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
 from tests.credentials.test_credentials import submit
 from tests.credentials.test_credentials import token as hand_out
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.credentials_api import (
     BASIC_API,
     CC_API,
@@ -146,7 +146,7 @@ def app_in_effect(service: ServiceProcess, organization_id: str, app_key: str) -
 
 
 def listed(service: ServiceProcess, tenant: Tenant) -> httpx.Response:
-    response = httpx.get(service.api, params=tenant.org, headers=tenant.headers, timeout=30)
+    response = web.get(service.api, params=tenant.org, headers=tenant.headers, timeout=30)
     assert response.status_code == 200, response.text
     return response
 
@@ -447,10 +447,10 @@ def test_end_users_connections_travel_by_the_platforms_id(
     assert "not only dots" in messages[4]
     # The service key reaches it as that end user's; another end user sees nothing.
     customer = platform.acting_for("customer:42")
-    [shown] = httpx.get(service.api, params=customer.org, headers=customer.headers).json()
+    [shown] = web.get(service.api, params=customer.org, headers=customer.headers).json()
     assert (shown["account_id"], shown["end_user_id"]) == ("acct-eu", "customer:42")
     stranger = platform.acting_for("customer:99")
-    assert httpx.get(service.api, params=stranger.org, headers=stranger.headers).json() == []
+    assert web.get(service.api, params=stranger.org, headers=stranger.headers).json() == []
 
     # Re-importing the same line updates the end user's connection.
     again = cli_in_process(
@@ -476,9 +476,9 @@ def test_end_users_connections_travel_by_the_platforms_id(
     )  # fmt: skip
     assert json.loads(imported.stdout)["imported"] == 1, imported.stdout
     there = make_organization_key(service, target.organization_id).acting_for("customer:42")
-    [moved] = httpx.get(service.api, params=there.org, headers=there.headers).json()
+    [moved] = web.get(service.api, params=there.org, headers=there.headers).json()
     assert (moved["account_id"], moved["end_user_id"]) == ("acct-eu", "customer:42")
-    assert httpx.get(service.api, params=target.org, headers=target.headers).json() == []
+    assert web.get(service.api, params=target.org, headers=target.headers).json() == []
 
 
 def test_credentials_connections_travel_sealed_and_work_after_the_move(
@@ -495,7 +495,7 @@ def test_credentials_connections_travel_sealed_and_work_after_the_move(
         CC_API: {"app_id": credentials_api.client_id, "app_secret": credentials_api.client_secret},
         JWT_API: {"client_email": SERVICE_ACCOUNT, "private_key": credentials_api.private_key},
     }
-    with httpx.Client(base_url=service.api, timeout=30) as api:
+    with web.client(base_url=service.api, timeout=30) as api:
         made = {}
         for app_key, fields in submitted.items():
             response = submit(api, source, app_key, fields, name=f"{app_key} label")
@@ -533,7 +533,7 @@ def test_credentials_connections_travel_sealed_and_work_after_the_move(
     assert json.loads(imported.stdout) == {"imported": 4, "updated": 0, "failed": 0, "errors": []}
     assert not [v for v in values if v in imported.stdout + imported.stderr]
 
-    with httpx.Client(base_url=service.api, timeout=30) as api:
+    with web.client(base_url=service.api, timeout=30) as api:
         moved = {item["app_key"]: item for item in listed(service, target).json()}
         assert set(moved) == set(submitted)
         for app_key, original in made.items():

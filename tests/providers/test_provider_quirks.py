@@ -15,6 +15,7 @@ import httpx
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import follow_callback
+from tests.support import web
 from tests.support.db import event_types, stored_tokens
 from tests.support.fake_provider import INSTANCE_URL, REALM_ID, TEAM, FakeProvider
 from tests.support.service import ServiceProcess
@@ -33,7 +34,7 @@ def authorize(api: httpx.Client, tenant: Tenant, key: str, **body: Any) -> dict[
 
 def consent(authorization_url: str) -> str:
     """What the browser does at the fake provider: it redirects straight back with a code."""
-    answer = httpx.get(authorization_url, follow_redirects=False, timeout=10)
+    answer = web.get(authorization_url, follow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     return answer.headers["location"]
 

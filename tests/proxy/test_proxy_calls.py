@@ -13,6 +13,7 @@ import httpx
 
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, is_envelope, proxied
+from tests.support import web
 from tests.support.db import stored_tokens, update_connection
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
@@ -150,7 +151,7 @@ def test_an_encoded_body_comes_back_byte_for_byte(
     connection_id = connect_to(api, tenant)
     url = f"{str(api.base_url).rstrip('/')}/{connection_id}/proxy/gzip"
 
-    with httpx.stream(
+    with web.stream(
         "GET", url, params=tenant.org, headers={**tenant.headers, "Accept-Encoding": "gzip"}
     ) as response:
         raw = b"".join(response.iter_raw())

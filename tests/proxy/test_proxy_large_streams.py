@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, proxied
+from tests.support import web
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
 from tests.support.upstream_api import UpstreamApi, pattern_chunks
@@ -81,7 +82,7 @@ def test_fifty_megabytes_each_way_leave_the_services_memory_flat(
     upload_url = f"{roomy_process.api}/{connection_id}/proxy/upload"
     download_url = f"{roomy_process.api}/{connection_id}/proxy/download/{SIZE}"
     upstream.release()  # the download does not wait halfway
-    with httpx.Client(base_url=roomy_process.api, timeout=60) as roomy:
+    with web.client(base_url=roomy_process.api, timeout=60) as roomy:
         # Everything a proxied call loads on first use, loaded before the baseline: a small
         # upload and download of the same kinds (streamed, over the replay size).
         warm = proxied(

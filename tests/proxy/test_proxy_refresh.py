@@ -15,6 +15,7 @@ from personal_connectors.models import utcnow
 from personal_connectors.proxy.service import FRESH_TOKEN_SECONDS
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, proxied, refreshes
+from tests.support import web
 from tests.support.db import stored_tokens, update_connection
 from tests.support.oidc import OidcProvider, free_port
 from tests.support.service import ServiceProcess
@@ -48,7 +49,7 @@ def second_process(service: ServiceProcess, tmp_path: Path) -> Iterator[ServiceP
 
 
 async def concurrently(urls: list[str], tenant: Tenant, connection_id: str) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with web.async_client(timeout=60) as client:
         return await asyncio.gather(
             *(
                 client.get(
@@ -94,7 +95,7 @@ def test_calls_on_two_processes_that_see_401_refresh_once(
     )
     # At the provider: a second refresh would have replayed the consumed refresh token, and
     # the provider would have revoked the grant with every token of it.
-    userinfo = httpx.get(
+    userinfo = web.get(
         oidc.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {new}"}
     )
     assert userinfo.status_code == 200, userinfo.text

@@ -14,6 +14,7 @@ import pytest
 from personal_connectors.identity import pct
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, is_envelope, proxied
+from tests.support import web
 from tests.support.db import update_connection
 from tests.support.oidc import free_port
 from tests.support.platform import make_organization_key
@@ -202,7 +203,7 @@ def test_a_host_from_metadata_must_be_https_at_a_public_address(
 ) -> None:
     """The entry's pattern admits these values; the outbound rule does not."""
     connection_id = connect_to(api, tenant, PROXY_META_KEY)
-    with httpx.Client(base_url=strict_process.api, timeout=30) as strict:
+    with web.client(base_url=strict_process.api, timeout=30) as strict:
         for internal in (
             "https://10.0.0.1",
             "https://169.254.169.254",

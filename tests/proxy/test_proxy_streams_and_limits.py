@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, is_envelope, proxied
+from tests.support import web
 from tests.support.db import stored_tokens
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
@@ -37,7 +38,7 @@ def test_a_download_streams_before_the_provider_has_sent_it_all(
     digest, received = hashlib.sha256(), 0
     url = f"{str(api.base_url).rstrip('/')}/{connection_id}/proxy/download/{size}"
 
-    with httpx.stream("GET", url, params=tenant.org, headers=tenant.headers, timeout=60) as r:
+    with web.stream("GET", url, params=tenant.org, headers=tenant.headers, timeout=60) as r:
         assert r.status_code == 200 and r.headers["x-connectors-proxy"] == "upstream"
         for chunk in r.iter_raw():
             digest.update(chunk)
@@ -130,7 +131,7 @@ def test_bodies_over_the_limit_and_slow_providers_are_refused(
     upstream: UpstreamApi,
 ) -> None:
     connection_id = connect_to(api, tenant)
-    with httpx.Client(base_url=bounded_process.api, timeout=30) as bounded:
+    with web.client(base_url=bounded_process.api, timeout=30) as bounded:
         declared = proxied(
             bounded, tenant, connection_id, "upload", "POST", content=b"x" * (2 * MiB + 1)
         )

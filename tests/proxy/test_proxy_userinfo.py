@@ -13,6 +13,7 @@ from personal_connectors.models import Connection
 from personal_connectors.tokens.vault import TABLE
 from tests.conftest import Tenant
 from tests.proxy.conftest import connect_to, proxied, refreshes
+from tests.support import web
 from tests.support.db import stored_tokens
 from tests.support.oidc import OidcProvider
 from tests.support.service import ServiceProcess
@@ -55,7 +56,7 @@ def test_the_providers_userinfo_answers_the_accounts_claims_through_the_proxy(
     assert response.headers["x-connectors-proxy"] == "upstream"
     assert response.json() == claims_of(login)
     # Without the proxy's credentials the provider refuses the same call.
-    assert httpx.get(oidc.metadata["userinfo_endpoint"]).status_code in (400, 401)
+    assert web.get(oidc.metadata["userinfo_endpoint"]).status_code in (400, 401)
 
 
 def test_a_token_the_provider_rejects_is_refreshed_there_and_the_call_retried(

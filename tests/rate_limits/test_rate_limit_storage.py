@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_tenant
+from tests.support import web
 from tests.support.oidc import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServiceProcess
@@ -52,7 +53,7 @@ def test_three_instances_share_one_count_in_redis(
         remaining = []
         for n in range(3 * LIMIT):  # each instance alone would admit LIMIT of these
             instance = instances[n % 3]
-            answer = httpx.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
+            answer = web.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
             statuses.append(answer.status_code)
             remaining.append(int(answer.headers["x-ratelimit-remaining-requests"]))
         assert statuses == [200] * LIMIT + [429] * (2 * LIMIT)
@@ -71,7 +72,7 @@ def test_redis_down_admits_uncounted_with_a_warning_then_counting_resumes(
         tenant = make_tenant(service)
 
         def listing() -> httpx.Response:
-            return httpx.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
+            return web.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
 
         first = listing()
         assert first.status_code == 200
@@ -108,7 +109,7 @@ def test_a_count_left_without_expiry_starts_a_new_window(
         assert redis.command("SET", key, str(LIMIT * 5)) == b"+OK\r\n"  # no TTL
 
         def listing() -> httpx.Response:
-            return httpx.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
+            return web.get(instance.api + "/", params=tenant.org, headers=tenant.headers)
 
         stuck = listing()
         assert stuck.status_code == 429

@@ -20,6 +20,7 @@ from personal_connectors.models import Connection, KeyKind
 from personal_connectors.oauth.rfc8693 import GRANT_TYPE, JWT_TOKEN_TYPE
 from personal_connectors.portability.importer import ConnectionImporter
 from tests.conftest import PROVIDER_KEY, Tenant, make_tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.issuer import TestIssuer
 from tests.support.oidc import free_port
@@ -99,7 +100,7 @@ def test_each_user_key_has_its_own_limit_on_every_route(
 ) -> None:
     first, second = make_tenant(service), make_tenant(service)
     connection = import_connection(service, first)
-    with httpx.Client(base_url=limited.api, timeout=30) as api:
+    with web.client(base_url=limited.api, timeout=30) as api:
         answers = [
             api.post(f"/{connection}/token", params=first.org, headers=first.headers)
             for _ in range(PER_CALLER)
@@ -124,7 +125,7 @@ def test_answers_other_than_200_are_counted_and_carry_the_headers(
     service: ServiceProcess, limited: ServiceProcess
 ) -> None:
     tenant = make_tenant(service)
-    with httpx.Client(base_url=limited.api, timeout=30) as api:
+    with web.client(base_url=limited.api, timeout=30) as api:
         missing = api.post(
             "/conn_" + "0" * 32 + "/token", params=tenant.org, headers=tenant.headers
         )
@@ -137,12 +138,12 @@ def test_answers_other_than_200_are_counted_and_carry_the_headers(
 
 def test_unauthenticated_requests_are_not_limited_by_key(limited: ServiceProcess) -> None:
     """No key, or a wrong one: 401 as always, and no bucket (the key is not known)."""
-    with httpx.Client(base_url=limited.api, timeout=30) as api:
+    with web.client(base_url=limited.api, timeout=30) as api:
         for _ in range(PER_CALLER + 2):
             anonymous = api.get("/", params={"organization_id": "org_x"})
             assert anonymous.status_code == 401
             assert not any(name in anonymous.headers for name in HEADERS)
-        assert "x-ratelimit-limit-requests" not in httpx.get(f"{limited.base_url}/livez").headers
+        assert "x-ratelimit-limit-requests" not in web.get(f"{limited.base_url}/livez").headers
 
 
 def test_a_service_key_is_limited_per_end_user_and_in_total(
@@ -150,7 +151,7 @@ def test_a_service_key_is_limited_per_end_user_and_in_total(
 ) -> None:
     tenant = make_tenant(service)
     key = make_organization_key(service, tenant.organization_id)
-    with httpx.Client(base_url=limited.api, timeout=30) as api:
+    with web.client(base_url=limited.api, timeout=30) as api:
 
         def listing(end_user: str) -> httpx.Response:
             return api.get("/", params={"end_user_id": end_user}, headers=key.headers)
@@ -186,7 +187,7 @@ def test_a_service_key_is_limited_per_end_user_and_in_total(
 def test_no_limit_configured_means_no_headers_and_no_refusal(service: ServiceProcess) -> None:
     tenant = make_tenant(service)
     connection = import_connection(service, tenant)
-    with httpx.Client(base_url=service.api, timeout=30) as api:
+    with web.client(base_url=service.api, timeout=30) as api:
         for _ in range(3 * PER_CALLER):
             answer = api.post(f"/{connection}/token", params=tenant.org, headers=tenant.headers)
             assert answer.status_code == 200, answer.text
@@ -243,7 +244,7 @@ def test_the_token_exchange_counts_per_end_user_and_answers_slow_down(
     exchanger = make_organization_key(service, tenant.organization_id, KeyKind.EXCHANGE)
     issuer = TestIssuer()
     try:
-        with httpx.Client(base_url=limited.api, timeout=30) as api:
+        with web.client(base_url=limited.api, timeout=30) as api:
             trust(api, tenant, issuer)
 
             def exchange(subject: str) -> httpx.Response:
@@ -275,7 +276,7 @@ def test_failed_token_exchanges_are_refused_before_verification_once_over_the_li
     issuer = TestIssuer()
     stranger = RSAKey.generate_key(2048, parameters={"kid": "not-the-issuers"})
     try:
-        with httpx.Client(base_url=limited.api, timeout=30) as api:
+        with web.client(base_url=limited.api, timeout=30) as api:
             trust(api, tenant, issuer)
 
             def exchange(subject_token: str) -> httpx.Response:

@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.support import web
 from tests.support.oidc import login_and_consent
 
 T = TypeVar("T")
@@ -149,7 +150,7 @@ def connect_without_browser(
     started = api.post("/authorize", params=org, headers=headers, json={"connector_type": app_key})
     assert started.status_code == 200, started.text
     callback_url = login_and_consent(started.json()["authorization_url"], login=login)
-    finished = httpx.get(callback_url, headers={"Accept": "application/json"}, timeout=30)
+    finished = web.get(callback_url, headers={"Accept": "application/json"}, timeout=30)
     assert finished.status_code == 200, finished.text
     connection_id: str = finished.json()["data"]["connection_id"]
     return connection_id

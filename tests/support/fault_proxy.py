@@ -17,8 +17,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-import httpx
-
+from tests.support import web
 from tests.support.loopback import LoopbackServer, QuietHandler
 
 HOP_BY_HOP = {
@@ -96,7 +95,7 @@ class FaultProxy:
         if mode.startswith("delay:"):
             time.sleep(float(mode.split(":")[1]))
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
-        response = httpx.request(
+        response = web.request(
             handler.command, self.upstream + handler.path, headers=headers, content=body, timeout=30
         )
         with self._lock:

@@ -13,7 +13,6 @@ import threading
 from collections import Counter
 from typing import Any
 
-import httpx
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
@@ -32,6 +31,7 @@ from mcp.types import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tests.support import web
 from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider, free_port
 
@@ -78,7 +78,7 @@ class IntrospectingVerifier:
         if token in self._owner.api_keys:  # a key the test handed out, as for an API-key server
             self._owner.count("api key")
             return AccessToken(token=token, client_id="api-key", scopes=[])
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with web.async_client(timeout=10) as client:
             answer = await client.post(self._url, data={"token": token}, auth=self._auth)
         claims = answer.json() if answer.status_code == 200 else {}
         if not claims.get("active"):

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 from authlib.oauth2 import OAuth2Error, ResourceProtector
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
@@ -50,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider
 
@@ -255,7 +254,7 @@ class _Introspected(IntrospectTokenValidator):  # type: ignore[misc]
         self.machine = machine
 
     def introspect_token(self, token_string: str) -> dict[str, Any]:
-        response = httpx.post(
+        response = web.post(
             self.url,
             data={"token": token_string, "token_type_hint": "access_token"},
             auth=(RESOURCE_CLIENT_ID, self.machine.resource_secret),

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import web
+
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "personal-connectors.conf"
 START_TIMEOUT_S = 15.0
 
@@ -107,7 +109,7 @@ class Nginx:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {(self.workdir / 'stderr.log').read_text()}")
             try:
-                httpx.get(f"{self.base_url}/livez", timeout=1)
+                web.get(f"{self.base_url}/livez", timeout=1)
                 return self
             except httpx.HTTPError:
                 time.sleep(0.1)

@@ -24,7 +24,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from tests.support import outputs
+from tests.support import outputs, web
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 # Node 22 when installed, else the one on PATH without the provider's version warning.
@@ -224,7 +224,7 @@ class OidcProvider:
         last_error = ""
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                response = httpx.get(url, timeout=2.0)
+                response = web.get(url, timeout=2.0)
                 if response.status_code == 200:
                     metadata: dict[str, Any] = response.json()
                     return metadata
@@ -265,13 +265,13 @@ class OidcProvider:
     def registrations(self) -> list[dict[str, Any]]:
         """The clients registered dynamically (RFC 7591; ``features={"registration": True}``),
         oldest first: ``client_id`` and ``redirect_uris``."""
-        response = httpx.get(f"{self._issuer}/test/registrations", timeout=5.0)
+        response = web.get(f"{self._issuer}/test/registrations", timeout=5.0)
         response.raise_for_status()
         return list(response.json())
 
     def grants_issued(self) -> dict[str, int]:
         """How many token requests the provider answered with a token, per ``grant_type``."""
-        response = httpx.get(f"{self._issuer}/test/grants", timeout=5.0)
+        response = web.get(f"{self._issuer}/test/grants", timeout=5.0)
         response.raise_for_status()
         return {str(name): int(count) for name, count in response.json().items()}
 
@@ -368,7 +368,7 @@ def login_and_consent(authorization_url: str, *, login: str = "alice", deny: boo
     ``iss`` or ``error``) is returned without being requested.
     """
     provider_origin = _origin(authorization_url)
-    with httpx.Client(follow_redirects=False, timeout=10.0) as browser:
+    with web.client(follow_redirects=False, timeout=10.0) as browser:
         response = browser.get(authorization_url)
         for _ in range(20):
             if response.is_redirect:
@@ -431,7 +431,7 @@ def approve_device(
     ``deny=True`` presses Abort there (the device code then answers ``access_denied``) — and
     goes through the same login and consent forms as ``login_and_consent``.
     """
-    with httpx.Client(follow_redirects=False, timeout=10.0) as browser:
+    with web.client(follow_redirects=False, timeout=10.0) as browser:
         response = browser.get(verification_uri)
         for _ in range(20):
             if response.is_redirect:
@@ -475,7 +475,7 @@ def token_request(
     """
     # RFC 6749 section 2.3.1: id and secret are form-urlencoded before Basic encoding.
     auth = (quote(client_id, safe=""), quote(client_secret, safe=""))
-    return httpx.post(provider.metadata["token_endpoint"], data=data, auth=auth, timeout=10.0)
+    return web.post(provider.metadata["token_endpoint"], data=data, auth=auth, timeout=10.0)
 
 
 __all__ = [

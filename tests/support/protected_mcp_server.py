@@ -16,7 +16,6 @@ import threading
 from collections import Counter
 from typing import Any
 
-import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -34,6 +33,7 @@ from mcp.types import (
     Tool,
 )
 
+from tests.support import web
 from tests.support.loopback import ThreadedUvicorn
 from tests.support.oidc import OidcProvider, free_port
 
@@ -58,7 +58,7 @@ class JwtVerifier:
     def __init__(self, owner: ProtectedMcpServer, oidc: OidcProvider) -> None:
         self._owner = owner
         self._issuer = oidc.issuer
-        self._keys = KeySet.import_key_set(httpx.get(oidc.metadata["jwks_uri"], timeout=10).json())
+        self._keys = KeySet.import_key_set(web.get(oidc.metadata["jwks_uri"], timeout=10).json())
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if token in self._owner.refused_tokens:

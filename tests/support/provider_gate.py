@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler
 
 import httpx
 
+from tests.support import web
 from tests.support.fault_proxy import HOP_BY_HOP
 from tests.support.loopback import LoopbackServer, QuietHandler
 
@@ -25,7 +26,7 @@ from tests.support.loopback import LoopbackServer, QuietHandler
 class ProviderGate:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
-        self._client = httpx.Client(timeout=30)
+        self._client = web.client(timeout=30)
         self._changed = threading.Condition()
         self._open = True
         self._epoch = 0  # bumped by release(drop=True): requests held before it are dropped

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from personal_connectors.config import Settings
 from personal_connectors.runtime import Runtime
-from tests.support import outputs
+from tests.support import outputs, web
 
 T = TypeVar("T")
 START_TIMEOUT_S = 60.0  # the shared test machine can be slow to start a process
@@ -106,7 +106,7 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                if web.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -14,6 +14,7 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
+from tests.support import web
 from tests.support.oidc import OidcProvider, free_port, login_and_consent, token_request
 
 CLIENT_ID = "broker"
@@ -105,7 +106,7 @@ def test_discovery_advertises_rfc9207_pkce_and_endpoints(provider: OidcProvider)
     # Optional features stay off unless asked for.
     assert "device_authorization_endpoint" not in md
     assert "pushed_authorization_request_endpoint" not in md
-    assert httpx.get(provider.discovery_url).json() == md
+    assert web.get(provider.discovery_url).json() == md
 
 
 def test_code_flow_with_pkce_returns_iss_and_all_tokens(
@@ -186,7 +187,7 @@ def test_revoked_refresh_token_no_longer_refreshes(
     provider: OidcProvider, redirect_uri: str
 ) -> None:
     refresh_token = _tokens_for(provider, redirect_uri)["refresh_token"]
-    revoked = httpx.post(
+    revoked = web.post(
         provider.metadata["revocation_endpoint"],
         data={"token": refresh_token, "token_type_hint": "refresh_token"},
         auth=(CLIENT_ID, CLIENT_SECRET),
@@ -215,7 +216,7 @@ def test_auto_login_needs_no_forms(tmp_path: Path, redirect_uri: str) -> None:
     ) as op:
         client, url, state, verifier = _authorize(op, redirect_uri)
         methods: list[str] = []
-        with httpx.Client(
+        with web.client(
             event_hooks={"request": [lambda request: methods.append(request.method)]}
         ) as browser:
             response = browser.get(url)

@@ -25,7 +25,7 @@ from tests.conftest import (
     write_providers_file,
 )
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider
 from tests.support.otlp_receiver import OtlpReceiver
@@ -46,7 +46,7 @@ class Observed:
         return {"Authorization": f"Bearer {self.metrics_token}"}
 
     def scrape(self) -> Samples:
-        response = httpx.get(
+        response = web.get(
             f"{self.service.base_url}/metrics", headers=self.metrics_headers, timeout=10
         )
         assert response.status_code == 200, response.text
@@ -162,7 +162,7 @@ def observed(
 
 @pytest.fixture
 def observed_api(observed: Observed) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=observed.service.api, timeout=30) as client:
+    with web.client(base_url=observed.service.api, timeout=30) as client:
         yield client
 
 

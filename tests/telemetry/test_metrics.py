@@ -9,6 +9,7 @@ import time
 import httpx
 
 from tests.conftest import PROVIDER_KEY, make_tenant
+from tests.support import web
 from tests.support.envelope import is_envelope
 from tests.support.upstream_api import PROXY_KEY
 from tests.support.webhook_receiver import WebhookReceiver
@@ -33,13 +34,13 @@ def test_metrics_answer_only_with_the_metrics_token(observed: Observed) -> None:
         {"Authorization": f"Basic {observed.metrics_token}"},
         {"X-API-Key": observed.metrics_token},
     ):
-        refused = httpx.get(url, headers=headers)
+        refused = web.get(url, headers=headers)
         assert refused.status_code == 401, headers
         assert is_envelope(refused.json(), 401)
         assert refused.json()["error"]["code"] == "AUTHENTICATION_REQUIRED"
         assert refused.headers["www-authenticate"].startswith("Bearer")
         assert observed.metrics_token not in refused.text
-    answered = httpx.get(url, headers=observed.metrics_headers)
+    answered = web.get(url, headers=observed.metrics_headers)
     assert answered.status_code == 200
     assert "# TYPE connectors_http_request_duration_seconds histogram" in answered.text
 
@@ -49,12 +50,12 @@ def test_requests_count_by_route_template_method_and_status(observed: Observed) 
     before = observed.scrape()
     base = observed.service.base_url
     for _ in range(3):
-        assert httpx.get(f"{base}/livez").status_code == 200
-    missing = httpx.post(
+        assert web.get(f"{base}/livez").status_code == 200
+    missing = web.post(
         f"{observed.service.api}/conn_not_there_7/token", params=tenant.org, headers=tenant.headers
     )
     assert missing.status_code == 404
-    assert httpx.get(f"{base}/no/such/page").status_code == 404
+    assert web.get(f"{base}/no/such/page").status_code == 404
 
     def moved(after: Samples) -> bool:
         livez = after.get(REQUESTS, route="/livez", method="GET", status="200")
@@ -209,7 +210,7 @@ def test_counts_of_every_worker_add_up(observed: Observed) -> None:
     deadline = time.monotonic() + 60
     while True:
         for _ in range(10):
-            assert httpx.get(f"{observed.service.base_url}/readyz").status_code == 200
+            assert web.get(f"{observed.service.base_url}/readyz").status_code == 200
             sent += 1
         if len(_workers_that_served(observed, log_offset, "/readyz")) == WORKERS:
             break

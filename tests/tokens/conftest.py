@@ -20,7 +20,7 @@ from personal_connectors.events.types import EventType
 from personal_connectors.models import Connection, ConnectionEvent, utcnow
 from tests.conftest import PROVIDER_KEY, Tenant
 from tests.flows.conftest import authorize_and_consent, follow_callback
-from tests.support import outputs
+from tests.support import outputs, web
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider
 from tests.support.service import ServiceProcess
@@ -67,7 +67,7 @@ def connect_fake(api: httpx.Client, tenant: Tenant, connector_type: str) -> str:
         json={"connector_type": connector_type},
     )
     assert started.status_code == 200, started.text
-    consent = httpx.get(started.json()["authorization_url"], follow_redirects=False, timeout=10)
+    consent = web.get(started.json()["authorization_url"], follow_redirects=False, timeout=10)
     assert consent.status_code == 302, consent.text
     response = follow_callback(consent.headers["location"])
     assert response.status_code == 200, response.text
@@ -76,7 +76,7 @@ def connect_fake(api: httpx.Client, tenant: Tenant, connector_type: str) -> str:
 
 def works_at_oidc(oidc: OidcProvider, access_token: str) -> bool:
     """Whether the local OpenID provider accepts ``access_token`` (its userinfo answers)."""
-    response = httpx.get(
+    response = web.get(
         oidc.metadata["userinfo_endpoint"],
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=10,

@@ -23,6 +23,7 @@ from personal_connectors.models import ConnectionEvent, WebhookDelivery
 from personal_connectors.webhooks.service import WebhookService
 from tests.conftest import Tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.db import event_types, stored_tokens
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess
@@ -166,7 +167,7 @@ def test_queued_rows_are_written_on_graceful_shutdown(
     second = ServiceProcess(free_port(), env, tmp_path_factory.mktemp("audit") / "service.log")
     second.start()
     try:
-        with httpx.Client(base_url=second.api, timeout=30) as client:
+        with web.client(base_url=second.api, timeout=30) as client:
             for _ in range(7):
                 assert token(client, tenant, connection_id).status_code == 200
         # Still queued: the hour has not passed and the queue is far from a batch. A hand-out

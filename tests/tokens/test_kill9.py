@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from personal_connectors.models import Connection, utcnow
 from tests.conftest import FAULTY_KEY, Tenant
+from tests.support import web
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import free_port
 from tests.support.outputs import RECORD
@@ -149,7 +150,7 @@ def test_kill_9_of_a_server_mid_refresh(
 
     def ask(cid: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # the server dies under this request
-            httpx.post(
+            web.post(
                 f"{server.api}/{cid}/token", params=tenant.org, headers=tenant.headers, timeout=30
             )
 
@@ -171,7 +172,7 @@ def test_kill_9_of_a_server_mid_refresh(
     server.start()
     try:
         wait_for(lambda: held_leases(service, ids) == 0, TAKEOVER_SECONDS, what="lease expiry")
-        with httpx.Client(base_url=server.api, timeout=30) as restarted:
+        with web.client(base_url=server.api, timeout=30) as restarted:
             outcome = assert_none_silently_broken(restarted, tenant, service, ids)
     finally:
         server.stop()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.db import event_types, set_expiry, stored_tokens
 from tests.support.oidc import OidcProvider, free_port, token_request
 from tests.support.service import ServiceProcess
@@ -33,7 +34,7 @@ def second_process(service: ServiceProcess, tmp_path) -> Iterator[ServiceProcess
 async def hammer(
     urls: list[str], tenant: Tenant, connection_id: str, count: int
 ) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+    async with web.async_client(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
         return await asyncio.gather(
             *(
                 client.post(

@@ -28,6 +28,7 @@ from personal_connectors.tokens import lease
 from personal_connectors.tokens.refresh import Refresher
 from personal_connectors.tokens.repository import TokenWrite, write_tokens
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, FAULTY_KEY, PROVIDER_KEY, Tenant
+from tests.support import web
 from tests.support.db import event_types, set_expiry, stored_tokens, update_connection
 from tests.support.fault_proxy import FaultProxy
 from tests.support.oidc import OidcProvider, free_port, token_request
@@ -300,7 +301,7 @@ def test_a_revoked_grant_becomes_needs_reauth_with_a_reason(
 ) -> None:
     [connection_id] = connect_accounts(api, tenant, 1)
     _, refresh = stored_tokens(service, connection_id)
-    revoked = httpx.post(
+    revoked = web.post(
         oidc.metadata["revocation_endpoint"],
         auth=(CLIENT_ID, CLIENT_SECRET),
         data={"token": refresh},

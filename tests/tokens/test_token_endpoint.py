@@ -12,6 +12,7 @@ from personal_connectors.app import create_app
 from personal_connectors.config import API_PREFIX, Settings
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, Tenant
 from tests.flows.conftest import connect
+from tests.support import web
 from tests.support.db import (
     connection_row,
     event_types,
@@ -93,7 +94,7 @@ def test_a_rejected_refresh_token_means_reauthorization(
 ) -> None:
     connection_id = connect(api, tenant)
     _, refresh = stored_tokens(service, connection_id)
-    revoked = httpx.post(
+    revoked = web.post(
         oidc.metadata["revocation_endpoint"],
         auth=(CLIENT_ID, CLIENT_SECRET),
         data={"token": refresh},

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from personal_connectors.exceptions import ValidationFailed
@@ -17,6 +16,7 @@ from personal_connectors.models import DeliveryStatus, WebhookDelivery, WebhookE
 from personal_connectors.outbound.urls import check_url
 from personal_connectors.webhooks.service import secret_aad
 from tests.conftest import BACKENDS, make_tenant
+from tests.support import web
 from tests.support.oidc import free_port
 from tests.support.service import ServiceProcess, running_service, service_env
 from tests.support.webhook_receiver import WebhookReceiver
@@ -141,7 +141,7 @@ def test_a_name_that_resolves_inward_is_never_connected_to(
     assert row.last_status_code is None
     with pytest.raises(BlockingIOError):
         listener.accept()  # no connection was ever made to the port
-    assert httpx.get(f"{strict_service.base_url}/readyz").status_code == 200
+    assert web.get(f"{strict_service.base_url}/readyz").status_code == 200
 
 
 def test_the_webhook_loopback_setting_lets_webhooks_alone_reach_this_machine(
@@ -151,7 +151,7 @@ def test_the_webhook_loopback_setting_lets_webhooks_alone_reach_this_machine(
     registered and delivered to; every other URL someone gives keeps the outbound rule."""
     service = webhook_loopback_service
     tenant = make_tenant(service)
-    with httpx.Client(base_url=service.api, timeout=30) as api:
+    with web.client(base_url=service.api, timeout=30) as api:
         endpoint = add_webhook(api, tenant, receiver.url(), event_types=["connection.disabled"])
         assert endpoint["url"] == receiver.url()
         private = api.post(
