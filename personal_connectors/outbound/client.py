@@ -33,7 +33,10 @@ USER_AGENT = "personal-connectors/0.1"
 # Connections per destination (origin): enough that a busy refresher (64 refreshes in flight
 # in bench/refresher.py) and the token path's callers never queue for one behind a slow
 # provider; beyond, a request waits for a connection (at most the call's pool timeout).
-LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0)
+# An idle connection is kept 4 s, under the 5 s after which Node's and uvicorn's servers close
+# theirs (undici keeps 4 s for the same reason): a request sent on a connection the server is
+# closing that instant fails without an answer, and a POST there cannot safely be sent again.
+LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=4.0)
 
 
 def no_cookies() -> CookieJar:
