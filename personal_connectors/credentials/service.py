@@ -345,7 +345,8 @@ class CredentialsService:
                 f"({exc.error}). Check them and submit them again.",
                 details={"error": exc.error},
             ) from None
-        except ProviderUnreachable:
+        except ProviderUnreachable as exc:
+            logger.warning("credentials for %s: the token endpoint failed (%s)", entry.key, exc)
             raise _unavailable(entry) from None
         except (ProviderBadAnswer, DestinationNotAllowed) as exc:
             raise ProviderError(f"The {entry.display_name} token endpoint: {exc}.") from None
@@ -363,7 +364,8 @@ class CredentialsService:
             raise ProviderError(
                 f"The {entry.display_name} address is not an allowed destination ({exc.reason})."
             ) from None
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
+            logger.warning("credentials for %s: %s", entry.key, type(exc).__name__)
             raise _unavailable(entry) from None
 
 

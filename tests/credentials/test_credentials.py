@@ -120,6 +120,26 @@ def test_a_refused_key_is_credentials_rejected_and_nothing_is_stored(
     assert listed(api, tenant, KEY_API) == []
 
 
+def test_a_provider_that_cannot_answer_is_a_503_to_try_again_and_nothing_is_stored(
+    api: httpx.Client, tenant: Tenant, service: ServiceProcess, credentials_api: CredentialsApi
+) -> None:
+    offset = len(service.logs())
+    fields = {"app_id": credentials_api.client_id, "app_secret": credentials_api.client_secret}
+    with credentials_api.down(503):
+        minted = submit(api, tenant, CC_API, fields)  # the token endpoint answers 503
+        checked = submit(api, tenant, KEY_API, {"api_key": credentials_api.api_key})  # /me does
+    for response in (minted, checked):
+        error(response, 503, "PROVIDER_UNAVAILABLE")
+        assert response.headers["Retry-After"] == "30"
+    assert "try again" in minted.json()["error"]["system_message"]
+    assert credentials_api.client_secret not in minted.text
+    assert listed(api, tenant, CC_API) == [] and listed(api, tenant, KEY_API) == []
+    # The operator's log says why (the provider's status), the caller's answer says what to do.
+    logs = service.logs()[offset:]
+    assert f"credentials for {CC_API}: the token endpoint failed" in logs
+    assert "HTTP 503" in logs
+
+
 def test_bad_fields_are_named_and_never_echoed(api: httpx.Client, tenant: Tenant) -> None:
     secret = "not-a-key-value-0123456789"
     missing = error(submit(api, tenant, KEY_API, {}), 400, "VALIDATION_ERROR")

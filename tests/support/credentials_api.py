@@ -20,6 +20,8 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -63,11 +65,15 @@ class CredentialsApi:
         self.minted: dict[str, str] = {}  # access token -> account id
         self.mints = {"client_credentials": 0, "jwt_bearer": 0}
         self.paths: list[str] = []
+        self.outage: int | None = None  # while set, every call is answered with this status
         api = self
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
                 api.paths.append(self.path)
+                if api.outage is not None:
+                    self._answer(api.outage, {"error": "temporarily_unavailable"})
+                    return
                 if self.path.split("?")[0] != "/me":
                     self._answer(404, {"error": "not_found"})
                     return
@@ -81,6 +87,9 @@ class CredentialsApi:
                 api.paths.append(self.path)
                 length = int(self.headers.get("content-length") or 0)
                 form = dict(parse_qsl(self.rfile.read(length).decode()))
+                if api.outage is not None:
+                    self._answer(api.outage, {"error": "temporarily_unavailable"})
+                    return
                 status, body = api.token(form, dict(self.headers.items()))
                 self._answer(status, body)
 
@@ -101,6 +110,15 @@ class CredentialsApi:
     @property
     def token_url(self) -> str:
         return f"{self.url}/token"
+
+    @contextmanager
+    def down(self, status: int = 503) -> Iterator[None]:
+        """An outage: every call answered with ``status`` until the block ends."""
+        self.outage = status
+        try:
+            yield
+        finally:
+            self.outage = None
 
     def add_api_key(self, account: str) -> str:
         key = _secret("api_key", "kk_" + secrets.token_urlsafe(24))
