@@ -84,7 +84,8 @@ class FlowSteps:
             raise FlowFailed(
                 exc.error, exc.description or "The provider refused the code."
             ) from None
-        except ProviderUnreachable:
+        except ProviderUnreachable as exc:
+            logger.warning("flow %s: the token or identity call failed (%s)", flow.id, exc)
             raise FlowFailed(
                 "temporarily_unavailable", "The provider could not be reached."
             ) from None

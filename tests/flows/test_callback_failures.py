@@ -104,9 +104,10 @@ def test_an_exchange_that_breaks_midway_ends_the_flow_failed(
 
 
 def test_a_failed_exchange_answers_a_json_caller_in_the_envelope(
-    api: httpx.Client, tenant: Tenant, proxy: FaultProxy
+    api: httpx.Client, tenant: Tenant, proxy: FaultProxy, service: ServiceProcess
 ) -> None:
     flow = authorize_and_consent(api, tenant, connector_type=FAULTY_KEY)
+    offset = len(service.logs())
     proxy.set_mode("drop")
     response = follow_callback(flow.callback_url)
     assert response.status_code == 400
@@ -114,3 +115,7 @@ def test_a_failed_exchange_answers_a_json_caller_in_the_envelope(
     assert error["code"] == "AUTHORIZATION_FAILED"
     assert error["details"]["error"] == "temporarily_unavailable"
     assert flow.query["code"] not in response.text
+    # The operator's log says what broke; the caller's answer only that it may be tried again.
+    logged = service.logs()[offset:]
+    assert "the token or identity call failed (provider unreachable: " in logged
+    assert flow.query["code"] not in logged
