@@ -377,6 +377,7 @@ def _judge(response: httpx.Response, expected: Container[int], call: str) -> Non
             "and submit them again."
         )
     if status >= 500 or status == 429:
+        logger.warning("credentials: the provider answered the %s with %d", call, status)
         raise ProviderUnavailable(
             f"The provider could not take the {call} ({status}); try again shortly.",
             headers={"Retry-After": "30"},

@@ -60,7 +60,8 @@ class FlowSteps:
             return entry, await client_for(
                 self.runtime, entry, flow.integration_params, resolved.credentials
             )
-        except APIError:  # the metadata document could not be fetched or was refused
+        except APIError as exc:  # the metadata document could not be fetched or was refused
+            logger.warning("flow %s: the provider's metadata: %s", flow.id, exc.system_message)
             raise FlowFailed(
                 "temporarily_unavailable", "The provider could not be reached."
             ) from None

@@ -136,8 +136,13 @@ def test_a_provider_that_cannot_answer_is_a_503_to_try_again_and_nothing_is_stor
     assert listed(api, tenant, CC_API) == [] and listed(api, tenant, KEY_API) == []
     # The operator's log says why (the provider's status), the caller's answer says what to do.
     logs = service.logs()[offset:]
-    assert f"credentials for {CC_API}: the token endpoint failed" in logs
-    assert "HTTP 503" in logs
+    assert (
+        f"credentials for {CC_API}: the token endpoint failed (provider unreachable: HTTP 503)"
+        in logs
+    )
+    assert "credentials: the provider answered the check call with 503" in logs
+    for secret in (credentials_api.client_secret, credentials_api.api_key):
+        assert secret not in logs
 
 
 def test_bad_fields_are_named_and_never_echoed(api: httpx.Client, tenant: Tenant) -> None:

@@ -160,9 +160,12 @@ def test_origins_no_request_uses_are_closed_and_forgotten_past_the_limit() -> No
 
 
 def test_a_connection_idle_for_the_keepalive_expiry_is_closed_not_reused() -> None:
-    """The shared client's connections are reused while they are busy, and closed once idle
+    """The shared client's connections are reused by calls back to back, and closed once idle
     for ``keepalive_expiry``, before a server's common 5 s (Node, uvicorn) closes them under a
     request sent that instant."""
+
+    expiry = LIMITS.keepalive_expiry
+    assert expiry is not None and expiry < 5
 
     async def run() -> dict[str, int]:
         server, seen = await counting_server()
@@ -175,10 +178,9 @@ def test_a_connection_idle_for_the_keepalive_expiry_is_closed_not_reused() -> No
             for _ in range(3):  # one after the other: one connection
                 assert (await http.get(url_of(server))).text == "ok"
             assert seen == {"opened": 1, "closed": 0}
-            await asyncio.sleep(LIMITS.keepalive_expiry + 0.2)
+            await asyncio.sleep(expiry + 0.2)
             assert (await http.get(url_of(server))).text == "ok"
             await asyncio.sleep(0.1)  # the server sees the expired connection closed
             return dict(seen)
 
-    assert LIMITS.keepalive_expiry is not None and LIMITS.keepalive_expiry < 5
     assert asyncio.run(run()) == {"opened": 2, "closed": 1}

@@ -14,14 +14,17 @@ from typing import Any
 import httpx
 
 TLS = httpx.create_ssl_context()
+# Idle connections are dropped before the 5 s after which the service (uvicorn) closes them,
+# as the service's own outbound client does (outbound/client.py); otherwise httpx's defaults.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0)
 
 
 def client(**options: Any) -> httpx.Client:
-    return httpx.Client(verify=TLS, **options)
+    return httpx.Client(verify=TLS, **{"limits": LIMITS, **options})
 
 
 def async_client(**options: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(verify=TLS, **options)
+    return httpx.AsyncClient(verify=TLS, **{"limits": LIMITS, **options})
 
 
 def request(method: str, url: str, **options: Any) -> httpx.Response:
