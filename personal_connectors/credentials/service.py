@@ -319,13 +319,13 @@ class CredentialsService:
         test = entry.test_request
         if test is not None:
             response = await self._call(entry, params, call_values, test)
-            _judge(response, test.expect_status, "check call")
+            _judge(entry, response, test.expect_status, "check call")
         mapping = entry.userinfo
         if mapping is None or mapping.url is None:
             identity = AccountIdentity(account_digest(entry, values), None, None)
             return Proof(grant, identity, digested=True)
         response = await self._call(entry, params, call_values, mapping)
-        _judge(response, SUCCESS_STATUSES, "identity call")
+        _judge(entry, response, SUCCESS_STATUSES, "identity call")
         try:
             identity = identity_from_document(response.json(), mapping)
         except (ValueError, ProviderBadAnswer):
@@ -369,7 +369,9 @@ class CredentialsService:
             raise _unavailable(entry) from None
 
 
-def _judge(response: httpx.Response, expected: Container[int], call: str) -> None:
+def _judge(
+    entry: ProviderEntry, response: httpx.Response, expected: Container[int], call: str
+) -> None:
     status = response.status_code
     if status in (401, 403):
         raise CredentialsRejected(
@@ -377,7 +379,7 @@ def _judge(response: httpx.Response, expected: Container[int], call: str) -> Non
             "and submit them again."
         )
     if status >= 500 or status == 429:
-        logger.warning("credentials: the provider answered the %s with %d", call, status)
+        logger.warning("credentials for %s: the %s answered %d", entry.key, call, status)
         raise ProviderUnavailable(
             f"The provider could not take the {call} ({status}); try again shortly.",
             headers={"Retry-After": "30"},

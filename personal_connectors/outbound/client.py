@@ -112,8 +112,8 @@ class OutboundClient(httpx.AsyncClient):
 @functools.cache
 def ca_bundle_context() -> ssl.SSLContext:
     """The TLS context of every outbound call: the CA bundle (or ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR``) read once per process, as it takes ~23 ms of CPU each time. Shared by
-    every client of the process: none may change it (httpcore sets the same ALPN list,
+    ``SSL_CERT_DIR``) read once per process, not once per client, as reading it is costly.
+    Shared by every client of the process: none may change it (httpcore sets the same ALPN list,
     HTTP/1.1, on each TLS connect, so no client sharing it may turn HTTP/2 on)."""
     return httpx.create_ssl_context(trust_env=True)
 

@@ -140,7 +140,7 @@ def test_a_provider_that_cannot_answer_is_a_503_to_try_again_and_nothing_is_stor
         f"credentials for {CC_API}: the token endpoint failed (provider unreachable: HTTP 503)"
         in logs
     )
-    assert "credentials: the provider answered the check call with 503" in logs
+    assert f"credentials for {KEY_API}: the check call answered 503" in logs
     for secret in (credentials_api.client_secret, credentials_api.api_key):
         assert secret not in logs
 

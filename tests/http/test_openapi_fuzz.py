@@ -10,8 +10,8 @@ follows the document's links (a connection id from the list into the token, heal
 operations; a webhook id from its creation into rotation and deletion) from real data.
 
 Valid data, which reaches the database, runs on both databases; invalid data, which the
-request's validation refuses before any query, on SQLite only (on PostgreSQL as well, it
-cost another 25 s of a test worker's CPU each run).
+request's validation refuses before any query, on SQLite only: the same code on both
+databases, and the costliest part of the fuzz.
 """
 
 from __future__ import annotations

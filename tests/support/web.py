@@ -1,9 +1,9 @@
 """httpx's clients and request functions for the tests, on one TLS context per process.
 
 httpx builds a new SSL context for every client it makes (``httpx.get`` included), reading the
-whole CA bundle: about 23 ms of CPU each. The tests make thousands, nearly all for plain
-``http://`` on loopback, and that was a third of a test worker's CPU. These are the same
-clients and calls with the context made once; certificates are verified exactly as before.
+whole CA bundle each time, and the tests make thousands of clients, nearly all for plain
+``http://`` on loopback. These are the same clients and calls with the context made once;
+certificates are verified exactly as before.
 """
 
 from __future__ import annotations
@@ -37,22 +37,6 @@ def get(url: str, **options: Any) -> httpx.Response:
 
 def post(url: str, **options: Any) -> httpx.Response:
     return request("POST", url, **options)
-
-
-def put(url: str, **options: Any) -> httpx.Response:
-    return request("PUT", url, **options)
-
-
-def patch(url: str, **options: Any) -> httpx.Response:
-    return request("PATCH", url, **options)
-
-
-def delete(url: str, **options: Any) -> httpx.Response:
-    return request("DELETE", url, **options)
-
-
-def head(url: str, **options: Any) -> httpx.Response:
-    return request("HEAD", url, **options)
 
 
 def stream(method: str, url: str, **options: Any) -> AbstractContextManager[httpx.Response]:
