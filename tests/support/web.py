@@ -3,7 +3,9 @@
 httpx builds a new SSL context for every client it makes (``httpx.get`` included), reading the
 whole CA bundle each time, and the tests make thousands of clients, nearly all for plain
 ``http://`` on loopback. These are the same clients and calls with the context made once;
-certificates are verified exactly as before.
+certificates are verified exactly as before. Their connections follow the service's own
+outbound rule (``outbound.client.LIMITS``): an idle one is dropped before the service's server
+closes it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from typing import Any
 
 import httpx
 
+from personal_connectors.outbound.client import LIMITS
+
 TLS = httpx.create_ssl_context()
-# Idle connections are dropped before the 5 s after which the service (uvicorn) closes them,
-# as the service's own outbound client does (outbound/client.py); otherwise httpx's defaults.
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0)
 
 
 def client(**options: Any) -> httpx.Client:
